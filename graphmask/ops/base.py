@@ -120,14 +120,20 @@ class Op:
                       wrt: Sequence[str]) -> dict[str, np.ndarray]:
         raise MissingKernel(f"op {self.name!r} has no reference VJP")
 
-    # ---- helpers ------------------------------------------------------------------
-    @classmethod
-    def port_names(cls) -> list[str]:
-        return [p.rstrip("?") for p in cls.inputs]
+    # ---- ports --------------------------------------------------------------------
+    def ports(self, attrs: Mapping[str, Any]) -> tuple[str, ...]:
+        """Input port names for these attrs (``?`` marks optional ones).
 
-    @classmethod
-    def required_ports(cls) -> list[str]:
-        return [p for p in cls.inputs if not p.endswith("?")]
+        Ops with a variable number of inputs (``add_n``) override this, e.g. from
+        ``attrs["n"]``; everything else uses the class attribute ``inputs``.
+        """
+        return self.inputs
+
+    def port_names(self, attrs: Mapping[str, Any]) -> list[str]:
+        return [p.rstrip("?") for p in self.ports(attrs)]
+
+    def required_ports(self, attrs: Mapping[str, Any]) -> list[str]:
+        return [p for p in self.ports(attrs) if not p.endswith("?")]
 
     def __repr__(self) -> str:
         return f"<op {self.name}>"
