@@ -1,0 +1,42 @@
+"""Source ops: values fed from outside the graph (inputs, targets, weights, variables).
+
+The runtime supplies their values (feeds and the model's variables); they have no
+kernel. Their shape rule reads the static shape stored in ``attrs``.
+"""
+from __future__ import annotations
+
+from graphmask.ops.base import NO_MASK, Op, Spec, register
+
+
+class _Source(Op):
+    inputs = ()
+
+    def infer(self, attrs, specs):
+        return [Spec(tuple(attrs["shape"]), attrs["dtype"])]
+
+    def mask_rule(self, attrs):
+        return NO_MASK
+
+
+@register
+class InputOp(_Source):
+    """A model input (``Input(shape, dtype)``); ``attrs['shape']`` includes the batch."""
+    name = "input"
+
+
+@register
+class TargetOp(_Source):
+    """The target ``y`` of one output, fed by fit/evaluate."""
+    name = "target"
+
+
+@register
+class SampleWeightOp(_Source):
+    """The optional per-sample (B,) or per-position (B, T) weight of one output."""
+    name = "sample_weight"
+
+
+@register
+class VariableOp(_Source):
+    """A weight of a layer, by name (``attrs['var']``), e.g. ``lstm/kernel``."""
+    name = "variable"
