@@ -1,0 +1,50 @@
+"""Dense kernels: one GEMM (BLAS through np.dot) with bias and activation fused after it.
+
+All arrays are 2-D C-contiguous of one float dtype: ``x`` (N, D), ``w`` (D, U),
+``b`` (U,) (zeros when the layer has no bias).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphmask.kernels import jit
+from graphmask.kernels.activations import activate_inplace, activation_grad
+
+
+@jit
+def dense_forward(x, w, b, code, keep_z):
+    """``(y, z)`` with ``z = x @ w + b`` and ``y = f(z)``.
+
+    When ``keep_z`` is False the activation runs in place and ``z`` is returned as an
+    empty (0, 0) array (the VJP then needs only ``y``).
+    """
+    z = np.dot(x, w)
+    n, u = z.shape
+    for i in range(n):
+        for j in range(u):
+            z[i, j] += b[j]
+    if keep_z:
+        y = z.copy()
+        activate_inplace(y, code)
+        return y, z
+    activate_inplace(z, code)
+    return z, np.empty((0, 0), dtype=z.dtype)
+
+
+@jit
+def dense_backward(x, w, y, z, dy, code, need_dx, need_dw, need_db):
+    """``(dx, dw, db)`` of :func:`dense_forward`; unrequested ones are empty arrays.
+
+    ``z`` is the pre-activation when the activation needs it (swish, gelu); otherwise
+    pass ``y`` for it.
+    """
+    dz = activation_grad(dy, y, z, code)
+    dx = np.dot(dz, w.T) if need_dx else np.empty((0, 0), dtype=dz.dtype)
+    dw = np.dot(x.T, dz) if need_dw else np.empty((0, 0), dtype=dz.dtype)
+    u = dz.shape[1]
+    db = np.zeros(u if need_db else 0, dtype=dz.dtype)
+    if need_db:
+        for i in range(dz.shape[0]):
+            for j in range(u):
+                db[j] += dz[i, j]
+    return dx, dw, db
