@@ -1,1 +1,380 @@
-"""(being written)"""
+"""Loss and metric ops: per-position scores and the un-rewritten ``loss`` node.
+
+``loss_score`` gives the per-position loss of Keras 3 (SEMANTICS.md, "Losses with a mask"),
+shape ``y_pred.shape[:-1]``; the reductions live in ``ops/reductions.py``. ``loss`` is the
+node ``compile()`` adds; ``passes/losses.py`` replaces it by ``loss_score`` followed by
+``masked_mean`` (a mask reaches the loss) or ``weighted_mean`` (no mask).
+
+Target shapes: dense targets have ``y_pred``'s shape; sparse targets ``y_pred.shape[:-1]``
+or that plus a trailing 1. For a (B, 1) prediction a (B,) target is expanded, as Keras
+does; for higher ranks Keras would squeeze the prediction and average over time, which
+ignores the per-timestep mask, so graphmask asks for the trailing 1 instead.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphmask.errors import InputError
+from graphmask.kernels import losses as K
+from graphmask.ops.base import MaskRule, Op, OpError, Spec, float_dtype, get_op, is_float, register
+
+EPS = 1e-7
+LOSS_FNS = ("mean_squared_error", "mean_absolute_error", "binary_crossentropy",
+            "categorical_crossentropy", "sparse_categorical_crossentropy")
+METRIC_FNS = ("accuracy", "binary_accuracy", "categorical_accuracy",
+              "sparse_categorical_accuracy", "mean_squared_error", "mean_absolute_error")
+_SPARSE = ("sparse_categorical_crossentropy", "sparse_categorical_accuracy")
+_EXPANDABLE = ("mean_squared_error", "mean_absolute_error", "binary_crossentropy",
+               "accuracy", "binary_accuracy")
+TAKES_MASK = MaskRule(takes=True, uses=False, out="none")
+
+
+def _same(a, b) -> bool:
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
+def check_fn(attrs, valid) -> str:
+    fn = attrs.get("fn")
+    if fn not in valid:
+        raise OpError(f"unknown fn {fn!r}; expected one of {list(valid)}")
+    return fn
+
+
+def target_layout(fn: str, pred_shape, true_shape) -> str:
+    """How y_true lines up with y_pred: "dense", "expand" (add a trailing 1) or "sparse"."""
+    pred_shape, true_shape = tuple(pred_shape), tuple(true_shape)
+    if len(pred_shape) < 2:
+        raise OpError(f"{fn}: y_pred must have rank >= 2 (batch, ..., classes/features), "
+                      f"got shape {pred_shape}")
+    lead = pred_shape[:-1]
+    if fn in _SPARSE:
+        if _same(true_shape, lead) or _same(true_shape, lead + (1,)):
+            return "sparse"
+        raise OpError(f"{fn}: y_true must have shape {lead} or {lead + (1,)} (class ids) "
+                      f"for y_pred of shape {pred_shape}, got {true_shape}")
+    if _same(true_shape, pred_shape):
+        return "dense"
+    if fn in _EXPANDABLE and pred_shape[-1] in (1, None) and _same(true_shape, lead):
+        if len(pred_shape) == 2:
+            return "expand"
+        raise OpError(f"{fn}: y_true of shape {true_shape} lacks the trailing axis of size 1 "
+                      f"of y_pred {pred_shape}; reshape it to {lead + (1,)} (Keras 3 would "
+                      f"squeeze y_pred and average over time, ignoring the mask)")
+    raise OpError(f"{fn}: y_true shape {true_shape} does not match y_pred shape {pred_shape}")
+
+
+def class_ids(fn: str, y: np.ndarray, n_classes: int | None, as_float=False) -> np.ndarray:
+    """Flat class ids (int64); whole floats accepted; out-of-range ids raise InputError.
+
+    With ``as_float`` (accuracy metrics) ids are compared, not indexed: no checks.
+    """
+    if as_float:
+        return y.reshape(-1).astype(np.float64)
+    if y.dtype.kind == "f":
+        bad = ~(np.floor(y) == y)
+        if bad.any():
+            pos = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise InputError(f"{fn}: class ids must be whole numbers; y_true{list(pos)} = "
+                             f"{y[pos]!r}")
+    elif y.dtype.kind not in "iub":
+        raise InputError(f"{fn}: class ids must be integers, got dtype {y.dtype}")
+    bad = (y < 0) | (y >= n_classes)
+    if bad.any():
+        pos = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InputError(f"{fn}: class id {y[pos]!r} at y_true{list(pos)} is outside "
+                         f"[0, {n_classes})")
+    return y.reshape(-1).astype(np.int64)
+
+
+def flat(fn: str, inputs, as_float_ids=False):
+    """(p (N, C) contiguous, y (N, C) in p's dtype or ids (N,), score shape)."""
+    p = inputs["y_pred"]
+    if not is_float(str(p.dtype)):
+        raise OpError(f"{fn}: y_pred must be float, got {p.dtype}")
+    y = inputs["y_true"]
+    layout = target_layout(fn, p.shape, y.shape)
+    c = p.shape[-1]
+    p2 = np.ascontiguousarray(p.reshape(-1, c))
+    if layout == "sparse":
+        y2 = class_ids(fn, y, c, as_float=as_float_ids)
+    else:
+        y2 = np.ascontiguousarray(y.astype(p.dtype, copy=False).reshape(-1, c))
+    return p2, y2, p.shape[:-1]
+
+
+def bounds(dtype):
+    """Keras's clipping bounds in the prediction dtype."""
+    return np.dtype(dtype).type(EPS), np.dtype(dtype).type(1.0 - EPS)
+
+
+# ---------------------------------------------------------------- NumPy reference
+
+
+def _log_softmax(x):
+    m = np.max(x, -1, keepdims=True)
+    return x - m - np.log(np.sum(np.exp(x - m), -1, keepdims=True))
+
+
+def _targets(fn, attrs, p, y):
+    """Dense float64 targets (label smoothing applied; one-hot for sparse ids)."""
+    c = p.shape[-1]
+    ls = float(attrs.get("label_smoothing", 0.0) or 0.0)
+    if fn == "sparse_categorical_crossentropy":
+        return np.eye(c)[y]
+    t = y.astype(np.float64)
+    if fn == "binary_crossentropy":
+        return t * (1.0 - ls) + 0.5 * ls
+    if fn == "categorical_crossentropy":
+        return t * (1.0 - ls) + ls / c
+    return t
+
+
+def score_reference(attrs, inputs):
+    fn = check_fn(attrs, LOSS_FNS)
+    p2, y2, shape = flat(fn, inputs)
+    p = p2.astype(np.float64)
+    t = _targets(fn, attrs, p, y2)
+    lo, hi = (float(b) for b in bounds(p2.dtype))
+    logits = bool(attrs.get("from_logits", False))
+    if fn == "mean_squared_error":
+        s = np.mean((t - p) ** 2, -1)
+    elif fn == "mean_absolute_error":
+        s = np.mean(np.abs(t - p), -1)
+    elif fn == "binary_crossentropy":
+        if logits:  # log sigmoid(x) = -logaddexp(0, -x)
+            e = t * np.logaddexp(0.0, -p) + (1.0 - t) * np.logaddexp(0.0, p)
+        else:
+            q = np.clip(p, lo, hi)
+            e = -(t * np.log(q) + (1.0 - t) * np.log(1.0 - q))
+        s = np.mean(e, -1)
+    else:
+        if logits:
+            logq = _log_softmax(p)
+        else:
+            logq = np.log(np.clip(p / np.sum(p, -1, keepdims=True), lo, hi))
+        s = -np.sum(np.where(t != 0, t * logq, 0.0), -1)
+    return s.astype(p2.dtype).reshape(shape)
+
+
+def score_reference_vjp(attrs, inputs, g):
+    fn = check_fn(attrs, LOSS_FNS)
+    p2, y2, _ = flat(fn, inputs)
+    p = p2.astype(np.float64)
+    t = _targets(fn, attrs, p, y2)
+    c = p.shape[-1]
+    g = np.zeros(p.shape[0]) if g is None else np.asarray(g, np.float64).reshape(-1)
+    lo, hi = (float(b) for b in bounds(p2.dtype))
+    logits = bool(attrs.get("from_logits", False))
+    if fn == "mean_squared_error":
+        d = 2.0 * (p - t) / c
+    elif fn == "mean_absolute_error":
+        d = np.sign(p - t) / c
+    elif fn == "binary_crossentropy":
+        if logits:
+            d = (1.0 / (1.0 + np.exp(-p)) - t) / c
+        else:
+            inside = (p > lo) & (p < hi)
+            d = np.where(inside, -t / p + (1.0 - t) / (1.0 - p), 0.0) / c
+    elif logits:
+        sm = np.exp(_log_softmax(p))
+        d = sm * t.sum(-1, keepdims=True) - t
+    else:
+        tot = p.sum(-1, keepdims=True)
+        r = p / tot
+        h = np.where((t != 0) & (r > lo) & (r < hi), -t / r, 0.0)
+        d = (h - np.sum(h * r, -1, keepdims=True)) / tot
+    return (d * g[:, None]).astype(p2.dtype).reshape(inputs["y_pred"].shape)
+
+
+# ---------------------------------------------------------------- numba paths
+
+
+def score_forward(attrs, inputs):
+    fn = check_fn(attrs, LOSS_FNS)
+    p, y, shape = flat(fn, inputs)
+    out = np.empty(p.shape[0], p.dtype)
+    logits = bool(attrs.get("from_logits", False))
+    ls = float(attrs.get("label_smoothing", 0.0) or 0.0)
+    lo, hi = bounds(p.dtype)
+    if fn == "mean_squared_error":
+        K.mse_fwd(p, y, out)
+    elif fn == "mean_absolute_error":
+        K.mae_fwd(p, y, out)
+    elif fn == "binary_crossentropy":
+        K.bce_fwd(p, y, logits, ls, lo, hi, out)
+    elif fn == "categorical_crossentropy":
+        K.cce_fwd(p, y, logits, ls, lo, hi, out)
+    else:
+        K.scce_fwd(p, y, logits, lo, hi, out)
+    return out.reshape(shape)
+
+
+def score_vjp(attrs, inputs, g):
+    fn = check_fn(attrs, LOSS_FNS)
+    p, y, _ = flat(fn, inputs)
+    dp = np.empty_like(p)
+    if g is None:
+        dp[...] = 0
+        return dp.reshape(inputs["y_pred"].shape)
+    g = np.ascontiguousarray(g, dtype=p.dtype).reshape(-1)
+    logits = bool(attrs.get("from_logits", False))
+    ls = float(attrs.get("label_smoothing", 0.0) or 0.0)
+    lo, hi = bounds(p.dtype)
+    if fn == "mean_squared_error":
+        K.mse_bwd(p, y, g, dp)
+    elif fn == "mean_absolute_error":
+        K.mae_bwd(p, y, g, dp)
+    elif fn == "binary_crossentropy":
+        K.bce_bwd(p, y, logits, ls, lo, hi, g, dp)
+    elif fn == "categorical_crossentropy":
+        K.cce_bwd(p, y, logits, ls, lo, hi, g, dp)
+    else:
+        K.scce_bwd(p, y, logits, lo, hi, g, dp)
+    return dp.reshape(inputs["y_pred"].shape)
+
+
+def _infer_score(attrs, specs, valid):
+    fn = check_fn(attrs, valid)
+    pred, true = specs["y_pred"], specs["y_true"]
+    if not is_float(pred.dtype):
+        raise OpError(f"{fn}: y_pred must be float, got {pred.dtype}")
+    target_layout(fn, pred.shape, true.shape)
+    return Spec(tuple(pred.shape[:-1]), float_dtype(pred.dtype))
+
+
+# ---------------------------------------------------------------- ops
+
+
+@register
+class LossScore(Op):
+    """Per-position loss, shape ``y_pred.shape[:-1]``."""
+
+    name = "loss_score"
+    inputs = ("y_pred", "y_true")
+    diff_ports = ("y_pred",)
+
+    def infer(self, attrs, specs):
+        return [_infer_score(attrs, specs, LOSS_FNS)]
+
+    def mask_rule(self, attrs):
+        return TAKES_MASK
+
+    def reference(self, attrs, inputs):
+        return [score_reference(attrs, inputs)]
+
+    def forward(self, attrs, inputs):
+        return [score_forward(attrs, inputs)]
+
+    def reference_vjp(self, attrs, inputs, grads, wrt):
+        return {"y_pred": score_reference_vjp(attrs, inputs, grads[0])} if wrt else {}
+
+    def vjp(self, attrs, inputs, outputs, grads, wrt):
+        return {"y_pred": score_vjp(attrs, inputs, grads[0])} if wrt else {}
+
+
+@register
+class Loss(Op):
+    """Scalar loss without a mask: ``sum(score * w) / score.size`` (rewritten by a pass)."""
+
+    name = "loss"
+    inputs = ("y_pred", "y_true", "weight?")
+    diff_ports = ("y_pred",)
+
+    def infer(self, attrs, specs):
+        s = _infer_score(attrs, specs, LOSS_FNS)
+        return [Spec((), s.dtype)]
+
+    def mask_rule(self, attrs):
+        return TAKES_MASK
+
+    @staticmethod
+    def _red(score, inputs):
+        return {"score": score, **({"weight": inputs["weight"]} if "weight" in inputs else {})}
+
+    def reference(self, attrs, inputs):
+        return get_op("weighted_mean").reference({}, self._red(score_reference(attrs, inputs),
+                                                               inputs))
+
+    def forward(self, attrs, inputs):
+        return get_op("weighted_mean").forward({}, self._red(score_forward(attrs, inputs),
+                                                             inputs))
+
+    def reference_vjp(self, attrs, inputs, grads, wrt):
+        if not wrt:
+            return {}
+        red = self._red(score_reference(attrs, inputs), inputs)
+        gs = get_op("weighted_mean").reference_vjp({}, red, grads, ["score"])["score"]
+        return {"y_pred": score_reference_vjp(attrs, inputs, gs)}
+
+    def vjp(self, attrs, inputs, outputs, grads, wrt):
+        if not wrt:
+            return {}
+        # the mean's VJP needs only the score's shape and dtype, not its values
+        p = inputs["y_pred"]
+        red = self._red(np.empty(p.shape[:-1], p.dtype), inputs)
+        gs = get_op("weighted_mean").vjp({}, red, outputs, grads, ["score"])["score"]
+        return {"y_pred": score_vjp(attrs, inputs, gs)}
+
+
+# ---------------------------------------------------------------- metric scores
+
+
+def metric_reference(attrs, inputs):
+    fn = check_fn(attrs, METRIC_FNS)
+    if fn in ("mean_squared_error", "mean_absolute_error"):
+        return score_reference(attrs, inputs)
+    p2, y2, shape = flat(fn, inputs, as_float_ids=True)
+    if fn == "accuracy":
+        s = np.mean(p2 == y2, -1)
+    elif fn == "binary_accuracy":
+        hit = (p2.astype(np.float64) > float(attrs.get("threshold", 0.5))).astype(np.float64)
+        s = np.mean(y2.astype(np.float64) == hit, -1)
+    elif fn == "categorical_accuracy":
+        s = np.argmax(p2, -1) == np.argmax(y2, -1)
+    else:
+        s = np.argmax(p2, -1).astype(np.float64) == y2
+    return s.astype(p2.dtype).reshape(shape)
+
+
+def metric_forward(attrs, inputs):
+    fn = check_fn(attrs, METRIC_FNS)
+    if fn in ("mean_squared_error", "mean_absolute_error"):
+        return score_forward(attrs, inputs)
+    p, y, shape = flat(fn, inputs, as_float_ids=True)
+    out = np.empty(p.shape[0], p.dtype)
+    if fn == "accuracy":
+        K.equal_fwd(p, y, out)
+    elif fn == "binary_accuracy":
+        K.binary_accuracy_fwd(p, y, float(attrs.get("threshold", 0.5)), out)
+    elif fn == "categorical_accuracy":
+        K.categorical_accuracy_fwd(p, y, out)
+    else:
+        K.sparse_accuracy_fwd(p, y, out)
+    return out.reshape(shape)
+
+
+@register
+class MetricScore(Op):
+    """Per-position metric value as Keras 3 computes it (1.0/0.0 for accuracies)."""
+
+    name = "metric_score"
+    inputs = ("y_pred", "y_true")
+    diff_ports = ()
+
+    def infer(self, attrs, specs):
+        return [_infer_score(attrs, specs, METRIC_FNS)]
+
+    def mask_rule(self, attrs):
+        return TAKES_MASK
+
+    def reference(self, attrs, inputs):
+        return [metric_reference(attrs, inputs)]
+
+    def forward(self, attrs, inputs):
+        return [metric_forward(attrs, inputs)]
+
+    def reference_vjp(self, attrs, inputs, grads, wrt):
+        return {}
+
+    def vjp(self, attrs, inputs, outputs, grads, wrt):
+        return {}
