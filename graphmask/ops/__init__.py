@@ -18,6 +18,7 @@ from graphmask.ops import (  # noqa: F401,E402
     structural,
     lstm,
     losses,
+    reductions,
 )
 
 __all__ = ["OPS", "MaskRule", "Op", "OpError", "Spec", "get_op", "register"]
