@@ -1,1 +1,245 @@
-"""(being written)"""
+"""The LSTM op: Keras 3 semantics with a padding mask (see docs / SEMANTICS.md).
+
+Gates in Keras order i, f, c, o. At a masked step the state is carried (``h_t = h_{t-1}``,
+``c_t = c_{t-1}``) and the output is the carried ``h``; ``zero_output_for_mask`` zeroes the
+sequence output there. ``go_backwards`` processes time reversed and returns outputs in
+processing order. Kernels work on kept (sample, step) rows only (``kernels/lstm.py``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphmask.kernels import lstm as K
+from graphmask.ops.base import MaskRule, Op, OpError, Spec, float_dtype, is_float, register
+
+_RECURRENT = ("sigmoid", "tanh", "linear", "hard_sigmoid")
+_ACTIVATION = ("tanh", "relu", "sigmoid", "linear")
+
+
+def _cfg(attrs):
+    """Attributes with their Keras defaults, validated."""
+    c = dict(units=attrs.get("units"), activation=attrs.get("activation", "tanh"),
+             recurrent_activation=attrs.get("recurrent_activation", "sigmoid"),
+             use_bias=bool(attrs.get("use_bias", True)),
+             return_sequences=bool(attrs.get("return_sequences", False)),
+             return_state=bool(attrs.get("return_state", False)),
+             go_backwards=bool(attrs.get("go_backwards", False)),
+             zero_output_for_mask=bool(attrs.get("zero_output_for_mask", False)))
+    if not isinstance(c["units"], (int, np.integer)) or isinstance(c["units"], bool) \
+            or c["units"] <= 0:
+        raise OpError(f"units must be a positive int, got {c['units']!r}")
+    if c["activation"] not in _ACTIVATION:
+        raise OpError(f"activation must be one of {_ACTIVATION}, got {c['activation']!r}")
+    if c["recurrent_activation"] not in _RECURRENT:
+        raise OpError(f"recurrent_activation must be one of {_RECURRENT}, "
+                      f"got {c['recurrent_activation']!r}")
+    return c
+
+
+def _np_act(name, z):
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-z))
+    if name == "relu":
+        return np.maximum(z, 0)
+    if name == "hard_sigmoid":
+        return np.clip(z + 3.0, 0.0, 6.0) / 6.0
+    return z
+
+
+def _np_dact(name, y):
+    """Derivative through the activation's output (matches the kernels)."""
+    if name == "tanh":
+        return 1 - y * y
+    if name == "sigmoid":
+        return y * (1 - y)
+    if name == "relu":
+        return (y > 0).astype(y.dtype)
+    if name == "hard_sigmoid":
+        return ((y > 0) & (y < 1)).astype(y.dtype) / 6.0
+    return np.ones_like(y)
+
+
+def _prepare(attrs, inputs):
+    """Config, common float dtype, weights cast to it, mask (all kept when absent)."""
+    c = _cfg(attrs)
+    ws = [inputs["x"], inputs["kernel"], inputs["recurrent_kernel"]]
+    if "bias" in inputs:
+        ws.append(inputs["bias"])
+    dt = np.dtype(float_dtype(*(str(w.dtype) for w in ws)))
+    x, k, rk = (np.ascontiguousarray(w, dtype=dt) for w in ws[:3])
+    bias = np.ascontiguousarray(inputs["bias"], dtype=dt) if (
+        c["use_bias"] and "bias" in inputs) else None
+    mask = inputs.get("mask")
+    mask = (np.ones(x.shape[:2], dtype=bool) if mask is None
+            else np.ascontiguousarray(mask, dtype=bool))
+    return c, x, k, rk, bias, mask
+
+
+@register
+class LSTM(Op):
+    name = "lstm"
+    inputs = ("x", "mask?", "kernel", "recurrent_kernel", "bias?")
+    diff_ports = ("x", "kernel", "recurrent_kernel", "bias")
+
+    def infer(self, attrs, specs):
+        c = _cfg(attrs)
+        H = int(c["units"])
+        x = specs["x"]
+        if x.rank != 3 or not is_float(x.dtype):
+            raise OpError(f"x must be a float (batch, time, features) array, got {x}")
+        B, T, D = x.shape
+        want = {"kernel": (D, 4 * H), "recurrent_kernel": (H, 4 * H)}
+        if c["use_bias"]:
+            want["bias"] = (4 * H,)
+        elif "bias" in specs:
+            raise OpError("bias connected but use_bias=False")
+        for port, shape in want.items():
+            if port not in specs:
+                raise OpError(f"input {port!r} is missing")
+            s = specs[port]
+            if not is_float(s.dtype) or len(s.shape) != len(shape) or any(
+                    a is not None and b is not None and a != b for a, b in zip(s.shape, shape)):
+                raise OpError(f"{port} must be a float array of shape {shape} for "
+                              f"units={H} and {D} input features, got {s}")
+        if "mask" in specs:
+            m = specs["mask"]
+            if m.dtype != "bool" or m.rank != 2 or any(
+                    a is not None and b is not None and a != b for a, b in zip(m.shape, (B, T))):
+                raise OpError(f"mask must be a bool array of shape {(B, T)}, got {m}")
+        dt = float_dtype(*(specs[p].dtype for p in ["x", *want]))
+        y = Spec((B, T, H) if c["return_sequences"] else (B, H), dt)
+        return [y] + ([Spec((B, H), dt), Spec((B, H), dt)] if c["return_state"] else [])
+
+    def mask_rule(self, attrs):
+        seq = bool(attrs.get("return_sequences", False))
+        return MaskRule(takes=True, uses=True, out="pass" if seq else "none")
+
+    def n_residuals(self, attrs):
+        return 6  # offsets, rows, gate activations, h_{t-1}, c_{t-1}, act(c_t)
+
+    # ---- reference (readable NumPy, one step at a time) -------------------------------
+    def _ref_steps(self, attrs, inputs):
+        c, x, k, rk, bias, mask = _prepare(attrs, inputs)
+        if c["go_backwards"]:
+            x, mask = x[:, ::-1], mask[:, ::-1]
+        B, T, _ = x.shape
+        H = int(c["units"])
+        h = np.zeros((B, H), x.dtype)
+        cs = np.zeros((B, H), x.dtype)
+        steps = []
+        for t in range(T):
+            z = x[:, t] @ k + h @ rk + (0 if bias is None else bias)
+            i, f, g, o = (_np_act(c["recurrent_activation"], z[:, :H]),
+                          _np_act(c["recurrent_activation"], z[:, H:2 * H]),
+                          _np_act(c["activation"], z[:, 2 * H:3 * H]),
+                          _np_act(c["recurrent_activation"], z[:, 3 * H:]))
+            cn = f * cs + i * g
+            tc = _np_act(c["activation"], cn)
+            keep = mask[:, t, None]
+            steps.append(dict(x=x[:, t], h=h, c=cs, i=i, f=f, g=g, o=o, tc=tc, keep=keep))
+            h = np.where(keep, o * tc, h).astype(x.dtype)
+            cs = np.where(keep, cn, cs).astype(x.dtype)
+            steps[-1]["y"] = np.where(keep | (not c["zero_output_for_mask"]), h, 0)
+        return c, steps, h, cs, (B, T, H, x.dtype)
+
+    def reference(self, attrs, inputs):
+        c, steps, h, cs, (B, T, H, dt) = self._ref_steps(attrs, inputs)
+        if c["return_sequences"]:
+            y = np.stack([s["y"] for s in steps], axis=1) if T else np.zeros((B, 0, H), dt)
+        else:
+            y = h
+        return [y.astype(dt)] + ([h, cs] if c["return_state"] else [])
+
+    def reference_vjp(self, attrs, inputs, grads, wrt):
+        c, steps, h, cs, (B, T, H, dt) = self._ref_steps(attrs, inputs)
+        _, x, k, rk, bias, mask = _prepare(attrs, inputs)
+        ra, a = c["recurrent_activation"], c["activation"]
+        dh = np.zeros((B, H), dt)
+        dc = np.zeros((B, H), dt)
+        if c["return_state"]:
+            dh = dh + (0 if grads[1] is None else grads[1])
+            dc = dc + (0 if grads[2] is None else grads[2])
+        if not c["return_sequences"] and grads[0] is not None:
+            dh = dh + grads[0]
+        dk, drk, db = np.zeros_like(k), np.zeros_like(rk), np.zeros((4 * H,), dt)
+        dxs = np.zeros(x.shape, dt)
+        for t in range(T - 1, -1, -1):
+            s = steps[t]
+            if c["return_sequences"] and grads[0] is not None:
+                dh = dh + np.where(s["keep"] | (not c["zero_output_for_mask"]),
+                                   grads[0][:, t], 0)
+            dct = dc + dh * s["o"] * _np_dact(a, s["tc"])
+            dz = np.concatenate([dct * s["g"] * _np_dact(ra, s["i"]),
+                                 dct * s["c"] * _np_dact(ra, s["f"]),
+                                 dct * s["i"] * _np_dact(a, s["g"]),
+                                 dh * s["tc"] * _np_dact(ra, s["o"])], axis=1)
+            dz = np.where(s["keep"], dz, 0)  # masked step: no gradient into its inputs
+            dk += np.where(s["keep"], s["x"], 0).T @ dz
+            drk += s["h"].T @ dz
+            db += dz.sum(0)
+            dxs[:, t] = dz @ k.T
+            dh = np.where(s["keep"], dz @ rk.T, dh)  # carried state: passes straight through
+            dc = np.where(s["keep"], dct * s["f"], dc)
+        if c["go_backwards"]:
+            dxs = dxs[:, ::-1]
+        out = {"x": dxs, "kernel": dk, "recurrent_kernel": drk, "bias": db}
+        return {p: np.ascontiguousarray(out[p]).astype(inputs[p].dtype) for p in wrt}
+
+    # ---- fast path ----------------------------------------------------------------------
+    def forward(self, attrs, inputs):
+        c, x, k, rk, bias, mask = _prepare(attrs, inputs)
+        B, T, _ = x.shape
+        H = int(c["units"])
+        back = c["go_backwards"]
+        offsets, rows = K.lstm_schedule(mask, back)
+        Z = K.gather_steps(x, offsets, rows, back) @ k  # one GEMM over kept rows only
+        if bias is not None:
+            Z += bias
+        N = rows.size
+        y = np.empty((B, T, H) if c["return_sequences"] else (0, 0, 0), x.dtype)
+        h = np.zeros((B, H), x.dtype)
+        cs = np.zeros((B, H), x.dtype)
+        Hp, Cp, Tc = (np.empty((N, H), x.dtype) for _ in range(3))
+        K.lstm_forward_steps(Z, rk, offsets, rows, mask, back,
+                             K.ACTIVATIONS.index(c["activation"]),
+                             K.ACTIVATIONS.index(c["recurrent_activation"]),
+                             c["return_sequences"], c["zero_output_for_mask"],
+                             y, h, cs, Hp, Cp, Tc)
+        vis = [y if c["return_sequences"] else h.copy()]
+        if c["return_state"]:
+            vis += [h, cs]
+        return vis + [offsets, rows, Z, Hp, Cp, Tc]
+
+    def vjp(self, attrs, inputs, outputs, grads, wrt):
+        c, x, k, rk, bias, mask = _prepare(attrs, inputs)
+        B, T, _ = x.shape
+        H = int(c["units"])
+        offsets, rows, A, Hp, Cp, Tc = outputs[-6:]
+        dh = np.zeros((B, H), x.dtype)
+        dc = np.zeros((B, H), x.dtype)
+        if c["return_state"]:
+            if grads[1] is not None:
+                dh += grads[1]
+            if grads[2] is not None:
+                dc += grads[2]
+        seq = c["return_sequences"] and grads[0] is not None
+        if not c["return_sequences"] and grads[0] is not None:
+            dh += grads[0]
+        gy = np.ascontiguousarray(grads[0], dtype=x.dtype) if seq else np.empty(
+            (0, 0, 0), x.dtype)
+        dZ = K.lstm_backward_steps(A, Cp, Tc, np.ascontiguousarray(rk.T), offsets, rows, mask,
+                                   c["go_backwards"], K.ACTIVATIONS.index(c["activation"]),
+                                   K.ACTIVATIONS.index(c["recurrent_activation"]), seq,
+                                   c["zero_output_for_mask"], gy, dh, dc)
+        out = {}
+        if "x" in wrt:
+            out["x"] = K.scatter_steps(dZ @ k.T, offsets, rows, c["go_backwards"], B)
+        if "kernel" in wrt:
+            out["kernel"] = K.gather_steps(x, offsets, rows, c["go_backwards"]).T @ dZ
+        if "recurrent_kernel" in wrt:
+            out["recurrent_kernel"] = Hp.T @ dZ
+        if "bias" in wrt:
+            out["bias"] = dZ.sum(axis=0)
+        return {p: out[p].astype(inputs[p].dtype, copy=False) for p in wrt}
