@@ -40,3 +40,15 @@ class SampleWeightOp(_Source):
 class VariableOp(_Source):
     """A weight of a layer, by name (``attrs['var']``), e.g. ``lstm/kernel``."""
     name = "variable"
+
+
+@register
+class ConstantOp(_Source):
+    """A constant array stored in attrs (the autodiff seed: d(total)/d(loss_k) = w_k)."""
+    name = "constant"
+
+    def forward(self, attrs, inputs):
+        import numpy as np
+        return [np.full(tuple(attrs["shape"]), attrs["value"], dtype=attrs["dtype"])]
+
+    reference = forward

@@ -1,0 +1,176 @@
+"""Checking and converting user data at the boundary of predict / evaluate / fit.
+
+Everything is validated before any kernel runs or any weight changes; errors name the
+model input or output, the argument and the offending value or position.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphmask.errors import ConfigError, InputError, InputTypeError, ShapeError
+
+#: Set ``graphmask.data.ALLOW_NONFINITE = True`` to let NaN/inf in inputs and targets
+#: through (they are an error by default: they would silently poison the loss).
+ALLOW_NONFINITE = False
+
+
+def _to_array(value, what: str) -> np.ndarray:
+    if value is None:
+        raise InputError(f"{what}: no data given (None)")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise InputTypeError(f"{what}: cannot be read as an array ({e})") from None
+    if arr.dtype.kind not in "biuf":
+        raise InputTypeError(f"{what}: must hold numbers, got dtype {arr.dtype} "
+                             f"(strings and objects are not accepted)")
+    return arr
+
+
+def _check_finite(arr: np.ndarray, what: str) -> None:
+    if ALLOW_NONFINITE or arr.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        pos = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InputError(f"{what}: contains {arr[pos]} at position {pos} (NaN/inf are not "
+                         f"accepted; set graphmask.data.ALLOW_NONFINITE = True to allow)")
+
+
+def _cast(arr: np.ndarray, dtype: str, what: str) -> np.ndarray:
+    target = np.dtype(dtype)
+    if target.kind in "iu" and arr.dtype.kind == "f":
+        _check_finite(arr, what)
+        frac = arr != np.round(arr)
+        if frac.any():
+            pos = tuple(int(i) for i in np.argwhere(frac)[0])
+            raise InputError(f"{what}: expects whole numbers (dtype {dtype}), got {arr[pos]!r} "
+                             f"at position {pos}")
+    return np.ascontiguousarray(arr, dtype=target)
+
+
+def _by_name(value, names: list[str], what: str) -> list:
+    if isinstance(value, dict):
+        missing = [n for n in names if n not in value]
+        if missing:
+            raise InputError(f"{what}: missing entries for {missing}; given {sorted(value)}")
+        return [value[n] for n in names]
+    if len(names) == 1:
+        if isinstance(value, (list, tuple)) and len(value) == 1 \
+                and isinstance(value[0], np.ndarray):
+            return [value[0]]  # a one-element list of arrays, as Keras accepts
+        return [value]
+    if not isinstance(value, (list, tuple)) or len(value) != len(names):
+        raise InputError(f"{what}: the model has {len(names)} of them ({names}); pass a list "
+                         f"or dict with one array each")
+    return list(value)
+
+
+def prepare_inputs(model, x) -> list[np.ndarray]:
+    """Model inputs as contiguous arrays of the Inputs' dtypes, shapes checked."""
+    names = [t.call.layer.name for t in model.inputs]
+    arrays = []
+    for t, name, value in zip(model.inputs, names, _by_name(x, names, "x")):
+        what = f"input {name!r}"
+        arr = _to_array(value, what)
+        shape = t.shape
+        if arr.ndim != len(shape):
+            raise ShapeError(f"{what}: expects arrays of rank {len(shape)} (shape "
+                             f"{_fmt(shape)}), got shape {arr.shape}")
+        for axis, (want, got) in enumerate(zip(shape, arr.shape)):
+            if want is not None and want != got:
+                raise ShapeError(f"{what}: expects shape {_fmt(shape)}, got {arr.shape} "
+                                 f"(axis {axis} is {got}, must be {want})")
+        if arr.shape[0] == 0:
+            raise InputError(f"{what}: the batch is empty (shape {arr.shape})")
+        if 0 in arr.shape:
+            raise InputError(f"{what}: has a zero-length axis (shape {arr.shape})")
+        arr = _cast(arr, t.dtype, what)
+        _check_finite(arr, what)
+        arrays.append(arr)
+    n = {a.shape[0] for a in arrays}
+    if len(n) > 1:
+        raise ShapeError(f"x: inputs have different batch sizes {[a.shape[0] for a in arrays]}")
+    return arrays
+
+
+def _fmt(shape) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + \
+        ("," if len(shape) == 1 else "") + ")"
+
+
+def _sparse(model, k) -> bool:
+    objs = getattr(model, "loss_objects", None) or []
+    return k < len(objs) and objs[k] is not None and \
+        objs[k].fn == "sparse_categorical_crossentropy"
+
+
+def prepare_targets(model, y, batch: int) -> list:
+    """One target array per output that has a loss or metric (None for the others)."""
+    targets = model.graph.meta.get("targets", {})
+    names = model.output_names
+    if y is None:
+        raise InputError("y: targets are required to compute the loss")
+    values = _by_name(y, names, "y")
+    out = [None] * len(names)
+    for k, tid in targets.items():
+        what = f"target for output {names[k]!r}"
+        arr = _to_array(values[k], what)
+        pshape = model.outputs[k].shape
+        if _sparse(model, k):
+            if arr.ndim == len(pshape) and arr.shape[-1] == 1:
+                arr = arr[..., 0]
+            want = pshape[:-1]
+            arr = _cast(arr, "int32", what) if arr.dtype.kind != "b" else arr.astype(np.int32)
+        else:
+            if arr.ndim == len(pshape) - 1 and pshape[-1] == 1:
+                arr = arr[..., None]
+            want = pshape
+            _check_finite(arr, what)
+            arr = np.ascontiguousarray(arr, dtype=np.float32)
+        if arr.ndim != len(want) or any(w is not None and w != a for w, a in
+                                        zip(want[1:], arr.shape[1:])):
+            raise ShapeError(f"{what}: expects shape {_fmt(want)}, got {arr.shape}")
+        if arr.shape[0] != batch:
+            raise ShapeError(f"{what}: has {arr.shape[0]} samples but x has {batch}")
+        out[k] = arr
+    return out
+
+
+def prepare_weights(model, sample_weight, ys: list) -> list:
+    """Per-position weights, broadcast to each output's score shape (B,) or (B, T)."""
+    targets = model.graph.meta.get("targets", {})
+    names = model.output_names
+    values = [None] * len(names) if sample_weight is None else \
+        _by_name(sample_weight, names, "sample_weight")
+    out = [None] * len(names)
+    for k in targets:
+        score_shape = ys[k].shape if _sparse(model, k) else ys[k].shape[:-1]
+        batch = score_shape[0]
+        if values[k] is None:
+            out[k] = np.ones(score_shape, dtype=np.float32)
+            continue
+        what = f"sample_weight for output {names[k]!r}"
+        arr = _to_array(values[k], what).astype(np.float32)
+        _check_finite(arr, what)
+        if arr.shape[:1] != (batch,):
+            raise ShapeError(f"{what}: expects {batch} samples, got shape {arr.shape}")
+        while arr.ndim < len(score_shape):
+            arr = arr[..., None]
+        try:
+            arr = np.broadcast_to(arr, score_shape)
+        except ValueError:
+            raise ShapeError(f"{what}: shape {np.shape(values[k])} does not fit the loss "
+                             f"scores of shape {score_shape}") from None
+        out[k] = np.ascontiguousarray(arr)
+    return out
+
+
+def batches(n: int, batch_size, who: str):
+    """Slices of ``range(n)`` of ``batch_size`` (default 32) items."""
+    if batch_size is None:
+        batch_size = 32
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size <= 0:
+        raise ConfigError(f"{who}: batch_size must be a positive int, got {batch_size!r}")
+    return [slice(i, min(i + int(batch_size), n)) for i in range(0, n, int(batch_size))]

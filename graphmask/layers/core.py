@@ -1,0 +1,174 @@
+"""Embedding, Dense, Activation, Masking, Flatten, pooling and merge layers."""
+from __future__ import annotations
+
+import numpy as np
+
+from graphmask import initializers
+from graphmask.errors import ConfigError, ShapeError
+from graphmask.layers.base import Layer
+from graphmask.ops.activation import check_activation
+
+
+def _positive_int(layer: str, arg: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ConfigError(f"{layer}: {arg} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _activation_name(layer: str, activation) -> str:
+    name = "linear" if activation is None else activation
+    if not isinstance(name, str):
+        raise ConfigError(f"{layer}: activation must be a name like 'relu', got {activation!r}")
+    check_activation(name)
+    return name.lower()
+
+
+class Embedding(Layer):
+    """Turns ids into vectors: ``W[ids]``; with ``mask_zero`` id 0 also creates a mask.
+
+    The vector of id 0 is still returned as it is (it is *not* zeroed): the mask is a
+    separate value that travels to later layers (see docs/masking.md).
+    """
+
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
+                 mask_zero=False, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.input_dim = _positive_int(f"Embedding {self.name!r}", "input_dim", input_dim)
+        self.output_dim = _positive_int(f"Embedding {self.name!r}", "output_dim", output_dim)
+        self.mask_zero = bool(mask_zero)
+        self.embeddings_initializer = initializers.get(
+            embeddings_initializer, f"Embedding {self.name!r}", "embeddings_initializer")
+
+    def build(self, spec):
+        self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
+                                          self.embeddings_initializer)
+
+    def call(self, x):
+        attrs = {"input_dim": self.input_dim, "output_dim": self.output_dim,
+                 "mask_zero": self.mask_zero}
+        return self._apply("embedding", attrs, {"ids": x, "embeddings": self.embeddings})
+
+    def get_config(self):
+        return {**super().get_config(), "input_dim": self.input_dim,
+                "output_dim": self.output_dim, "mask_zero": self.mask_zero,
+                "embeddings_initializer": initializers.name_of(self.embeddings_initializer)}
+
+
+class Dense(Layer):
+    """``activation(x @ kernel + bias)`` on the last axis of an input of rank >= 2."""
+
+    def __init__(self, units, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.units = _positive_int(f"Dense {self.name!r}", "units", units)
+        self.activation = _activation_name(f"Dense {self.name!r}", activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer, self.name,
+                                                   "kernel_initializer")
+        self.bias_initializer = initializers.get(bias_initializer, self.name, "bias_initializer")
+
+    def build(self, spec):
+        if spec.rank < 2 or spec.shape[-1] is None:
+            raise ShapeError(f"Dense {self.name!r}: input must have rank >= 2 and a known "
+                             f"last dimension, got shape {spec.shape}")
+        self.kernel = self.add_weight("kernel", (spec.shape[-1], self.units),
+                                      self.kernel_initializer)
+        self.bias = (self.add_weight("bias", (self.units,), self.bias_initializer)
+                     if self.use_bias else None)
+
+    def call(self, x):
+        attrs = {"units": self.units, "activation": self.activation}
+        return self._apply("dense", attrs, {"x": x, "kernel": self.kernel, "bias": self.bias})
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": self.activation,
+                "use_bias": self.use_bias,
+                "kernel_initializer": initializers.name_of(self.kernel_initializer),
+                "bias_initializer": initializers.name_of(self.bias_initializer)}
+
+
+class Activation(Layer):
+    """Applies an activation function; passes the mask through."""
+
+    def __init__(self, activation, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.activation = _activation_name(f"Activation {self.name!r}", activation)
+
+    def call(self, x):
+        return self._apply("activation", {"activation": self.activation}, {"x": x})
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation}
+
+
+class Masking(Layer):
+    """Masks timesteps whose features all equal ``mask_value`` and zeroes them."""
+
+    def __init__(self, mask_value=0.0, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        try:
+            self.mask_value = float(mask_value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"Masking {self.name!r}: mask_value must be a number, "
+                              f"got {mask_value!r}") from None
+
+    def call(self, x):
+        return self._apply("masking", {"mask_value": self.mask_value}, {"x": x})
+
+    def get_config(self):
+        return {**super().get_config(), "mask_value": self.mask_value}
+
+
+class Flatten(Layer):
+    """(B, d1, d2, ...) -> (B, d1*d2*...). Cannot take a mask (a compile-time error)."""
+
+    supports_masking = False
+
+    def call(self, x):
+        return self._apply("flatten", {}, {"x": x})
+
+
+class GlobalAveragePooling1D(Layer):
+    """Mean over time of kept steps: ``sum_t x*m / sum_t m`` (0 for an all-masked row)."""
+
+    def call(self, x):
+        return self._apply("global_average_pooling_1d", {}, {"x": x})
+
+
+class _Merge(Layer):
+    op = ""
+
+    def _attrs(self, n):
+        return {"n": n}
+
+    def call(self, inputs):
+        if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
+            raise ConfigError(f"{type(self).__name__} {self.name!r}: needs a list of at least "
+                              f"2 tensors, got {inputs!r}")
+        ports = {f"x{i}": t for i, t in enumerate(inputs)}
+        return self._apply(self.op, self._attrs(len(inputs)), ports)
+
+
+class Add(_Merge):
+    """Elementwise sum. Masks: OR of the input masks, none if any input is unmasked."""
+
+    op = "add"
+
+
+class Concatenate(_Merge):
+    """Concatenation along ``axis``. Masks combine as for :class:`Add`."""
+
+    op = "concatenate"
+
+    def __init__(self, axis=-1, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise ConfigError(f"Concatenate {self.name!r}: axis must be an int, got {axis!r}")
+        self.axis = int(axis)
+
+    def _attrs(self, n):
+        return {"n": n, "axis": self.axis}
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}

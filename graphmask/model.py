@@ -1,0 +1,349 @@
+"""``Model``: builds the graph from layer calls, compiles it, and runs it.
+
+The forward graph is built once from the symbolic tensors. ``compile`` adds target,
+sample-weight, loss and metric nodes and runs the pass pipeline (shapes, masks, losses,
+autodiff); plans for predict, evaluate and train are scheduled from that one compiled
+graph, each fetching only what it needs. Training loops live in ``graphmask.training``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import passes
+from graphmask import losses as losses_mod
+from graphmask import metrics as metrics_mod
+from graphmask import optimizers as optimizers_mod
+from graphmask.data import batches, prepare_inputs, prepare_targets, prepare_weights
+from graphmask.errors import ConfigError, GraphError, ShapeError
+from graphmask.graph import Graph
+from graphmask.layers.base import InputLayer, SymbolicTensor
+from graphmask.runtime import run
+from graphmask.training import TrainingMixin
+
+
+def _as_list(x, what):
+    items = list(x) if isinstance(x, (list, tuple)) else [x]
+    for t in items:
+        if not isinstance(t, SymbolicTensor):
+            raise ConfigError(f"Model: {what} must be symbolic tensors (from Input or a layer "
+                              f"call), got {type(t).__name__}")
+    if not items:
+        raise ConfigError(f"Model: {what} is empty")
+    return items
+
+
+class Model(TrainingMixin):
+    """A functional model: ``Model(inputs, outputs)``, as in Keras."""
+
+    def __init__(self, inputs, outputs, name: str | None = None):
+        self._single_input = not isinstance(inputs, (list, tuple))
+        self._single_output = not isinstance(outputs, (list, tuple))
+        self.inputs = _as_list(inputs, "inputs")
+        self.outputs = _as_list(outputs, "outputs")
+        self.name = name or "functional"
+        self._build_forward_graph()
+        self.compiled = False
+        self.optimizer = None
+        self.loss = None
+        self._graph = None          # compiled graph (after the pipeline)
+        self._plans: dict = {}
+        self.stop_training = False
+
+    # ---- graph construction ----------------------------------------------------------
+    def _build_forward_graph(self) -> None:
+        for t in self.inputs:
+            if not isinstance(t.call.layer, InputLayer):
+                raise ConfigError(f"Model: inputs must come from Input(...), got a tensor from "
+                                  f"layer {t.call.layer.name!r}")
+        if len({id(t) for t in self.inputs}) != len(self.inputs):
+            raise ConfigError("Model: the same Input is listed twice in inputs")
+        calls, stack, seen = [], [t.call for t in self.outputs], set()
+        while stack:
+            c = stack.pop()
+            if id(c) in seen:
+                continue
+            seen.add(id(c))
+            calls.append(c)
+            stack.extend(v.call for v in c.inputs.values() if isinstance(v, SymbolicTensor))
+        calls.sort(key=lambda c: c.order)  # creation order is a topological order
+        input_calls = {id(t.call) for t in self.inputs}
+        stray = [c.layer.name for c in calls
+                 if isinstance(c.layer, InputLayer) and id(c) not in input_calls]
+        if stray:
+            raise GraphError(f"Model: the outputs depend on Input(s) {stray} that are not in "
+                             f"the model's inputs")
+        used = {id(c) for c in calls}
+        unused = [t.call.layer.name for t in self.inputs if id(t.call) not in used]
+        if unused:
+            raise GraphError(f"Model: the outputs do not depend on input(s) {unused}")
+        g = Graph()
+        node_of, var_node, layers = {}, {}, []
+        for c in calls:
+            if c.layer not in layers:
+                layers.append(c.layer)
+            ports = {}
+            for port, v in c.inputs.items():
+                if isinstance(v, SymbolicTensor):
+                    ports[port] = (node_of[id(v.call)], v.index)
+                else:
+                    if id(v) not in var_node:
+                        var_node[id(v)] = g.add("variable", {
+                            "var": v.name, "shape": list(v.shape), "dtype": str(v.value.dtype),
+                            "trainable": v.trainable and c.layer.trainable}, layer=c.layer.name)
+                    ports[port] = (var_node[id(v)], 0)
+            node_of[id(c)] = g.add(c.op, c.attrs, ports, layer=c.layer.name)
+        g.meta["inputs"] = [node_of[id(t.call)] for t in self.inputs]
+        g.meta["outputs"] = [(node_of[id(t.call)], t.index) for t in self.outputs]
+        self.layers = layers
+        self._forward = g
+        names = [layer.name for layer in layers]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ConfigError(f"Model: layer names must be unique, found {dup} more than once")
+
+    @property
+    def graph(self) -> Graph:
+        """The compiled graph (forward, masks, losses and backward once compiled)."""
+        if self._graph is None:
+            self._graph = passes.run_pipeline(self._forward, upto="masks")
+        return self._graph
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.call.layer.name for t in self.outputs]
+
+    # ---- weights -----------------------------------------------------------------------
+    @property
+    def weights(self):
+        return [v for layer in self.layers for v in layer.weights]
+
+    @property
+    def trainable_weights(self):
+        return [v for layer in self.layers for v in layer.trainable_weights]
+
+    def _variables(self) -> dict:
+        return {v.name: v.value for v in self.weights}
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of all weights, layer by layer, each layer in Keras's order."""
+        return [v.value.copy() for v in self.weights]
+
+    def set_weights(self, weights) -> None:
+        """Set all weights; checks every array first so a bad list changes nothing."""
+        weights = list(weights)
+        own = self.weights
+        if len(weights) != len(own):
+            raise ShapeError(f"Model.set_weights: expected {len(own)} arrays "
+                             f"({[v.name for v in own]}), got {len(weights)}")
+        by_layer, i = [], 0
+        for layer in self.layers:
+            n = len(layer.weights)
+            by_layer.append((layer, weights[i:i + n]))
+            i += n
+        for layer, ws in by_layer:  # validate everything before changing anything
+            for var, w in zip(layer.weights, ws):
+                arr = np.asarray(w)
+                if arr.shape != var.shape:
+                    raise ShapeError(f"Model.set_weights: weight {var.name!r} of layer "
+                                     f"{layer.name!r} has shape {var.shape}, got {arr.shape}")
+                if arr.dtype.kind not in "fiub" or not np.all(np.isfinite(arr)):
+                    raise ShapeError(f"Model.set_weights: weight {var.name!r} must be finite "
+                                     f"numbers")
+        for layer, ws in by_layer:
+            if ws:
+                layer.set_weights(ws)
+
+    def get_layer(self, name: str | None = None, index: int | None = None):
+        if index is not None:
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ConfigError(f"Model.get_layer: no layer named {name!r}; layers: "
+                          f"{[layer.name for layer in self.layers]}")
+
+    def count_params(self) -> int:
+        return int(sum(v.value.size for v in self.weights))
+
+    # ---- compile -----------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None):
+        """Attach an optimizer, losses and metrics, then run the pass pipeline."""
+        opt = optimizers_mod.get(optimizer)
+        n_out = len(self.outputs)
+        loss_list = self._per_output(loss, "loss")
+        if loss is not None and all(x is None for x in loss_list):
+            raise ConfigError("compile: loss matches no output")
+        loss_objs = [None if x is None else losses_mod.get(x) for x in loss_list]
+        if loss_weights is None:
+            lw = [1.0] * n_out
+        else:
+            lw = self._per_output(loss_weights, "loss_weights")
+            lw = [1.0 if w is None else float(w) for w in lw]
+        metric_list = self._per_output(metrics, "metrics", listy=True)
+        g = self._forward.copy()
+        loss_nodes, loss_w, metric_nodes = [], [], []
+        g.meta["targets"], g.meta["weights"] = {}, {}
+        for k, ((onode, oout), lobj) in enumerate(zip(g.meta["outputs"], loss_objs)):
+            needs_target = lobj is not None or metric_list[k]
+            if not needs_target:
+                continue
+            oshape = self.outputs[k].shape
+            lname = self.outputs[k].call.layer.name
+            sparse = lobj is not None and lobj.fn == "sparse_categorical_crossentropy"
+            tshape = list(oshape[:-1]) if sparse else list(oshape)
+            tdtype = "int32" if sparse else "float32"
+            tid = g.add("target", {"shape": tshape, "dtype": tdtype, "output": k},
+                        layer=f"{lname}:target")
+            wid = g.add("sample_weight", {"shape": list(oshape[:-1]), "dtype": "float32",
+                                          "output": k}, layer=f"{lname}:sample_weight")
+            g.meta["targets"][k], g.meta["weights"][k] = tid, wid
+            if lobj is not None:
+                lid = g.add("loss", lobj.attrs(), {"y_pred": (onode, oout), "y_true": tid,
+                                                   "weight": wid}, layer=f"{lname}:loss")
+                g.node(lid)["loss_of"] = k
+                loss_nodes.append(lid)
+                loss_w.append(lw[k])
+            for mname in metric_list[k]:
+                mattrs = metrics_mod.get(mname, lobj)
+                sid = g.add("metric_score", mattrs, {"y_pred": (onode, oout), "y_true": tid},
+                            layer=f"{lname}:{mname}")
+                rid = g.add("weighted_average", {}, {"score": sid, "weight": wid},
+                            layer=f"{lname}:{mname}")
+                metric_nodes.append((k, mname, rid))
+        g.meta["losses"], g.meta["loss_weights"] = loss_nodes, loss_w
+        g.meta["metrics"] = metric_nodes
+        upto = "autodiff" if loss_nodes else "losses"
+        self._graph = passes.run_pipeline(g, upto=upto)
+        self.optimizer, self.loss, self.loss_objects = opt, loss, loss_objs
+        self.compiled = True
+        self._plans = {}
+
+    def _per_output(self, value, what, listy=False):
+        n = len(self.outputs)
+        names = self.output_names
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(names))
+            if unknown:
+                raise ConfigError(f"compile: {what} names unknown output(s) {unknown}; "
+                                  f"outputs: {names}")
+            out = [value.get(nm) for nm in names]
+        elif isinstance(value, (list, tuple)) and not (listy and n == 1):
+            if len(value) != n:
+                raise ConfigError(f"compile: {what} has {len(value)} entries for {n} outputs")
+            out = list(value)
+        else:
+            out = [value] * n
+        if listy:
+            out = [[] if v is None else ([v] if isinstance(v, str) else list(v)) for v in out]
+        return out
+
+    # ---- plans --------------------------------------------------------------------------
+    def _plan(self, kind: str):
+        if kind not in self._plans:
+            g = self.graph
+            outs = list(g.meta["outputs"])
+            losses = [(n, 0) for n in g.meta["losses"]]
+            mets = [(r, i) for _, _, r in g.meta["metrics"] for i in (0, 1)]
+            if kind == "predict":
+                fetches = outs
+            elif kind == "evaluate":
+                fetches = losses + mets
+            else:  # train
+                names = [v.name for v in self.trainable_weights if v.name in g.meta["grads"]]
+                fetches = losses + mets + [g.meta["grads"][nm] for nm in names]
+                self._grad_names = names
+            self._plans[kind] = passes.make_plan(g, fetches)
+        return self._plans[kind]
+
+    def _require_compiled(self, what):
+        if not self.compiled:
+            raise ConfigError(f"{what}: the model must be compiled first; call "
+                              f"model.compile(optimizer=..., loss=...)")
+        if not self.graph.meta["losses"] and what != "evaluate":
+            raise ConfigError(f"{what}: the model was compiled without a loss")
+
+    def _feeds(self, xs, ys=None, sws=None):
+        g = self.graph
+        feeds = dict(zip(g.meta["inputs"], xs))
+        if ys is not None:
+            for k, tid in g.meta.get("targets", {}).items():
+                feeds[tid] = ys[k]
+                feeds[g.meta["weights"][k]] = sws[k]
+        return feeds
+
+    # ---- inference -----------------------------------------------------------------------
+    def predict_on_batch(self, x):
+        xs = prepare_inputs(self, x)
+        return self._predict_arrays(xs)
+
+    def _predict_arrays(self, xs):
+        outs = run(self._plan("predict"), self._feeds(xs), self._variables())
+        outs = [np.asarray(o, dtype=np.float32) if o.dtype.kind == "f" else o for o in outs]
+        return outs[0] if self._single_output else outs
+
+    def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
+        """Outputs for ``x`` (an array, or a list for several inputs), batch by batch."""
+        xs = prepare_inputs(self, x)
+        parts = [self._predict_arrays([a[sl] for a in xs])
+                 for sl in batches(len(xs[0]), batch_size, "predict")]
+        if self._single_output:
+            return np.concatenate(parts, axis=0)
+        return [np.concatenate([p[k] for p in parts], axis=0) for k in range(len(self.outputs))]
+
+    def _evaluate_batch(self, xs, ys, sws):
+        plan = self._plan("evaluate")
+        vals = run(plan, self._feeds(xs, ys, sws), self._variables())
+        return self._split_results(vals)
+
+    def _split_results(self, vals):
+        g = self.graph
+        nl = len(g.meta["losses"])
+        losses = [float(v) for v in vals[:nl]]
+        total = float(sum(w * v for w, v in zip(g.meta["loss_weights"], losses)))
+        mets = vals[nl:nl + 2 * len(g.meta["metrics"])]
+        pairs = [(float(mets[2 * i]), float(mets[2 * i + 1]))
+                 for i in range(len(g.meta["metrics"]))]
+        return total, pairs, vals[nl + 2 * len(g.meta["metrics"]):]
+
+    def _prepare_xy(self, x, y, sample_weight):
+        xs = prepare_inputs(self, x)
+        ys = prepare_targets(self, y, len(xs[0]))
+        sws = prepare_weights(self, sample_weight, ys)
+        return xs, ys, sws
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        self._require_compiled("test_on_batch")
+        xs, ys, sws = self._prepare_xy(x, y, sample_weight)
+        total, pairs, _ = self._evaluate_batch(xs, ys, sws)
+        return self._format(total, [t / c if c else 0.0 for t, c in pairs], return_dict)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False):
+        """Loss (and metrics) over ``x, y``: Keras's batch-size-weighted mean of batch losses.
+
+        Metrics accumulate their kept positions over all batches, as Keras metrics do.
+        """
+        self._require_compiled("evaluate")
+        xs, ys, sws = self._prepare_xy(x, y, sample_weight)
+        loss_sum, n, totals = 0.0, 0, None
+        for sl in batches(len(xs[0]), batch_size, "evaluate"):
+            total, pairs, _ = self._evaluate_batch([a[sl] for a in xs], [a[sl] for a in ys],
+                                                   [a[sl] for a in sws])
+            b = sl.stop - sl.start
+            loss_sum, n = loss_sum + total * b, n + b
+            totals = pairs if totals is None else [(t + p, c + q)
+                                                   for (t, c), (p, q) in zip(totals, pairs)]
+        mets = [t / c if c else 0.0 for t, c in totals]
+        return self._format(loss_sum / n, mets, return_dict)
+
+    def _format(self, loss, mets, return_dict):
+        names = [name for _, name, _ in self.graph.meta["metrics"]]
+        if return_dict:
+            return {"loss": loss, **dict(zip(names, mets))}
+        return loss if not mets else [loss, *mets]
+
+    def __call__(self, x):
+        return self.predict_on_batch(x)
+
+    def __repr__(self) -> str:
+        return f"<Model {self.name!r}: {len(self.layers)} layers, {self.count_params()} params>"

@@ -1,0 +1,127 @@
+"""Training: ``train_on_batch`` and ``fit`` (mixed into :class:`graphmask.Model`).
+
+One step runs the ``train`` plan (forward, masked losses, backward graph) and hands
+the gradients to the optimizer, which updates the weights in place. A non-finite loss
+stops before the update, so the weights stay as they were.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from graphmask.callbacks import CallbackList, History
+from graphmask.errors import ConfigError, NumericalError
+from graphmask.runtime import run
+from graphmask.utils import rng
+
+
+class TrainingMixin:
+    def _train_step(self, xs, ys, sws):
+        plan = self._plan("train")
+        vals = run(plan, self._feeds(xs, ys, sws), self._variables())
+        total, pairs, grads = self._split_results(vals)
+        if not np.isfinite(total):
+            raise NumericalError(f"the loss is {total}; the weights were left as they were "
+                                 f"before this step")
+        by_name = dict(zip(self._grad_names, grads))
+        params, gs = [], []
+        for var in self.trainable_weights:
+            params.append(var.value)
+            g = by_name.get(var.name)
+            gs.append(np.zeros_like(var.value) if g is None else g)
+        self.optimizer.apply(params, gs)
+        return total, pairs
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict=False):
+        """One optimizer step on one batch; returns the loss before the step."""
+        self._require_compiled("train_on_batch")
+        if class_weight is not None:
+            raise ConfigError("train_on_batch: class_weight is not supported; "
+                              "use sample_weight")
+        xs, ys, sws = self._prepare_xy(x, y, sample_weight)
+        total, pairs = self._train_step(xs, ys, sws)
+        return self._format(total, [t / c if c else 0.0 for t, c in pairs], return_dict)
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None,
+            validation_batch_size=None, validation_freq=1):
+        """Train for ``epochs`` epochs, as ``keras.Model.fit``; returns a :class:`History`.
+
+        The reported epoch loss is the batch-size-weighted mean of the batch losses and
+        metrics accumulate kept positions over the epoch (Keras's trackers).
+        """
+        self._require_compiled("fit")
+        if class_weight is not None:
+            raise ConfigError("fit: class_weight is not supported; use sample_weight")
+        for arg, val in (("epochs", epochs), ("initial_epoch", initial_epoch)):
+            if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 0:
+                raise ConfigError(f"fit: {arg} must be a non-negative int, got {val!r}")
+        if not (isinstance(validation_split, (int, float)) and 0 <= validation_split < 1):
+            raise ConfigError(f"fit: validation_split must be in [0, 1), got "
+                              f"{validation_split!r}")
+        if validation_split and validation_data is not None:
+            raise ConfigError("fit: give validation_split or validation_data, not both")
+        xs, ys, sws = self._prepare_xy(x, y, sample_weight)
+        n = len(xs[0])
+        from graphmask.data import batches
+        batches(n, batch_size, "fit")  # validates batch_size before anything runs
+        val = None
+        if validation_split:
+            cut = int(n * (1 - validation_split))
+            if cut == 0 or cut == n:
+                raise ConfigError(f"fit: validation_split={validation_split} leaves an empty "
+                                  f"training or validation set for {n} samples")
+            val = ([a[cut:] for a in xs], [None if a is None else a[cut:] for a in ys],
+                   [None if a is None else a[cut:] for a in sws])
+            xs, ys, sws = ([a[:cut] for a in xs], [None if a is None else a[:cut] for a in ys],
+                           [None if a is None else a[:cut] for a in sws])
+            n = cut
+        elif validation_data is not None:
+            if not isinstance(validation_data, (list, tuple)) or len(validation_data) not in (2, 3):
+                raise ConfigError("fit: validation_data must be (x_val, y_val) or "
+                                  "(x_val, y_val, sample_weight_val)")
+            val = self._prepare_xy(*validation_data)
+        verbose = 1 if verbose == "auto" else int(verbose)
+        history = History()
+        cbs = CallbackList([history, *(callbacks or [])], model=self, verbose=verbose,
+                           epochs=epochs, steps=len(batches(n, batch_size, "fit")))
+        self.stop_training = False
+        cbs.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch)
+            order = rng().permutation(n) if shuffle else np.arange(n)
+            loss_sum, seen, totals = 0.0, 0, None
+            t0 = time.perf_counter()
+            for step, sl in enumerate(batches(n, batch_size, "fit")):
+                idx = order[sl]
+                try:
+                    total, pairs = self._train_step(
+                        [a[idx] for a in xs], [None if a is None else a[idx] for a in ys],
+                        [None if a is None else a[idx] for a in sws])
+                except NumericalError as e:
+                    raise NumericalError(f"fit: epoch {epoch + 1}, step {step + 1}: {e}") from None
+                b = len(idx)
+                loss_sum, seen = loss_sum + total * b, seen + b
+                totals = pairs if totals is None else [(t + p, c + q) for (t, c), (p, q)
+                                                       in zip(totals, pairs)]
+                logs = self._logs(loss_sum / seen, totals)
+                cbs.on_train_batch_end(step, {**logs, "samples": seen,
+                                              "seconds": time.perf_counter() - t0})
+            logs = self._logs(loss_sum / seen, totals)
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                vres = self.evaluate(val[0], val[1], batch_size=validation_batch_size or
+                                     batch_size, sample_weight=val[2], return_dict=True)
+                logs.update({f"val_{k}": v for k, v in vres.items()})
+            cbs.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end()
+        return history
+
+    def _logs(self, loss, totals):
+        names = [name for _, name, _ in self.graph.meta["metrics"]]
+        mets = [t / c if c else 0.0 for t, c in (totals or [])]
+        return {"loss": float(loss), **dict(zip(names, mets))}

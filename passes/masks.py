@@ -1,0 +1,116 @@
+"""Pass 2: mask propagation, making every mask an explicit node and edge.
+
+Each op declares a :class:`~graphmask.ops.MaskRule`. Walking the graph in order:
+
+* the mask a node receives is the one carried by its data inputs (weights never carry
+  one). Merge ops (``add``, ``concatenate``) follow Keras 3.4+: no mask if any input is
+  unmasked, else the OR of the masks (an inserted ``mask_or`` node);
+* a mask reaching an op that cannot take one is a :class:`MaskError` naming both layers;
+* ``uses``: the mask value is connected to the op's ``mask`` port (a *mask edge*);
+* ``out``: the op's first output carries the incoming mask (``pass``), none
+  (``none``), or a new one (``create``: a mask node such as ``mask_not_equal`` is
+  inserted, reading the op's ``from_port`` input).
+
+Afterwards every node has ``masks`` (one entry per visible output: the id of the node
+producing that mask, or ``None``) and every edge has ``mask`` (what its value carries).
+"""
+from __future__ import annotations
+
+from graphmask.errors import MaskError
+from graphmask.graph import Graph
+from passes.shapes import infer_node
+
+NAME = "masks"
+MERGE_OPS = ("add", "concatenate")
+
+
+def _describe(g: Graph, mask_id: int) -> str:
+    n = g.node(mask_id)
+    what = {"mask_not_equal": "ids != {value}", "mask_any_not_equal": "any(x != {value})",
+            "mask_or": "OR of masks", "mask_and": "AND of masks"}.get(n["op"], n["op"])
+    return f"layer {n['layer']!r} ({what.format(**n['attrs'])})"
+
+
+def _add_mask_node(g: Graph, op: str, attrs: dict, inputs: dict, layer: str, of: int) -> int:
+    mid = g.add(op, attrs, inputs, layer=layer)
+    g.node(mid)["specs"] = infer_node(g, mid)
+    g.node(mid)["masks"] = [None]
+    g.node(mid)["mask_of"] = of
+    for src, _, d in g.in_edges(mid):
+        d["mask"] = None
+    return mid
+
+
+def _incoming(g: Graph, nid: int) -> list[tuple[str, int | None]]:
+    """(port, mask carried) for each data edge into ``nid``, annotating the edges."""
+    res = []
+    for src, port, d in g.in_edges(nid):
+        if d["kind"] != "data" or g.node(src)["op"] == "variable":
+            continue
+        masks = g.node(src).get("masks") or []
+        d["mask"] = masks[d["out"]] if d["out"] < len(masks) else None
+        res.append((port, d["mask"]))
+    return res
+
+
+def _combine(g: Graph, nid: int, incoming) -> int | None:
+    n = g.node(nid)
+    carried = [m for _, m in incoming if m is not None]
+    if not carried:
+        return None
+    if n["op"] in MERGE_OPS and len(carried) < len(incoming):
+        return None  # Keras 3.4+: an unmasked input makes the merged output unmasked
+    distinct = sorted(set(carried))
+    if len(distinct) == 1:
+        return distinct[0]
+    ports = {f"m{i}": m for i, m in enumerate(distinct)}
+    return _add_mask_node(g, "mask_or", {"n": len(distinct)}, ports, n["layer"], nid)
+
+
+def propagate_masks(graph: Graph) -> Graph:
+    """Annotate masks on every node output and edge; insert mask nodes and edges."""
+    g = graph.copy()
+    g.require(NAME, "shapes")
+    for nid in g.order():
+        n = g.node(nid)
+        rule = g.op(nid).mask_rule(n["attrs"])
+        incoming = _incoming(g, nid)
+        if any(m is not None for _, m in incoming) and not rule.takes:
+            creator = next(m for _, m in incoming if m is not None)
+            raise MaskError(
+                f"pass {NAME!r}: the mask created by {_describe(g, creator)} reaches layer "
+                f"{g.label(nid)!r} ({n['op']}), which cannot take a mask. Keras 3 would only "
+                f"warn and drop it. Consume the mask first (LSTM, GlobalAveragePooling1D) "
+                f"or do not create it.")
+        mask_in = _combine(g, nid, incoming)
+        out = None
+        if rule.out == "pass":
+            out = mask_in
+        elif rule.out == "create":
+            op, attrs, from_port = rule.create
+            src = g.in_ports(nid)[from_port]
+            out = _add_mask_node(g, op, attrs, {"x": src}, n["layer"], nid)
+        if rule.uses:
+            use = out if rule.out == "create" else mask_in
+            if use is not None:
+                _check_fits(g, use, nid)
+                g.connect(use, nid, "mask", kind="mask")
+                for src, port, d in g.in_edges(nid):
+                    if port == "mask":
+                        d["mask"] = use
+        n["masks"] = [out] + [None] * (len(n["specs"]) - 1)
+    g.meta["passes"].append(NAME)
+    return g
+
+
+def _check_fits(g: Graph, mask_id: int, nid: int) -> None:
+    mshape = g.spec(mask_id).shape
+    ports = g.in_ports(nid)
+    data_port = "x" if "x" in ports else next(iter(ports))
+    src, out = ports[data_port]
+    dshape = g.spec(src, out).shape
+    if len(dshape) < len(mshape) or any(
+            a is not None and b is not None and a != b for a, b in zip(mshape, dshape)):
+        raise MaskError(f"pass {NAME!r}: the mask created by {_describe(g, mask_id)} has shape "
+                        f"{mshape}, which does not fit input shape {dshape} of layer "
+                        f"{g.label(nid)!r} ({g.node(nid)['op']})")
