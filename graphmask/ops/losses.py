@@ -75,13 +75,13 @@ def class_ids(fn: str, y: np.ndarray, n_classes: int | None, as_float=False) -> 
         if bad.any():
             pos = tuple(int(i) for i in np.argwhere(bad)[0])
             raise InputError(f"{fn}: class ids must be whole numbers; y_true{list(pos)} = "
-                             f"{y[pos]!r}")
+                             f"{y[pos].item()!r}")
     elif y.dtype.kind not in "iub":
         raise InputError(f"{fn}: class ids must be integers, got dtype {y.dtype}")
     bad = (y < 0) | (y >= n_classes)
     if bad.any():
         pos = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise InputError(f"{fn}: class id {y[pos]!r} at y_true{list(pos)} is outside "
+        raise InputError(f"{fn}: class id {y[pos].item()!r} at y_true{list(pos)} is outside "
                          f"[0, {n_classes})")
     return y.reshape(-1).astype(np.int64)
 
@@ -171,7 +171,8 @@ def score_reference_vjp(attrs, inputs, g):
         d = np.sign(p - t) / c
     elif fn == "binary_crossentropy":
         if logits:
-            d = (1.0 / (1.0 + np.exp(-p)) - t) / c
+            e = np.exp(-np.abs(p))  # stable sigmoid
+            d = (np.where(p >= 0, 1.0 / (1.0 + e), e / (1.0 + e)) - t) / c
         else:
             inside = (p > lo) & (p < hi)
             d = np.where(inside, -t / p + (1.0 - t) / (1.0 - p), 0.0) / c

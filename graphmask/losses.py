@@ -1,0 +1,187 @@
+"""Keras-style loss objects.
+
+A :class:`Loss` names the per-position score of the ``loss_score`` op (``.fn`` and
+``.attrs()``); ``compile()`` turns it into a ``loss`` node, which the loss pass rewrites
+into ``loss_score`` + ``masked_mean`` (a mask reaches the loss) or ``weighted_mean``.
+Calling a loss computes the same value eagerly with the ops' numba kernels:
+
+* with a ``mask``: ``sum(score * m * w) / sum(m)``, exactly 0 when nothing is kept;
+* without: ``sum(score * w) / score.size``;
+
+``sample_weight`` may be a scalar, per sample (shape (B,), broadcast over time) or of the
+score's shape. Names accepted by :func:`get` are Keras 3's: function names
+(``"mean_squared_error"``), class names (``"MeanSquaredError"``) and the aliases
+``"mse"``, ``"mae"``, ``"bce"`` (upper case too).
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import numpy as np
+
+from graphmask.errors import ConfigError, InputTypeError
+from graphmask.ops.base import get_op
+
+__all__ = ["BinaryCrossentropy", "CategoricalCrossentropy", "Loss", "MeanAbsoluteError",
+           "MeanSquaredError", "SparseCategoricalCrossentropy", "deserialize", "get",
+           "serialize"]
+
+
+def _as_float_array(name: str, x: Any) -> np.ndarray:
+    a = np.asarray(x)
+    if a.dtype.kind not in "fiub":
+        raise InputTypeError(f"{name} must be numeric, got dtype {a.dtype}")
+    return a
+
+
+class Loss:
+    """Base class. ``fn`` is the ``loss_score`` function name."""
+
+    fn: str = ""
+    _args: tuple[str, ...] = ()
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or self.fn
+
+    def attrs(self) -> dict[str, Any]:
+        """Attributes of the ``loss_score`` / ``loss`` op for this loss."""
+        out: dict[str, Any] = {"fn": self.fn}
+        out.update({k: getattr(self, k) for k in self._args})
+        return out
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, **{k: getattr(self, k) for k in self._args}}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Loss:
+        return cls(**config)
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None,
+                 mask: Any = None) -> np.floating:
+        """The reduced loss value (a NumPy scalar in y_pred's float dtype)."""
+        p = _as_float_array("y_pred", y_pred)
+        if p.dtype.kind != "f":
+            p = p.astype(np.float32)
+        y = _as_float_array("y_true", y_true)
+        score = get_op("loss_score").forward(self.attrs(), {"y_pred": p, "y_true": y})[0]
+        red: dict[str, np.ndarray] = {"score": score}
+        if sample_weight is not None:
+            red["weight"] = _as_float_array("sample_weight", sample_weight)
+        if mask is not None:
+            red["mask"] = np.asarray(mask).astype(bool)
+            return get_op("masked_mean").forward({}, red)[0][()]
+        return get_op("weighted_mean").forward({}, red)[0][()]
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._args)
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(sorted(self.attrs().items()))))
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _smoothing(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
+            0.0 <= float(value) <= 1.0):
+        raise ConfigError(f"label_smoothing must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+class MeanSquaredError(Loss):
+    """``mean((y_true - y_pred) ** 2, axis=-1)`` per position."""
+
+    fn = "mean_squared_error"
+
+
+class MeanAbsoluteError(Loss):
+    """``mean(|y_true - y_pred|, axis=-1)`` per position."""
+
+    fn = "mean_absolute_error"
+
+
+class BinaryCrossentropy(Loss):
+    """Binary crossentropy, averaged over the last axis; labels smoothed towards 0.5."""
+
+    fn = "binary_crossentropy"
+    _args = ("from_logits", "label_smoothing")
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0,
+                 name: str | None = None) -> None:
+        super().__init__(name)
+        self.from_logits = _flag("from_logits", from_logits)
+        self.label_smoothing = _smoothing(label_smoothing)
+
+
+class CategoricalCrossentropy(Loss):
+    """Crossentropy against one-hot targets; smoothing gives ``ls / num_classes`` to all."""
+
+    fn = "categorical_crossentropy"
+    _args = ("from_logits", "label_smoothing")
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0,
+                 name: str | None = None) -> None:
+        super().__init__(name)
+        self.from_logits = _flag("from_logits", from_logits)
+        self.label_smoothing = _smoothing(label_smoothing)
+
+
+class SparseCategoricalCrossentropy(Loss):
+    """Crossentropy against integer class ids of shape (B, T) or (B, T, 1)."""
+
+    fn = "sparse_categorical_crossentropy"
+    _args = ("from_logits",)
+
+    def __init__(self, from_logits: bool = False, name: str | None = None) -> None:
+        super().__init__(name)
+        self.from_logits = _flag("from_logits", from_logits)
+
+
+_CLASSES = (MeanSquaredError, MeanAbsoluteError, BinaryCrossentropy, CategoricalCrossentropy,
+            SparseCategoricalCrossentropy)
+ALIASES: dict[str, type[Loss]] = {c.fn: c for c in _CLASSES}
+ALIASES.update({c.__name__: c for c in _CLASSES})
+ALIASES.update({"mse": MeanSquaredError, "MSE": MeanSquaredError, "mae": MeanAbsoluteError,
+                "MAE": MeanAbsoluteError, "bce": BinaryCrossentropy, "BCE": BinaryCrossentropy})
+
+
+def serialize(loss: Loss) -> dict[str, Any]:
+    return {"class_name": type(loss).__name__, "config": loss.get_config()}
+
+
+def deserialize(config: dict[str, Any]) -> Loss:
+    cls = _lookup(str(config.get("class_name", "")))
+    return cls.from_config(dict(config.get("config", {})))
+
+
+def _lookup(name: str) -> type[Loss]:
+    if name in ALIASES:
+        return ALIASES[name]
+    lower = {k.lower(): v for k, v in ALIASES.items()}
+    if name.lower() in lower:
+        return lower[name.lower()]
+    close = difflib.get_close_matches(name, list(ALIASES), n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"unknown loss {name!r}{hint} (known: {sorted(c.fn for c in _CLASSES)} "
+                      f"and the aliases 'mse', 'mae', 'bce')")
+
+
+def get(identifier: str | dict | Loss) -> Loss:
+    """A :class:`Loss` from a name, a ``{"class_name", "config"}`` dict or an instance."""
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str):
+        return _lookup(identifier)()
+    raise ConfigError(f"cannot interpret {identifier!r} as a loss; give a name such as "
+                      f"'mse' or a graphmask.losses.Loss instance")
