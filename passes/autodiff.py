@@ -16,7 +16,7 @@ import networkx as nx
 
 from graphmask.errors import GraphError
 from graphmask.graph import Graph
-from graphmask.ops import is_float
+from graphmask.ops.base import is_float
 from passes.shapes import infer_node
 
 NAME = "autodiff"
