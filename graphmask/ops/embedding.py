@@ -41,7 +41,8 @@ def as_int_ids(ids: np.ndarray) -> np.ndarray:
     if bad.any():
         k = int(np.argmax(bad.reshape(-1)))
         value = float(ids.reshape(-1)[k])
-        raise InputError(f"Embedding ids must be whole numbers; got {value!r} "
+        what = "whole numbers" if abs(value) < 2.0**62 else "whole numbers below 2**62"
+        raise InputError(f"Embedding ids must be {what}; got {value!r} "
                          f"at {_where(ids.shape, k)}")
     return ids.astype(np.int64)
 

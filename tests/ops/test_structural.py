@@ -1,0 +1,43 @@
+"""add_n and identity: harness, dtype promotion, variadic ports, shape errors."""
+import numpy as np
+import pytest
+
+from graphmask.ops import OpError, Spec, get_op
+from tests.ops.harness import check_op
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+@pytest.mark.parametrize("shape", [(3,), (2, 5), (2, 3, 4)])
+def test_add_n_harness(n, shape):
+    rng = np.random.default_rng(n)
+    inp = {f"x{i}": rng.standard_normal(shape) for i in range(n)}
+    check_op("add_n", {"n": n}, inp)
+    check_op("add_n", {"n": n}, {k: v.astype(np.float32) for k, v in inp.items()}, fd=False)
+    y = get_op("add_n").forward({"n": n}, inp)[0]
+    np.testing.assert_allclose(y, sum(inp.values()))
+
+
+def test_add_n_does_not_write_into_inputs_and_promotes():
+    a, b = np.ones(3, np.float32), np.full(3, 2.0)
+    y = get_op("add_n").forward({"n": 2}, {"x0": a, "x1": b})[0]
+    assert y.dtype == np.float64 and a[0] == 1
+    np.testing.assert_array_equal(y, 3)
+
+
+def test_add_n_errors():
+    op = get_op("add_n")
+    with pytest.raises(OpError, match="same shape"):
+        op.infer({"n": 2}, {"x0": Spec((None, 3), "float32"), "x1": Spec((None, 4), "float32")})
+    with pytest.raises(OpError, match="same shape"):
+        op.forward({"n": 2}, {"x0": np.zeros((2, 3)), "x1": np.zeros((3, 3))})
+    with pytest.raises(OpError, match="attrs\\['n'\\]"):
+        op.ports({"n": 0})
+    assert op.ports({"n": 3}) == ("x0", "x1", "x2")
+
+
+def test_identity():
+    x = np.random.default_rng(0).standard_normal((2, 3))
+    check_op("identity", {}, {"x": x})
+    assert get_op("identity").infer({}, {"x": Spec((None, 3), "int32")}) == [
+        Spec((None, 3), "int32")]
+    assert get_op("identity").mask_rule({}).out == "pass"
