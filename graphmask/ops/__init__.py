@@ -16,6 +16,8 @@ from graphmask.ops import (  # noqa: F401,E402
     flatten,
     mask_ops,
     structural,
+    pooling,
+    merge,
     lstm,
     losses,
     reductions,
