@@ -345,5 +345,29 @@ class Model(TrainingMixin):
     def __call__(self, x):
         return self.predict_on_batch(x)
 
+    # ---- inspection and files (implemented in their own modules) -----------------------
+    def summary(self, print_fn=None, line_length=None, return_string=False):
+        """Table of layers with output shape, mask in/out and parameters (see inspect)."""
+        from graphmask.summary import summary
+        return summary(self, print_fn=print_fn, line_length=line_length,
+                       return_string=return_string)
+
+    def _repr_svg_(self):
+        from graphmask.viz import to_svg
+        return to_svg(self)
+
+    def save(self, filepath, overwrite=True):
+        """Write graph config, weights and optimizer state to one file (no pickle)."""
+        from graphmask.saving import save_model
+        save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite=True):
+        from graphmask.saving import save_weights
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath):
+        from graphmask.saving import load_weights
+        load_weights(self, filepath)
+
     def __repr__(self) -> str:
         return f"<Model {self.name!r}: {len(self.layers)} layers, {self.count_params()} params>"
