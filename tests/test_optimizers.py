@@ -1,0 +1,225 @@
+"""Optimizers: Keras 3 update rules, clipping, state, config, validation."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from graphmask import optimizers
+from graphmask.errors import ConfigError, InputError
+
+F32 = np.float32
+
+
+# ---- plain NumPy transcription of Keras 3's update_step (float32, Keras's op order) ------
+
+
+def np_step(kind, cfg, w, g, state, t):
+    lr = F32(cfg.get("learning_rate", {"sgd": 0.01}.get(kind, 0.001)))
+    if kind == "sgd":
+        mom = cfg.get("momentum", 0.0)
+        if mom == 0:
+            return w - g * lr
+        m = state.setdefault("m", np.zeros_like(w))
+        m[...] = m * F32(mom) - g * lr
+        if cfg.get("nesterov"):
+            return w + (m * F32(mom) - g * lr)
+        return w + m
+    if kind == "adam":
+        b1, b2 = cfg.get("beta_1", 0.9), cfg.get("beta_2", 0.999)
+        eps = F32(cfg.get("epsilon", 1e-7))
+        m = state.setdefault("m", np.zeros_like(w))
+        v = state.setdefault("v", np.zeros_like(w))
+        b1p, b2p = F32(b1) ** F32(t), F32(b2) ** F32(t)
+        alpha = lr * np.sqrt(F32(1) - b2p) / (F32(1) - b1p)
+        m += (g - m) * F32(1 - b1)
+        v += (g * g - v) * F32(1 - b2)
+        if cfg.get("amsgrad"):
+            vh = state.setdefault("vh", np.zeros_like(w))
+            vh[...] = np.maximum(vh, v)
+            return w - (m * alpha) / (np.sqrt(vh) + eps)
+        return w - (m * alpha) / (np.sqrt(v) + eps)
+    rho, mom = cfg.get("rho", 0.9), cfg.get("momentum", 0.0)
+    eps = F32(cfg.get("epsilon", 1e-7))
+    v = state.setdefault("v", np.zeros_like(w))
+    v[...] = F32(rho) * v + F32(1 - rho) * (g * g)
+    if cfg.get("centered"):
+        a = state.setdefault("a", np.zeros_like(w))
+        a[...] = F32(rho) * a + F32(1 - rho) * g
+        den = v - a * a + eps
+    else:
+        den = v + eps
+    inc = (lr * g) / np.sqrt(den)
+    if mom > 0:
+        mm = state.setdefault("mom", np.zeros_like(w))
+        mm[...] = F32(mom) * mm + inc
+        return w - mm
+    return w - inc
+
+
+CONFIGS = [
+    ("sgd", {}), ("sgd", {"momentum": 0.9}), ("sgd", {"momentum": 0.9, "nesterov": True}),
+    ("adam", {}), ("adam", {"learning_rate": 0.01, "amsgrad": True}),
+    ("adam", {"beta_1": 0.5, "beta_2": 0.9, "epsilon": 1e-3}),
+    ("rmsprop", {}), ("rmsprop", {"centered": True}), ("rmsprop", {"momentum": 0.5}),
+    ("rmsprop", {"momentum": 0.5, "centered": True, "rho": 0.8}),
+]
+CLS = {"sgd": optimizers.SGD, "adam": optimizers.Adam, "rmsprop": optimizers.RMSprop}
+
+
+def _problem(seed=0, steps=6):
+    rng = np.random.default_rng(seed)
+    w0 = [rng.standard_normal((5, 3)).astype(F32), rng.standard_normal(3).astype(F32)]
+    grads = [[rng.standard_normal(w.shape).astype(F32) for w in w0] for _ in range(steps)]
+    for k in range(2, steps):
+        grads[k][0][1] = 0  # an embedding row without gradient in later batches
+    return w0, grads
+
+
+@pytest.mark.parametrize("kind,cfg", CONFIGS)
+def test_matches_numpy_transcription(kind, cfg):
+    w0, grads = _problem()
+    opt = CLS[kind](**cfg)
+    ws = [w.copy() for w in w0]
+    ids = [id(w) for w in ws]
+    ref = [w.copy() for w in w0]
+    states = [{} for _ in w0]
+    for t, gs in enumerate(grads, start=1):
+        opt.apply(ws, gs)
+        ref = [np_step(kind, cfg, w, g, s, t) for w, g, s in zip(ref, gs, states)]
+        for a, b in zip(ws, ref):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert [id(w) for w in ws] == ids and all(w.dtype == F32 for w in ws)
+    assert opt.iterations == len(grads)
+
+
+def test_sgd_step_is_exact():
+    w = np.array([1.0, -2.0, 3.5], F32)
+    g = np.array([0.25, 1.0, -4.0], F32)
+    want = w - F32(0.1) * g
+    optimizers.SGD(learning_rate=0.1).apply([w], [g])
+    np.testing.assert_array_equal(w, want)
+
+
+def test_zero_gradient_rows_still_move_under_adam():
+    w0, grads = _problem(steps=4)
+    ws = [w.copy() for w in w0]
+    opt = optimizers.Adam(learning_rate=0.1)
+    opt.apply(ws, grads[0])
+    before = ws[0][1].copy()
+    opt.apply(ws, [np.zeros_like(ws[0]), grads[1][1]])
+    assert np.all(ws[0][1] != before)  # momentum from step 1 keeps moving the row
+    opt.apply(ws, [None, grads[2][1]])  # None is a zero gradient
+    assert opt.iterations == 3
+
+
+@pytest.mark.parametrize("kind,cfg", [("adam", {"amsgrad": True}), ("sgd", {"momentum": 0.9}),
+                                      ("rmsprop", {"centered": True, "momentum": 0.3})])
+def test_state_save_restore_continues_identically(kind, cfg):
+    w0, grads = _problem(steps=6)
+    a = CLS[kind](**cfg)
+    wa = [w.copy() for w in w0]
+    for gs in grads[:3]:
+        a.apply(wa, gs)
+    state, config = a.get_state(), a.get_config()
+    assert state[0] == 3 and state[0].dtype == np.int64
+    assert len(state) == 1 + len(a.slot_names()) * 2
+    b = CLS[kind].from_config(config)
+    b.set_state(state)  # before the first apply: state is kept until build
+    assert b.iterations == 3
+    wb = [w.copy() for w in wa]
+    for gs in grads[3:]:
+        a.apply(wa, gs)
+        b.apply(wb, gs)
+    for x, y in zip(wa, wb):
+        np.testing.assert_array_equal(x, y)
+    c = optimizers.get(optimizers.serialize(b))
+    c.build(wb)
+    c.set_state(b.get_state())
+    assert c.iterations == 6
+    with pytest.raises(ConfigError, match="state has"):
+        c.set_state(state[:-1])
+
+
+def test_clipping():
+    g = np.array([3.0, 4.0], F32)
+    w = np.zeros(2, F32)
+    optimizers.SGD(learning_rate=1.0, clipnorm=1.0).apply([w], [g])
+    np.testing.assert_allclose(w, [-0.6, -0.8], rtol=1e-6)
+    w = np.zeros(2, F32)
+    optimizers.SGD(learning_rate=1.0, clipvalue=3.5).apply([w], [g])
+    np.testing.assert_array_equal(w, [-3.0, -3.5])
+    ws = [np.zeros(2, F32), np.zeros(1, F32)]
+    optimizers.SGD(learning_rate=1.0, global_clipnorm=2.5).apply(
+        ws, [g, np.array([0.0], F32)])
+    np.testing.assert_allclose(ws[0], [-1.5, -2.0], rtol=1e-6)
+    w = np.zeros(2, F32)
+    optimizers.SGD(learning_rate=1.0, global_clipnorm=10.0).apply([w], [g])
+    np.testing.assert_allclose(w, -g, rtol=1e-6)
+    with pytest.raises(ConfigError, match="only one of"):
+        optimizers.Adam(clipnorm=1.0, clipvalue=1.0)
+
+
+def test_get_config_validation():
+    assert isinstance(optimizers.get("ADAM"), optimizers.Adam)
+    assert isinstance(optimizers.get("RMSprop"), optimizers.RMSprop)
+    opt = optimizers.SGD(momentum=0.5)
+    assert optimizers.get(opt) is opt
+    with pytest.raises(ConfigError, match="did you mean 'adam'"):
+        optimizers.get("adma")
+    cfg = optimizers.Adam(learning_rate=0.01, amsgrad=True).get_config()
+    assert cfg["learning_rate"] == 0.01 and cfg["amsgrad"] is True and cfg["beta_1"] == 0.9
+    assert optimizers.Adam.from_config(cfg).get_config() == cfg
+    opt.learning_rate = 0.5
+    assert opt.learning_rate == 0.5
+    with pytest.raises(ConfigError, match=r"learning_rate must be > 0, got -1"):
+        opt.learning_rate = -1
+    for bad in ({"learning_rate": 0}, {"beta_1": 1.0}, {"epsilon": -1.0},
+                {"amsgrad": "yes"}, {"clipnorm": 0.0}, {"learning_rate": float("nan")}):
+        name = next(iter(bad))
+        with pytest.raises(ConfigError, match=name):
+            optimizers.Adam(**bad)
+    with pytest.raises(ConfigError, match="momentum"):
+        optimizers.SGD(momentum=1.5)
+    with pytest.raises(ConfigError, match="rho"):
+        optimizers.RMSprop(rho=1.0)
+
+
+def test_apply_errors():
+    opt = optimizers.Adam()
+    w = np.zeros((2, 3), F32)
+    with pytest.raises(InputError, match="gradient 0 has shape"):
+        opt.apply([w], [np.zeros(3, F32)])
+    with pytest.raises(InputError, match="1 weights but 2 gradients"):
+        opt.apply([w], [w, w])
+    with pytest.raises(InputError, match="C-contiguous"):
+        opt.apply([np.zeros((3, 2), F32).T], [np.zeros((2, 3), F32)])
+
+
+def test_float64_weights():
+    w = np.array([1.0, 2.0])
+    optimizers.Adam(learning_rate=0.1).apply([w], [np.array([1.0, -1.0])])
+    assert w.dtype == np.float64
+    np.testing.assert_allclose(w, [0.9, 2.1], rtol=1e-6)
+
+
+# ---------------------------------------------------------------- optional Keras oracle
+
+
+@pytest.mark.parametrize("kind,cfg", CONFIGS + [("adam", {"clipnorm": 0.5}),
+                                                ("sgd", {"global_clipnorm": 0.5})])
+def test_against_keras3(kind, cfg):
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras", reason="Keras 3 not installed: oracle check skipped")
+    w0, grads = _problem(seed=3)
+    theirs = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam,
+              "rmsprop": keras.optimizers.RMSprop}[kind](**cfg)
+    vs = [keras.Variable(w) for w in w0]
+    ours = CLS[kind](**cfg)
+    ws = [w.copy() for w in w0]
+    for gs in grads:
+        theirs.apply(gs, vs)
+        ours.apply(ws, gs)
+    for w, v in zip(ws, vs):
+        np.testing.assert_allclose(w, np.asarray(v), rtol=1e-6, atol=1e-7)
