@@ -6,6 +6,9 @@ of ``x[b, t, :]`` differs from ``mask_value``) and connects it both to this op's
 x, 0)``: masked timesteps become exactly zero, so a NaN sitting at a masked step does
 not leak (as it would through a multiplication). The gradient passes at kept steps and
 is zero at masked ones.
+
+The ``mask`` port is optional because the shape pass runs before the mask pass connects
+it; when it is not connected the op computes the same mask from ``x`` itself.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import numpy as np
 
 from graphmask.kernels import masking as K
 from graphmask.kernels.util import as_flat, as_rows, grad_or_zeros
-from graphmask.ops.base import MaskRule, Op, OpError, Spec, is_float, register
+from graphmask.ops.base import MaskRule, Op, OpError, Spec, get_op, is_float, register
 
 
 def _check_mask(x_shape, m_shape):
@@ -27,16 +30,18 @@ def _check_mask(x_shape, m_shape):
 @register
 class MaskingOp(Op):
     name = "masking"
-    inputs = ("x", "mask")
+    inputs = ("x", "mask?")
     diff_ports = ("x",)
 
     def infer(self, attrs, specs):
-        x, m = specs["x"], specs["mask"]
+        # the shape pass runs before the mask pass connects the mask port
+        x, m = specs["x"], specs.get("mask")
         if x.rank < 2:
             raise OpError(f"Masking expects (batch, timesteps, features), got shape {x.shape}")
         if not is_float(x.dtype):
             raise OpError(f"Masking expects float data, got {x.dtype}")
-        _check_mask(x.shape, m.shape)
+        if m is not None:
+            _check_mask(x.shape, m.shape)
         return [Spec(x.shape, x.dtype)]
 
     def mask_rule(self, attrs):
@@ -44,8 +49,15 @@ class MaskingOp(Op):
                         create=("mask_any_not_equal",
                                 {"value": attrs.get("mask_value", 0.0)}, "x"))
 
+    def _mask(self, attrs, inputs):
+        m = inputs.get("mask")
+        if m is None:
+            return get_op("mask_any_not_equal").forward(
+                {"value": attrs.get("mask_value", 0.0)}, {"x": inputs["x"]})[0]
+        return m
+
     def reference(self, attrs, inputs):
-        x, m = inputs["x"], inputs["mask"].astype(bool)
+        x, m = inputs["x"], self._mask(attrs, inputs).astype(bool)
         return [np.where(m[..., None], x, np.zeros((), x.dtype))]
 
     def _apply(self, x, m):
@@ -53,17 +65,19 @@ class MaskingOp(Op):
         return K.keep_rows(as_rows(x), as_flat(m, bool)).reshape(x.shape)
 
     def forward(self, attrs, inputs):
-        return [self._apply(inputs["x"], inputs["mask"])]
+        return [self._apply(inputs["x"], self._mask(attrs, inputs))]
 
     def vjp(self, attrs, inputs, outputs, grads, wrt):
         if "x" not in wrt:
             return {}
         x = inputs["x"]
-        return {"x": self._apply(grad_or_zeros(grads[0], x.shape, x.dtype), inputs["mask"])}
+        dy = grad_or_zeros(grads[0], x.shape, x.dtype)
+        return {"x": self._apply(dy, self._mask(attrs, inputs))}
 
     def reference_vjp(self, attrs, inputs, grads, wrt):
         if "x" not in wrt:
             return {}
         x = inputs["x"]
         dy = grad_or_zeros(grads[0], x.shape, x.dtype)
-        return {"x": np.where(inputs["mask"].astype(bool)[..., None], dy, np.zeros((), x.dtype))}
+        m = self._mask(attrs, inputs).astype(bool)
+        return {"x": np.where(m[..., None], dy, np.zeros((), x.dtype))}

@@ -51,3 +51,20 @@ def test_infer_errors():
         op.infer({}, {**ok, "x": Spec((None, 5, 3), "int64")})
     with pytest.raises(OpError, match="does not fit"):
         op.forward({}, {"x": np.zeros((2, 5, 3)), "mask": np.ones((2, 4), bool)})
+
+
+def test_infer_before_the_mask_port_is_connected():
+    # the shape pass runs before the mask pass inserts the mask edge
+    assert get_op(OP).infer({}, {"x": Spec((None, 5, 3), "float32")}) == [
+        Spec((None, 5, 3), "float32")]
+
+
+def test_without_mask_port_computes_the_mask_from_x():
+    x = np.array([[[0.0, 0.0], [np.nan, 1.0], [2.0, 0.0]]])
+    rng = np.random.default_rng(0)
+    y = get_op(OP).forward({"mask_value": 0.0}, {"x": x})[0]
+    np.testing.assert_array_equal(y, np.where([[[False], [True], [True]]], x, 0))
+    x = rng.standard_normal((3, 4, 2))
+    x[0, 1] = 0.0
+    # no finite differences: the mask itself jumps when x[0, 1] leaves mask_value
+    check_op(OP, {"mask_value": 0.0}, {"x": x}, fd=False)
