@@ -61,7 +61,7 @@ class Loss:
                  mask: Any = None) -> np.floating:
         """The reduced loss value (a NumPy scalar in y_pred's float dtype)."""
         p = _as_float_array("y_pred", y_pred)
-        if p.dtype.kind != "f":
+        if p.dtype not in (np.float32, np.float64):  # ints, float16: Keras's floatx
             p = p.astype(np.float32)
         y = _as_float_array("y_true", y_true)
         score = get_op("loss_score").forward(self.attrs(), {"y_pred": p, "y_true": y})[0]
