@@ -1,6 +1,8 @@
 """embedding op: harness, row 0 unchanged, id validation messages, float ids, mask rule."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from graphmask.errors import IdRangeError, InputError
 from graphmask.ops import MaskRule, OpError, Spec, get_op
@@ -85,3 +87,21 @@ def test_infer():
         op.infer(A, {"ids": Spec((None, 4), "bool"), "embeddings": w})
     with pytest.raises(OpError, match="float"):
         op.infer(A, {"ids": ids, "embeddings": Spec((6, 3), "int32")})
+
+
+@settings(deadline=None)
+@given(shape=st.sampled_from([(3,), (2, 4), (2, 2, 3)]), seed=st.integers(0, 2**16),
+       bad=st.sampled_from([-1, 6, 100, -7]))
+def test_property_first_bad_id_is_reported(shape, seed, bad):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, 6, shape)
+    flat = ids.reshape(-1)
+    k = int(rng.integers(0, flat.size))
+    flat[k] = bad
+    flat[k + 1:][rng.random(flat.size - k - 1) < 0.3] = 99  # later bad ids are not reported
+    with pytest.raises(IdRangeError, match=rf"^Embedding id {bad} at sample "
+                                           rf"{np.unravel_index(k, shape)[0]}\b"):
+        get_op(OP).forward(A, {"ids": ids, "embeddings": np.zeros((6, 3))})
+    ok = np.where((ids < 0) | (ids >= 6), 0, ids)
+    y = get_op(OP).forward(A, {"ids": ok, "embeddings": np.arange(18.0).reshape(6, 3)})[0]
+    np.testing.assert_array_equal(y, np.arange(18.0).reshape(6, 3)[ok])

@@ -1,6 +1,8 @@
 """masking op: harness with random masks, NaN blocking, mask rule, shape errors."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from graphmask.ops import MaskRule, OpError, Spec, get_op
 from tests.ops.harness import check_op, random_mask
@@ -68,3 +70,17 @@ def test_without_mask_port_computes_the_mask_from_x():
     x[0, 1] = 0.0
     # no finite differences: the mask itself jumps when x[0, 1] leaves mask_value
     check_op(OP, {"mask_value": 0.0}, {"x": x}, fd=False)
+
+
+@settings(deadline=None)
+@given(b=st.integers(1, 4), t=st.integers(1, 6), f=st.integers(1, 3),
+       seed=st.integers(0, 2**16), value=st.sampled_from([0.0, -1.0, 0.1]))
+def test_property_created_mask_and_output(b, t, f, seed, value):
+    rng = np.random.default_rng(seed)
+    x = rng.choice(np.array([value, 1.0, np.nan], dtype=np.float32), (b, t, f), p=[.7, .2, .1])
+    op_name, attrs, port = get_op(OP).mask_rule({"mask_value": value}).create
+    m = get_op(op_name).forward(attrs, {port: x})[0]
+    np.testing.assert_array_equal(m, np.any(x != np.float32(value), axis=-1))
+    y = get_op(OP).forward({"mask_value": value}, {"x": x, "mask": m})[0]
+    assert np.all(y[~m] == 0)
+    np.testing.assert_array_equal(y[m], x[m])

@@ -1,6 +1,8 @@
 """Global pooling: harness with masks, all-masked rows give 0, NaN blocked, max pooling."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from graphmask.ops import MaskRule, OpError, Spec, get_op
 from tests.ops.harness import check_op, random_mask
@@ -66,3 +68,17 @@ def test_infer_errors():
         get_op(GMP).infer({}, {"x": Spec((None, 0, 2), "float32")})
     assert get_op(GAP).infer({}, {"x": Spec((None, None, 2), "float64")}) == [
         Spec((None, 2), "float64")]
+
+
+@settings(deadline=None)
+@given(b=st.integers(1, 4), t=st.integers(1, 6), f=st.integers(1, 3),
+       seed=st.integers(0, 2**16), kind=st.sampled_from(["right", "left", "holes"]))
+def test_gap_property_matches_mean_of_kept_steps(b, t, f, seed, kind):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((b, t, f)).astype(np.float32)
+    m = random_mask(rng, b, t, kind)
+    x[~m] = np.nan  # padding content must never matter
+    y = get_op(GAP).forward({}, {"x": x, "mask": m})[0]
+    for i in range(b):
+        want = x[i, m[i]].mean(axis=0) if m[i].any() else np.zeros(f, np.float32)
+        np.testing.assert_allclose(y[i], want, rtol=1e-5, atol=1e-6)
