@@ -153,15 +153,36 @@ def gather_steps(x, offsets, rows, backwards):
 
 
 @jit
-def scatter_steps(dxc, offsets, rows, backwards, B):
-    """Inverse of :func:`gather_steps`: (N, D) rows into a zero (B, T, D) array."""
-    T = offsets.size - 1
-    out = np.zeros((B, T, dxc.shape[1]), dxc.dtype)
+def input_projection(x, kernel, bias, offsets, rows, backwards):
+    """``x @ kernel + bias`` for the kept rows only: one GEMM, (N, 4H).
+
+    Every LSTM GEMM goes through numba's np.dot (SciPy's BLAS): mixing it with NumPy's
+    own BLAS copy makes two spinning thread pools fight over the cores.
+    """
+    Z = np.dot(gather_steps(x, offsets, rows, backwards), kernel)
+    if bias.size:
+        for r in range(Z.shape[0]):
+            Z[r] += bias
+    return Z
+
+
+@jit
+def weight_grads(dZ, x, kernel, Hp, offsets, rows, backwards):
+    """Gradients of x, kernel, recurrent_kernel and bias from the gate gradients dZ:
+    GEMMs over all kept rows at once (masked steps contribute nothing)."""
+    B, T, D = x.shape
+    dk = np.dot(gather_steps(x, offsets, rows, backwards).T, dZ)
+    drk = np.dot(Hp.T, dZ)
+    db = np.zeros(dZ.shape[1], dZ.dtype)
+    for r in range(dZ.shape[0]):
+        db += dZ[r]
+    dxc = np.dot(dZ, np.ascontiguousarray(kernel.T))
+    dx = np.zeros((B, T, D), dZ.dtype)
     for t in range(T):
         ts = T - 1 - t if backwards else t
         for r in range(offsets[t], offsets[t + 1]):
-            out[rows[r], ts, :] = dxc[r]
-    return out
+            dx[rows[r], ts, :] = dxc[r]
+    return dx, dk, drk, db
 
 
 @jit

@@ -18,13 +18,11 @@ _ACTIVATION = ("tanh", "relu", "sigmoid", "linear")
 
 def _cfg(attrs):
     """Attributes with their Keras defaults, validated."""
-    c = dict(units=attrs.get("units"), activation=attrs.get("activation", "tanh"),
-             recurrent_activation=attrs.get("recurrent_activation", "sigmoid"),
-             use_bias=bool(attrs.get("use_bias", True)),
-             return_sequences=bool(attrs.get("return_sequences", False)),
-             return_state=bool(attrs.get("return_state", False)),
-             go_backwards=bool(attrs.get("go_backwards", False)),
-             zero_output_for_mask=bool(attrs.get("zero_output_for_mask", False)))
+    c = {"units": attrs.get("units"), "activation": attrs.get("activation", "tanh"),
+         "recurrent_activation": attrs.get("recurrent_activation", "sigmoid")}
+    c["use_bias"] = bool(attrs.get("use_bias", True))
+    for flag in ("return_sequences", "return_state", "go_backwards", "zero_output_for_mask"):
+        c[flag] = bool(attrs.get(flag, False))
     if not isinstance(c["units"], (int, np.integer)) or isinstance(c["units"], bool) \
             or c["units"] <= 0:
         raise OpError(f"units must be a positive int, got {c['units']!r}")
@@ -138,7 +136,8 @@ class LSTM(Op):
             cn = f * cs + i * g
             tc = _np_act(c["activation"], cn)
             keep = mask[:, t, None]
-            steps.append(dict(x=x[:, t], h=h, c=cs, i=i, f=f, g=g, o=o, tc=tc, keep=keep))
+            steps.append({"x": x[:, t], "h": h, "c": cs, "i": i, "f": f, "g": g, "o": o,
+                          "tc": tc, "keep": keep})
             h = np.where(keep, o * tc, h).astype(x.dtype)
             cs = np.where(keep, cn, cs).astype(x.dtype)
             steps[-1]["y"] = np.where(keep | (not c["zero_output_for_mask"]), h, 0)
@@ -153,8 +152,8 @@ class LSTM(Op):
         return [y.astype(dt)] + ([h, cs] if c["return_state"] else [])
 
     def reference_vjp(self, attrs, inputs, grads, wrt):
-        c, steps, h, cs, (B, T, H, dt) = self._ref_steps(attrs, inputs)
-        _, x, k, rk, bias, mask = _prepare(attrs, inputs)
+        c, steps, _, _, (B, T, H, dt) = self._ref_steps(attrs, inputs)
+        _, x, k, rk, _, _ = _prepare(attrs, inputs)
         ra, a = c["recurrent_activation"], c["activation"]
         dh = np.zeros((B, H), dt)
         dc = np.zeros((B, H), dt)
@@ -194,9 +193,8 @@ class LSTM(Op):
         H = int(c["units"])
         back = c["go_backwards"]
         offsets, rows = K.lstm_schedule(mask, back)
-        Z = K.gather_steps(x, offsets, rows, back) @ k  # one GEMM over kept rows only
-        if bias is not None:
-            Z += bias
+        Z = K.input_projection(x, k, np.empty(0, x.dtype) if bias is None else bias,
+                               offsets, rows, back)  # one GEMM over kept rows only
         N = rows.size
         y = np.empty((B, T, H) if c["return_sequences"] else (0, 0, 0), x.dtype)
         h = np.zeros((B, H), x.dtype)
@@ -213,9 +211,8 @@ class LSTM(Op):
         return vis + [offsets, rows, Z, Hp, Cp, Tc]
 
     def vjp(self, attrs, inputs, outputs, grads, wrt):
-        c, x, k, rk, bias, mask = _prepare(attrs, inputs)
-        B, T, _ = x.shape
-        H = int(c["units"])
+        c, x, k, rk, _, mask = _prepare(attrs, inputs)
+        B, H = x.shape[0], int(c["units"])
         offsets, rows, A, Hp, Cp, Tc = outputs[-6:]
         dh = np.zeros((B, H), x.dtype)
         dc = np.zeros((B, H), x.dtype)
@@ -233,13 +230,6 @@ class LSTM(Op):
                                    c["go_backwards"], K.ACTIVATIONS.index(c["activation"]),
                                    K.ACTIVATIONS.index(c["recurrent_activation"]), seq,
                                    c["zero_output_for_mask"], gy, dh, dc)
-        out = {}
-        if "x" in wrt:
-            out["x"] = K.scatter_steps(dZ @ k.T, offsets, rows, c["go_backwards"], B)
-        if "kernel" in wrt:
-            out["kernel"] = K.gather_steps(x, offsets, rows, c["go_backwards"]).T @ dZ
-        if "recurrent_kernel" in wrt:
-            out["recurrent_kernel"] = Hp.T @ dZ
-        if "bias" in wrt:
-            out["bias"] = dZ.sum(axis=0)
+        dx, dk, drk, db = K.weight_grads(dZ, x, k, Hp, offsets, rows, c["go_backwards"])
+        out = {"x": dx, "kernel": dk, "recurrent_kernel": drk, "bias": db}
         return {p: out[p].astype(inputs[p].dtype, copy=False) for p in wrt}

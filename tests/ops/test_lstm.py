@@ -1,0 +1,209 @@
+"""The LSTM op: harness checks over masks/attrs, plus explicit Keras 3 masking semantics."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from graphmask.ops.base import OpError, Spec, get_op
+from tests.ops.harness import check_forward, check_op, check_shapes, check_vjp, random_mask
+
+OP = get_op("lstm")
+DIFF = list(OP.diff_ports)
+
+
+def make_inputs(rng, B=4, T=6, D=3, H=2, mask="any", bias=True, dtype=np.float64, scale=0.6):
+    inp = {"x": rng.standard_normal((B, T, D)),
+           "kernel": rng.standard_normal((D, 4 * H)) * scale,
+           "recurrent_kernel": rng.standard_normal((H, 4 * H)) * scale}
+    if bias:
+        inp["bias"] = rng.standard_normal(4 * H) * 0.3
+    if mask is not None:
+        inp["mask"] = random_mask(rng, B, T, kind=mask)
+    return {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in inp.items()}
+
+
+def attrs_of(H=2, **kw):
+    return {"units": H, "use_bias": kw.pop("use_bias", True), **kw}
+
+
+def fwd(attrs, inp):
+    return OP.forward(attrs, inp)[: len(OP.infer(attrs, {p: Spec(a.shape, str(a.dtype))
+                                                         for p, a in inp.items()}))]
+
+
+def vjp(attrs, inp, grads):
+    return OP.vjp(attrs, inp, OP.forward(attrs, inp), grads, [p for p in DIFF if p in inp])
+
+
+CASES = [
+    {},
+    {"return_sequences": True},
+    {"return_sequences": True, "return_state": True},
+    {"return_state": True, "go_backwards": True},
+    {"return_sequences": True, "go_backwards": True, "zero_output_for_mask": True},
+    {"return_sequences": True, "zero_output_for_mask": True, "return_state": True},
+    {"return_sequences": True, "activation": "relu", "recurrent_activation": "hard_sigmoid"},
+    {"return_sequences": True, "activation": "sigmoid", "recurrent_activation": "tanh"},
+    {"activation": "linear", "recurrent_activation": "linear", "return_state": True},
+    {"return_sequences": True, "use_bias": False},
+]
+
+
+MASKS = ["right", "left", "holes", "any", None]
+
+
+@pytest.mark.parametrize("m", range(len(MASKS)))
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_harness(case, m):
+    kw, mask = dict(CASES[case]), MASKS[m]
+    rng = np.random.default_rng(case * 7 + m)
+    linear = kw.get("recurrent_activation") == "linear"  # unbounded gates: keep values small
+    inp = make_inputs(rng, mask=mask, bias=kw.get("use_bias", True), scale=0.2 if linear else 0.6)
+    attrs = attrs_of(**kw)
+    check_op("lstm", attrs, inp, data_port="x")  # float64: forward, vjp, finite differences
+    inp32 = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in inp.items()}
+    check_shapes("lstm", attrs, inp32)
+    check_forward("lstm", attrs, inp32, rtol=1e-4, atol=1e-5)
+    check_vjp("lstm", attrs, inp32, rtol=1e-3, atol=1e-4)
+
+
+@settings(deadline=None, max_examples=25)
+@given(B=st.integers(1, 5), T=st.integers(0, 7), D=st.integers(1, 4), H=st.integers(1, 5),
+       seq=st.booleans(), back=st.booleans(), zero=st.booleans(), seed=st.integers(0, 10**6))
+def test_random_shapes(B, T, D, H, seq, back, zero, seed):
+    rng = np.random.default_rng(seed)
+    inp = make_inputs(rng, B, T, D, H)
+    attrs = attrs_of(H, return_sequences=seq, go_backwards=back, zero_output_for_mask=zero,
+                     return_state=True)
+    check_shapes("lstm", attrs, inp)
+    check_forward("lstm", attrs, inp, rtol=1e-10, atol=1e-12)
+    check_vjp("lstm", attrs, inp, rtol=1e-9, atol=1e-10)
+
+
+# ---- explicit semantics ----------------------------------------------------------------
+def test_masked_steps_repeat_previous_output_exactly():
+    rng = np.random.default_rng(1)
+    inp = make_inputs(rng, B=3, T=7, mask=None, dtype=np.float32)
+    inp["mask"] = np.array([[0, 1, 1, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0, 0], [1] * 7], bool)
+    y = fwd(attrs_of(return_sequences=True), inp)[0]
+    assert np.all(y[0, 0] == 0) and np.all(y[1] == 0)  # zeros before the first kept step
+    np.testing.assert_array_equal(y[0, 3], y[0, 2])
+    np.testing.assert_array_equal(y[0, 4], y[0, 2])
+    np.testing.assert_array_equal(y[0, 6], y[0, 5])
+    assert not np.array_equal(y[0, 2], y[0, 1])
+    last = fwd(attrs_of(return_state=True), inp)
+    np.testing.assert_array_equal(last[0], y[:, -1])  # h after the last step
+    np.testing.assert_array_equal(last[0][0], y[0, 5])  # = output at the last kept step
+    np.testing.assert_array_equal(last[1], last[0])
+    z = fwd(attrs_of(return_sequences=True, zero_output_for_mask=True), inp)[0]
+    np.testing.assert_array_equal(z, np.where(inp["mask"][..., None], y, 0))
+
+
+def test_no_mask_equals_all_kept_and_go_backwards_order():
+    rng = np.random.default_rng(2)
+    inp = make_inputs(rng, mask=None)
+    full = {**inp, "mask": np.ones((4, 6), bool)}
+    a = attrs_of(return_sequences=True)
+    np.testing.assert_array_equal(fwd(a, inp)[0], fwd(a, full)[0])
+    b = attrs_of(return_sequences=True, go_backwards=True)
+    rev = {**inp, "x": inp["x"][:, ::-1].copy()}
+    np.testing.assert_allclose(fwd(b, inp)[0], fwd(a, rev)[0], rtol=1e-12)
+    # y[:, 0] is the output after processing the last timestep only
+    one = {**inp, "x": inp["x"][:, -1:].copy()}
+    np.testing.assert_allclose(fwd(b, inp)[0][:, 0], fwd(a, one)[0][:, 0], rtol=1e-12)
+
+
+def test_no_gradient_into_masked_x():
+    rng = np.random.default_rng(3)
+    for kw in [{"return_sequences": True}, {"go_backwards": True, "return_state": True}]:
+        inp = make_inputs(rng, B=5, T=6, mask="any")
+        a = attrs_of(**kw)
+        outs = fwd(a, inp)
+        g = vjp(a, inp, [rng.standard_normal(o.shape) for o in outs])
+        assert np.all(g["x"][~inp["mask"]] == 0)
+        assert np.any(g["x"][inp["mask"]] != 0)
+
+
+@pytest.mark.parametrize("seq", [False, True])
+def test_inserted_masked_step_changes_nothing(seq):
+    """A masked step carries state (and its gradient) straight through."""
+    rng = np.random.default_rng(4)
+    inp = make_inputs(rng, B=3, T=5, mask=None)
+    inp["mask"] = np.ones((3, 5), bool)
+    ins = {k: v for k, v in inp.items()}
+    ins["x"] = np.insert(inp["x"], 2, rng.standard_normal((3, 3)) * 5, axis=1)
+    ins["mask"] = np.insert(inp["mask"], 2, False, axis=1)
+    a = attrs_of(return_sequences=seq, return_state=True)
+    o1, o2 = fwd(a, inp), fwd(a, ins)
+    y2 = np.delete(o2[0], 2, axis=1) if seq else o2[0]
+    np.testing.assert_allclose(y2, o1[0], rtol=1e-12, atol=1e-14)
+    if seq:
+        np.testing.assert_array_equal(o2[0][:, 2], o2[0][:, 1])
+    gs1 = [rng.standard_normal(o.shape) for o in o1]
+    gs2 = [g.copy() for g in gs1]
+    if seq:  # zero cotangent on the inserted step's (repeated) output
+        gs2[0] = np.insert(gs1[0], 2, 0.0, axis=1)
+    g1, g2 = vjp(a, inp, gs1), vjp(a, ins, gs2)
+    for p in ["kernel", "recurrent_kernel", "bias"]:
+        np.testing.assert_allclose(g2[p], g1[p], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.delete(g2["x"], 2, axis=1), g1["x"], rtol=1e-10, atol=1e-12)
+    assert np.all(g2["x"][:, 2] == 0)
+
+
+def test_hand_computed_one_unit():
+    # H = 1, D = 1; gates i, f, c, o with kernel weights 1, recurrent 0, bias 0.
+    x = np.array([[[0.5], [1.0]]])
+    inp = {"x": x, "kernel": np.array([[1.0, 1.0, 1.0, 1.0]]),
+           "recurrent_kernel": np.array([[0.5, -0.5, 0.25, 1.0]]), "bias": np.zeros(4),
+           "mask": np.array([[True, True]])}
+    def s(v):
+        return 1 / (1 + np.exp(-v))
+
+    c1 = s(0.5) * np.tanh(0.5)
+    h1 = s(0.5) * np.tanh(c1)
+    z = 1.0 + h1 * np.array([0.5, -0.5, 0.25, 1.0])
+    c2 = s(z[1]) * c1 + s(z[0]) * np.tanh(z[2])
+    h2 = s(z[3]) * np.tanh(c2)
+    out = fwd(attrs_of(1, return_sequences=True, return_state=True), inp)
+    np.testing.assert_allclose(out[0][0, :, 0], [h1, h2], rtol=1e-14)
+    np.testing.assert_allclose([out[1][0, 0], out[2][0, 0]], [h2, c2], rtol=1e-14)
+    ref = OP.reference(attrs_of(1, return_sequences=True, return_state=True), inp)
+    np.testing.assert_allclose(ref[0][0, :, 0], [h1, h2], rtol=1e-14)
+
+
+def test_all_masked_batch_and_float32_kept_dtype():
+    rng = np.random.default_rng(5)
+    inp = make_inputs(rng, B=2, T=3, mask=None, dtype=np.float32)
+    inp["mask"] = np.zeros((2, 3), bool)
+    a = attrs_of(return_sequences=True, return_state=True)
+    out = fwd(a, inp)
+    assert all(o.dtype == np.float32 and np.all(o == 0) for o in out)
+    g = vjp(a, inp, [np.ones_like(o) for o in out])
+    assert all(np.all(v == 0) and v.dtype == np.float32 for v in g.values())
+
+
+def test_infer_and_errors():
+    f32 = "float32"
+    specs = {"x": Spec((None, None, 3), f32), "mask": Spec((None, None), "bool"),
+             "kernel": Spec((3, 8), f32), "recurrent_kernel": Spec((2, 8), f32),
+             "bias": Spec((8,), f32)}
+    assert OP.infer(attrs_of(), specs) == [Spec((None, 2), f32)]
+    out = OP.infer(attrs_of(return_sequences=True, return_state=True), specs)
+    assert out == [Spec((None, None, 2), f32), Spec((None, 2), f32), Spec((None, 2), f32)]
+    assert OP.mask_rule(attrs_of(return_sequences=True)).out == "pass"
+    assert OP.mask_rule(attrs_of()).out == "none"
+    assert OP.mask_rule(attrs_of()).uses
+    bad = [({**specs, "kernel": Spec((4, 8), f32)}, {}),
+           ({**specs, "recurrent_kernel": Spec((2, 4), f32)}, {}),
+           ({**specs, "bias": Spec((4,), f32)}, {}),
+           ({**specs, "x": Spec((2, 3), f32)}, {}),
+           ({**specs, "mask": Spec((None, None), f32)}, {}),
+           (specs, {"activation": "softmax"}),
+           (specs, {"recurrent_activation": "relu"}),
+           (specs, {"units": 0}),
+           (specs, {"use_bias": False})]
+    for sp, kw in bad:
+        with pytest.raises(OpError):
+            OP.infer({**attrs_of(), **kw}, sp)
