@@ -1,7 +1,6 @@
-"""Metric names -> per-position score ops, resolved as Keras 3 resolves them.
+"""Metric names -> attrs of the ``metric_score`` op, resolved as Keras 3 resolves them.
 
-A metric is a per-position score (op ``metric_score``, or ``loss_score`` for the
-crossentropy metrics) accumulated over batches by ``weighted_average`` into ``total =
+A metric is a per-position score (op ``metric_score``) accumulated over batches by ``weighted_average`` into ``total =
 sum(s * m * w)`` and ``count = sum(m * w)``; its value is ``total / count`` (0 when
 count is 0), over the same kept positions as the loss.
 
@@ -18,35 +17,24 @@ every batch.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
 
 from graphmask.errors import ConfigError
 from graphmask.losses import Loss
 
-__all__ = ["MetricSpec", "get", "resolve_accuracy"]
+__all__ = ["get", "resolve_accuracy"]
 
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """What a metric computes: display ``name``, score ``op`` and its ``attrs``."""
-
-    name: str
-    op: str
-    attrs: dict = field(default_factory=dict)
-
-
-_SCORES: dict[str, tuple[str, dict]] = {
-    "binary_accuracy": ("metric_score", {"fn": "binary_accuracy", "threshold": 0.5}),
-    "categorical_accuracy": ("metric_score", {"fn": "categorical_accuracy"}),
-    "sparse_categorical_accuracy": ("metric_score", {"fn": "sparse_categorical_accuracy"}),
-    "mean_squared_error": ("metric_score", {"fn": "mean_squared_error"}),
-    "mean_absolute_error": ("metric_score", {"fn": "mean_absolute_error"}),
-    "binary_crossentropy": ("loss_score", {"fn": "binary_crossentropy",
-                                           "from_logits": False, "label_smoothing": 0.0}),
-    "categorical_crossentropy": ("loss_score", {"fn": "categorical_crossentropy",
-                                                "from_logits": False, "label_smoothing": 0.0}),
-    "sparse_categorical_crossentropy": ("loss_score", {"fn": "sparse_categorical_crossentropy",
-                                                       "from_logits": False}),
+_SCORES: dict[str, dict] = {
+    "binary_accuracy": {"fn": "binary_accuracy", "threshold": 0.5},
+    "categorical_accuracy": {"fn": "categorical_accuracy"},
+    "sparse_categorical_accuracy": {"fn": "sparse_categorical_accuracy"},
+    "mean_squared_error": {"fn": "mean_squared_error"},
+    "mean_absolute_error": {"fn": "mean_absolute_error"},
+    "binary_crossentropy": {"fn": "binary_crossentropy", "from_logits": False,
+                            "label_smoothing": 0.0},
+    "categorical_crossentropy": {"fn": "categorical_crossentropy", "from_logits": False,
+                                 "label_smoothing": 0.0},
+    "sparse_categorical_crossentropy": {"fn": "sparse_categorical_crossentropy",
+                                        "from_logits": False},
 }
 ALIASES: dict[str, str] = {k: k for k in _SCORES}
 ALIASES.update({
@@ -80,11 +68,18 @@ def resolve_accuracy(y_true_shape=None, y_pred_shape=None, loss: Loss | None = N
                       "crossentropy loss) to choose binary, categorical or sparse accuracy")
 
 
-def get(identifier: str | MetricSpec, loss: Loss | None = None, y_true_shape=None,
-        y_pred_shape=None) -> MetricSpec:
-    """Resolve a metric name ('accuracy', 'acc', 'mse', 'mae', class or function names)."""
-    if isinstance(identifier, MetricSpec):
-        return identifier
+def get(identifier: str | dict, loss: Loss | None = None, y_true_shape=None,
+        y_pred_shape=None) -> dict:
+    """``metric_score`` attrs for a metric name ('accuracy', 'acc', 'mse', 'mae', Keras class
+    or function names) or an attrs dict (returned as a copy).
+
+    For 'accuracy' pass the target and prediction shapes to get Keras 3's exact choice;
+    without them the loss decides (see the module doc).
+    """
+    if isinstance(identifier, dict):
+        if identifier.get("fn") not in {a["fn"] for a in _SCORES.values()} | {"accuracy"}:
+            raise ConfigError(f"metric attrs {identifier!r} name no known metric fn")
+        return dict(identifier)
     if not isinstance(identifier, str):
         raise ConfigError(f"cannot interpret {identifier!r} as a metric; give a name such as "
                           f"'accuracy' or 'mse'")
@@ -96,6 +91,5 @@ def get(identifier: str | MetricSpec, loss: Loss | None = None, y_true_shape=Non
         raise ConfigError(f"unknown metric {identifier!r}{hint} (known: {sorted(ALIASES)})")
     if key == "accuracy":
         key = resolve_accuracy(y_true_shape, y_pred_shape, loss)
-    op, attrs = _SCORES[key]
     # as in Keras, crossentropy metrics read probabilities even when the loss has logits
-    return MetricSpec(identifier, op, dict(attrs))
+    return dict(_SCORES[key])

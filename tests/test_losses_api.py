@@ -94,22 +94,25 @@ def test_metrics_resolution():
     bce, cce = losses.BinaryCrossentropy(), losses.CategoricalCrossentropy()
     scce = losses.SparseCategoricalCrossentropy()
     # Keras 3 picks the accuracy from the shapes
-    assert metrics.get("accuracy", None, (8, 1), (8, 1)).attrs["fn"] == "binary_accuracy"
-    assert metrics.get("acc", None, (8, 5), (8, 5, 3)).attrs["fn"] == \
+    assert metrics.get("accuracy", None, (8, 1), (8, 1))["fn"] == "binary_accuracy"
+    assert metrics.get("acc", None, (8, 5), (8, 5, 3))["fn"] == "sparse_categorical_accuracy"
+    assert metrics.get("accuracy", None, (8, 5, 1), (8, 5, 3))["fn"] == \
         "sparse_categorical_accuracy"
-    assert metrics.get("accuracy", None, (8, 5, 1), (8, 5, 3)).attrs["fn"] == \
-        "sparse_categorical_accuracy"
-    assert metrics.get("accuracy", None, (8, 3), (8, 3)).attrs["fn"] == "categorical_accuracy"
+    assert metrics.get("accuracy", None, (8, 3), (8, 3))["fn"] == "categorical_accuracy"
+    # shapes win over the loss (Keras looks at shapes only)
+    assert metrics.get("accuracy", cce, y_true_shape=(8, 1), y_pred_shape=(8, 1)) == {
+        "fn": "binary_accuracy", "threshold": 0.5}
     # without shapes, the loss decides
-    assert metrics.get("accuracy", bce).attrs == {"fn": "binary_accuracy", "threshold": 0.5}
-    assert metrics.get("acc", cce).attrs["fn"] == "categorical_accuracy"
-    assert metrics.get("accuracy", scce).attrs["fn"] == "sparse_categorical_accuracy"
+    assert metrics.get("accuracy", bce) == {"fn": "binary_accuracy", "threshold": 0.5}
+    assert metrics.get("acc", cce)["fn"] == "categorical_accuracy"
+    assert metrics.get("accuracy", scce)["fn"] == "sparse_categorical_accuracy"
     with pytest.raises(ConfigError, match="needs the target and prediction shapes"):
         metrics.get("accuracy", losses.MeanSquaredError())
-    m = metrics.get("mse")
-    assert (m.name, m.op, m.attrs) == ("mse", "metric_score", {"fn": "mean_squared_error"})
-    assert metrics.get("MAE").attrs["fn"] == "mean_absolute_error"
-    assert metrics.get("binary_crossentropy").op == "loss_score"
+    assert metrics.get("mse") == {"fn": "mean_squared_error"}
+    assert metrics.get("MAE")["fn"] == "mean_absolute_error"
+    assert metrics.get("bce") == {"fn": "binary_crossentropy", "from_logits": False,
+                                  "label_smoothing": 0.0}
+    assert metrics.get({"fn": "mean_squared_error"}) == {"fn": "mean_squared_error"}
     with pytest.raises(ConfigError, match="did you mean 'accuracy'"):
         metrics.get("acuracy")
 

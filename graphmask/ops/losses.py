@@ -22,7 +22,7 @@ EPS = 1e-7
 LOSS_FNS = ("mean_squared_error", "mean_absolute_error", "binary_crossentropy",
             "categorical_crossentropy", "sparse_categorical_crossentropy")
 METRIC_FNS = ("accuracy", "binary_accuracy", "categorical_accuracy",
-              "sparse_categorical_accuracy", "mean_squared_error", "mean_absolute_error")
+              "sparse_categorical_accuracy") + LOSS_FNS  # crossentropy metrics too
 _SPARSE = ("sparse_categorical_crossentropy", "sparse_categorical_accuracy")
 _EXPANDABLE = ("mean_squared_error", "mean_absolute_error", "binary_crossentropy",
                "accuracy", "binary_accuracy")
@@ -322,7 +322,7 @@ class Loss(Op):
 
 def metric_reference(attrs, inputs):
     fn = check_fn(attrs, METRIC_FNS)
-    if fn in ("mean_squared_error", "mean_absolute_error"):
+    if fn in LOSS_FNS:
         return score_reference(attrs, inputs)
     p2, y2, shape = flat(fn, inputs, as_float_ids=True)
     if fn == "accuracy":
@@ -339,7 +339,7 @@ def metric_reference(attrs, inputs):
 
 def metric_forward(attrs, inputs):
     fn = check_fn(attrs, METRIC_FNS)
-    if fn in ("mean_squared_error", "mean_absolute_error"):
+    if fn in LOSS_FNS:
         return score_forward(attrs, inputs)
     p, y, shape = flat(fn, inputs, as_float_ids=True)
     out = np.empty(p.shape[0], p.dtype)
@@ -356,7 +356,11 @@ def metric_forward(attrs, inputs):
 
 @register
 class MetricScore(Op):
-    """Per-position metric value as Keras 3 computes it (1.0/0.0 for accuracies)."""
+    """Per-position metric value as Keras 3 computes it (1.0/0.0 for accuracies).
+
+    The loss functions are accepted too (Keras's mse/mae/crossentropy metrics); they take
+    ``from_logits``/``label_smoothing`` like ``loss_score``.
+    """
 
     name = "metric_score"
     inputs = ("y_pred", "y_true")

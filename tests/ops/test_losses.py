@@ -288,3 +288,11 @@ def test_metric_scores():
     np.testing.assert_allclose(_metric("mean_absolute_error", [[1.0, -3.0]], [[0, 0]]), [2.0])
     op = get_op("metric_score")
     assert op.diff_ports == () and op.vjp({}, {}, [], [None], []) == {}
+
+
+def test_metric_score_accepts_crossentropies():
+    rng = np.random.default_rng(4)
+    attrs, p, y = _case("sparse_categorical_crossentropy", False, rng)
+    want = get_op("loss_score").forward(attrs, {"y_pred": p, "y_true": y})[0]
+    got = get_op("metric_score").forward(attrs, {"y_pred": p, "y_true": y})[0]
+    np.testing.assert_array_equal(got, want)
