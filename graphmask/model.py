@@ -204,7 +204,7 @@ class Model(TrainingMixin):
                 loss_nodes.append(lid)
                 loss_w.append(lw[k])
             for mname in metric_list[k]:
-                mattrs = metrics_mod.get(mname, lobj)
+                mattrs = metrics_mod.get(mname, lobj, y_true_shape=tshape, y_pred_shape=oshape)
                 sid = g.add("metric_score", mattrs, {"y_pred": (onode, oout), "y_true": tid},
                             layer=f"{lname}:{mname}")
                 rid = g.add("weighted_average", {}, {"score": sid, "weight": wid},

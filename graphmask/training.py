@@ -24,6 +24,10 @@ class TrainingMixin:
         if not np.isfinite(total):
             raise NumericalError(f"the loss is {total}; the weights were left as they were "
                                  f"before this step")
+        for name, g in zip(self._grad_names, grads):
+            if not np.all(np.isfinite(g)):
+                raise NumericalError(f"the gradient of {name!r} is not finite (loss {total}); "
+                                     f"the weights were left as they were before this step")
         by_name = dict(zip(self._grad_names, grads))
         params, gs = [], []
         for var in self.trainable_weights:

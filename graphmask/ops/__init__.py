@@ -9,6 +9,7 @@ from graphmask.ops.base import OPS, MaskRule, Op, OpError, Spec, get_op, registe
 # Importing a module registers its ops.
 from graphmask.ops import (  # noqa: F401,E402
     sources,
+    vjp,
     activation,
     dense,
     embedding,

@@ -1,0 +1,150 @@
+"""Bad input meets a clear graphmask error, raised before any state changes."""
+import numpy as np
+import pytest
+
+import graphmask as gm
+from graphmask import LSTM, Dense, Embedding, Input, Model
+from graphmask.errors import (ConfigError, GraphError, GraphmaskError, IdRangeError, InputError,
+                              InputTypeError, NumericalError, ShapeError)
+
+
+@pytest.fixture
+def model():
+    x = Input(shape=(4,), dtype="int32")
+    e = Embedding(5, 3, mask_zero=True)(x)
+    r = LSTM(2, return_sequences=True)(e)
+    d = Dense(3, activation="softmax")(r)
+    m = Model(x, d)
+    m.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return m
+
+
+IDS = np.array([[1, 2, 0, 0], [3, 4, 1, 0]])
+Y = np.array([[1, 2, 0, 0], [0, 1, 2, 0]])
+
+
+def test_hierarchy_subclasses_builtins():
+    assert issubclass(IdRangeError, IndexError) and issubclass(ShapeError, ValueError)
+    assert issubclass(InputTypeError, TypeError) and issubclass(NumericalError, GraphmaskError)
+
+
+@pytest.mark.parametrize("ids, exc, words", [
+    ([[1, 7, 0, 0]], IdRangeError, ["layer 'embedding'", "id 7", "sample 0", "position 1",
+                                    "input_dim=5"]),
+    ([[1, 2, 0, 0], [1, -1, 0, 0]], IdRangeError, ["id -1", "sample 1", "position 1"]),
+    ([[1.5, 1, 0, 0]], InputError, ["whole numbers", "1.5", "(0, 0)"]),
+    ([["a", "b", "c", "d"]], InputTypeError, ["must hold numbers", "<U1"]),
+    (np.array([[1, None, 0, 0]], dtype=object), InputTypeError, ["object"]),
+    ([1, 2, 0, 0], ShapeError, ["rank 2", "(4,)"]),
+    ([[1, 2, 0]], ShapeError, ["(None, 4)", "(1, 3)", "axis 1"]),
+    (np.zeros((0, 4), int), InputError, ["batch is empty"]),
+])
+def test_predict_rejects_bad_ids(model, ids, exc, words):
+    with pytest.raises(exc) as e:
+        model.predict(np.asarray(ids) if not isinstance(ids, np.ndarray) else ids)
+    for w in words:
+        assert w in str(e.value)
+
+
+@pytest.mark.parametrize("call, exc, words", [
+    (lambda m: m.predict(IDS, batch_size=0), ConfigError, ["batch_size", "0"]),
+    (lambda m: m.fit(IDS, Y, batch_size=-1, verbose=0), ConfigError, ["batch_size", "-1"]),
+    (lambda m: m.fit(IDS, Y, epochs=-2, verbose=0), ConfigError, ["epochs", "-2"]),
+    (lambda m: m.evaluate(IDS, np.full((2, 4), 5)), InputError, ["class id 5", "[0, 0]"]),
+    (lambda m: m.evaluate(IDS, np.ones((2, 3))), ShapeError, ["(None, 4)", "(2, 3)"]),
+    (lambda m: m.evaluate(IDS, np.ones((3, 4))), ShapeError, ["3 samples", "x has 2"]),
+    (lambda m: m.train_on_batch(IDS, np.full((2, 4), np.nan)), InputError, ["nan", "(0, 0)"]),
+    (lambda m: m.train_on_batch(IDS, Y, sample_weight=np.ones(3)), ShapeError,
+     ["sample_weight", "2 samples"]),
+    (lambda m: m.compile(loss="msee"), ConfigError, ["'msee'", "did you mean 'mse'"]),
+    (lambda m: m.compile(loss="mse", optimizer="adamm"), ConfigError, ["did you mean 'adam'"]),
+    (lambda m: m.set_weights([np.zeros(1)] * 6), ShapeError, ["embedding/embeddings", "(5, 3)"]),
+    (lambda m: m.set_weights([np.zeros(1)]), ShapeError, ["expected 6 arrays", "got 1"]),
+])
+def test_entry_points_reject_bad_arguments(model, call, exc, words):
+    before = model.get_weights()
+    with pytest.raises(exc) as e:
+        call(model)
+    for w in words:
+        assert w in str(e.value)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)  # nothing changed
+
+
+def test_set_weights_is_all_or_nothing(model):
+    before = model.get_weights()
+    bad = [w + 1 for w in before]
+    bad[-1] = np.zeros(7)  # last array wrong: the first four must not be applied
+    with pytest.raises(ShapeError):
+        model.set_weights(bad)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_layer_construction_errors():
+    with pytest.raises(ConfigError, match="did you mean 'relu'"):
+        Dense(3, activation="rellu")
+    with pytest.raises(ConfigError, match="units must be a positive int, got 0"):
+        Dense(0)
+    with pytest.raises(ConfigError, match="input_dim must be a positive int, got -3"):
+        Embedding(-3, 2)
+    with pytest.raises(ConfigError, match="dropout=0.5 is not supported"):
+        LSTM(3, dropout=0.5)
+    with pytest.raises(ShapeError, match=r"LSTM 'lstm(_1)?': input must be"):
+        LSTM(3)(Input(shape=(3,)))
+
+
+def test_layer_reused_on_incompatible_input():
+    layer = Dense(2)
+    layer(Input(shape=(3,)))
+    with pytest.raises(ShapeError, match="5 features .* kernel expects 3"):
+        layer(Input(shape=(5,)))
+
+
+def test_model_outputs_must_depend_on_inputs():
+    a = Input(shape=(3,))
+    other = Input(shape=(3,), name="other")
+    with pytest.raises(GraphError, match="'other'"):
+        Model(a, Dense(2)(other))
+    b = Input(shape=(3,), name="unused")
+    with pytest.raises(GraphError, match="do not depend on input.*'unused'"):
+        Model([a, b], Dense(2)(a))
+
+
+def test_all_masked_batch_trains_with_zero_loss(model):
+    before = model.get_weights()
+    loss, acc = model.train_on_batch(np.zeros((2, 4), int), np.zeros((2, 4)))
+    assert loss == 0.0 and acc == 0.0
+    # Adam with an all-zero gradient moves nothing on its first step
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fit_stops_at_first_non_finite_loss_and_keeps_weights():
+    x = Input(shape=(3,))
+    m = Model(x, Dense(1)(x))
+    m.compile(loss="mse", optimizer="sgd")
+    m.set_weights([np.full((3, 1), 1e30, np.float32), np.zeros(1, np.float32)])
+    before = m.get_weights()
+    xs = np.full((4, 3), 1e30, np.float32)
+    with pytest.raises(NumericalError, match=r"epoch 1, step 1: the loss is inf"):
+        m.fit(xs, np.zeros((4, 1)), batch_size=2, verbose=0)
+    for a, b in zip(before, m.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_nonfinite_inputs_switch(monkeypatch):
+    x = Input(shape=(2, 3))
+    m = Model(x, Dense(1)(x))
+    bad = np.array([[[1.0, np.inf, 0.0], [0.0, 0.0, 0.0]]])
+    with pytest.raises(InputError, match="inf at position"):
+        m.predict(bad)
+    monkeypatch.setattr(gm.data, "ALLOW_NONFINITE", True)
+    assert not np.all(np.isfinite(m.predict(bad)))
+
+
+def test_uncompiled_model_cannot_train():
+    x = Input(shape=(3,))
+    m = Model(x, Dense(1)(x))
+    with pytest.raises(ConfigError, match="must be compiled first"):
+        m.train_on_batch(np.ones((1, 3)), np.ones((1, 1)))
