@@ -21,6 +21,7 @@ from graphmask.layers import (  # noqa: E402
     Masking,
 )
 from graphmask.model import Model  # noqa: E402
+from graphmask.saving import load_model  # noqa: E402
 from graphmask.utils import clear_session, set_random_seed  # noqa: E402
 
 __all__ = [

@@ -1,0 +1,469 @@
+"""Saving and loading models: one zip file, JSON and ``.npz`` inside, never pickle.
+
+A model file (``model.save(path)``, suggested suffix ``.gmz``) is a zip archive holding
+
+* ``config.json`` -- the format name and version, the model config (each layer's class
+  name and ``get_config()``, the call graph as connectivity: which layer was called on
+  which tensors, each tensor named by ``[layer name, call index, output index]``; the
+  model's inputs and outputs) and the compile config (losses, metrics, loss weights,
+  optimizer config), plus the name, shape and dtype of every weight and optimizer array;
+* ``weights.npz`` -- the weights, in ``model.get_weights()`` order;
+* ``optimizer.npz`` -- the optimizer state (``optimizer.get_state()``: the iteration
+  count, then every slot of every weight), present when the model was compiled.
+
+Loading never executes anything from the file: the JSON is plain data, layer classes are
+looked up in an explicit allow-list of graphmask layers (never imported by name), and
+arrays are read with ``np.load(..., allow_pickle=False)``. Anything unexpected (not a
+zip, bad JSON, a missing member, arrays of the wrong shape, another program's file)
+raises :class:`graphmask.errors.FileFormatError`.
+
+Files are written atomically: to a temporary file in the destination folder, then moved
+over the destination with ``os.replace``, so a crash mid-write leaves the old file intact.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from typing import Any
+
+import numpy as np
+
+from graphmask import layers as L
+from graphmask import losses as losses_mod
+from graphmask import optimizers as optimizers_mod
+from graphmask.errors import ConfigError, FileFormatError, GraphmaskError, ShapeError
+from graphmask.initializers import INITIALIZERS
+from graphmask.layers.base import InputLayer, SymbolicTensor
+from graphmask.layers.core import _Merge
+from graphmask.utils import rng
+
+__all__ = ["FORMAT", "LAYER_CLASSES", "VERSION", "ModelFileExistsError", "load_model",
+           "load_weights", "read_config", "save_model", "save_weights"]
+
+FORMAT = "graphmask.model"
+WEIGHTS_FORMAT = "graphmask.weights"
+VERSION = 1
+
+#: The only classes a model file may name. Nothing else is ever instantiated on load.
+LAYER_CLASSES: dict[str, type] = {c.__name__: c for c in (
+    InputLayer, L.Embedding, L.Dense, L.LSTM, L.Masking, L.Flatten, L.Activation,
+    L.GlobalAveragePooling1D, L.Add, L.Concatenate)}
+
+_MAX_CONFIG_BYTES = 64 * 2**20
+
+
+class ModelFileExistsError(GraphmaskError, FileExistsError):
+    """``save(..., overwrite=False)`` found a file already at the destination."""
+
+
+# ---- writing ------------------------------------------------------------------------------
+def _model_calls(model) -> list:
+    """The calls that make up ``model`` (as Model builds its graph), in creation order."""
+    calls, stack, seen = [], [t.call for t in model.outputs], set()
+    while stack:
+        c = stack.pop()
+        if id(c) in seen:
+            continue
+        seen.add(id(c))
+        calls.append(c)
+        stack.extend(v.call for v in c.inputs.values() if isinstance(v, SymbolicTensor))
+    calls.sort(key=lambda c: c.order)
+    return calls
+
+
+def _model_config(model) -> dict:
+    for layer in model.layers:
+        if LAYER_CLASSES.get(type(layer).__name__) is not type(layer):
+            raise ConfigError(f"save: layer {layer.name!r} is a {type(layer).__name__}, which "
+                              f"graphmask cannot save; savable layers: {sorted(LAYER_CLASSES)}")
+    calls = _model_calls(model)
+    index: dict[int, int] = {}
+    per_layer: dict[str, int] = {}
+    for c in calls:  # call index = position among this layer's calls within the model
+        index[id(c)] = per_layer.get(c.layer.name, 0)
+        per_layer[c.layer.name] = index[id(c)] + 1
+
+    def ref(t: SymbolicTensor) -> list:
+        return [t.call.layer.name, index[id(t.call)], t.index]
+
+    conn = []
+    for c in calls:
+        inbound = [ref(v) for v in c.inputs.values() if isinstance(v, SymbolicTensor)]
+        conn.append({"layer": c.layer.name, "call_index": index[id(c)], "inbound": inbound,
+                     "as_list": isinstance(c.layer, _Merge) or len(inbound) != 1})
+    return {
+        "name": model.name,
+        "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
+                   for layer in model.layers],
+        "calls": conn,
+        "inputs": [ref(t) for t in model.inputs],
+        "outputs": [ref(t) for t in model.outputs],
+        "single_input": bool(model._single_input),
+        "single_output": bool(model._single_output),
+    }
+
+
+def _metric_entry(m) -> Any:
+    if isinstance(m, (str, dict)):
+        return m
+    raise ConfigError(f"save: cannot save metric {m!r}; give metrics by name")
+
+
+def _compile_config(model) -> dict | None:
+    if not model.compiled:
+        return None
+    g = model.graph
+    n = len(model.outputs)
+    loss_weights = [1.0] * n
+    for nid, w in zip(g.meta["losses"], g.meta["loss_weights"]):
+        loss_weights[g.node(nid)["loss_of"]] = float(w)
+    metrics: list[list] = [[] for _ in range(n)]
+    for k, mname, _ in g.meta["metrics"]:
+        metrics[k].append(_metric_entry(mname))
+    return {
+        "loss": [None if lo is None else losses_mod.serialize(lo)
+                 for lo in model.loss_objects],
+        "metrics": metrics,
+        "loss_weights": loss_weights,
+        "optimizer": optimizers_mod.serialize(model.optimizer),
+    }
+
+
+def _describe(arrays: list[np.ndarray], names: list[str]) -> list[dict]:
+    return [{"name": nm, "shape": list(a.shape), "dtype": str(a.dtype)}
+            for nm, a in zip(names, arrays)]
+
+
+def _npz_bytes(arrays: list[np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **{f"a{i:05d}": np.asarray(a) for i, a in enumerate(arrays)})
+    return buf.getvalue()
+
+
+def _write_atomic(path, members: dict[str, bytes], overwrite: bool) -> None:
+    path = os.fspath(path)
+    if not overwrite and os.path.exists(path):
+        raise ModelFileExistsError(f"save: {path!r} exists and overwrite=False")
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                for name, data in members.items():
+                    zf.writestr(name, data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def save_model(model, filepath, overwrite: bool = True) -> None:
+    """Write ``model`` (graph config, weights, compile config, optimizer state) to one file.
+
+    Parameters
+    ----------
+    model : graphmask.Model
+    filepath : str or os.PathLike
+        Destination; by convention ending in ``.gmz``.
+    overwrite : bool
+        When False and the file exists, raise :class:`ModelFileExistsError`.
+    """
+    weights = model.get_weights()
+    config = {"format": FORMAT, "version": VERSION, "model": _model_config(model),
+              "compile": _compile_config(model),
+              "weights": _describe(weights, [v.name for v in model.weights])}
+    members = {"weights.npz": _npz_bytes(weights)}
+    if model.compiled:
+        state = model.optimizer.get_state()
+        config["optimizer_state"] = _describe(state, [f"state_{i}" for i in range(len(state))])
+        members["optimizer.npz"] = _npz_bytes(state)
+    members = {"config.json": json.dumps(config, indent=1, allow_nan=True).encode(), **members}
+    _write_atomic(filepath, members, overwrite)
+
+
+def save_weights(model, filepath, overwrite: bool = True) -> None:
+    """Write only the weights of ``model`` (in ``get_weights()`` order) to one file."""
+    weights = model.get_weights()
+    config = {"format": WEIGHTS_FORMAT, "version": VERSION,
+              "weights": _describe(weights, [v.name for v in model.weights])}
+    _write_atomic(filepath, {"config.json": json.dumps(config, indent=1).encode(),
+                             "weights.npz": _npz_bytes(weights)}, overwrite)
+
+
+# ---- reading ------------------------------------------------------------------------------
+def _open(path) -> tuple[dict, zipfile.ZipFile]:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such model file: {path!r}")
+    try:
+        zf = zipfile.ZipFile(path, "r")
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise FileFormatError(f"{path!r} is not a graphmask model file: not a readable zip "
+                              f"archive ({e}); it may be truncated or corrupted") from None
+    try:
+        info = zf.getinfo("config.json")
+    except KeyError:
+        zf.close()
+        raise FileFormatError(f"{path!r} is not a graphmask model file: it has no "
+                              f"config.json") from None
+    if info.file_size > _MAX_CONFIG_BYTES:
+        zf.close()
+        raise FileFormatError(f"{path!r}: config.json is implausibly large "
+                              f"({info.file_size} bytes)")
+    try:
+        config = json.loads(_read_member(zf, "config.json", path).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        zf.close()
+        raise FileFormatError(f"{path!r}: config.json is not valid JSON ({e})") from None
+    except FileFormatError:
+        zf.close()
+        raise
+    if not isinstance(config, dict) or config.get("format") not in (FORMAT, WEIGHTS_FORMAT):
+        zf.close()
+        raise FileFormatError(f"{path!r} is not a graphmask model file (config.json has format "
+                              f"{config.get('format') if isinstance(config, dict) else None!r})")
+    version = config.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        zf.close()
+        raise FileFormatError(f"{path!r}: bad format version {version!r}")
+    if version > VERSION:
+        zf.close()
+        raise FileFormatError(f"{path!r} was written by a newer graphmask (format version "
+                              f"{version}; this graphmask reads up to {VERSION})")
+    return config, zf
+
+
+def _read_member(zf: zipfile.ZipFile, name: str, path) -> bytes:
+    try:
+        return zf.read(name)
+    except KeyError:
+        raise FileFormatError(f"{path!r}: the member {name!r} is missing") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as e:
+        raise FileFormatError(f"{path!r}: the member {name!r} is corrupted ({e})") from None
+
+
+def _read_arrays(zf, member: str, described, path) -> list[np.ndarray]:
+    """The arrays of an npz member, checked against their description in config.json."""
+    if not isinstance(described, list) or not all(isinstance(d, dict) for d in described):
+        raise FileFormatError(f"{path!r}: config.json does not describe the arrays of {member}")
+    data = _read_member(zf, member, path)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            keys = sorted(npz.files)
+            want = [f"a{i:05d}" for i in range(len(described))]
+            if keys != want:
+                raise FileFormatError(f"{path!r}: {member} holds {len(keys)} arrays, "
+                                      f"config.json describes {len(described)}")
+            arrays = [npz[k] for k in want]
+    except FileFormatError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, RuntimeError, zipfile.BadZipFile) as e:
+        # zip, header or pickle-refusal errors from np.load
+        raise FileFormatError(f"{path!r}: {member} is corrupted ({type(e).__name__}: {e})") \
+            from None
+    for d, a in zip(described, arrays):
+        if list(a.shape) != d.get("shape") or str(a.dtype) != d.get("dtype"):
+            raise FileFormatError(f"{path!r}: array {d.get('name')!r} in {member} has shape "
+                                  f"{list(a.shape)} and dtype {a.dtype}; config.json says "
+                                  f"{d.get('shape')} {d.get('dtype')}")
+    return arrays
+
+
+def read_config(filepath) -> dict:
+    """The parsed ``config.json`` of a model or weights file (checked format and version)."""
+    config, zf = _open(filepath)
+    zf.close()
+    return config
+
+
+def _bad(path, what) -> FileFormatError:
+    return FileFormatError(f"{path!r}: invalid model config: {what}")
+
+
+def _ref(value, path) -> tuple[str, int, int]:
+    if (not isinstance(value, list) or len(value) != 3 or not isinstance(value[0], str)
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value[1:])):
+        raise _bad(path, f"a tensor reference must be [layer name, call index, output index], "
+                         f"got {value!r}")
+    return value[0], value[1], value[2]
+
+
+def _build_model(mcfg: dict, path):
+    from graphmask.model import Model
+    if not isinstance(mcfg, dict):
+        raise _bad(path, "'model' must be an object")
+    layer_cfgs, call_cfgs = mcfg.get("layers"), mcfg.get("calls")
+    if not isinstance(layer_cfgs, list) or not isinstance(call_cfgs, list):
+        raise _bad(path, "'layers' and 'calls' must be lists")
+    layers: dict[str, Any] = {}
+    for entry in layer_cfgs:
+        if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+            raise _bad(path, f"layer entry {entry!r}")
+        cls_name = entry.get("class_name")
+        cls = LAYER_CLASSES.get(cls_name) if isinstance(cls_name, str) else None
+        if cls is None:
+            raise _bad(path, f"unknown layer class {cls_name!r} (allowed: "
+                             f"{sorted(LAYER_CLASSES)})")
+        cfg = dict(entry["config"])
+        for k, v in cfg.items():  # a custom initializer is saved by name only; the saved
+            if k.endswith("_initializer") and isinstance(v, str) \
+                    and v.lower() not in INITIALIZERS:  # weights replace what it would draw
+                cfg[k] = "zeros"
+        name = cfg.get("name")
+        if not isinstance(name, str) or name in layers:
+            raise _bad(path, f"layer names must be unique strings, got {name!r}")
+        try:
+            layers[name] = cls.from_config(cfg)
+        except (GraphmaskError, TypeError, ValueError) as e:
+            raise _bad(path, f"layer {name!r} ({cls_name}): {e}") from None
+    tensors: dict[tuple[str, int], list] = {}
+    counts: dict[str, int] = {}
+    for c in call_cfgs:
+        if not isinstance(c, dict) or c.get("layer") not in layers:
+            raise _bad(path, f"call {c!r} names no known layer")
+        layer = layers[c["layer"]]
+        ci = counts.get(layer.name, 0)
+        if c.get("call_index") != ci:
+            raise _bad(path, f"call {ci} of layer {layer.name!r} is out of order")
+        counts[layer.name] = ci + 1
+        if isinstance(layer, InputLayer):
+            if ci != 0 or c.get("inbound"):
+                raise _bad(path, f"input layer {layer.name!r} is called")
+            tensors[(layer.name, 0)] = [layer.output]
+            continue
+        inbound = c.get("inbound")
+        if not isinstance(inbound, list) or not inbound:
+            raise _bad(path, f"call {ci} of layer {layer.name!r} has no inputs")
+        args = [_lookup(tensors, _ref(r, path), path) for r in inbound]
+        try:
+            out = layer(args if c.get("as_list") is True else args[0])
+        except GraphmaskError as e:
+            raise _bad(path, f"calling layer {layer.name!r}: {e}") from None
+        tensors[(layer.name, ci)] = out if isinstance(out, list) else [out]
+    ins = [_lookup(tensors, _ref(r, path), path) for r in _list(mcfg.get("inputs"), path)]
+    outs = [_lookup(tensors, _ref(r, path), path) for r in _list(mcfg.get("outputs"), path)]
+    single_in, single_out = mcfg.get("single_input") is True, mcfg.get("single_output") is True
+    if (single_in and len(ins) != 1) or (single_out and len(outs) != 1):
+        raise _bad(path, "single_input/single_output do not match inputs/outputs")
+    name = mcfg.get("name")
+    try:
+        return Model(ins[0] if single_in else ins, outs[0] if single_out else outs,
+                     name=name if isinstance(name, str) else None)
+    except GraphmaskError as e:
+        raise _bad(path, f"building the model: {e}") from None
+
+
+def _list(value, path) -> list:
+    if not isinstance(value, list) or not value:
+        raise _bad(path, f"expected a non-empty list, got {value!r}")
+    return value
+
+
+def _lookup(tensors, ref, path):
+    name, ci, oi = ref
+    outs = tensors.get((name, ci))
+    if outs is None or not 0 <= oi < len(outs):
+        raise _bad(path, f"tensor {list(ref)} is used before it is made")
+    return outs[oi]
+
+
+def _compile(model, ccfg: dict, path) -> None:
+    if not isinstance(ccfg, dict):
+        raise _bad(path, "'compile' must be an object or null")
+    try:
+        n = len(model.outputs)
+        loss, metrics, lw = ccfg.get("loss"), ccfg.get("metrics"), ccfg.get("loss_weights")
+        if not (isinstance(loss, list) and isinstance(metrics, list) and isinstance(lw, list)
+                and len(loss) == len(metrics) == len(lw) == n):
+            raise _bad(path, "compile config must list loss, metrics and loss_weights per "
+                             "output")
+        mets = [per if isinstance(per, list) else [] for per in metrics]
+        for per in mets:
+            if not all(isinstance(m, (str, dict)) for m in per):
+                raise _bad(path, f"metrics must be names, got {per!r}")
+        loss = [None if lo is None else losses_mod.deserialize(lo) for lo in loss]
+        model.compile(optimizer=optimizers_mod.deserialize(ccfg.get("optimizer") or {}),
+                      loss=loss if n > 1 else loss[0],
+                      metrics=mets if n > 1 else mets[0],
+                      loss_weights=lw)
+    except FileFormatError:
+        raise
+    except (GraphmaskError, TypeError, ValueError, KeyError) as e:
+        raise _bad(path, f"compile config: {e}") from None
+
+
+def load_model(filepath, compile: bool = True):
+    """Rebuild a model saved by :func:`save_model` / ``Model.save``.
+
+    The result predicts exactly as the saved model did and, when it was compiled, is
+    compiled with the same losses, metrics and optimizer, whose state (moments, iteration
+    count) is restored, so training continues exactly where it stopped.
+
+    Parameters
+    ----------
+    filepath : str or os.PathLike
+    compile : bool
+        When False, return the model uncompiled (weights only, no optimizer).
+
+    Raises
+    ------
+    FileFormatError
+        The file is truncated, corrupted or not a graphmask model file.
+    """
+    config, zf = _open(filepath)
+    with zf:
+        if config["format"] != FORMAT:
+            raise FileFormatError(f"{os.fspath(filepath)!r} holds only weights; load them with "
+                                  f"model.load_weights(path)")
+        weights = _read_arrays(zf, "weights.npz", config.get("weights"), filepath)
+        state = None
+        if compile and config.get("compile") is not None:
+            state = _read_arrays(zf, "optimizer.npz", config.get("optimizer_state"), filepath)
+    saved_rng = rng().bit_generator.state  # building layers draws initial weights:
+    try:                                  # loading must not move the user's random stream
+        model = _build_model(config.get("model"), filepath)
+        names = [v.name for v in model.weights]
+        if names != [d.get("name") for d in config["weights"]]:
+            raise _bad(filepath, f"the weights {[d.get('name') for d in config['weights']]} "
+                                 f"do not match the model's {names}")
+        try:
+            model.set_weights(weights)
+        except ShapeError as e:
+            raise _bad(filepath, str(e)) from None
+        if state is not None:
+            _compile(model, config["compile"], filepath)
+            _restore_optimizer(model, state, filepath)
+    finally:
+        rng().bit_generator.state = saved_rng
+    return model
+
+
+def _restore_optimizer(model, state, path) -> None:
+    opt = model.optimizer
+    try:
+        if len(state) > 1:  # the saved optimizer had taken steps: build its slots now
+            opt.build([v.value for v in model.trainable_weights])
+        opt.set_state(state)
+    except (GraphmaskError, ValueError) as e:
+        raise _bad(path, f"optimizer state: {e}") from None
+
+
+def load_weights(model, filepath) -> None:
+    """Set ``model``'s weights from a weights file or a full model file (matched by order)."""
+    config, zf = _open(filepath)
+    with zf:
+        weights = _read_arrays(zf, "weights.npz", config.get("weights"), filepath)
+    own = model.weights
+    if len(weights) != len(own) or any(w.shape != v.shape for w, v in zip(weights, own)):
+        held = [(d.get("name"), tuple(w.shape)) for d, w in zip(config["weights"], weights)]
+        raise ShapeError(f"load_weights: {os.fspath(filepath)!r} holds weights {held}, the "
+                         f"model has {[(v.name, v.shape) for v in own]}")
+    model.set_weights(weights)
