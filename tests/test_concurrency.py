@@ -1,0 +1,25 @@
+"""Several threads calling predict on one model get the sequential results."""
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from graphmask import LSTM, Dense, Embedding, Input, Model
+
+
+def test_concurrent_predict_matches_sequential():
+    x = Input(shape=(30,), dtype="int32")
+    h = LSTM(32, return_sequences=True)(Embedding(50, 16, mask_zero=True)(x))
+    m = Model(x, Dense(8)(LSTM(16)(h)))
+    rng = np.random.default_rng(0)
+    batches = []
+    for _ in range(8):
+        ids = rng.integers(1, 50, size=(24, 30))
+        for row, n in zip(ids, rng.integers(0, 31, size=24)):
+            row[n:] = 0
+        batches.append(ids)
+    expected = [m.predict(b) for b in batches]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(3):
+            got = list(pool.map(m.predict, batches))
+            for e, g in zip(expected, got):
+                np.testing.assert_array_equal(g, e)
