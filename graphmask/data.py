@@ -88,10 +88,27 @@ def prepare_inputs(model, x) -> list[np.ndarray]:
         arr = _cast(arr, t.dtype, what)
         _check_finite(arr, what)
         arrays.append(arr)
+    _check_embedding_ids(model, arrays)
     n = {a.shape[0] for a in arrays}
     if len(n) > 1:
         raise ShapeError(f"x: inputs have different batch sizes {[a.shape[0] for a in arrays]}")
     return arrays
+
+
+def _check_embedding_ids(model, arrays) -> None:
+    """Ids that feed an Embedding directly are range-checked for the whole data set up
+    front, so ``fit`` cannot fail on a bad id halfway, after some weights changed."""
+    from graphmask.errors import GraphmaskError
+    from graphmask.ops.embedding import check_ids
+    g = model._forward
+    for nid, arr in zip(g.meta["inputs"], arrays):
+        for dst, port, _ in g.consumers(nid):
+            node = g.node(dst)
+            if node["op"] == "embedding" and port == "ids":
+                try:
+                    check_ids(arr, node["attrs"]["input_dim"])
+                except GraphmaskError as e:
+                    raise type(e)(f"layer {node['layer']!r}: {e}") from None
 
 
 def _fmt(shape) -> str:
@@ -122,6 +139,12 @@ def prepare_targets(model, y, batch: int) -> list:
                 arr = arr[..., 0]
             want = pshape[:-1]
             arr = _cast(arr, "int32", what) if arr.dtype.kind != "b" else arr.astype(np.int32)
+            classes = pshape[-1]
+            bad = (arr < 0) | (arr >= classes)
+            if bad.any():
+                pos = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise InputError(f"{what}: class id {arr[pos]} at position {pos} is outside "
+                                 f"[0, {classes}) (the output has {classes} classes)")
         else:
             if arr.ndim == len(pshape) - 1 and pshape[-1] == 1:
                 arr = arr[..., None]

@@ -50,7 +50,7 @@ def test_predict_rejects_bad_ids(model, ids, exc, words):
     (lambda m: m.predict(IDS, batch_size=0), ConfigError, ["batch_size", "0"]),
     (lambda m: m.fit(IDS, Y, batch_size=-1, verbose=0), ConfigError, ["batch_size", "-1"]),
     (lambda m: m.fit(IDS, Y, epochs=-2, verbose=0), ConfigError, ["epochs", "-2"]),
-    (lambda m: m.evaluate(IDS, np.full((2, 4), 5)), InputError, ["class id 5", "[0, 0]"]),
+    (lambda m: m.evaluate(IDS, np.full((2, 4), 5)), InputError, ["class id 5", "(0, 0)", "[0, 3)"]),
     (lambda m: m.evaluate(IDS, np.ones((2, 3))), ShapeError, ["(None, 4)", "(2, 3)"]),
     (lambda m: m.evaluate(IDS, np.ones((3, 4))), ShapeError, ["3 samples", "x has 2"]),
     (lambda m: m.train_on_batch(IDS, np.full((2, 4), np.nan)), InputError, ["nan", "(0, 0)"]),
@@ -148,3 +148,17 @@ def test_uncompiled_model_cannot_train():
     m = Model(x, Dense(1)(x))
     with pytest.raises(ConfigError, match="must be compiled first"):
         m.train_on_batch(np.ones((1, 3)), np.ones((1, 1)))
+
+
+def test_fit_checks_every_batch_before_the_first_step(model):
+    ids = np.ones((6, 4), int)
+    ids[5, 2] = 9  # the last batch is bad: no step may run before the error
+    before = model.get_weights()
+    with pytest.raises(IdRangeError, match="id 9 at sample 5, position 2"):
+        model.fit(ids, np.ones((6, 4), int), batch_size=2, verbose=0)
+    y = np.ones((6, 4), int)
+    y[5, 0] = -1
+    with pytest.raises(InputError, match="class id -1 at position \\(5, 0\\)"):
+        model.fit(np.ones((6, 4), int), y, batch_size=2, verbose=0)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
