@@ -27,6 +27,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -205,7 +206,7 @@ def _open(path) -> tuple[dict, zipfile.ZipFile]:
         raise FileNotFoundError(f"no such model file: {path!r}")
     try:
         zf = zipfile.ZipFile(path, "r")
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
         raise FileFormatError(f"{path!r} is not a graphmask model file: not a readable zip "
                               f"archive ({e}); it may be truncated or corrupted") from None
     try:
@@ -246,7 +247,7 @@ def _read_member(zf: zipfile.ZipFile, name: str, path) -> bytes:
         return zf.read(name)
     except KeyError:
         raise FileFormatError(f"{path!r}: the member {name!r} is missing") from None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as e:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, RuntimeError) as e:
         raise FileFormatError(f"{path!r}: the member {name!r} is corrupted ({e})") from None
 
 
@@ -265,7 +266,8 @@ def _read_arrays(zf, member: str, described, path) -> list[np.ndarray]:
             arrays = [npz[k] for k in want]
     except FileFormatError:
         raise
-    except (ValueError, OSError, EOFError, KeyError, RuntimeError, zipfile.BadZipFile) as e:
+    except (ValueError, OSError, EOFError, KeyError, RuntimeError, zipfile.BadZipFile,
+            zlib.error) as e:
         # zip, header or pickle-refusal errors from np.load
         raise FileFormatError(f"{path!r}: {member} is corrupted ({type(e).__name__}: {e})") \
             from None
