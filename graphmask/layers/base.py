@@ -84,6 +84,10 @@ class Layer:
             raise ConfigError(f"{type(self).__name__}: name must be a non-empty str, "
                               f"got {name!r}")
         self.name = name or unique_name(snake_case(type(self).__name__))
+        # Keras's (deprecated but common) way to give a Sequential model its input shape
+        self.input_shape_hint = kwargs.get("input_shape")
+        if kwargs.get("batch_input_shape") is not None:
+            self.input_shape_hint = tuple(kwargs["batch_input_shape"])[1:]
         self.trainable = bool(trainable)
         self.dtype = "float32" if dtype is None else str(np.dtype(dtype))
         self.built = False
