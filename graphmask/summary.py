@@ -1,0 +1,183 @@
+"""``model.summary()``: Keras's layer table plus where every mask comes from and goes.
+
+Columns: layer (name and type), output shape, *mask in* (the layer(s) that created the
+mask this layer receives), *mask out* (what the layer does with masks: ``created``,
+``merged``, ``passed``, ``used + passed``, ``consumed``, ``dropped`` or ``none``) and
+parameter count; then the totals and, when the model has masks, the mask flow chains
+of :func:`graphmask.inspect.explain_mask`.
+
+Everything is read from ``model.graph`` (the compiled graph with the mask pass's
+annotations), so the table shows exactly what runs.
+"""
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+
+from graphmask.inspect import (
+    MERGE_MASK_OPS,
+    chain_text,
+    fmt_shape,
+    is_mask_node,
+    mask_chains,
+    mask_computes,
+    node_status,
+)
+
+HEADERS = ("Layer (type)", "Output Shape", "Mask in", "Mask out", "Param #")
+# how spare width is shared between the columns
+WIDTHS = (26, 14, 12, 20, 10)
+DEFAULT_LINE_LENGTH = 98
+MIN_LINE_LENGTH = 60
+NOT_ROWS = ("target", "sample_weight", "variable", "constant")
+
+
+def _fmt_bytes(n: int) -> str:
+    size, unit = float(n), "B"
+    for nxt in ("KB", "MB", "GB"):
+        if size < 1024:
+            break
+        size, unit = size / 1024, nxt
+    return f"{size:.2f} {unit}"
+
+
+def _widths(rows, line_length: int) -> list[int]:
+    """Column widths filling ``line_length``: natural widths, then spread or shrunk."""
+    content = line_length - 3 * len(HEADERS) - 1
+    cols = list(zip(HEADERS, *rows))
+    nat = [max(len(part) for v in col for part in v.split("\n")) for col in cols]
+    ws = list(nat)
+    words = max(len(w) for v in cols[0] for w in v.split())
+    ws[0] = max(words, ws[0] - max(0, sum(ws) - content))  # "name (Type)" wraps first
+    while sum(ws) > content:  # shrink the widest wrappable column (never shape or params)
+        k = max((0, 2, 3), key=lambda i: ws[i])
+        if ws[k] <= 8:
+            break
+        ws[k] -= 1
+    extra = content - sum(ws)
+    if extra > 0:
+        add = [extra * w // sum(WIDTHS) for w in WIDTHS]
+        add[0] += extra - sum(add)
+        ws = [w + a for w, a in zip(ws, add)]
+    return ws
+
+
+def _mask_out(g, st) -> str:
+    if st.status == "merged":
+        return f"merged ({MERGE_MASK_OPS[g.node(st.out)['op']]})"
+    if st.status == "created":
+        return f"created: {mask_computes(g, st.out)}"
+    if st.status == "passed" and st.used == st.out:
+        return "used + passed"
+    return st.status
+
+
+def _rows(model, g) -> list[tuple[str, ...]]:
+    types = {layer.name: type(layer).__name__ for layer in getattr(model, "layers", [])}
+    params: dict[str, int] = {}
+    for nid in g.order():
+        n = g.node(nid)
+        if n["op"] == "variable":
+            params[n["layer"]] = params.get(n["layer"], 0) + int(np.prod(n["attrs"]["shape"]))
+    rows, shown = [], set()
+    for nid in g.order():
+        n = g.node(nid)
+        name = n["layer"]
+        if (n["phase"] != "forward" or n["op"] in NOT_ROWS or is_mask_node(g, nid)
+                or not name or (types and name not in types) or (not types and ":" in name)):
+            continue
+        st = node_status(g, nid)
+        kind = types.get(name, n["op"])
+        shape = ", ".join(fmt_shape(s.shape) for s in n.get("specs") or [])
+        mask_in = ", ".join(g.node(m)["layer"] for m in st.received) or "-"
+        count = "shared" if name in shown else f"{params.get(name, 0):,}"
+        shown.add(name)
+        rows.append((f"{name} ({kind})", shape, mask_in, _mask_out(g, st), count))
+    return rows
+
+
+def _table(rows, widths) -> list[str]:
+    def line(left, mid, right, fill):
+        return left + mid.join(fill * (w + 2) for w in widths) + right
+
+    def cells(values, align_last=True):
+        wrapped = [[ln for para in v.split("\n")
+                    for ln in textwrap.wrap(para, w, break_on_hyphens=False)] or [""]
+                   for v, w in zip(values, widths)]
+        out = []
+        for i in range(max(len(c) for c in wrapped)):
+            parts = []
+            for k, (c, w) in enumerate(zip(wrapped, widths)):
+                text = c[i] if i < len(c) else ""
+                parts.append(text.rjust(w) if (k == len(widths) - 1 and align_last)
+                             else text.ljust(w))
+            out.append("│ " + " │ ".join(parts) + " │")
+        return out
+
+    out = [line("┏", "┳", "┓", "━")]
+    out += [s.replace("│", "┃") for s in cells(HEADERS)]
+    out.append(line("┡", "╇", "┩", "━"))
+    for i, r in enumerate(rows):
+        if i:
+            out.append(line("├", "┼", "┤", "─"))
+        out += cells(r)
+    out.append(line("└", "┴", "┘", "─"))
+    return out
+
+
+def _totals(g) -> list[str]:
+    total = trainable = total_b = trainable_b = 0
+    for nid in g.order():
+        n = g.node(nid)
+        if n["op"] != "variable":
+            continue
+        a = n["attrs"]
+        size = int(np.prod(a["shape"]))
+        nbytes = size * np.dtype(a.get("dtype", "float32")).itemsize
+        total, total_b = total + size, total_b + nbytes
+        if a.get("trainable", True):
+            trainable, trainable_b = trainable + size, trainable_b + nbytes
+    return [f" Total params: {total:,} ({_fmt_bytes(total_b)})",
+            f" Trainable params: {trainable:,} ({_fmt_bytes(trainable_b)})",
+            f" Non-trainable params: {total - trainable:,} ({_fmt_bytes(total_b - trainable_b)})"]
+
+
+def _flow(g, line_length: int) -> list[str]:
+    chains = mask_chains(g)
+    if not chains:
+        return [" Masks: none"]
+    out = [" Mask flow:"]
+    for path in chains:
+        text = chain_text(g, path)
+        out += textwrap.wrap(text, line_length, initial_indent="   ",
+                             subsequent_indent="       ", break_on_hyphens=False)
+    return out
+
+
+def summary(model, print_fn=None, line_length=None, return_string=False):
+    """Print (or return) the layer table with mask in/out, parameters and mask flow.
+
+    Parameters
+    ----------
+    model : Model
+    print_fn : callable, optional
+        Called once with the whole text (default: ``print``).
+    line_length : int, optional
+        Total width of the table (default 98, at least 60).
+    return_string : bool
+        Return the text instead of printing it.
+    """
+    g = model.graph
+    width = DEFAULT_LINE_LENGTH if line_length is None else max(MIN_LINE_LENGTH,
+                                                                int(line_length))
+    lines = [f'Model: "{getattr(model, "name", "functional")}"']
+    rows = _rows(model, g)
+    lines += _table(rows, _widths(rows, width))
+    lines += _totals(g)
+    lines += _flow(g, width)
+    text = "\n".join(lines) + "\n"
+    if return_string:
+        return text
+    (print_fn or print)(text.rstrip("\n"))
+    return None
