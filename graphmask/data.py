@@ -116,6 +116,11 @@ def _fmt(shape) -> str:
         ("," if len(shape) == 1 else "") + ")"
 
 
+def _float_dtype(model, k) -> np.dtype:
+    """Targets and weights follow the output's float dtype (float64 for gradient checks)."""
+    return np.dtype("float64" if model.outputs[k].dtype == "float64" else "float32")
+
+
 def _sparse(model, k) -> bool:
     objs = getattr(model, "loss_objects", None) or []
     return k < len(objs) and objs[k] is not None and \
@@ -150,7 +155,7 @@ def prepare_targets(model, y, batch: int) -> list:
                 arr = arr[..., None]
             want = pshape
             _check_finite(arr, what)
-            arr = np.ascontiguousarray(arr, dtype=np.float32)
+            arr = np.ascontiguousarray(arr, dtype=_float_dtype(model, k))
         if arr.ndim != len(want) or any(w is not None and w != a for w, a in
                                         zip(want[1:], arr.shape[1:])):
             raise ShapeError(f"{what}: expects shape {_fmt(want)}, got {arr.shape}")
@@ -171,10 +176,10 @@ def prepare_weights(model, sample_weight, ys: list) -> list:
         score_shape = ys[k].shape if _sparse(model, k) else ys[k].shape[:-1]
         batch = score_shape[0]
         if values[k] is None:
-            out[k] = np.ones(score_shape, dtype=np.float32)
+            out[k] = np.ones(score_shape, dtype=_float_dtype(model, k))
             continue
         what = f"sample_weight for output {names[k]!r}"
-        arr = _to_array(values[k], what).astype(np.float32)
+        arr = _to_array(values[k], what).astype(_float_dtype(model, k))
         _check_finite(arr, what)
         if arr.shape[:1] != (batch,):
             raise ShapeError(f"{what}: expects {batch} samples, got shape {arr.shape}")

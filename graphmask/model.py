@@ -191,10 +191,11 @@ class Model(TrainingMixin):
             lname = self.outputs[k].call.layer.name
             sparse = lobj is not None and lobj.fn == "sparse_categorical_crossentropy"
             tshape = list(oshape[:-1]) if sparse else list(oshape)
-            tdtype = "int32" if sparse else "float32"
+            fdtype = self.outputs[k].dtype if self.outputs[k].dtype == "float64" else "float32"
+            tdtype = "int32" if sparse else fdtype
             tid = g.add("target", {"shape": tshape, "dtype": tdtype, "output": k},
                         layer=f"{lname}:target")
-            wid = g.add("sample_weight", {"shape": list(oshape[:-1]), "dtype": "float32",
+            wid = g.add("sample_weight", {"shape": list(oshape[:-1]), "dtype": fdtype,
                                           "output": k}, layer=f"{lname}:sample_weight")
             g.meta["targets"][k], g.meta["weights"][k] = tid, wid
             if lobj is not None:
@@ -278,7 +279,6 @@ class Model(TrainingMixin):
 
     def _predict_arrays(self, xs):
         outs = run(self._plan("predict"), self._feeds(xs), self._variables())
-        outs = [np.asarray(o, dtype=np.float32) if o.dtype.kind == "f" else o for o in outs]
         return outs[0] if self._single_output else outs
 
     def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):

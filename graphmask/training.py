@@ -17,25 +17,38 @@ from graphmask.utils import rng
 
 
 class TrainingMixin:
-    def _train_step(self, xs, ys, sws):
-        plan = self._plan("train")
-        vals = run(plan, self._feeds(xs, ys, sws), self._variables())
+    def _gradients(self, xs, ys, sws):
+        """Run the train plan: (total loss, metric pairs, {weight name: gradient})."""
+        vals = run(self._plan("train"), self._feeds(xs, ys, sws), self._variables())
         total, pairs, grads = self._split_results(vals)
+        return total, pairs, dict(zip(self._grad_names, grads))
+
+    def _train_step(self, xs, ys, sws):
+        total, pairs, by_name = self._gradients(xs, ys, sws)
         if not np.isfinite(total):
             raise NumericalError(f"the loss is {total}; the weights were left as they were "
                                  f"before this step")
-        for name, g in zip(self._grad_names, grads):
+        for name, g in by_name.items():
             if not np.all(np.isfinite(g)):
                 raise NumericalError(f"the gradient of {name!r} is not finite (loss {total}); "
                                      f"the weights were left as they were before this step")
-        by_name = dict(zip(self._grad_names, grads))
-        params, gs = [], []
-        for var in self.trainable_weights:
-            params.append(var.value)
-            g = by_name.get(var.name)
-            gs.append(np.zeros_like(var.value) if g is None else g)
-        self.optimizer.apply(params, gs)
+        params = [var.value for var in self.trainable_weights]
+        grads = [by_name.get(var.name, np.zeros_like(var.value))
+                 for var in self.trainable_weights]
+        self.optimizer.apply(params, grads)
         return total, pairs
+
+    def loss_and_gradients(self, x, y=None, sample_weight=None):
+        """The loss of one batch and ``{weight name: gradient}``, without any update.
+
+        Weights that the loss does not depend on get a zero gradient. This is the same
+        train plan ``train_on_batch`` runs, stopped before the optimizer.
+        """
+        self._require_compiled("loss_and_gradients")
+        xs, ys, sws = self._prepare_xy(x, y, sample_weight)
+        total, _, by_name = self._gradients(xs, ys, sws)
+        return total, {v.name: by_name.get(v.name, np.zeros_like(v.value))
+                       for v in self.trainable_weights}
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
                        return_dict=False):
