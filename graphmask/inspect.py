@@ -43,12 +43,20 @@ def is_mask_node(g: Graph, nid: int) -> bool:
     return "mask_of" in g.node(nid)
 
 
-def edge_mask(g: Graph, src: int, data: dict) -> int | None:
-    """The mask an edge carries: its ``mask`` annotation, or for a mask edge its source."""
+def edge_mask(g: Graph, src: int, data: dict, dst: int | None = None) -> int | None:
+    """The mask the value on an edge carries.
+
+    Its ``mask`` annotation; for a mask edge, its source mask node; for a forward data
+    edge without an annotation (edges the loss pass added), the mask annotated on the
+    source's output (node ``masks``), which is the same value.
+    """
     if data.get("mask") is not None:
         return data["mask"]
     if data["kind"] == "mask" and is_mask_node(g, src):
         return src
+    if data["kind"] == "data" and dst is not None and g.node(dst)["phase"] == "forward":
+        masks = g.node(src).get("masks") or []
+        return masks[data["out"]] if data["out"] < len(masks) else None
     return None
 
 
@@ -174,7 +182,7 @@ def mask_edges(model, include_unmasked: bool = False, backward: bool = True) -> 
         if not backward and dn["phase"] == "backward":
             continue
         for src, port, d in g.in_edges(dst):
-            m = edge_mask(g, src, d)
+            m = edge_mask(g, src, d, dst)
             if m is None and not include_unmasked:
                 continue
             sn = g.node(src)
@@ -399,7 +407,7 @@ def debugprint(model, backward: bool = True, file=None) -> str:
         for i, (src, port, d) in enumerate(edges):
             last = i == len(edges) - 1
             branch, cont = ("└─ ", "   ") if last else ("├─ ", "│  ")
-            m = edge_mask(g, src, d)
+            m = edge_mask(g, src, d, nid)
             if d["kind"] == "mask":
                 tag = f"{port} ~mask~> "
             elif m is not None:
