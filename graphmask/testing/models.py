@@ -1,0 +1,196 @@
+"""Small random models built from graphmask layers, as a hypothesis strategy.
+
+``models()`` draws an architecture (Embedding(mask_zero=True) or Masking input, an
+optional time-distributed Dense, one or more stacked LSTMs, a Dense head), a loss, and
+a weight seed; it returns a compiled :class:`ModelCase`. Everything about the model is
+a function of the drawn values, so hypothesis can replay and shrink failing cases.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from hypothesis import strategies as st
+
+from graphmask import losses as losses_mod
+from graphmask.layers import LSTM, Dense, Embedding, Input, Masking
+from graphmask.model import Model
+from graphmask.testing import strategies as gst
+
+LOSSES = ("mse", "mae", "binary_crossentropy", "categorical_crossentropy",
+          "sparse_categorical_crossentropy")
+_HEAD = {"mse": "linear", "mae": "linear", "binary_crossentropy": "sigmoid",
+         "categorical_crossentropy": "softmax", "sparse_categorical_crossentropy": "softmax"}
+
+_BATCH = st.integers(1, 3)
+_SEED = st.integers(0, 2**16)
+
+__all__ = ["LOSSES", "ModelCase", "build_model", "make_targets", "models"]
+
+
+@dataclass(repr=False)
+class ModelCase:
+    """A compiled model plus how to feed it.
+
+    Attributes
+    ----------
+    model : graphmask.Model
+        Compiled with ``optimizer="sgd"`` and ``loss``.
+    kind : str
+        ``"ids"`` (int32 input of shape (B, T) feeding ``Embedding(mask_zero=True)``) or
+        ``"floats"`` (float32 (B, T, F) feeding ``Masking(mask_value)``).
+    pad : float
+        The padding value of the input (0 for ids, ``mask_value`` for floats).
+    vocab_size, features : int or None
+        Input vocabulary (ids) or feature count (floats).
+    loss : graphmask.losses.Loss
+    sequence_output : bool
+        True when the model output has a time axis (B, T, units) carrying the mask.
+    seed : int
+        Seed of the weights and of :meth:`targets`.
+    spec : tuple
+        The drawn architecture, for :func:`build_model` (and a readable repr).
+    """
+
+    model: Model
+    kind: str
+    pad: float
+    vocab_size: int | None
+    features: int | None
+    loss: object
+    sequence_output: bool
+    seed: int
+    spec: tuple
+
+    def inputs(self, batch_size=_BATCH, min_len: int = 1, max_len: int = 5,
+               padding="any", allow_empty_rows: bool = True):
+        """A strategy of input batches for this model."""
+        if self.kind == "ids":
+            return gst.padded_ids(self.vocab_size, batch_size, min_len, max_len, padding,
+                                  allow_empty_rows)
+        return gst.float_sequences(self.features, self.pad, batch_size, min_len, max_len,
+                                   padding, allow_empty_rows)
+
+    def targets(self, x) -> np.ndarray:
+        """Targets for input ``x``: deterministic given the seed and ``x``'s shape."""
+        return make_targets(self.model, self.loss, x, self.seed)
+
+    def batch(self, **kwargs):
+        """A strategy of ``(x, y)`` pairs (keyword arguments go to :meth:`inputs`)."""
+        return self.inputs(**kwargs).map(lambda x: (x, self.targets(x)))
+
+    def __repr__(self) -> str:
+        return f"ModelCase({describe(self.spec)}, seed={self.seed})"
+
+
+def describe(spec) -> str:
+    kind, size, width, pad, pre, lstms, head, loss, logits = spec
+    parts = [f"Embedding({size}, {width}, mask_zero=True)" if kind == "ids"
+             else f"Input(F={size}) -> Masking({pad})"]
+    if pre:
+        parts.append(f"Dense({pre}, tanh)")
+    for units, seq, back, zero in lstms:
+        flags = "".join([", return_sequences" * seq, ", go_backwards" * back,
+                         ", zero_output_for_mask" * zero])
+        parts.append(f"LSTM({units}{flags})")
+    parts.append(f"Dense({head}, {'linear' if logits else _HEAD[loss]})")
+    return " -> ".join(parts) + f"; loss={loss!r}" + (", from_logits" if logits else "")
+
+
+def _loss_object(loss: str, logits: bool):
+    if logits:
+        cls = losses_mod.ALIASES[loss]
+        return cls(from_logits=True)
+    return losses_mod.get(loss)
+
+
+def build_model(spec, seed: int = 0) -> tuple[Model, object]:
+    """Build and compile the model described by ``spec``; weights drawn from ``seed``."""
+    kind, size, width, pad, pre, lstms, head, loss, logits = spec
+    if kind == "ids":
+        x = Input(shape=(None,), dtype="int32", name="ids")
+        h = Embedding(size, width, mask_zero=True, name="embedding")(x)
+    else:
+        x = Input(shape=(None, size), name="x")
+        h = Masking(mask_value=pad, name="masking")(x)
+    if pre:
+        h = Dense(pre, activation="tanh", name="dense_in")(h)
+    for i, (units, seq, back, zero) in enumerate(lstms):
+        h = LSTM(units, return_sequences=seq, go_backwards=back, zero_output_for_mask=zero,
+                 name=f"lstm_{i}")(h)
+    out = Dense(head, activation="linear" if logits else _HEAD[loss], name="head")(h)
+    model = Model(x, out, name="case")
+    lobj = _loss_object(loss, logits)
+    model.compile(optimizer="sgd", loss=lobj)
+    rng = np.random.default_rng(seed)
+    ws = []
+    for v in model.weights:
+        scale = 1.0 if v.name.endswith("embeddings") else 0.6
+        ws.append(rng.uniform(-scale, scale, v.shape).astype(v.value.dtype))
+    model.set_weights(ws)
+    return model, lobj
+
+
+def make_targets(model: Model, loss, x, seed: int = 0) -> np.ndarray:
+    """Random targets fitting ``model``'s single output for ``x`` and ``loss``."""
+    x = np.asarray(x)
+    shape = (x.shape[0],) + tuple(model.outputs[0].shape[1:])
+    if shape[1:] and shape[1] is None:
+        shape = (shape[0], x.shape[1]) + shape[2:]
+    rng = np.random.default_rng([seed, *x.shape])
+    fn = getattr(loss, "fn", loss)
+    k = shape[-1]
+    if fn == "sparse_categorical_crossentropy":
+        return rng.integers(0, k, shape[:-1]).astype(np.int32)
+    if fn == "categorical_crossentropy":
+        return np.eye(k, dtype=np.float32)[rng.integers(0, k, shape[:-1])]
+    if fn == "binary_crossentropy":
+        return rng.integers(0, 2, shape).astype(np.float32)
+    return rng.normal(size=shape).astype(np.float32)
+
+
+@st.composite
+def models(draw, inputs=("ids", "floats"), losses=LOSSES, max_lstms: int = 2,
+           max_units: int = 3, sequence_output=None, go_backwards: bool = True,
+           seed=_SEED) -> ModelCase:
+    """Compiled random models (see the module docstring).
+
+    Parameters
+    ----------
+    inputs : tuple
+        Input kinds to draw from: ``"ids"`` (Embedding with mask_zero) and/or
+        ``"floats"`` (Masking).
+    losses : tuple
+        Loss names to draw from (crossentropies also come with ``from_logits=True``).
+    max_lstms, max_units : int
+        Depth of the LSTM stack and width of every layer.
+    sequence_output : bool or None
+        Force the last LSTM's ``return_sequences`` (None: draw it).
+    go_backwards : bool
+        Allow ``go_backwards=True`` on the last LSTM when it returns only its final
+        state (with ``return_sequences=True`` Keras returns outputs in reversed order
+        against an unreversed mask, which is not padding-invariant by design).
+    """
+    kind = draw(st.sampled_from(tuple(inputs)))
+    if kind == "ids":
+        size, pad = draw(st.integers(3, 8)), 0.0
+    else:
+        size, pad = draw(st.integers(1, 3)), draw(st.sampled_from((0.0, -1.0, 5.0)))
+    width = draw(st.integers(1, max_units))
+    pre = draw(st.sampled_from((0,) + tuple(range(1, max_units + 1))))
+    n = draw(st.integers(1, max_lstms))
+    last_seq = draw(st.booleans()) if sequence_output is None else bool(sequence_output)
+    lstms = []
+    for i in range(n):
+        seq = True if i < n - 1 else last_seq
+        back = (not seq) and go_backwards and draw(st.booleans())
+        zero = seq and draw(st.booleans())
+        lstms.append((draw(st.integers(1, max_units)), seq, back, zero))
+    loss = draw(st.sampled_from(tuple(losses)))
+    logits = "crossentropy" in loss and draw(st.booleans())
+    head = draw(st.integers(2 if "categorical" in loss else 1, max_units))
+    spec = (kind, size, width, pad, pre, tuple(lstms), head, loss, logits)
+    s = int(draw(seed) if isinstance(seed, st.SearchStrategy) else seed)
+    model, lobj = build_model(spec, s)
+    return ModelCase(model, kind, pad, size if kind == "ids" else None,
+                     size if kind == "floats" else None, lobj, last_seq, s, spec)
