@@ -219,7 +219,7 @@ def test_against_keras3(kind, cfg):
     ours = CLS[kind](**cfg)
     ws = [w.copy() for w in w0]
     for gs in grads:
-        theirs.apply(gs, vs)
+        theirs.apply([keras.ops.convert_to_tensor(g) for g in gs], vs)
         ours.apply(ws, gs)
     for w, v in zip(ws, vs):
         np.testing.assert_allclose(w, np.asarray(v), rtol=1e-6, atol=1e-7)
