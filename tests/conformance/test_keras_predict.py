@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
-keras = pytest.importorskip("keras", reason="Keras 3 is an optional oracle; pip install keras torch")
+keras = pytest.importorskip(
+    "keras", reason="Keras 3 is an optional oracle; pip install keras torch")
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -193,8 +194,8 @@ def models_and_batches(draw):
         layers.append(("lstm", {"units": draw(st.integers(1, 3)),
                                     "return_sequences": (not last) or draw(st.booleans()),
                                     "go_backwards": draw(st.booleans())}))
-    layers.append(("dense", {"units": draw(st.integers(1, 3)),
-                                 "activation": draw(st.sampled_from([None, "sigmoid", "softmax"]))}))
+    head = draw(st.sampled_from([None, "sigmoid", "softmax"]))
+    layers.append(("dense", {"units": draw(st.integers(1, 3)), "activation": head}))
     mask_kind = draw(st.sampled_from(["none", "right", "left", "holes"]))
     seed = draw(st.integers(0, 2**16))
     rng = np.random.default_rng(seed)

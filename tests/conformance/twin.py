@@ -169,10 +169,14 @@ def mask_pattern(kind: str, b: int, t: int, rng) -> np.ndarray:
         return m
     if kind == "batch":
         return np.zeros((b, t), bool)
+    if kind == "mixed":  # one batch with every case: full, right, left, holes, empty, one step
+        rows = [ar[0] < t, ar[0] < max(1, t // 2), ar[0] >= t // 2, ar[0] % 2 == 0,
+                np.zeros(t, bool), ar[0] == t - 1]
+        return np.stack([rows[i % len(rows)] for i in range(b)])
     raise ValueError(kind)
 
 
-MASK_KINDS = ("none", "right", "left", "holes", "rows", "batch")
+MASK_KINDS = ("none", "right", "left", "holes", "rows", "batch", "mixed")
 
 
 def ids_for(mask: np.ndarray, input_dim: int, rng, dtype="int32") -> np.ndarray:
