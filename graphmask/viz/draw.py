@@ -168,22 +168,29 @@ class Layout:
 
 # ---- drawing ---------------------------------------------------------------------------
 def _curve(lay: Layout, chain):
-    """Vertices and codes of a smooth path from the bottom of src to the top of dst."""
+    """Vertices and codes of a smooth path from the bottom of src to the top of dst.
+
+    A bend point (dummy) crosses its whole rank band straight down, so the curve only
+    turns in the gaps between ranks, never beside a box.
+    """
     from matplotlib.path import Path
     pts = []
     for i, n in enumerate(chain):
         x, y = lay.x[n], lay.y[n]
-        h = lay.size[n][1]
         if i == 0:
-            pts.append((x, y + h / 2))
+            pts.append((x, y + lay.size[n][1] / 2))
         elif i == len(chain) - 1:
-            pts.append((x, y - h / 2))
+            pts.append((x, y - lay.size[n][1] / 2))
         else:
-            pts.append((x, y))
+            top, bottom = lay.rank_y[lay.layer[n]]
+            pts += [(x, top), (x, bottom)]
     verts, codes = [pts[0]], [Path.MOVETO]
     for (x1, y1), (x2, y2) in itertools.pairwise(pts):
         ym = (y1 + y2) / 2
-        verts += [(x1, ym), (x2, ym), (x2, y2)]
+        if x1 == x2:
+            verts += [(x1, y1 + (y2 - y1) / 3), (x2, y1 + 2 * (y2 - y1) / 3), (x2, y2)]
+        else:
+            verts += [(x1, ym), (x2, ym), (x2, y2)]
         codes += [Path.CURVE4] * 3
     return verts, codes, pts
 

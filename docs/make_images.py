@@ -1,0 +1,48 @@
+"""Regenerate the pictures and the summary shown in docs/inspecting.md.
+
+Run from the repository root: ``python docs/make_images.py``. Writes
+docs/img/seed_flow.svg, docs/img/seed_flow.png, docs/img/seed_flow_backward.png and
+docs/img/seed_masks.png, and prints the seed model's summary and mask chain.
+"""
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import graphmask
+from graphmask import Dense, Embedding, Input, Model
+from graphmask.inspect import concrete_masks, explain_mask
+from graphmask.viz import draw_masks, render
+
+
+def seed_model():
+    """The seed check: Embedding(5, 5, mask_zero=True) -> Dense(3), compiled with mse."""
+    graphmask.clear_session()
+    graphmask.set_random_seed(0)
+    x = Input(shape=(4,))
+    e = Embedding(5, 5, mask_zero=True)(x)
+    d = Dense(3)(e)
+    m = Model(inputs=x, outputs=d)
+    m.compile(loss="mse", optimizer="adam")
+    return m
+
+
+def main():
+    img = os.path.join(HERE, "img")
+    os.makedirs(img, exist_ok=True)
+    m = seed_model()
+    render(m, os.path.join(img, "seed_flow.svg"))
+    render(m, os.path.join(img, "seed_flow.png"), dpi=110)
+    render(m, os.path.join(img, "seed_flow_backward.png"), backward=True, dpi=80)
+    batch = np.array([[1, 2, 0, 0], [3, 0, 4, 0], [2, 2, 2, 1]])
+    draw_masks(m, batch, os.path.join(img, "seed_masks.png"), dpi=100)
+    m.summary()
+    print(explain_mask(m, "dense"))
+    print(concrete_masks(m, batch))
+
+
+if __name__ == "__main__":
+    main()
