@@ -41,7 +41,7 @@ def test_show_svg_png_dot_txt(tmp_path, capsys):
 
 def test_show_bad_model_specs():
     with pytest.raises(ConfigError, match="neither an existing file nor module:function"):
-        show("no_such_file.gmk")
+        show("no_such_file.gmz")
     with pytest.raises(ConfigError, match="cannot import module"):
         show("tests.inspect.nope:seed_model")
     with pytest.raises(ConfigError, match="has no function 'nope'"):
@@ -65,7 +65,7 @@ def test_dispatcher_round_trip_in_a_subprocess(tmp_path):
 
 def test_show_a_saved_model_file(tmp_path):
     pytest.importorskip("graphmask.saving", reason="graphmask.saving (load_model) not there yet")
-    path = tmp_path / "seed.gmk"
+    path = tmp_path / "seed.gmz"
     models.seed_model().save(str(path))
     assert show(str(path), "--out", str(tmp_path / "saved.dot")) == 0
     from graphmask.viz import to_dot
