@@ -17,12 +17,15 @@ COMMANDS = {
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="graphmask", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
         p.set_defaults(_module=module)
-        importlib.import_module(module).add_arguments(p)
+        if name == chosen:  # import only the subcommand that runs
+            importlib.import_module(module).add_arguments(p)
     args = parser.parse_args(argv)
     from graphmask.errors import GraphmaskError
     try:

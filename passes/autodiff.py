@@ -17,6 +17,7 @@ import networkx as nx
 from graphmask.errors import GraphError
 from graphmask.graph import Graph
 from graphmask.ops.base import is_float
+from passes.masks import annotate_edges
 from passes.shapes import infer_node
 
 NAME = "autodiff"
@@ -26,6 +27,7 @@ def _add(g: Graph, op: str, attrs: dict, inputs: dict, kinds: dict, layer: str) 
     nid = g.add(op, attrs, inputs, layer=layer, phase="backward", kinds=kinds)
     g.node(nid)["specs"] = infer_node(g, nid)
     g.node(nid)["masks"] = [None] * len(g.node(nid)["specs"])
+    annotate_edges(g, nid, data=False)
     return nid
 
 

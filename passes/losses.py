@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from graphmask.errors import MaskError
 from graphmask.graph import Graph
-from passes.masks import _describe
+from passes.masks import _describe, annotate_edges
 from passes.shapes import infer_node
 
 NAME = "losses"
@@ -31,8 +31,7 @@ def _pred_mask(g: Graph, nid: int, port: str = "y_pred"):
 def _annotate(g: Graph, nid: int) -> None:
     g.node(nid)["specs"] = infer_node(g, nid)
     g.node(nid)["masks"] = [None] * len(g.node(nid)["specs"])
-    for src, port, d in g.in_edges(nid):
-        d["mask"] = src if d["kind"] == "mask" else None
+    annotate_edges(g, nid)
 
 
 def _check_fits(g: Graph, mask: int, score: int, what: str) -> None:

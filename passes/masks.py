@@ -41,6 +41,20 @@ def _add_mask_node(g: Graph, op: str, attrs: dict, inputs: dict, layer: str, of:
     return mid
 
 
+def annotate_edges(g: Graph, nid: int, data: bool = True) -> None:
+    """Set ``mask`` on every edge into ``nid``: a mask edge carries its own mask node, a
+    data edge what its source output carries (with ``data``; backward nodes read forward
+    values but pass no mask on), residual and gradient edges nothing."""
+    for src, _, d in g.in_edges(nid):
+        if d["kind"] == "mask":
+            d["mask"] = src
+        elif d["kind"] == "data" and data:
+            masks = g.node(src).get("masks") or []
+            d["mask"] = masks[d["out"]] if d["out"] < len(masks) else None
+        else:
+            d["mask"] = None
+
+
 def _incoming(g: Graph, nid: int) -> list[tuple[str, int | None]]:
     """(port, mask carried) for each data edge into ``nid``, annotating the edges."""
     res = []
