@@ -1,0 +1,60 @@
+"""graphmask's masking invariants on many generated models (graphmask.testing on itself).
+
+Each test draws a compiled random model (Embedding or Masking input, stacked LSTMs,
+Dense head, one of the losses) and a padded batch for it. Examples per test come from
+the hypothesis profile (tests/conftest.py: ``default`` or ``HYPOTHESIS_PROFILE=thorough``).
+"""
+from hypothesis import given
+
+from graphmask.testing import (
+    check_all_masked,
+    check_batch_independence,
+    check_grads,
+    check_loss_is_masked_mean,
+    check_mask_annotations,
+    check_masked_steps,
+    check_padding_invariance,
+)
+from tests.strategies import cases
+
+
+@given(cases())
+def test_padding_invariance(case_x_y):
+    case, x, y = case_x_y
+    check_padding_invariance(case.model, x, y)
+
+
+@given(cases(sequence_output=True))
+def test_masked_lstm_steps_repeat_previous_output(case_x_y):
+    case, x, _ = case_x_y
+    check_masked_steps(case.model, x)
+
+
+@given(cases())
+def test_batch_independence(case_x_y):
+    case, x, y = case_x_y
+    check_batch_independence(case.model, x, y)
+
+
+@given(cases())
+def test_loss_is_mean_over_kept_positions(case_x_y):
+    case, x, y = case_x_y
+    check_loss_is_masked_mean(case.model, x, y)
+
+
+@given(cases())
+def test_all_masked_batch_gives_zero_loss_and_gradients(case_x_y):
+    case, x, y = case_x_y
+    check_all_masked(case.model, x, y)
+
+
+@given(cases(allow_empty_rows=False))
+def test_gradients_match_finite_differences(case_x_y):
+    case, x, y = case_x_y
+    check_grads(case.model, x, y, directions=1)
+
+
+@given(cases())
+def test_mask_annotations_match_runtime_masks(case_x_y):
+    case, x, _ = case_x_y
+    check_mask_annotations(case.model, x)
