@@ -607,9 +607,8 @@ def check_mask_annotations(model, x) -> None:
                      want, vals[(m, 0)], None, 0, 0,
                      "\n  (True = kept) differs from the mask Keras 3 propagates",
                      time_axis=False)
-    layer_set = set(R.layer_nodes(g))
     for u, v, key, d in g.nx.edges(keys=True, data=True):
-        if v not in layer_set:
+        if g.node(v)["phase"] != "forward":
             continue
         if d["kind"] == "data" and g.node(u)["op"] != "variable":
             masks = g.node(u).get("masks") or []
