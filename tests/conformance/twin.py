@@ -26,6 +26,12 @@ import numpy as np
 
 import graphmask as gm
 
+if keras.backend.backend() == "torch":
+    # the models here are tiny: one torch thread is faster than a pool fighting for cores
+    import torch
+
+    torch.set_num_threads(1)
+
 RTOL, ATOL = 1e-5, 1e-6          # one forward pass in float32
 TRAIN_RTOL, TRAIN_ATOL = 1e-4, 2e-6  # weights after a few float32 optimizer steps
 
