@@ -7,7 +7,8 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 keras = pytest.importorskip(
-    "keras", reason="Keras 3 is an optional oracle; pip install keras torch")
+    "keras", reason="Keras 3 is an optional oracle; pip install keras torch",
+    exc_type=ImportError)
 
 import graphmask as gm
 from graphmask.ops.activation import ACTIVATIONS

@@ -6,7 +6,8 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 keras = pytest.importorskip(
-    "keras", reason="Keras 3 is an optional oracle; pip install keras torch")
+    "keras", reason="Keras 3 is an optional oracle; pip install keras torch",
+    exc_type=ImportError)
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
