@@ -10,15 +10,37 @@ at a step where the sample has no row (the carry of Keras's masked LSTM).
 Gate blocks are in Keras order i, f, c (called g here), o. Activation codes are the
 indices of :data:`ACTIVATIONS`. Derivatives are taken from activation *outputs*, so the
 backward pass needs the gate activations, ``c_{t-1}`` and ``act(c_t)`` of each row.
+
+Threads: the units are cut into chunks of at most :data:`UNIT_CHUNK`; a weight matrix
+with 4H gate columns is *packed* chunk by chunk (chunk q holds the i, f, g, o columns of
+its units side by side, contiguous), and so are the gate arrays. Each step then runs
+one task per (unit chunk, row block) under ``prange``: a small GEMM on its own packed
+slice of the recurrent kernel (which stays hot in that core's cache) fused with the
+gate math of its units. Every BLAS call is kept at M*N*K <= :data:`SERIAL_MNK`, under
+which OpenBLAS runs on the calling thread: its own thread pool is never woken, since
+two pools (OpenBLAS's and numba's) spinning on the same cores slow each other down
+several times over.
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-from graphmask.kernels import jit
+from graphmask.kernels import jit, jit_parallel
+
+#: Units per chunk (one task's share of a step).
+UNIT_CHUNK = 16
+#: OpenBLAS computes a GEMM with M*N*K at or below this on the calling thread.
+SERIAL_MNK = 65536 * 4
+
+#: Below this many multiply-adds per step (rows x H x 4H), kernels run on one thread:
+#: a fork/join per step costs more than it saves on small problems, and on a loaded
+#: machine every fork may wait for a descheduled worker. (NUMBA_NUM_THREADS=1 forces
+#: one thread everywhere.)
+PARALLEL_MIN_WORK = 1 << 18
 
 #: Activation names in code order (kernels receive the index).
 ACTIVATIONS = ("linear", "tanh", "sigmoid", "relu", "hard_sigmoid")
@@ -153,138 +175,394 @@ def gather_steps(x, offsets, rows, backwards):
 
 
 @jit
-def input_projection(x, kernel, bias, offsets, rows, backwards):
-    """``x @ kernel + bias`` for the kept rows only: one GEMM, (N, 4H).
-
-    Every LSTM GEMM goes through numba's np.dot (SciPy's BLAS): mixing it with NumPy's
-    own BLAS copy makes two spinning thread pools fight over the cores.
-    """
-    Z = np.dot(gather_steps(x, offsets, rows, backwards), kernel)
-    if bias.size:
-        for r in range(Z.shape[0]):
-            Z[r] += bias
-    return Z
+def unit_chunks(H):
+    """Unit offsets of the chunks: (Q + 1,) with chunks of UNIT_CHUNK units (last ragged)."""
+    Q = (H + UNIT_CHUNK - 1) // UNIT_CHUNK
+    uoff = np.empty(Q + 1, np.int64)
+    for q in range(Q + 1):
+        uoff[q] = min(q * UNIT_CHUNK, H)
+    return uoff
 
 
 @jit
-def weight_grads(dZ, x, kernel, Hp, offsets, rows, backwards):
-    """Gradients of x, kernel, recurrent_kernel and bias from the gate gradients dZ:
-    GEMMs over all kept rows at once (masked steps contribute nothing)."""
-    B, T, D = x.shape
-    dk = np.dot(gather_steps(x, offsets, rows, backwards).T, dZ)
-    drk = np.dot(Hp.T, dZ)
-    db = np.zeros(dZ.shape[1], dZ.dtype)
-    for r in range(dZ.shape[0]):
-        db += dZ[r]
-    dxc = np.dot(dZ, np.ascontiguousarray(kernel.T))
-    dx = np.zeros((B, T, D), dZ.dtype)
-    for t in range(T):
-        ts = T - 1 - t if backwards else t
-        for r in range(offsets[t], offsets[t + 1]):
-            dx[rows[r], ts, :] = dxc[r]
-    return dx, dk, drk, db
+def pack(W, uoff):
+    """Pack the 4H gate columns of ``W`` (R, 4H) chunk by chunk, flat: chunk q is the
+    contiguous (R, 4 uq) block at ``R * 4 * uoff[q]`` (its i, f, g, o columns)."""
+    R = W.shape[0]
+    H = uoff[-1]
+    out = np.empty(R * 4 * H, W.dtype)
+    for q in range(uoff.size - 1):
+        u0 = uoff[q]
+        uq = uoff[q + 1] - u0
+        blk = out[R * 4 * u0:R * 4 * (u0 + uq)].reshape(R, 4 * uq)
+        for i in range(R):
+            for gi in range(4):
+                for k in range(uq):
+                    blk[i, gi * uq + k] = W[i, gi * H + u0 + k]
+    return out
 
 
 @jit
-def lstm_forward_steps(Z, rk, offsets, rows, mask, backwards, act, ract, ret_seq,
-                       zero_masked, y, h, c, Hp, Cp, Tc):
-    """The time loop. ``Z`` (N, 4H) holds ``x @ kernel + bias`` and is overwritten by
-    the gate activations. ``h, c`` (B, H) start at zero and end as the final state.
-    Writes ``y`` (B, T, H) when ``ret_seq``; fills residuals ``Hp`` (h_{t-1}), ``Cp``
-    (c_{t-1}) and ``Tc`` (act(c_t)), each (N, H)."""
+def unpack(flat, R, uoff):
+    """Inverse of :func:`pack`: (R, 4H) in Keras column order."""
+    H = uoff[-1]
+    out = np.empty((R, 4 * H), flat.dtype)
+    for q in range(uoff.size - 1):
+        u0 = uoff[q]
+        uq = uoff[q + 1] - u0
+        blk = flat[R * 4 * u0:R * 4 * (u0 + uq)].reshape(R, 4 * uq)
+        for i in range(R):
+            for gi in range(4):
+                for k in range(uq):
+                    out[i, gi * H + u0 + k] = blk[i, gi * uq + k]
+    return out
+
+
+@jit
+def pack_transposed(rk, uoff):
+    """``rk.T`` (4H, H) with its rows in packed gate order, cut by unit chunks of its
+    columns: chunk q is the contiguous (4H, uq) block at ``4H * uoff[q]``."""
+    H = rk.shape[0]
+    out = np.empty(4 * H * H, rk.dtype)
+    for q2 in range(uoff.size - 1):
+        v0 = uoff[q2]
+        vq = uoff[q2 + 1] - v0
+        blk = out[4 * H * v0:4 * H * (v0 + vq)].reshape(4 * H, vq)
+        for q in range(uoff.size - 1):
+            u0 = uoff[q]
+            uq = uoff[q + 1] - u0
+            for gi in range(4):
+                for k in range(uq):
+                    p = 4 * u0 + gi * uq + k
+                    for k2 in range(vq):
+                        blk[p, k2] = rk[v0 + k2, gi * H + u0 + k]
+    return out
+
+
+class threads_for:
+    """Context manager: numba's (thread-local) thread count for a problem whose largest
+    step has ``n`` rows: one thread below :data:`PARALLEL_MIN_WORK`."""
+
+    def __init__(self, n: int, H: int):
+        self.serial = n * H * 4 * H < PARALLEL_MIN_WORK
+
+    def __enter__(self):
+        self.saved = numba.get_num_threads()
+        if self.serial:
+            numba.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        numba.set_num_threads(self.saved)
+        return False
+
+
+# Each prange body below is a plain @jit task function: parfor analysis of big loop
+# bodies is what makes parallel kernels slow to compile.
+@jit
+def _proj_task(task, nri, mi, Xc, kf, bf, A, uoff):
+    """Input projection of row block ``task % nri`` for unit chunk ``task // nri``."""
+    N, D = Xc.shape
+    q = task // nri
+    a = (task % nri) * mi
+    e = min(N, a + mi)
+    u0 = uoff[q]
+    w = 4 * (uoff[q + 1] - u0)
+    Aq = A[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)
+    np.dot(Xc[a:e], kf[D * 4 * u0:D * 4 * u0 + D * w].reshape(D, w), Aq[a:e])
+    if bf.size:
+        for r in range(a, e):
+            for k in range(w):
+                Aq[r, k] += bf[4 * u0 + k]
+
+
+@jit
+def _fwd_task(task, nr, mr, o0, n, uoff, rows, rkf, A, G, Hp, Cp, Tc, h, c, act, ract):
+    """One step for one (unit chunk, row block): recurrent GEMM fused with gate math."""
     B, H = h.shape
+    N = Hp.shape[0]
+    q = task // nr
+    a = (task % nr) * mr
+    e = min(n, a + mr)
+    u0 = uoff[q]
+    uq = uoff[q + 1] - u0
+    w = 4 * uq
+    Aq = A[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)
+    Gq = G[B * 4 * u0:B * 4 * u0 + B * w].reshape(B, w)
+    np.dot(Hp[o0 + a:o0 + e], rkf[H * 4 * u0:H * 4 * u0 + H * w].reshape(H, w), Gq[a:e])
+    for j in range(a, e):
+        r = o0 + j
+        b = rows[r]
+        z = Aq[r]
+        g = Gq[j]
+        for k in range(w):
+            z[k] += g[k]
+        _act_inplace(z[:2 * uq], ract)
+        _act_inplace(z[2 * uq:3 * uq], act)
+        _act_inplace(z[3 * uq:], ract)
+        tc = Tc[r, u0:u0 + uq]
+        for k in range(uq):
+            cold = c[b, u0 + k]
+            Cp[r, u0 + k] = cold
+            cn = z[uq + k] * cold + z[k] * z[2 * uq + k]
+            c[b, u0 + k] = cn
+            tc[k] = cn
+        _act_inplace(tc, act)
+        for k in range(uq):
+            h[b, u0 + k] = z[3 * uq + k] * tc[k]
+
+
+@jit
+def _fwd_setup(x, offsets, rows, backwards, H):
+    N = rows.size
+    dt = x.dtype
+    return (gather_steps(x, offsets, rows, backwards), np.empty(N * 4 * H, dt),
+            np.empty((N, H), dt), np.empty((N, H), dt), np.empty((N, H), dt),
+            np.empty(x.shape[0] * 4 * H, dt))
+
+
+@jit
+def _gather_h(Hp, h, rows, o0, n):
+    for j in range(n):
+        Hp[o0 + j, :] = h[rows[o0 + j]]
+
+
+@jit
+def _write_y(y, h, mask, t, backwards, zero_masked):
+    # kept step: the new h; masked step: the carried h (= the previous output).
+    B, T = y.shape[0], y.shape[1]
+    ts = T - 1 - t if backwards else t
+    for b in range(B):
+        if zero_masked and not mask[b, ts]:
+            y[b, t, :] = 0
+        else:
+            y[b, t, :] = h[b]
+
+
+# The parallel drivers hold nothing but scalar code, prange loops and calls: numba turns
+# any array expression in a parallel function into one more parfor to compile.
+@jit_parallel
+def lstm_forward(x, kf, rkf, bf, uoff, offsets, rows, mask, backwards, act, ract, ret_seq,
+                 zero_masked, y, h, c):
+    """Forward over kept rows. ``kf, rkf, bf``: packed kernel, recurrent kernel, bias
+    (``bf`` empty without bias). ``h, c`` (B, H) start at zero and end as the final
+    state; ``y`` (B, T, H) is written when ``ret_seq``. Returns the residuals: packed
+    gate activations A (flat, chunk q is (N, 4 uq)), and (N, H) arrays h_{t-1},
+    c_{t-1}, act(c_t)."""
+    D = x.shape[2]
+    H = h.shape[1]
+    Q = uoff.size - 1
+    N = rows.size
     T = offsets.size - 1
-    G = np.empty((B, 4 * H), Z.dtype)  # recurrent product of one step (kept rows)
+    Xc, A, Hp, Cp, Tc, G = _fwd_setup(x, offsets, rows, backwards, H)
+    mi = max(1, SERIAL_MNK // (max(D, 1) * 4 * UNIT_CHUNK))
+    nri = (N + mi - 1) // mi
+    for task in numba.prange(Q * nri):
+        _proj_task(task, nri, mi, Xc, kf, bf, A, uoff)
+    mr = max(1, SERIAL_MNK // (H * 4 * UNIT_CHUNK))
     for t in range(T):
         o0 = offsets[t]
         n = offsets[t + 1] - o0
-        if n > 0:
-            for j in range(n):
-                Hp[o0 + j, :] = h[rows[o0 + j]]
-            np.dot(Hp[o0:o0 + n], rk, G[:n])
-            for j in range(n):
-                r = o0 + j
-                b = rows[r]
-                z = Z[r]
-                g = G[j]
-                for k in range(4 * H):
-                    z[k] += g[k]
-                _act_inplace(z[:2 * H], ract)
-                _act_inplace(z[2 * H:3 * H], act)
-                _act_inplace(z[3 * H:], ract)
-                cb = c[b]
-                cp = Cp[r]
-                tc = Tc[r]
-                for k in range(H):
-                    cp[k] = cb[k]
-                    cn = z[H + k] * cb[k] + z[k] * z[2 * H + k]
-                    cb[k] = cn
-                    tc[k] = cn
-                _act_inplace(tc, act)
-                hb = h[b]
-                for k in range(H):
-                    hb[k] = z[3 * H + k] * tc[k]
+        _gather_h(Hp, h, rows, o0, n)
+        nr = (n + mr - 1) // mr
+        for task in numba.prange(Q * nr):
+            _fwd_task(task, nr, mr, o0, n, uoff, rows, rkf, A, G, Hp, Cp, Tc, h, c, act, ract)
         if ret_seq:
-            # kept step: the new h; masked step: the carried h (= previous output).
-            ts = T - 1 - t if backwards else t
-            for b in range(B):
-                if zero_masked and not mask[b, ts]:
-                    y[b, t, :] = 0
-                else:
-                    y[b, t, :] = h[b]
+            _write_y(y, h, mask, t, backwards, zero_masked)
+    return A, Hp, Cp, Tc
 
 
 @jit
-def lstm_backward_steps(A, Cp, Tc, rkT, offsets, rows, mask, backwards, act, ract,
-                        ret_seq, zero_masked, gy, dh, dc):
-    """Backpropagation through time over compact rows.
+def _bwd_task(task, nr, mr, o0, n, uoff, rows, A, Cp, Tc, dZ, S, dh, dc, act, ract):
+    """Gate gradients of one step for one (unit chunk, row block)."""
+    N = Cp.shape[0]
+    one = A.dtype.type(1.0)
+    sixth = one / A.dtype.type(6.0)
+    q = task // nr
+    a = (task % nr) * mr
+    e = min(n, a + mr)
+    u0 = uoff[q]
+    uq = uoff[q + 1] - u0
+    w = 4 * uq
+    Aq = A[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)
+    dZq = dZ[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)
+    fast = act == 1 and ract == 2  # the Keras default: a branch-free loop
+    for j in range(a, e):
+        r = o0 + j
+        b = rows[r]
+        z = Aq[r]
+        dz = dZq[r]
+        if fast:
+            for k in range(uq):
+                gi = z[k]
+                gf = z[uq + k]
+                gg = z[2 * uq + k]
+                go = z[3 * uq + k]
+                tc = Tc[r, u0 + k]
+                dhk = dh[b, u0 + k]
+                dct = dc[b, u0 + k] + dhk * go * (one - tc * tc)
+                dz[k] = dct * gg * gi * (one - gi)
+                dz[uq + k] = dct * Cp[r, u0 + k] * gf * (one - gf)
+                dz[2 * uq + k] = dct * gi * (one - gg * gg)
+                dz[3 * uq + k] = dhk * tc * go * (one - go)
+                dc[b, u0 + k] = dct * gf
+        else:
+            for k in range(uq):
+                gi = z[k]
+                gf = z[uq + k]
+                gg = z[2 * uq + k]
+                go = z[3 * uq + k]
+                tc = Tc[r, u0 + k]
+                dhk = dh[b, u0 + k]
+                dct = dc[b, u0 + k] + dhk * go * _dact(tc, act, one, sixth)
+                dz[k] = dct * gg * _dact(gi, ract, one, sixth)
+                dz[uq + k] = dct * Cp[r, u0 + k] * _dact(gf, ract, one, sixth)
+                dz[2 * uq + k] = dct * gi * _dact(gg, act, one, sixth)
+                dz[3 * uq + k] = dhk * tc * _dact(go, ract, one, sixth)
+                dc[b, u0 + k] = dct * gf
+        for k in range(w):
+            S[j, 4 * u0 + k] = dz[k]
+
+
+@jit
+def _dh_task(task, nr, mr, o0, n, uoff, rows, S, rkTf, DH, dh):
+    """dh_{t-1} = dZ_t @ rk.T for one (output unit chunk, row block)."""
+    B, H = dh.shape
+    q = task // nr
+    a = (task % nr) * mr
+    e = min(n, a + mr)
+    v0 = uoff[q]
+    vq = uoff[q + 1] - v0
+    DHq = DH[B * v0:B * v0 + B * vq].reshape(B, vq)
+    np.dot(S[a:e], rkTf[4 * H * v0:4 * H * v0 + 4 * H * vq].reshape(4 * H, vq), DHq[a:e])
+    for j in range(a, e):
+        b = rows[o0 + j]
+        for k in range(vq):
+            dh[b, v0 + k] = DHq[j, k]
+
+
+@jit
+def _add_gy(dh, gy, mask, t, backwards, zero_masked):
+    # y[:, t] is h_t at kept and carried steps alike, so its gradient joins dh.
+    B, T, H = gy.shape
+    ts = T - 1 - t if backwards else t
+    for b in range(B):
+        if not (zero_masked and not mask[b, ts]):
+            for k in range(H):
+                dh[b, k] += gy[b, t, k]
+
+
+@jit
+def _bwd_setup(A, B, H, N):
+    return (np.empty(N * 4 * H, A.dtype), np.empty((B, 4 * H), A.dtype),
+            np.empty(B * H, A.dtype))
+
+
+@jit_parallel
+def lstm_backward(A, Cp, Tc, rkTf, uoff, offsets, rows, mask, backwards, act, ract,
+                  ret_seq, zero_masked, gy, dh, dc):
+    """Backpropagation through time over kept rows.
 
     ``dh, dc`` (B, H) enter as the gradients w.r.t. the final state and are updated in
-    place (they leave as gradients w.r.t. the zero initial state). ``gy`` is the
-    gradient of the (B, T, H) sequence output when ``ret_seq`` (ignored otherwise).
-    Returns the gate pre-activation gradients dZ (N, 4H).
+    place. ``gy`` is the gradient of the (B, T, H) sequence output when ``ret_seq``.
+    ``rkTf`` is :func:`pack_transposed` of the recurrent kernel. Returns the gate
+    pre-activation gradients dZ, packed like A.
     """
     B, H = dh.shape
     T = offsets.size - 1
-    dZ = np.empty(A.shape, A.dtype)
-    one = A.dtype.type(1.0)
-    sixth = one / A.dtype.type(6.0)
-    DH = np.empty((B, H), A.dtype)
+    Q = uoff.size - 1
+    N = Cp.shape[0]
+    # S: dZ of one step, row-major, packed columns; DH: dh_{t-1} by unit chunk
+    dZ, S, DH = _bwd_setup(A, B, H, N)
+    mr = max(1, SERIAL_MNK // (4 * H * UNIT_CHUNK))
     for t in range(T - 1, -1, -1):
         if ret_seq:
-            # y[:, t] is h_t at kept and carried steps alike, so its gradient joins dh.
-            ts = T - 1 - t if backwards else t
-            for b in range(B):
-                if not (zero_masked and not mask[b, ts]):
-                    dhb = dh[b]
-                    gyb = gy[b, t]
-                    for k in range(H):
-                        dhb[k] += gyb[k]
+            _add_gy(dh, gy, mask, t, backwards, zero_masked)
         o0 = offsets[t]
         n = offsets[t + 1] - o0
-        if n == 0:
-            continue
-        for j in range(n):
-            r = o0 + j
-            b = rows[r]
-            a = A[r]
-            dz = dZ[r]
-            tc = Tc[r]
-            cp = Cp[r]
-            dhb = dh[b]
-            dcb = dc[b]
-            for k in range(H):
-                gi = a[k]
-                gf = a[H + k]
-                gg = a[2 * H + k]
-                go = a[3 * H + k]
-                dct = dcb[k] + dhb[k] * go * _dact(tc[k], act, one, sixth)
-                dz[k] = dct * gg * _dact(gi, ract, one, sixth)
-                dz[H + k] = dct * cp[k] * _dact(gf, ract, one, sixth)
-                dz[2 * H + k] = dct * gi * _dact(gg, act, one, sixth)
-                dz[3 * H + k] = dhb[k] * tc[k] * _dact(go, ract, one, sixth)
-                dcb[k] = dct * gf
-        np.dot(dZ[o0:o0 + n], rkT, DH[:n])
-        for j in range(n):
-            dh[rows[o0 + j], :] = DH[j]
+        nr = (n + mr - 1) // mr
+        for task in numba.prange(Q * nr):
+            _bwd_task(task, nr, mr, o0, n, uoff, rows, A, Cp, Tc, dZ, S, dh, dc, act, ract)
+        for task in numba.prange(Q * nr):
+            _dh_task(task, nr, mr, o0, n, uoff, rows, S, rkTf, DH, dh)
     return dZ
+
+
+@jit
+def _wgrad_task(q, dZ, Xc, Hp, uoff, dkf, drkf, dbf):
+    """Kernel, recurrent kernel and bias gradients of unit chunk q over all kept rows."""
+    N, H = Hp.shape
+    D = Xc.shape[1]
+    u0 = uoff[q]
+    w = 4 * (uoff[q + 1] - u0)
+    dZq = dZ[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)
+    dkq = dkf[D * 4 * u0:D * 4 * u0 + D * w].reshape(D, w)
+    drkq = drkf[H * 4 * u0:H * 4 * u0 + H * w].reshape(H, w)
+    tk = np.empty((D, w), dZ.dtype)
+    th = np.empty((H, w), dZ.dtype)
+    m = max(1, SERIAL_MNK // (max(D, H, 1) * w))
+    for a in range(0, N, m):
+        e = min(N, a + m)
+        np.dot(Xc[a:e].T, dZq[a:e], tk)
+        np.dot(Hp[a:e].T, dZq[a:e], th)
+        for i in range(D):
+            for k in range(w):
+                dkq[i, k] += tk[i, k]
+        for i in range(H):
+            for k in range(w):
+                drkq[i, k] += th[i, k]
+        for r in range(a, e):
+            for k in range(w):
+                dbf[4 * u0 + k] += dZq[r, k]
+
+
+@jit
+def _dx_task(task, m, dZ, kf, uoff, dXc):
+    """Input gradient of row block ``task``: the sum over chunks of dZ_q @ kernel_q.T."""
+    N, D = dXc.shape
+    a = task * m
+    e = min(N, a + m)
+    tmp = np.empty((e - a, D), dZ.dtype)
+    for q in range(uoff.size - 1):
+        u0 = uoff[q]
+        w = 4 * (uoff[q + 1] - u0)
+        dZq = dZ[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)
+        np.dot(dZq[a:e], kf[D * 4 * u0:D * 4 * u0 + D * w].reshape(D, w).T, tmp)
+        for r in range(e - a):
+            for i in range(D):
+                dXc[a + r, i] += tmp[r, i]
+
+
+@jit
+def _wg_setup(dZ, x, offsets, rows, backwards, H):
+    D = x.shape[2]
+    return (gather_steps(x, offsets, rows, backwards), np.zeros(D * 4 * H, dZ.dtype),
+            np.zeros(H * 4 * H, dZ.dtype), np.zeros(4 * H, dZ.dtype),
+            np.zeros((rows.size, D), dZ.dtype))
+
+
+@jit
+def _scatter_dx(dXc, offsets, rows, backwards, B):
+    T = offsets.size - 1
+    dx = np.zeros((B, T, dXc.shape[1]), dXc.dtype)
+    for t in range(T):
+        ts = T - 1 - t if backwards else t
+        for r in range(offsets[t], offsets[t + 1]):
+            dx[rows[r], ts, :] = dXc[r]
+    return dx
+
+
+@jit_parallel
+def lstm_weight_grads(dZ, x, kf, Hp, uoff, offsets, rows, backwards):
+    """Gradients of x (B, T, D), kernel and recurrent kernel (packed, flat) and bias
+    (packed) from the packed gate gradients: sums over all kept rows, by small GEMMs."""
+    D = x.shape[2]
+    N, H = Hp.shape
+    Q = uoff.size - 1
+    Xc, dkf, drkf, dbf, dXc = _wg_setup(dZ, x, offsets, rows, backwards, H)
+    for q in numba.prange(Q):
+        _wgrad_task(q, dZ, Xc, Hp, uoff, dkf, drkf, dbf)
+    m = max(1, SERIAL_MNK // (max(D, 1) * 4 * UNIT_CHUNK))
+    for task in numba.prange((N + m - 1) // m):
+        _dx_task(task, m, dZ, kf, uoff, dXc)
+    return _scatter_dx(dXc, offsets, rows, backwards, x.shape[0]), dkf, drkf, dbf

@@ -75,6 +75,10 @@ def _prepare(attrs, inputs):
     return c, x, k, rk, bias, mask
 
 
+def _widest_step(offsets):
+    return int(np.diff(offsets).max()) if offsets.size > 1 else 0
+
+
 @register
 class LSTM(Op):
     name = "lstm"
@@ -192,27 +196,28 @@ class LSTM(Op):
         B, T, _ = x.shape
         H = int(c["units"])
         back = c["go_backwards"]
+        uoff = K.unit_chunks(H)
         offsets, rows = K.lstm_schedule(mask, back)
-        Z = K.input_projection(x, k, np.empty(0, x.dtype) if bias is None else bias,
-                               offsets, rows, back)  # one GEMM over kept rows only
-        N = rows.size
+        bf = np.empty(0, x.dtype) if bias is None else K.pack(bias[None], uoff)
         y = np.empty((B, T, H) if c["return_sequences"] else (0, 0, 0), x.dtype)
         h = np.zeros((B, H), x.dtype)
         cs = np.zeros((B, H), x.dtype)
-        Hp, Cp, Tc = (np.empty((N, H), x.dtype) for _ in range(3))
-        K.lstm_forward_steps(Z, rk, offsets, rows, mask, back,
-                             K.ACTIVATIONS.index(c["activation"]),
-                             K.ACTIVATIONS.index(c["recurrent_activation"]),
-                             c["return_sequences"], c["zero_output_for_mask"],
-                             y, h, cs, Hp, Cp, Tc)
+        with K.threads_for(_widest_step(offsets), H):
+            A, Hp, Cp, Tc = K.lstm_forward(
+                x, K.pack(k, uoff), K.pack(rk, uoff), bf, uoff, offsets, rows, mask, back,
+                K.ACTIVATIONS.index(c["activation"]),
+                K.ACTIVATIONS.index(c["recurrent_activation"]),
+                c["return_sequences"], c["zero_output_for_mask"], y, h, cs)
         vis = [y if c["return_sequences"] else h.copy()]
         if c["return_state"]:
             vis += [h, cs]
-        return vis + [offsets, rows, Z, Hp, Cp, Tc]
+        return vis + [offsets, rows, A, Hp, Cp, Tc]
 
     def vjp(self, attrs, inputs, outputs, grads, wrt):
         c, x, k, rk, _, mask = _prepare(attrs, inputs)
-        B, H = x.shape[0], int(c["units"])
+        B, D = x.shape[0], x.shape[2]
+        H = int(c["units"])
+        uoff = K.unit_chunks(H)
         offsets, rows, A, Hp, Cp, Tc = outputs[-6:]
         dh = np.zeros((B, H), x.dtype)
         dc = np.zeros((B, H), x.dtype)
@@ -226,10 +231,14 @@ class LSTM(Op):
             dh += grads[0]
         gy = np.ascontiguousarray(grads[0], dtype=x.dtype) if seq else np.empty(
             (0, 0, 0), x.dtype)
-        dZ = K.lstm_backward_steps(A, Cp, Tc, np.ascontiguousarray(rk.T), offsets, rows, mask,
-                                   c["go_backwards"], K.ACTIVATIONS.index(c["activation"]),
-                                   K.ACTIVATIONS.index(c["recurrent_activation"]), seq,
-                                   c["zero_output_for_mask"], gy, dh, dc)
-        dx, dk, drk, db = K.weight_grads(dZ, x, k, Hp, offsets, rows, c["go_backwards"])
-        out = {"x": dx, "kernel": dk, "recurrent_kernel": drk, "bias": db}
-        return {p: out[p].astype(inputs[p].dtype, copy=False) for p in wrt}
+        with K.threads_for(_widest_step(offsets), H):
+            dZ = K.lstm_backward(A, Cp, Tc, K.pack_transposed(rk, uoff), uoff, offsets, rows,
+                                 mask, c["go_backwards"], K.ACTIVATIONS.index(c["activation"]),
+                                 K.ACTIVATIONS.index(c["recurrent_activation"]), seq,
+                                 c["zero_output_for_mask"], gy, dh, dc)
+            dx, dkf, drkf, dbf = K.lstm_weight_grads(dZ, x, K.pack(k, uoff), Hp, uoff,
+                                                     offsets, rows, c["go_backwards"])
+        out = {"x": lambda: dx, "kernel": lambda: K.unpack(dkf, D, uoff),
+               "recurrent_kernel": lambda: K.unpack(drkf, H, uoff),
+               "bias": lambda: K.unpack(dbf, 1, uoff)[0]}
+        return {p: out[p]().astype(inputs[p].dtype, copy=False) for p in wrt}
