@@ -76,11 +76,15 @@ def _model_calls(model) -> list:
 
 
 def _model_config(model) -> dict:
-    for layer in model.layers:
+    calls = _model_calls(model)
+    layers = []  # from the calls: a Sequential's ``layers`` leaves out its InputLayer
+    for c in calls:
+        if c.layer not in layers:
+            layers.append(c.layer)
+    for layer in layers:
         if LAYER_CLASSES.get(type(layer).__name__) is not type(layer):
             raise ConfigError(f"save: layer {layer.name!r} is a {type(layer).__name__}, which "
                               f"graphmask cannot save; savable layers: {sorted(LAYER_CLASSES)}")
-    calls = _model_calls(model)
     index: dict[int, int] = {}
     per_layer: dict[str, int] = {}
     for c in calls:  # call index = position among this layer's calls within the model
@@ -98,7 +102,7 @@ def _model_config(model) -> dict:
     return {
         "name": model.name,
         "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
-                   for layer in model.layers],
+                   for layer in layers],
         "calls": conn,
         "inputs": [ref(t) for t in model.inputs],
         "outputs": [ref(t) for t in model.outputs],

@@ -139,6 +139,19 @@ def test_graph_with_shared_layer_merge_and_two_outputs(path):
     assert m2.evaluate([xa, xb], [y1, y2]) == m.evaluate([xa, xb], [y1, y2])
 
 
+def test_sequential_round_trip(path):
+    from graphmask.sequential import Sequential
+    m = Sequential([gm.Input(shape=(4,), dtype="int32"), gm.Embedding(5, 3, mask_zero=True),
+                    gm.LSTM(2)])
+    m.compile(loss="mse", optimizer="adam")
+    x, y = np.array([[1, 2, 0, 0], [3, 0, 0, 0]]), np.ones((2, 2))
+    m.train_on_batch(x, y)
+    m.save(path)
+    m2 = gm.load_model(path)
+    np.testing.assert_array_equal(m2.predict(x), m.predict(x))
+    assert m2.train_on_batch(x, y) == m.train_on_batch(x, y)
+
+
 def test_save_and_load_weights(tmp_path):
     m = lm_model()
     x, y = lm_data()
