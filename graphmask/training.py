@@ -100,7 +100,8 @@ class TrainingMixin:
             if not isinstance(validation_data, (list, tuple)) or len(validation_data) not in (2, 3):
                 raise ConfigError("fit: validation_data must be (x_val, y_val) or "
                                   "(x_val, y_val, sample_weight_val)")
-            val = self._prepare_xy(*validation_data)
+            vx, vy, *vw = validation_data
+            val = self._prepare_xy(vx, vy, vw[0] if vw else None)
         verbose = 1 if verbose == "auto" else int(verbose)
         history = History()
         cbs = CallbackList([history, *(callbacks or [])], model=self, verbose=verbose,

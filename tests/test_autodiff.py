@@ -133,3 +133,12 @@ def test_training_learns_the_masked_sum():
     last = m.evaluate(ids, y)
     assert len(hist.history["loss"]) == 8
     assert last < first / 10, (first, last)
+
+
+def test_fit_with_validation_data_pairs_and_triples():
+    m = _seq_model()
+    y = np.random.default_rng(5).normal(size=(4, 6, 2))
+    h2 = m.fit(IDS, y, validation_data=(IDS, y), epochs=2, batch_size=2, verbose=0)
+    h3 = m.fit(IDS, y, validation_data=(IDS, y, np.ones(4)), epochs=1, verbose=0)
+    assert len(h2.history["val_loss"]) == 2 and len(h3.history["val_loss"]) == 1
+    assert h3.history["val_loss"][0] == pytest.approx(m.evaluate(IDS, y), rel=0.5)
