@@ -210,6 +210,7 @@ def models_and_batches(draw):
     return layers, shape, dtype, x, seed
 
 
+@pytest.mark.filterwarnings("ignore:You are using a softmax")  # units=1 softmax on purpose
 @settings(deadline=None, max_examples=N_EXAMPLES)
 @given(models_and_batches())
 def test_random_models_predict(case):
