@@ -121,7 +121,7 @@ def _compare_runs(model, base, other, outs, names, align, what, rtol, atol):
         if a.ndim >= 2 and b.ndim >= 2 and a.shape[1] != b.shape[1]:
             b = align(b)
         _compare(f"{label} at a kept position", a, b, keep, rtol, atol, what)
-    for j, lid in enumerate(g.meta["losses"] if names is not None else []):
+    for lid in (g.meta["losses"] if names is not None else []):
         _compare(f"loss {g.node(lid)['layer']!r}", base[(lid, 0)], other[(lid, 0)], None,
                  rtol, atol, what)
     for nm in names or []:
