@@ -18,6 +18,7 @@ from graphmask.errors import ConfigError, GraphError, ShapeError
 from graphmask.graph import Graph
 from graphmask.layers.base import InputLayer, SymbolicTensor
 from graphmask.runtime import run
+from graphmask.tracking import Tracker
 from graphmask.training import TrainingMixin
 
 
@@ -166,8 +167,17 @@ class Model(TrainingMixin):
         return int(sum(v.value.size for v in self.weights))
 
     # ---- compile -----------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None):
-        """Attach an optimizer, losses and metrics, then run the pass pipeline."""
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
+                weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
+                jit_compile="auto", auto_scale_loss=True):
+        """Attach an optimizer, losses and metrics, then run the pass pipeline.
+
+        As in Keras 3, ``metrics`` see the mask only, ``weighted_metrics`` also the
+        ``sample_weight``. With several outputs, results are named ``<output>_loss`` and
+        ``<output>_<metric>``. ``run_eagerly``, ``steps_per_execution``, ``jit_compile``
+        and ``auto_scale_loss`` are accepted for Keras compatibility and have no effect
+        (graphmask always runs its compiled graph on the CPU).
+        """
         opt = optimizers_mod.get(optimizer)
         n_out = len(self.outputs)
         loss_list = self._per_output(loss, "loss")
@@ -180,11 +190,12 @@ class Model(TrainingMixin):
             lw = self._per_output(loss_weights, "loss_weights")
             lw = [1.0 if w is None else float(w) for w in lw]
         metric_list = self._per_output(metrics, "metrics", listy=True)
+        weighted_list = self._per_output(weighted_metrics, "weighted_metrics", listy=True)
         g = self._forward.copy()
         loss_nodes, loss_w, metric_nodes = [], [], []
         g.meta["targets"], g.meta["weights"] = {}, {}
         for k, ((onode, oout), lobj) in enumerate(zip(g.meta["outputs"], loss_objs)):
-            needs_target = lobj is not None or metric_list[k]
+            needs_target = lobj is not None or metric_list[k] or weighted_list[k]
             if not needs_target:
                 continue
             oshape = self.outputs[k].shape
@@ -204,18 +215,22 @@ class Model(TrainingMixin):
                 g.node(lid)["loss_of"] = k
                 loss_nodes.append(lid)
                 loss_w.append(lw[k])
-            for mname in metric_list[k]:
+            prefix = f"{lname}_" if n_out > 1 else ""
+            for mname, weighted in ([(m, False) for m in metric_list[k]]
+                                    + [(m, True) for m in weighted_list[k]]):
                 mattrs = metrics_mod.get(mname, lobj, y_true_shape=tshape, y_pred_shape=oshape)
+                shown = f"weighted_{mname}" if weighted and mname in metric_list[k] else mname
                 sid = g.add("metric_score", mattrs, {"y_pred": (onode, oout), "y_true": tid},
-                            layer=f"{lname}:{mname}")
-                rid = g.add("weighted_average", {}, {"score": sid, "weight": wid},
-                            layer=f"{lname}:{mname}")
-                metric_nodes.append((k, mname, rid))
+                            layer=f"{lname}:{shown}")
+                ports = {"score": sid, "weight": wid} if weighted else {"score": sid}
+                rid = g.add("weighted_average", {}, ports, layer=f"{lname}:{shown}")
+                metric_nodes.append((k, prefix + shown, rid))
         g.meta["losses"], g.meta["loss_weights"] = loss_nodes, loss_w
         g.meta["metrics"] = metric_nodes
         upto = "autodiff" if loss_nodes else "losses"
         self._graph = passes.run_pipeline(g, upto=upto)
         self.optimizer, self.loss, self.loss_objects = opt, loss, loss_objs
+        self.compiled_metrics = {"metrics": metric_list, "weighted_metrics": weighted_list}
         self.compiled = True
         self._plans = {}
 
@@ -296,6 +311,8 @@ class Model(TrainingMixin):
         return self._split_results(vals)
 
     def _split_results(self, vals):
+        """(losses, metric pairs, the rest): losses = [total] (+ one per output if several),
+        a metric pair = (sum of score * mask * weight, sum of mask * weight)."""
         g = self.graph
         nl = len(g.meta["losses"])
         losses = [float(v) for v in vals[:nl]]
@@ -303,7 +320,16 @@ class Model(TrainingMixin):
         mets = vals[nl:nl + 2 * len(g.meta["metrics"])]
         pairs = [(float(mets[2 * i]), float(mets[2 * i + 1]))
                  for i in range(len(g.meta["metrics"]))]
-        return total, pairs, vals[nl + 2 * len(g.meta["metrics"]):]
+        per_output = losses if len(self.outputs) > 1 else []
+        return [total, *per_output], pairs, vals[nl + 2 * len(g.meta["metrics"]):]
+
+    def _result_names(self) -> list[str]:
+        g = self.graph
+        names = ["loss"]
+        if len(self.outputs) > 1:
+            names += [f"{self.output_names[g.node(n)['loss_of']]}_loss"
+                      for n in g.meta["losses"]]
+        return names + [name for _, name, _ in g.meta["metrics"]]
 
     def _prepare_xy(self, x, y, sample_weight):
         xs = prepare_inputs(self, x)
@@ -314,8 +340,9 @@ class Model(TrainingMixin):
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._require_compiled("test_on_batch")
         xs, ys, sws = self._prepare_xy(x, y, sample_weight)
-        total, pairs, _ = self._evaluate_batch(xs, ys, sws)
-        return self._format(total, [t / c if c else 0.0 for t, c in pairs], return_dict)
+        tracker = Tracker()
+        tracker.add(*self._evaluate_batch(xs, ys, sws)[:2], 1)
+        return self._format(tracker.values(), return_dict)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
@@ -325,22 +352,18 @@ class Model(TrainingMixin):
         """
         self._require_compiled("evaluate")
         xs, ys, sws = self._prepare_xy(x, y, sample_weight)
-        loss_sum, n, totals = 0.0, 0, None
+        tracker = Tracker()
         for sl in batches(len(xs[0]), batch_size, "evaluate"):
-            total, pairs, _ = self._evaluate_batch([a[sl] for a in xs], [a[sl] for a in ys],
-                                                   [a[sl] for a in sws])
-            b = sl.stop - sl.start
-            loss_sum, n = loss_sum + total * b, n + b
-            totals = pairs if totals is None else [(t + p, c + q)
-                                                   for (t, c), (p, q) in zip(totals, pairs)]
-        mets = [t / c if c else 0.0 for t, c in totals]
-        return self._format(loss_sum / n, mets, return_dict)
+            losses, pairs, _ = self._evaluate_batch([a[sl] for a in xs], [a[sl] for a in ys],
+                                                    [a[sl] for a in sws])
+            tracker.add(losses, pairs, sl.stop - sl.start)
+        return self._format(tracker.values(), return_dict)
 
-    def _format(self, loss, mets, return_dict):
-        names = [name for _, name, _ in self.graph.meta["metrics"]]
+    def _format(self, values, return_dict):
+        """Keras's return value: a float, a list, or a dict of the named results."""
         if return_dict:
-            return {"loss": loss, **dict(zip(names, mets))}
-        return loss if not mets else [loss, *mets]
+            return dict(zip(self._result_names(), values))
+        return values[0] if len(values) == 1 else list(values)
 
     def __call__(self, x):
         return self.predict_on_batch(x)

@@ -125,13 +125,13 @@ def _compile_config(model) -> dict | None:
     loss_weights = [1.0] * n
     for nid, w in zip(g.meta["losses"], g.meta["loss_weights"]):
         loss_weights[g.node(nid)["loss_of"]] = float(w)
-    metrics: list[list] = [[] for _ in range(n)]
-    for k, mname, _ in g.meta["metrics"]:
-        metrics[k].append(_metric_entry(mname))
+    given = model.compiled_metrics
     return {
         "loss": [None if lo is None else losses_mod.serialize(lo)
                  for lo in model.loss_objects],
-        "metrics": metrics,
+        "metrics": [[_metric_entry(m) for m in per] for per in given["metrics"]],
+        "weighted_metrics": [[_metric_entry(m) for m in per]
+                             for per in given["weighted_metrics"]],
         "loss_weights": loss_weights,
         "optimizer": optimizers_mod.serialize(model.optimizer),
     }
@@ -391,14 +391,19 @@ def _compile(model, ccfg: dict, path) -> None:
                 and len(loss) == len(metrics) == len(lw) == n):
             raise _bad(path, "compile config must list loss, metrics and loss_weights per "
                              "output")
+        weighted = ccfg.get("weighted_metrics") or [[] for _ in range(n)]
+        if not isinstance(weighted, list) or len(weighted) != n:
+            raise _bad(path, "compile config: weighted_metrics must list one entry per output")
         mets = [per if isinstance(per, list) else [] for per in metrics]
-        for per in mets:
+        wmets = [per if isinstance(per, list) else [] for per in weighted]
+        for per in mets + wmets:
             if not all(isinstance(m, (str, dict)) for m in per):
                 raise _bad(path, f"metrics must be names, got {per!r}")
         loss = [None if lo is None else losses_mod.deserialize(lo) for lo in loss]
         model.compile(optimizer=optimizers_mod.deserialize(ccfg.get("optimizer") or {}),
                       loss=loss if n > 1 else loss[0],
                       metrics=mets if n > 1 else mets[0],
+                      weighted_metrics=wmets if n > 1 else wmets[0],
                       loss_weights=lw)
     except FileFormatError:
         raise

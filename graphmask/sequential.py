@@ -89,7 +89,7 @@ class Sequential(Model):
         if not self.built and self._input is not None and self._stack:
             self._build()
         if not self.built:
-            names = ["optimizer", "loss", "metrics", "loss_weights"]
+            names = ["optimizer", "loss", "loss_weights", "metrics", "weighted_metrics"]
             self._pending_compile = {**dict(zip(names, args)), **kwargs}
             return
         Model.compile(self, *args, **kwargs)

@@ -13,6 +13,7 @@ import numpy as np
 from graphmask.callbacks import CallbackList, History
 from graphmask.errors import ConfigError, NumericalError
 from graphmask.runtime import run
+from graphmask.tracking import Tracker
 from graphmask.utils import rng
 
 
@@ -24,7 +25,8 @@ class TrainingMixin:
         return total, pairs, dict(zip(self._grad_names, grads))
 
     def _train_step(self, xs, ys, sws):
-        total, pairs, by_name = self._gradients(xs, ys, sws)
+        losses, pairs, by_name = self._gradients(xs, ys, sws)
+        total = losses[0]
         if not np.isfinite(total):
             raise NumericalError(f"the loss is {total}; the weights were left as they were "
                                  f"before this step")
@@ -36,7 +38,7 @@ class TrainingMixin:
         grads = [by_name.get(var.name, np.zeros_like(var.value))
                  for var in self.trainable_weights]
         self.optimizer.apply(params, grads)
-        return total, pairs
+        return losses, pairs
 
     def loss_and_gradients(self, x, y=None, sample_weight=None):
         """The loss of one batch and ``{weight name: gradient}``, without any update.
@@ -46,8 +48,8 @@ class TrainingMixin:
         """
         self._require_compiled("loss_and_gradients")
         xs, ys, sws = self._prepare_xy(x, y, sample_weight)
-        total, _, by_name = self._gradients(xs, ys, sws)
-        return total, {v.name: by_name.get(v.name, np.zeros_like(v.value))
+        losses, _, by_name = self._gradients(xs, ys, sws)
+        return losses[0], {v.name: by_name.get(v.name, np.zeros_like(v.value))
                        for v in self.trainable_weights}
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
@@ -58,8 +60,9 @@ class TrainingMixin:
             raise ConfigError("train_on_batch: class_weight is not supported; "
                               "use sample_weight")
         xs, ys, sws = self._prepare_xy(x, y, sample_weight)
-        total, pairs = self._train_step(xs, ys, sws)
-        return self._format(total, [t / c if c else 0.0 for t, c in pairs], return_dict)
+        tracker = Tracker()
+        tracker.add(*self._train_step(xs, ys, sws), 1)
+        return self._format(tracker.values(), return_dict)
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
@@ -111,24 +114,21 @@ class TrainingMixin:
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
             order = rng().permutation(n) if shuffle else np.arange(n)
-            loss_sum, seen, totals = 0.0, 0, None
+            tracker = Tracker()
             t0 = time.perf_counter()
             for step, sl in enumerate(batches(n, batch_size, "fit")):
                 idx = order[sl]
                 try:
-                    total, pairs = self._train_step(
+                    losses, pairs = self._train_step(
                         [a[idx] for a in xs], [None if a is None else a[idx] for a in ys],
                         [None if a is None else a[idx] for a in sws])
                 except NumericalError as e:
                     raise NumericalError(f"fit: epoch {epoch + 1}, step {step + 1}: {e}") from None
-                b = len(idx)
-                loss_sum, seen = loss_sum + total * b, seen + b
-                totals = pairs if totals is None else [(t + p, c + q) for (t, c), (p, q)
-                                                       in zip(totals, pairs)]
-                logs = self._logs(loss_sum / seen, totals)
-                cbs.on_train_batch_end(step, {**logs, "samples": seen,
+                tracker.add(losses, pairs, len(idx))
+                logs = dict(zip(self._result_names(), tracker.values()))
+                cbs.on_train_batch_end(step, {**logs, "samples": tracker.n,
                                               "seconds": time.perf_counter() - t0})
-            logs = self._logs(loss_sum / seen, totals)
+            logs = dict(zip(self._result_names(), tracker.values()))
             if val is not None and (epoch + 1) % validation_freq == 0:
                 vres = self.evaluate(val[0], val[1], batch_size=validation_batch_size or
                                      batch_size, sample_weight=val[2], return_dict=True)
@@ -138,8 +138,3 @@ class TrainingMixin:
                 break
         cbs.on_train_end()
         return history
-
-    def _logs(self, loss, totals):
-        names = [name for _, name, _ in self.graph.meta["metrics"]]
-        mets = [t / c if c else 0.0 for t, c in (totals or [])]
-        return {"loss": float(loss), **dict(zip(names, mets))}
