@@ -146,13 +146,12 @@ def test_metrics_with_mask(loss, units, metrics, mask_kind):
 @pytest.mark.parametrize("loss,metrics", [
     ("mse", ["mae"]), ("cce", ["accuracy"]),
     ("scce", ["accuracy", "sparse_categorical_crossentropy"])], ids=str)
-def test_metrics_with_sample_weight_are_keras_weighted_metrics(loss, metrics):
-    """graphmask weights ``metrics=`` by sample_weight: they behave as Keras 3's
-    ``weighted_metrics=`` (Keras's ``metrics=`` ignore sample_weight; see the report).
+def test_weighted_metrics_with_sample_weight(loss, metrics):
+    """``weighted_metrics=`` see the sample weight and the mask, as in Keras 3.
     One batch: Keras's evaluate rescales weighted metrics per batch by total/valid of the
     mask, which graphmask (and keras.metrics used directly) do not."""
     t = _seq_twin(loss)
-    t.gm.compile(optimizer="sgd", loss=tw.loss_pair(loss)[0], metrics=metrics)
+    t.gm.compile(optimizer="sgd", loss=tw.loss_pair(loss)[0], weighted_metrics=metrics)
     t.keras.compile(optimizer="sgd", loss=tw.loss_pair(loss)[1], weighted_metrics=metrics)
     x, y, rng = _data(loss, "holes", (B, T, C))
     _evaluate_both(t, x, y, sw=rng.random((B, T)).astype(np.float32), batch_size=B)

@@ -205,8 +205,7 @@ def test_merge_of_masked_tensors_ors_masks(merge):
 
 
 def test_two_outputs_total_loss_and_training():
-    """Total loss and weights with loss_weights match; the per-output log names differ
-    (reported: graphmask has no '<output>_loss' / '<output>_<metric>' entries)."""
+    """Total and per-output losses (same names and order) and weights with loss_weights."""
     models = []
     for lib in (gm, keras):
         layers = gm if lib is gm else keras.layers
@@ -224,7 +223,11 @@ def test_two_outputs_total_loss_and_training():
               loss_weights=[0.3, 2.0])
     k.compile(keras.optimizers.Adam(learning_rate=0.05), ["categorical_crossentropy", "mse"],
               loss_weights=[0.3, 2.0])
-    tw.assert_close(g.evaluate(x, [y, y2]), k.evaluate(x, [y, y2], verbose=0)[0])
+    ours = g.evaluate(x, [y, y2], return_dict=True)
+    theirs = k.evaluate(x, [y, y2], verbose=0, return_dict=True)
+    assert sorted(ours) == sorted(theirs)
+    for name in ours:
+        tw.assert_close(ours[name], theirs[name], what=name)
     for _ in range(2):
         g.train_on_batch(x, [y, y2])
         k.train_on_batch(x, [y, y2])

@@ -1,0 +1,94 @@
+"""Regression tests for graphmask vs Keras 3 discrepancies the conformance suite found.
+
+validation_data given as a pair; result names with several outputs; metrics= vs
+weighted_metrics= (Keras 3 applies sample weights to weighted_metrics only).
+"""
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+keras = pytest.importorskip(
+    "keras", reason="Keras 3 is an optional oracle; pip install keras torch",
+    exc_type=ImportError)
+
+import graphmask as gm
+from tests.conformance import twin as tw
+
+B, T, C, V = 6, 5, 3, 9
+
+
+def _seq_twin():
+    spec = [("embedding", {"input_dim": V, "output_dim": 3, "mask_zero": True}),
+            ("lstm", {"units": 4, "return_sequences": True}),
+            ("dense", {"units": C, "activation": "softmax"})]
+    return tw.build_twin(spec, (T,), "int32")
+
+
+def _data(seed=0):
+    rng = np.random.default_rng(seed)
+    x = tw.ids_for(tw.mask_pattern("mixed", B, T, rng), V, rng)
+    return x, tw.targets_for("cce", (B, T, C), rng), rng
+
+
+def test_fit_validation_data_pair():
+    """D1: fit(validation_data=(x_val, y_val)) raises TypeError
+    (training.py calls self._prepare_xy(*validation_data) without a sample_weight)."""
+    t = _seq_twin()
+    t.compile("sgd", "cce")
+    x, y, _ = _data()
+    theirs = t.keras.fit(x[:4], y[:4], batch_size=2, epochs=1, shuffle=False, verbose=0,
+                         validation_data=(x[4:], y[4:]))
+    ours = t.gm.fit(x[:4], y[:4], batch_size=2, epochs=1, shuffle=False, verbose=0,
+                    validation_data=(x[4:], y[4:]))
+    tw.assert_close(ours.history["val_loss"], theirs.history["val_loss"])
+
+
+def _two_output_models():
+    models = {}
+    for lib in (gm, keras):
+        layers = gm if lib is gm else keras.layers
+        inp = (gm.Input if lib is gm else keras.Input)(shape=(3,), dtype="int32", name="a")
+        h = layers.LSTM(3, name="l")(layers.Embedding(5, 2, mask_zero=True, name="e")(inp))
+        o1 = layers.Dense(2, activation="softmax", name="o1")(h)
+        o2 = layers.Dense(2, activation="softmax", name="o2")(h)
+        models[lib] = (gm.Model if lib is gm else keras.Model)(inp, [o1, o2])
+    models[keras].set_weights(models[gm].get_weights())
+    return models[gm], models[keras]
+
+
+def test_multi_output_metric_names():
+    """D2: with two outputs and metrics=[["accuracy"], ["accuracy"]], graphmask's
+    return_dict / History has one key 'accuracy' (o1's value is lost); Keras 3 reports
+    o1_loss, o2_loss, o1_accuracy, o2_accuracy (and the list form has 5 entries, not 3)."""
+    g, k = _two_output_models()
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 5, (4, 3)).astype(np.int32)
+    y1, y2 = (np.eye(2, dtype=np.float32)[rng.integers(0, 2, 4)] for _ in range(2))
+    for m in (g, k):
+        m.compile("sgd", "categorical_crossentropy", metrics=[["accuracy"], ["accuracy"]])
+    ours = g.evaluate(x, [y1, y2], return_dict=True)
+    theirs = k.evaluate(x, [y1, y2], verbose=0, return_dict=True)
+    assert set(ours) == set(theirs), (ours, theirs)
+
+
+def test_metrics_ignore_sample_weight_in_keras():
+    """D3: Keras 3 applies sample_weight only to compile(weighted_metrics=...); its
+    compile(metrics=...) are unweighted (mask only). graphmask weights ``metrics`` and has no
+    ``weighted_metrics`` argument."""
+    t = _seq_twin()
+    t.compile("sgd", "cce", metrics=["accuracy"])
+    x, y, rng = _data()
+    sw = rng.random((B, T)).astype(np.float32)
+    ours = t.gm.evaluate(x, y, sample_weight=sw, batch_size=B, return_dict=True)
+    theirs = t.keras.evaluate(x, y, sample_weight=sw, batch_size=B, verbose=0,
+                              return_dict=True)
+    tw.assert_close(ours["accuracy"], theirs["accuracy"])
+
+
+def test_compile_accepts_weighted_metrics():
+    """D3b: keras.Model.compile(weighted_metrics=[...]) has no graphmask counterpart."""
+    t = _seq_twin()
+    t.gm.compile(optimizer="sgd", loss="categorical_crossentropy",
+                 weighted_metrics=["accuracy"])
