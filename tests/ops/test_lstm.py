@@ -207,3 +207,22 @@ def test_infer_and_errors():
     for sp, kw in bad:
         with pytest.raises(OpError):
             OP.infer({**attrs_of(), **kw}, sp)
+
+
+@pytest.mark.parametrize("kw", [{"return_sequences": True},
+                                {"go_backwards": True, "return_state": True},
+                                {"return_sequences": True, "activation": "relu"}])
+def test_threaded_path_with_ragged_unit_chunks(kw):
+    """Big enough for the multi-threaded kernels; H = 40 gives unit chunks 16, 16, 8."""
+    from graphmask.kernels import lstm as K
+
+    B, H = 80, 40
+    rng = np.random.default_rng(6)
+    inp = make_inputs(rng, B=B, T=9, D=5, H=H, mask="any", scale=0.3)
+    assert not K.threads_for(int(inp["mask"].sum(0).max()), H).serial
+    attrs = attrs_of(H, **kw)
+    check_forward("lstm", attrs, inp, rtol=1e-10, atol=1e-12)
+    check_vjp("lstm", attrs, inp, rtol=1e-9, atol=1e-10)
+    inp32 = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in inp.items()}
+    check_forward("lstm", attrs, inp32, rtol=1e-4, atol=1e-5)
+    check_vjp("lstm", attrs, inp32, rtol=1e-3, atol=1e-4)
