@@ -23,6 +23,8 @@ several times over.
 """
 from __future__ import annotations
 
+import types as pytypes
+
 import numba
 import numpy as np
 from llvmlite import ir
@@ -577,3 +579,31 @@ def lstm_weight_grads(dZ, x, kf, Hp, uoff, offsets, rows, backwards):
     for task in numba.prange((N + m - 1) // m):
         _dx_task(task, m, dZ, kf, uoff, dXc)
     return _scatter_dx(dXc, offsets, rows, backwards, x.shape[0]), dkf, drkf, dbf
+
+
+def _one_thread_twin(parallel_kernel):
+    """The same driver compiled without ``parallel`` (prange runs as range).
+
+    float64 (gradient checks) runs these: compiling a parallel kernel costs several
+    seconds per signature, and float64 speed matters little. A distinct qualname keeps
+    the two in separate on-disk cache entries.
+    """
+    f = parallel_kernel.py_func
+    g = pytypes.FunctionType(f.__code__, f.__globals__, f.__name__ + "_1t", f.__defaults__,
+                             f.__closure__)
+    g.__qualname__ = f.__qualname__ + "_1t"
+    g.__doc__ = f.__doc__
+    return jit(g)
+
+
+lstm_forward_1t = _one_thread_twin(lstm_forward)
+lstm_backward_1t = _one_thread_twin(lstm_backward)
+lstm_weight_grads_1t = _one_thread_twin(lstm_weight_grads)
+
+
+def drivers(dtype):
+    """(forward, backward, weight_grads) kernels for a float dtype: multi-threaded for
+    float32, one-thread twins for float64."""
+    if np.dtype(dtype) == np.float32:
+        return lstm_forward, lstm_backward, lstm_weight_grads
+    return lstm_forward_1t, lstm_backward_1t, lstm_weight_grads_1t

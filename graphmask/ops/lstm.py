@@ -203,7 +203,7 @@ class LSTM(Op):
         h = np.zeros((B, H), x.dtype)
         cs = np.zeros((B, H), x.dtype)
         with K.threads_for(_widest_step(offsets), H):
-            A, Hp, Cp, Tc = K.lstm_forward(
+            A, Hp, Cp, Tc = K.drivers(x.dtype)[0](
                 x, K.pack(k, uoff), K.pack(rk, uoff), bf, uoff, offsets, rows, mask, back,
                 K.ACTIVATIONS.index(c["activation"]),
                 K.ACTIVATIONS.index(c["recurrent_activation"]),
@@ -232,12 +232,13 @@ class LSTM(Op):
         gy = np.ascontiguousarray(grads[0], dtype=x.dtype) if seq else np.empty(
             (0, 0, 0), x.dtype)
         with K.threads_for(_widest_step(offsets), H):
-            dZ = K.lstm_backward(A, Cp, Tc, K.pack_transposed(rk, uoff), uoff, offsets, rows,
-                                 mask, c["go_backwards"], K.ACTIVATIONS.index(c["activation"]),
-                                 K.ACTIVATIONS.index(c["recurrent_activation"]), seq,
-                                 c["zero_output_for_mask"], gy, dh, dc)
-            dx, dkf, drkf, dbf = K.lstm_weight_grads(dZ, x, K.pack(k, uoff), Hp, uoff,
-                                                     offsets, rows, c["go_backwards"])
+            _, backward, weight_grads = K.drivers(x.dtype)
+            dZ = backward(A, Cp, Tc, K.pack_transposed(rk, uoff), uoff, offsets, rows, mask,
+                          c["go_backwards"], K.ACTIVATIONS.index(c["activation"]),
+                          K.ACTIVATIONS.index(c["recurrent_activation"]), seq,
+                          c["zero_output_for_mask"], gy, dh, dc)
+            dx, dkf, drkf, dbf = weight_grads(dZ, x, K.pack(k, uoff), Hp, uoff, offsets, rows,
+                                              c["go_backwards"])
         out = {"x": lambda: dx, "kernel": lambda: K.unpack(dkf, D, uoff),
                "recurrent_kernel": lambda: K.unpack(drkf, H, uoff),
                "bias": lambda: K.unpack(dbf, 1, uoff)[0]}

@@ -213,7 +213,8 @@ def test_infer_and_errors():
                                 {"go_backwards": True, "return_state": True},
                                 {"return_sequences": True, "activation": "relu"}])
 def test_threaded_path_with_ragged_unit_chunks(kw):
-    """Big enough for the multi-threaded kernels; H = 40 gives unit chunks 16, 16, 8."""
+    """Big enough for the multi-threaded (float32) kernels; H = 40 gives unit chunks
+    16, 16, 8."""
     from graphmask.kernels import lstm as K
 
     B, H = 80, 40
