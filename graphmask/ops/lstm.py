@@ -72,6 +72,13 @@ def _prepare(attrs, inputs):
     mask = inputs.get("mask")
     mask = (np.ones(x.shape[:2], dtype=bool) if mask is None
             else np.ascontiguousarray(mask, dtype=bool))
+    H = int(c["units"])
+    # the kernels do not bounds-check: shapes are checked here, at run time too
+    if (x.ndim != 3 or k.shape != (x.shape[2], 4 * H) or rk.shape != (H, 4 * H)
+            or mask.shape != x.shape[:2] or (bias is not None and bias.shape != (4 * H,))):
+        raise OpError(f"lstm(units={H}): shapes do not fit: x {x.shape}, mask {mask.shape}, "
+                      f"kernel {k.shape}, recurrent_kernel {rk.shape}, "
+                      f"bias {None if bias is None else bias.shape}")
     return c, x, k, rk, bias, mask
 
 

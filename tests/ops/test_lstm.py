@@ -227,3 +227,12 @@ def test_threaded_path_with_ragged_unit_chunks(kw):
     inp32 = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in inp.items()}
     check_forward("lstm", attrs, inp32, rtol=1e-4, atol=1e-5)
     check_vjp("lstm", attrs, inp32, rtol=1e-3, atol=1e-4)
+
+
+def test_run_time_shape_errors():
+    rng = np.random.default_rng(7)
+    inp = make_inputs(rng, B=3, T=4, D=3, H=2)
+    for port, bad in [("mask", np.ones((3, 5), bool)), ("kernel", np.ones((4, 8))),
+                      ("recurrent_kernel", np.ones((2, 6))), ("bias", np.ones(6))]:
+        with pytest.raises(OpError):
+            OP.forward(attrs_of(), {**inp, port: bad})
