@@ -165,18 +165,6 @@ def lstm_schedule(mask, backwards):
 
 
 @jit
-def gather_steps(x, offsets, rows, backwards):
-    """The kept rows of ``x`` (B, T, D) as a compact (N, D) array."""
-    T = offsets.size - 1
-    out = np.empty((rows.size, x.shape[2]), x.dtype)
-    for t in range(T):
-        ts = T - 1 - t if backwards else t
-        for r in range(offsets[t], offsets[t + 1]):
-            out[r, :] = x[rows[r], ts, :]
-    return out
-
-
-@jit
 def unit_chunks(H):
     """Unit offsets of the chunks: (Q + 1,) with chunks of UNIT_CHUNK units (last ragged)."""
     Q = (H + UNIT_CHUNK - 1) // UNIT_CHUNK
@@ -262,27 +250,11 @@ class threads_for:
 # Each prange body below is a plain @jit task function: parfor analysis of big loop
 # bodies is what makes parallel kernels slow to compile.
 @jit
-def _proj_task(task, nri, mi, Xc, kf, bf, A, uoff):
-    """Input projection of row block ``task % nri`` for unit chunk ``task // nri``."""
-    N, D = Xc.shape
-    q = task // nri
-    a = (task % nri) * mi
-    e = min(N, a + mi)
-    u0 = uoff[q]
-    w = 4 * (uoff[q + 1] - u0)
-    Aq = A[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)
-    np.dot(Xc[a:e], kf[D * 4 * u0:D * 4 * u0 + D * w].reshape(D, w), Aq[a:e])
-    if bf.size:
-        for r in range(a, e):
-            for k in range(w):
-                Aq[r, k] += bf[4 * u0 + k]
-
-
-@jit
-def _fwd_task(task, nr, mr, o0, n, uoff, rows, rkf, A, G, Hp, Cp, Tc, h, c, act, ract):
-    """One step for one (unit chunk, row block): recurrent GEMM fused with gate math."""
+def _fwd_task(task, nr, mr, o0, n, uoff, rows, wf, bf, A, G, XH, Cp, Tc, h, c, act, ract):
+    """One step for one (unit chunk, row block): ``[x_t, h_{t-1}] @ [kernel; recurrent]``
+    in one GEMM, fused with the gate math."""
     B, H = h.shape
-    N = Hp.shape[0]
+    N, DH = XH.shape
     q = task // nr
     a = (task % nr) * mr
     e = min(n, a + mr)
@@ -291,7 +263,8 @@ def _fwd_task(task, nr, mr, o0, n, uoff, rows, rkf, A, G, Hp, Cp, Tc, h, c, act,
     w = 4 * uq
     Aq = A[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)
     Gq = G[B * 4 * u0:B * 4 * u0 + B * w].reshape(B, w)
-    np.dot(Hp[o0 + a:o0 + e], rkf[H * 4 * u0:H * 4 * u0 + H * w].reshape(H, w), Gq[a:e])
+    np.dot(XH[o0 + a:o0 + e], wf[DH * 4 * u0:DH * 4 * u0 + DH * w].reshape(DH, w), Gq[a:e])
+    bq = bf[4 * u0:4 * u0 + w]
     fast = act == 1 and ract == 2
     one = A.dtype.type(1.0)
     two = A.dtype.type(2.0)
@@ -302,14 +275,14 @@ def _fwd_task(task, nr, mr, o0, n, uoff, rows, rkf, A, G, Hp, Cp, Tc, h, c, act,
         g = Gq[j]
         if fast:  # the Keras default: all four gates in one vectorizable loop
             for k in range(uq):
-                z[k] = np.divide(one, one + _exp(-(z[k] + g[k])))
-                z[uq + k] = np.divide(one, one + _exp(-(z[uq + k] + g[uq + k])))
+                z[k] = np.divide(one, one + _exp(-(g[k] + bq[k])))
+                z[uq + k] = np.divide(one, one + _exp(-(g[uq + k] + bq[uq + k])))
                 z[2 * uq + k] = one - np.divide(
-                    two, _exp(two * (z[2 * uq + k] + g[2 * uq + k])) + one)
-                z[3 * uq + k] = np.divide(one, one + _exp(-(z[3 * uq + k] + g[3 * uq + k])))
+                    two, _exp(two * (g[2 * uq + k] + bq[2 * uq + k])) + one)
+                z[3 * uq + k] = np.divide(one, one + _exp(-(g[3 * uq + k] + bq[3 * uq + k])))
         else:
             for k in range(w):
-                z[k] += g[k]
+                z[k] = g[k] + bq[k]
             _act_inplace(z[:2 * uq], ract)
             _act_inplace(z[2 * uq:3 * uq], act)
             _act_inplace(z[3 * uq:], ract)
@@ -327,17 +300,24 @@ def _fwd_task(task, nr, mr, o0, n, uoff, rows, rkf, A, G, Hp, Cp, Tc, h, c, act,
 
 @jit
 def _fwd_setup(x, offsets, rows, backwards, H):
+    """XH (N, D + H): per kept row its input x_t and (filled per step) h_{t-1}."""
     N = rows.size
+    B, T, D = x.shape
     dt = x.dtype
-    return (gather_steps(x, offsets, rows, backwards), np.empty(N * 4 * H, dt),
-            np.empty((N, H), dt), np.empty((N, H), dt), np.empty((N, H), dt),
-            np.empty(x.shape[0] * 4 * H, dt))
+    XH = np.empty((N, D + H), dt)
+    for t in range(T):
+        ts = T - 1 - t if backwards else t
+        for r in range(offsets[t], offsets[t + 1]):
+            XH[r, :D] = x[rows[r], ts, :]
+    return (XH, np.empty(N * 4 * H, dt), np.empty((N, H), dt), np.empty((N, H), dt),
+            np.empty(B * 4 * H, dt))
 
 
 @jit
-def _gather_h(Hp, h, rows, o0, n):
+def _gather_h(XH, h, rows, o0, n):
+    D = XH.shape[1] - h.shape[1]
     for j in range(n):
-        Hp[o0 + j, :] = h[rows[o0 + j]]
+        XH[o0 + j, D:] = h[rows[o0 + j]]
 
 
 @jit
@@ -355,34 +335,29 @@ def _write_y(y, h, mask, t, backwards, zero_masked):
 # The parallel drivers hold nothing but scalar code, prange loops and calls: numba turns
 # any array expression in a parallel function into one more parfor to compile.
 @jit_parallel
-def lstm_forward(x, kf, rkf, bf, uoff, offsets, rows, mask, backwards, act, ract, ret_seq,
+def lstm_forward(x, wf, bf, uoff, offsets, rows, mask, backwards, act, ract, ret_seq,
                  zero_masked, y, h, c):
-    """Forward over kept rows. ``kf, rkf, bf``: packed kernel, recurrent kernel, bias
-    (``bf`` empty without bias). ``h, c`` (B, H) start at zero and end as the final
-    state; ``y`` (B, T, H) is written when ``ret_seq``. Returns the residuals: packed
-    gate activations A (flat, chunk q is (N, 4 uq)), and (N, H) arrays h_{t-1},
-    c_{t-1}, act(c_t)."""
-    D = x.shape[2]
+    """Forward over kept rows. ``wf``: :func:`pack` of ``[kernel; recurrent_kernel]``
+    stacked (D + H, 4H); ``bf``: packed bias (zeros without bias). ``h, c`` (B, H) start
+    at zero and end as the final state; ``y`` (B, T, H) is written when ``ret_seq``.
+    Returns the residuals: XH (N, D + H) rows ``[x_t, h_{t-1}]``, packed gate
+    activations A (flat, chunk q is (N, 4 uq)), and (N, H) arrays c_{t-1}, act(c_t)."""
     H = h.shape[1]
     Q = uoff.size - 1
-    N = rows.size
     T = offsets.size - 1
-    Xc, A, Hp, Cp, Tc, G = _fwd_setup(x, offsets, rows, backwards, H)
-    mi = max(1, SERIAL_MNK // (max(D, 1) * 4 * UNIT_CHUNK))
-    nri = (N + mi - 1) // mi
-    for task in numba.prange(Q * nri):
-        _proj_task(task, nri, mi, Xc, kf, bf, A, uoff)
-    mr = max(1, SERIAL_MNK // (H * 4 * UNIT_CHUNK))
+    XH, A, Cp, Tc, G = _fwd_setup(x, offsets, rows, backwards, H)
+    mr = max(1, SERIAL_MNK // (XH.shape[1] * 4 * UNIT_CHUNK))
     for t in range(T):
         o0 = offsets[t]
         n = offsets[t + 1] - o0
-        _gather_h(Hp, h, rows, o0, n)
+        _gather_h(XH, h, rows, o0, n)
         nr = (n + mr - 1) // mr
         for task in numba.prange(Q * nr):
-            _fwd_task(task, nr, mr, o0, n, uoff, rows, rkf, A, G, Hp, Cp, Tc, h, c, act, ract)
+            _fwd_task(task, nr, mr, o0, n, uoff, rows, wf, bf, A, G, XH, Cp, Tc, h, c, act,
+                      ract)
         if ret_seq:
             _write_y(y, h, mask, t, backwards, zero_masked)
-    return A, Hp, Cp, Tc
+    return XH, A, Cp, Tc
 
 
 @jit
@@ -502,37 +477,32 @@ def lstm_backward(A, Cp, Tc, rkTf, uoff, offsets, rows, mask, backwards, act, ra
 
 
 @jit
-def _wgrad_task(q, dZ, Xc, Hp, uoff, dkf, drkf, dbf):
-    """Kernel, recurrent kernel and bias gradients of unit chunk q over all kept rows."""
-    N, H = Hp.shape
-    D = Xc.shape[1]
+def _wgrad_task(q, dZ, XH, uoff, dwf, dbf):
+    """Gradient of ``[kernel; recurrent_kernel]`` (packed chunk q) and bias over all
+    kept rows: ``XH.T @ dZ_q`` by row blocks."""
+    N, DH = XH.shape
     u0 = uoff[q]
     w = 4 * (uoff[q + 1] - u0)
     dZq = dZ[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)
-    dkq = dkf[D * 4 * u0:D * 4 * u0 + D * w].reshape(D, w)
-    drkq = drkf[H * 4 * u0:H * 4 * u0 + H * w].reshape(H, w)
-    tk = np.empty((D, w), dZ.dtype)
-    th = np.empty((H, w), dZ.dtype)
-    m = max(1, SERIAL_MNK // (max(D, H, 1) * w))
+    dwq = dwf[DH * 4 * u0:DH * 4 * u0 + DH * w].reshape(DH, w)
+    tmp = np.empty((DH, w), dZ.dtype)
+    m = max(1, SERIAL_MNK // (DH * w))
     for a in range(0, N, m):
         e = min(N, a + m)
-        np.dot(Xc[a:e].T, dZq[a:e], tk)
-        np.dot(Hp[a:e].T, dZq[a:e], th)
-        for i in range(D):
+        np.dot(XH[a:e].T, dZq[a:e], tmp)
+        for i in range(DH):
             for k in range(w):
-                dkq[i, k] += tk[i, k]
-        for i in range(H):
-            for k in range(w):
-                drkq[i, k] += th[i, k]
+                dwq[i, k] += tmp[i, k]
         for r in range(a, e):
             for k in range(w):
                 dbf[4 * u0 + k] += dZq[r, k]
 
 
 @jit
-def _dx_task(task, m, dZ, kf, uoff, dXc):
+def _dx_task(task, m, dZ, wf, uoff, dXc):
     """Input gradient of row block ``task``: the sum over chunks of dZ_q @ kernel_q.T."""
     N, D = dXc.shape
+    DH = wf.size // (4 * uoff[-1])
     a = task * m
     e = min(N, a + m)
     tmp = np.empty((e - a, D), dZ.dtype)
@@ -540,18 +510,18 @@ def _dx_task(task, m, dZ, kf, uoff, dXc):
         u0 = uoff[q]
         w = 4 * (uoff[q + 1] - u0)
         dZq = dZ[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)
-        np.dot(dZq[a:e], kf[D * 4 * u0:D * 4 * u0 + D * w].reshape(D, w).T, tmp)
+        kq = wf[DH * 4 * u0:DH * 4 * u0 + DH * w].reshape(DH, w)[:D]
+        np.dot(dZq[a:e], kq.T, tmp)
         for r in range(e - a):
             for i in range(D):
                 dXc[a + r, i] += tmp[r, i]
 
 
 @jit
-def _wg_setup(dZ, x, offsets, rows, backwards, H):
-    D = x.shape[2]
-    return (gather_steps(x, offsets, rows, backwards), np.zeros(D * 4 * H, dZ.dtype),
-            np.zeros(H * 4 * H, dZ.dtype), np.zeros(4 * H, dZ.dtype),
-            np.zeros((rows.size, D), dZ.dtype))
+def _wg_setup(dZ, XH, H):
+    DH = XH.shape[1]
+    return (np.zeros(DH * 4 * H, dZ.dtype), np.zeros(4 * H, dZ.dtype),
+            np.zeros((XH.shape[0], DH - H), dZ.dtype))
 
 
 @jit
@@ -566,19 +536,20 @@ def _scatter_dx(dXc, offsets, rows, backwards, B):
 
 
 @jit_parallel
-def lstm_weight_grads(dZ, x, kf, Hp, uoff, offsets, rows, backwards):
-    """Gradients of x (B, T, D), kernel and recurrent kernel (packed, flat) and bias
-    (packed) from the packed gate gradients: sums over all kept rows, by small GEMMs."""
-    D = x.shape[2]
-    N, H = Hp.shape
+def lstm_weight_grads(dZ, XH, wf, uoff, offsets, rows, backwards, B):
+    """Gradients of x (B, T, D), of ``[kernel; recurrent_kernel]`` (packed, flat) and of
+    the bias (packed) from the packed gate gradients: sums over all kept rows."""
+    N, DH = XH.shape
+    H = uoff[-1]
+    D = DH - H
     Q = uoff.size - 1
-    Xc, dkf, drkf, dbf, dXc = _wg_setup(dZ, x, offsets, rows, backwards, H)
+    dwf, dbf, dXc = _wg_setup(dZ, XH, H)
     for q in numba.prange(Q):
-        _wgrad_task(q, dZ, Xc, Hp, uoff, dkf, drkf, dbf)
+        _wgrad_task(q, dZ, XH, uoff, dwf, dbf)
     m = max(1, SERIAL_MNK // (max(D, 1) * 4 * UNIT_CHUNK))
     for task in numba.prange((N + m - 1) // m):
-        _dx_task(task, m, dZ, kf, uoff, dXc)
-    return _scatter_dx(dXc, offsets, rows, backwards, x.shape[0]), dkf, drkf, dbf
+        _dx_task(task, m, dZ, wf, uoff, dXc)
+    return _scatter_dx(dXc, offsets, rows, backwards, B), dwf, dbf
 
 
 def _one_thread_twin(parallel_kernel):

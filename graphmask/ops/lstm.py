@@ -126,7 +126,7 @@ class LSTM(Op):
         return MaskRule(takes=True, uses=True, out="pass" if seq else "none")
 
     def n_residuals(self, attrs):
-        return 6  # offsets, rows, gate activations, h_{t-1}, c_{t-1}, act(c_t)
+        return 6  # offsets, rows, [x_t, h_{t-1}], gate activations, c_{t-1}, act(c_t)
 
     # ---- reference (readable NumPy, one step at a time) -------------------------------
     def _ref_steps(self, attrs, inputs):
@@ -205,27 +205,27 @@ class LSTM(Op):
         back = c["go_backwards"]
         uoff = K.unit_chunks(H)
         offsets, rows = K.lstm_schedule(mask, back)
-        bf = np.empty(0, x.dtype) if bias is None else K.pack(bias[None], uoff)
+        bf = K.pack((np.zeros(4 * H, x.dtype) if bias is None else bias)[None], uoff)
         y = np.empty((B, T, H) if c["return_sequences"] else (0, 0, 0), x.dtype)
         h = np.zeros((B, H), x.dtype)
         cs = np.zeros((B, H), x.dtype)
         with K.threads_for(_widest_step(offsets), H):
-            A, Hp, Cp, Tc = K.drivers(x.dtype)[0](
-                x, K.pack(k, uoff), K.pack(rk, uoff), bf, uoff, offsets, rows, mask, back,
+            XH, A, Cp, Tc = K.drivers(x.dtype)[0](
+                x, K.pack(np.concatenate([k, rk]), uoff), bf, uoff, offsets, rows, mask, back,
                 K.ACTIVATIONS.index(c["activation"]),
                 K.ACTIVATIONS.index(c["recurrent_activation"]),
                 c["return_sequences"], c["zero_output_for_mask"], y, h, cs)
         vis = [y if c["return_sequences"] else h.copy()]
         if c["return_state"]:
             vis += [h, cs]
-        return vis + [offsets, rows, A, Hp, Cp, Tc]
+        return vis + [offsets, rows, XH, A, Cp, Tc]
 
     def vjp(self, attrs, inputs, outputs, grads, wrt):
         c, x, k, rk, _, mask = _prepare(attrs, inputs)
         B, D = x.shape[0], x.shape[2]
         H = int(c["units"])
         uoff = K.unit_chunks(H)
-        offsets, rows, A, Hp, Cp, Tc = outputs[-6:]
+        offsets, rows, XH, A, Cp, Tc = outputs[-6:]
         dh = np.zeros((B, H), x.dtype)
         dc = np.zeros((B, H), x.dtype)
         if c["return_state"]:
@@ -244,9 +244,9 @@ class LSTM(Op):
                           c["go_backwards"], K.ACTIVATIONS.index(c["activation"]),
                           K.ACTIVATIONS.index(c["recurrent_activation"]), seq,
                           c["zero_output_for_mask"], gy, dh, dc)
-            dx, dkf, drkf, dbf = weight_grads(dZ, x, K.pack(k, uoff), Hp, uoff, offsets, rows,
-                                              c["go_backwards"])
-        out = {"x": lambda: dx, "kernel": lambda: K.unpack(dkf, D, uoff),
-               "recurrent_kernel": lambda: K.unpack(drkf, H, uoff),
+            dx, dwf, dbf = weight_grads(dZ, XH, K.pack(np.concatenate([k, rk]), uoff), uoff,
+                                        offsets, rows, c["go_backwards"], B)
+        dw = K.unpack(dwf, D + H, uoff)
+        out = {"x": lambda: dx, "kernel": lambda: dw[:D], "recurrent_kernel": lambda: dw[D:],
                "bias": lambda: K.unpack(dbf, 1, uoff)[0]}
         return {p: out[p]().astype(inputs[p].dtype, copy=False) for p in wrt}
