@@ -3,8 +3,9 @@
 Layout: every kept (sample, timestep) pair is one *compact row*. Rows are grouped by
 processing step: step ``t`` owns rows ``offsets[t]:offsets[t + 1]`` and ``rows[r]`` is
 the sample of row ``r``. Masked pairs have no row at all, so no work is spent on them:
-the input projection, the per-step recurrent GEMM, the gate math and every weight
-gradient GEMM run on kept rows only. The state ``h, c`` of a sample simply stays put
+the per-step GEMM ``[x_t, h_{t-1}] @ [kernel; recurrent_kernel]`` (input projection and
+recurrent product in one), the gate math and every weight-gradient GEMM run on kept
+rows only. The state ``h, c`` of a sample simply stays put
 at a step where the sample has no row (the carry of Keras's masked LSTM).
 
 Gate blocks are in Keras order i, f, c (called g here), o. Activation codes are the
@@ -15,8 +16,8 @@ Threads: the units are cut into chunks of at most :data:`UNIT_CHUNK`; a weight m
 with 4H gate columns is *packed* chunk by chunk (chunk q holds the i, f, g, o columns of
 its units side by side, contiguous), and so are the gate arrays. Each step then runs
 one task per (unit chunk, row block) under ``prange``: a small GEMM on its own packed
-slice of the recurrent kernel (which stays hot in that core's cache) fused with the
-gate math of its units. Every BLAS call is kept at M*N*K <= :data:`SERIAL_MNK`, under
+slice of the weights (which stays hot in that core's cache) fused with the gate math
+of its units. float64 runs one-thread twins of the drivers (cheaper to compile). Every BLAS call is kept at M*N*K <= :data:`SERIAL_MNK`, under
 which OpenBLAS runs on the calling thread: its own thread pool is never woken, since
 two pools (OpenBLAS's and numba's) spinning on the same cores slow each other down
 several times over.
