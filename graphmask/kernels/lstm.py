@@ -17,10 +17,10 @@ with 4H gate columns is *packed* chunk by chunk (chunk q holds the i, f, g, o co
 its units side by side, contiguous), and so are the gate arrays. Each step then runs
 one task per (unit chunk, row block) under ``prange``: a small GEMM on its own packed
 slice of the weights (which stays hot in that core's cache) fused with the gate math
-of its units. float64 runs one-thread twins of the drivers (cheaper to compile). Every BLAS call is kept at M*N*K <= :data:`SERIAL_MNK`, under
-which OpenBLAS runs on the calling thread: its own thread pool is never woken, since
-two pools (OpenBLAS's and numba's) spinning on the same cores slow each other down
-several times over.
+of its units. float64 runs one-thread twins of the drivers (cheaper to compile).
+Every BLAS call is kept at M*N*K <= :data:`SERIAL_MNK`, under which OpenBLAS runs
+on the calling thread: its own thread pool is never woken, since two pools (OpenBLAS's
+and numba's) spinning on the same cores slow each other down several times over.
 """
 from __future__ import annotations
 
