@@ -21,13 +21,13 @@ from graphmask.layers import (  # noqa: E402
     Masking,
 )
 from graphmask.model import Model  # noqa: E402
-from graphmask.sequential import Sequential  # noqa: E402
 from graphmask.saving import load_model  # noqa: E402
+from graphmask.sequential import Sequential  # noqa: E402
 from graphmask.utils import clear_session, set_random_seed  # noqa: E402
 
 __all__ = [
     "LSTM", "Activation", "Add", "Concatenate", "Dense", "Embedding", "Flatten",
     "GlobalAveragePooling1D", "Input", "Layer", "Masking", "Model", "Sequential", "Callback",
     "EarlyStopping", "History", "ModelCheckpoint", "errors", "losses", "metrics", "optimizers",
-    "clear_session", "set_random_seed",
+    "clear_session", "set_random_seed", "load_model",
 ]

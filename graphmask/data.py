@@ -135,7 +135,7 @@ def prepare_targets(model, y, batch: int) -> list:
         raise InputError("y: targets are required to compute the loss")
     values = _by_name(y, names, "y")
     out = [None] * len(names)
-    for k, tid in targets.items():
+    for k, _tid in targets.items():
         what = f"target for output {names[k]!r}"
         arr = _to_array(values[k], what)
         pshape = model.outputs[k].shape

@@ -31,7 +31,8 @@ Graph attributes (``g.nx.graph``)
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import networkx as nx
 
@@ -71,7 +72,7 @@ class Graph:
             raise GraphError(f"port {port!r} of node {dst} is already connected")
         self.nx.add_edge(node, dst, key=port, out=out, kind=kind, mask=None)
 
-    def copy(self) -> "Graph":
+    def copy(self) -> Graph:
         """A deep copy: passes change copies, never the caller's graph."""
         return Graph(copy.deepcopy(self.nx))
 

@@ -111,7 +111,7 @@ class MaskStatus:
 
 def node_status(g: Graph, nid: int) -> MaskStatus:
     received, used = [], None
-    for src, port, d in g.in_edges(nid):
+    for src, _port, d in g.in_edges(nid):
         m = edge_mask(g, src, d)
         if d["kind"] == "mask":
             used = m

@@ -109,30 +109,26 @@ class MeanAbsoluteError(Loss):
     fn = "mean_absolute_error"
 
 
-class BinaryCrossentropy(Loss):
+class _SmoothedCrossentropy(Loss):
+    _args = ("from_logits", "label_smoothing")
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0,
+                 name: str | None = None) -> None:
+        super().__init__(name)
+        self.from_logits = _flag("from_logits", from_logits)
+        self.label_smoothing = _smoothing(label_smoothing)
+
+
+class BinaryCrossentropy(_SmoothedCrossentropy):
     """Binary crossentropy, averaged over the last axis; labels smoothed towards 0.5."""
 
     fn = "binary_crossentropy"
-    _args = ("from_logits", "label_smoothing")
-
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0,
-                 name: str | None = None) -> None:
-        super().__init__(name)
-        self.from_logits = _flag("from_logits", from_logits)
-        self.label_smoothing = _smoothing(label_smoothing)
 
 
-class CategoricalCrossentropy(Loss):
+class CategoricalCrossentropy(_SmoothedCrossentropy):
     """Crossentropy against one-hot targets; smoothing gives ``ls / num_classes`` to all."""
 
     fn = "categorical_crossentropy"
-    _args = ("from_logits", "label_smoothing")
-
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0,
-                 name: str | None = None) -> None:
-        super().__init__(name)
-        self.from_logits = _flag("from_logits", from_logits)
-        self.label_smoothing = _smoothing(label_smoothing)
 
 
 class SparseCategoricalCrossentropy(Loss):

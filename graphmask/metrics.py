@@ -1,7 +1,8 @@
 """Metric names -> attrs of the ``metric_score`` op, resolved as Keras 3 resolves them.
 
-A metric is a per-position score (op ``metric_score``) accumulated over batches by ``weighted_average`` into ``total =
-sum(s * m * w)`` and ``count = sum(m * w)``; its value is ``total / count`` (0 when
+A metric is a per-position score (op ``metric_score``) accumulated over batches by
+``weighted_average`` into ``total = sum(s * m * w)`` and ``count = sum(m * w)``; its
+value is ``total / count`` (0 when
 count is 0), over the same kept positions as the loss.
 
 ``"accuracy"`` / ``"acc"``: Keras 3 (``compile_utils.get_metric``) picks the accuracy from

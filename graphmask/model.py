@@ -16,7 +16,7 @@ from graphmask import optimizers as optimizers_mod
 from graphmask.data import batches, prepare_inputs, prepare_targets, prepare_weights
 from graphmask.errors import ConfigError, GraphError, ShapeError
 from graphmask.graph import Graph
-from graphmask.layers.base import InputLayer, SymbolicTensor
+from graphmask.layers.base import InputLayer, SymbolicTensor, calls_of
 from graphmask.runtime import run
 from graphmask.tracking import Tracker
 from graphmask.training import TrainingMixin
@@ -58,15 +58,7 @@ class Model(TrainingMixin):
                                   f"layer {t.call.layer.name!r}")
         if len({id(t) for t in self.inputs}) != len(self.inputs):
             raise ConfigError("Model: the same Input is listed twice in inputs")
-        calls, stack, seen = [], [t.call for t in self.outputs], set()
-        while stack:
-            c = stack.pop()
-            if id(c) in seen:
-                continue
-            seen.add(id(c))
-            calls.append(c)
-            stack.extend(v.call for v in c.inputs.values() if isinstance(v, SymbolicTensor))
-        calls.sort(key=lambda c: c.order)  # creation order is a topological order
+        calls = calls_of(self.outputs)
         input_calls = {id(t.call) for t in self.inputs}
         stray = [c.layer.name for c in calls
                  if isinstance(c.layer, InputLayer) and id(c) not in input_calls]

@@ -37,7 +37,7 @@ from graphmask import losses as losses_mod
 from graphmask import optimizers as optimizers_mod
 from graphmask.errors import ConfigError, FileFormatError, GraphmaskError, ShapeError
 from graphmask.initializers import INITIALIZERS
-from graphmask.layers.base import InputLayer, SymbolicTensor
+from graphmask.layers.base import InputLayer, SymbolicTensor, calls_of
 from graphmask.layers.core import _Merge
 from graphmask.utils import rng
 
@@ -61,22 +61,8 @@ class ModelFileExistsError(GraphmaskError, FileExistsError):
 
 
 # ---- writing ------------------------------------------------------------------------------
-def _model_calls(model) -> list:
-    """The calls that make up ``model`` (as Model builds its graph), in creation order."""
-    calls, stack, seen = [], [t.call for t in model.outputs], set()
-    while stack:
-        c = stack.pop()
-        if id(c) in seen:
-            continue
-        seen.add(id(c))
-        calls.append(c)
-        stack.extend(v.call for v in c.inputs.values() if isinstance(v, SymbolicTensor))
-    calls.sort(key=lambda c: c.order)
-    return calls
-
-
 def _model_config(model) -> dict:
-    calls = _model_calls(model)
+    calls = calls_of(model.outputs)
     layers = []  # from the calls: a Sequential's ``layers`` leaves out its InputLayer
     for c in calls:
         if c.layer not in layers:

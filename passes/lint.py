@@ -41,7 +41,7 @@ def lint(g: Graph, after: str) -> None:
         if "masks" in done:
             if "masks" not in n or len(n["masks"]) != len(n["specs"]):
                 fail(nid, "no mask annotation")
-            for src, port, d in g.in_edges(nid):
+            for src, _port, d in g.in_edges(nid):
                 if d["kind"] == "mask":
                     if g.spec(src, d["out"]).dtype != "bool":
                         fail(nid, f"mask edge from {g.label(src)} is not bool")

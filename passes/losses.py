@@ -22,7 +22,7 @@ NAME = "losses"
 
 
 def _pred_mask(g: Graph, nid: int, port: str = "y_pred"):
-    for src, p, d in g.in_edges(nid):
+    for _src, p, d in g.in_edges(nid):
         if p == port:
             return d["mask"]
     return None

@@ -36,7 +36,7 @@ def _add_mask_node(g: Graph, op: str, attrs: dict, inputs: dict, layer: str, of:
     g.node(mid)["specs"] = infer_node(g, mid)
     g.node(mid)["masks"] = [None]
     g.node(mid)["mask_of"] = of
-    for src, _, d in g.in_edges(mid):
+    for _src, _, d in g.in_edges(mid):
         d["mask"] = None
     return mid
 
@@ -109,7 +109,7 @@ def propagate_masks(graph: Graph) -> Graph:
             if use is not None:
                 _check_fits(g, use, nid)
                 g.connect(use, nid, "mask", kind="mask")
-                for src, port, d in g.in_edges(nid):
+                for _, port, d in g.in_edges(nid):
                     if port == "mask":
                         d["mask"] = use
         n["masks"] = [out] + [None] * (len(n["specs"]) - 1)

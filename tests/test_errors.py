@@ -4,8 +4,16 @@ import pytest
 
 import graphmask as gm
 from graphmask import LSTM, Dense, Embedding, Input, Model
-from graphmask.errors import (ConfigError, GraphError, GraphmaskError, IdRangeError, InputError,
-                              InputTypeError, NumericalError, ShapeError)
+from graphmask.errors import (
+    ConfigError,
+    GraphError,
+    GraphmaskError,
+    IdRangeError,
+    InputError,
+    InputTypeError,
+    NumericalError,
+    ShapeError,
+)
 
 
 @pytest.fixture

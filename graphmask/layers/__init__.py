@@ -1,7 +1,15 @@
 """Keras-style layers. Each layer records op applications; see ``base.py``."""
 from graphmask.layers.base import Input, InputLayer, Layer, SymbolicTensor, Variable
-from graphmask.layers.core import (Activation, Add, Concatenate, Dense, Embedding, Flatten,
-                                   GlobalAveragePooling1D, Masking)
+from graphmask.layers.core import (
+                                   Activation,
+                                   Add,
+                                   Concatenate,
+                                   Dense,
+                                   Embedding,
+                                   Flatten,
+                                   GlobalAveragePooling1D,
+                                   Masking,
+)
 from graphmask.layers.recurrent import LSTM
 
 __all__ = ["Input", "InputLayer", "Layer", "SymbolicTensor", "Variable", "Activation", "Add",

@@ -38,7 +38,7 @@ class Variable:
 class Call:
     """One application of a layer: an op with attrs and its connected ports."""
 
-    layer: "Layer"
+    layer: Layer
     op: str
     attrs: dict
     inputs: dict  # port -> SymbolicTensor | Variable
@@ -65,6 +65,20 @@ class SymbolicTensor:
     def __repr__(self) -> str:
         return (f"<SymbolicTensor shape={self.shape} dtype={self.dtype} "
                 f"from {self.call.layer.name!r}>")
+
+
+def calls_of(outputs) -> list[Call]:
+    """Every layer call the ``outputs`` depend on, in creation (so topological) order."""
+    calls, stack, seen = [], [t.call for t in outputs], set()
+    while stack:
+        c = stack.pop()
+        if id(c) in seen:
+            continue
+        seen.add(id(c))
+        calls.append(c)
+        stack.extend(v.call for v in c.inputs.values() if isinstance(v, SymbolicTensor))
+    calls.sort(key=lambda c: c.order)
+    return calls
 
 
 def _as_list(x):
@@ -184,7 +198,7 @@ class Layer:
         return {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
 
     @classmethod
-    def from_config(cls, config: dict) -> "Layer":
+    def from_config(cls, config: dict) -> Layer:
         return cls(**config)
 
     def __repr__(self) -> str:

@@ -31,8 +31,9 @@ never differentiated. Integer inputs (ids, targets) are never differentiated eit
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -31,7 +31,8 @@ def test_softmax_rows_sum_to_one_and_are_stable():
 
 def test_exact_values():
     x = np.array([[-4.0, -3.0, -1.0, 0.0, 1.0, 3.0, 4.0]])
-    f = lambda name: get_op(OP).forward({"activation": name}, {"x": x})[0][0]
+    def f(name):
+        return get_op(OP).forward({"activation": name}, {"x": x})[0][0]
     np.testing.assert_allclose(f("relu"), [0, 0, 0, 0, 1, 3, 4])
     np.testing.assert_allclose(f("hard_sigmoid"), [0, 0, 1 / 3, 0.5, 2 / 3, 1, 1])
     np.testing.assert_allclose(f("elu"), np.where(x[0] > 0, x[0], np.exp(x[0]) - 1))

@@ -1,8 +1,17 @@
 """Mask annotations on every edge, mask nodes, and compile-time mask errors."""
 import pytest
 
-from graphmask import (LSTM, Add, Dense, Embedding, Flatten, GlobalAveragePooling1D, Input,
-                       Masking, Model)
+from graphmask import (
+    LSTM,
+    Add,
+    Dense,
+    Embedding,
+    Flatten,
+    GlobalAveragePooling1D,
+    Input,
+    Masking,
+    Model,
+)
 from graphmask.errors import MaskError
 
 
@@ -83,7 +92,7 @@ def test_mask_into_flatten_is_a_compile_error_naming_both_layers():
     x = Input(shape=(4,), dtype="int32")
     f = Flatten(name="flat")(Embedding(5, 2, mask_zero=True, name="emb")(x))
     with pytest.raises(MaskError) as e:
-        Model(x, f).graph
+        _ = Model(x, f).graph
     msg = str(e.value)
     assert "'emb'" in msg and "'flat'" in msg and "cannot take a mask" in msg
 
