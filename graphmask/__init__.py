@@ -13,6 +13,7 @@ from graphmask.layers import (  # noqa: E402
     Add,
     Concatenate,
     Dense,
+    Dropout,
     Embedding,
     Flatten,
     GlobalAveragePooling1D,
@@ -26,7 +27,7 @@ from graphmask.sequential import Sequential  # noqa: E402
 from graphmask.utils import clear_session, set_random_seed  # noqa: E402
 
 __all__ = [
-    "LSTM", "Activation", "Add", "Concatenate", "Dense", "Embedding", "Flatten",
+    "LSTM", "Activation", "Add", "Concatenate", "Dense", "Dropout", "Embedding", "Flatten",
     "GlobalAveragePooling1D", "Input", "Layer", "Masking", "Model", "Sequential", "Callback",
     "EarlyStopping", "History", "ModelCheckpoint", "errors", "losses", "metrics", "optimizers",
     "clear_session", "set_random_seed", "load_model",

@@ -260,7 +260,7 @@ class Model(TrainingMixin):
                 names = [v.name for v in self.trainable_weights if v.name in g.meta["grads"]]
                 fetches = losses + mets + [g.meta["grads"][nm] for nm in names]
                 self._grad_names = names
-            self._plans[kind] = passes.make_plan(g, fetches)
+            self._plans[kind] = passes.make_plan(g, fetches, training=(kind == "train"))
         return self._plans[kind]
 
     def _require_compiled(self, what):

@@ -4,7 +4,8 @@ Only the nodes the fetched values depend on are scheduled, in the graph's stable
 topological order. For each step the plan records when every value is read for the last
 time, so the runtime frees it right after (buffer lifetimes). Forward nodes whose
 residual outputs nobody reads run with ``attrs['_residuals'] = False`` so an op may
-skip storing them (inference).
+skip storing them (inference); forward nodes of a train plan get
+``attrs['_training'] = True`` (dropout).
 """
 from __future__ import annotations
 
@@ -36,8 +37,12 @@ class Plan:
     variables: dict      # source node id -> variable name
 
 
-def make_plan(g: Graph, fetches: list) -> Plan:
-    """Schedule everything ``fetches`` (a list of ``(node, out)``) depends on."""
+def make_plan(g: Graph, fetches: list, training: bool = False) -> Plan:
+    """Schedule everything ``fetches`` (a list of ``(node, out)``) depends on.
+
+    ``training`` marks the forward nodes of a train plan (``attrs['_training']``):
+    ops such as dropout behave differently while training.
+    """
     wanted = set()
     for node, _ in fetches:
         wanted |= nx.ancestors(g.nx, node) | {node}
@@ -54,8 +59,10 @@ def make_plan(g: Graph, fetches: list) -> Plan:
             feeds.append(nid)
             continue
         attrs = node["attrs"]
-        if nid not in residual_readers and node["phase"] == "forward":
-            attrs = {**attrs, "_residuals": False}
+        if node["phase"] == "forward":
+            attrs = {**attrs, "_training": training}
+            if nid not in residual_readers:
+                attrs["_residuals"] = False
         steps.append(Step(nid, get_op(node["op"]), attrs, g.in_ports(nid), g.label(nid)))
     last_use = {}
     for i, st in enumerate(steps):

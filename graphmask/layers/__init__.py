@@ -1,17 +1,18 @@
 """Keras-style layers. Each layer records op applications; see ``base.py``."""
 from graphmask.layers.base import Input, InputLayer, Layer, SymbolicTensor, Variable
 from graphmask.layers.core import (
-                                   Activation,
-                                   Add,
-                                   Concatenate,
-                                   Dense,
-                                   Embedding,
-                                   Flatten,
-                                   GlobalAveragePooling1D,
-                                   Masking,
+    Activation,
+    Add,
+    Concatenate,
+    Dense,
+    Dropout,
+    Embedding,
+    Flatten,
+    GlobalAveragePooling1D,
+    Masking,
 )
 from graphmask.layers.recurrent import LSTM
 
 __all__ = ["Input", "InputLayer", "Layer", "SymbolicTensor", "Variable", "Activation", "Add",
-           "Concatenate", "Dense", "Embedding", "Flatten", "GlobalAveragePooling1D", "Masking",
-           "LSTM"]
+           "Concatenate", "Dense", "Dropout", "Embedding", "Flatten", "GlobalAveragePooling1D",
+           "Masking", "LSTM"]

@@ -120,6 +120,26 @@ class Masking(Layer):
         return {**super().get_config(), "mask_value": self.mask_value}
 
 
+class Dropout(Layer):
+    """Zeroes inputs with probability ``rate`` while training (scaling the rest by
+    ``1 / (1 - rate)``); the identity in predict and evaluate. Passes the mask."""
+
+    def __init__(self, rate, noise_shape=None, seed=None, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ConfigError(f"Dropout {self.name!r}: rate must be in [0, 1), got {rate!r}")
+        if noise_shape is not None:
+            raise ConfigError(f"Dropout {self.name!r}: noise_shape is not supported")
+        self.rate = float(rate)
+        self.seed = seed  # accepted for Keras compatibility; set_random_seed seeds draws
+
+    def call(self, x):
+        return self._apply("dropout", {"rate": self.rate}, {"x": x})
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
+
+
 class Flatten(Layer):
     """(B, d1, d2, ...) -> (B, d1*d2*...). Cannot take a mask (a compile-time error)."""
 

@@ -8,6 +8,7 @@ and give it a test module in ``tests/ops/`` that runs the shared harness.
 from graphmask.ops import (  # noqa: F401
     activation,
     dense,
+    dropout,
     embedding,
     flatten,
     losses,
