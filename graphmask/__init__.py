@@ -5,7 +5,16 @@ Keras-style functional API (``Input``, ``Embedding``, ``LSTM``, ``Dense``, ``Mas
 """
 __version__ = "0.1.0"
 
-from graphmask import errors, losses, metrics, optimizers  # noqa: E402
+from graphmask import (  # noqa: E402
+    callbacks,
+    errors,
+    layers,
+    losses,
+    metrics,
+    models,
+    optimizers,
+    utils,
+)
 from graphmask.callbacks import Callback, EarlyStopping, History, ModelCheckpoint  # noqa: E402
 from graphmask.layers import (  # noqa: E402
     LSTM,
@@ -17,9 +26,11 @@ from graphmask.layers import (  # noqa: E402
     Embedding,
     Flatten,
     GlobalAveragePooling1D,
+    GlobalMaxPooling1D,
     Input,
     Layer,
     Masking,
+    TimeDistributed,
 )
 from graphmask.model import Model  # noqa: E402
 from graphmask.saving import load_model  # noqa: E402
@@ -28,7 +39,8 @@ from graphmask.utils import clear_session, set_random_seed  # noqa: E402
 
 __all__ = [
     "LSTM", "Activation", "Add", "Concatenate", "Dense", "Dropout", "Embedding", "Flatten",
-    "GlobalAveragePooling1D", "Input", "Layer", "Masking", "Model", "Sequential", "Callback",
-    "EarlyStopping", "History", "ModelCheckpoint", "errors", "losses", "metrics", "optimizers",
-    "clear_session", "set_random_seed", "load_model",
+    "GlobalAveragePooling1D", "GlobalMaxPooling1D", "Input", "Layer", "Masking",
+    "TimeDistributed", "Model", "Sequential", "Callback", "EarlyStopping", "History",
+    "ModelCheckpoint", "callbacks", "errors", "layers", "losses", "metrics", "models",
+    "optimizers", "utils", "clear_session", "set_random_seed", "load_model",
 ]

@@ -51,7 +51,8 @@ VERSION = 1
 #: The only classes a model file may name. Nothing else is ever instantiated on load.
 LAYER_CLASSES: dict[str, type] = {c.__name__: c for c in (
     InputLayer, L.Embedding, L.Dense, L.LSTM, L.Masking, L.Flatten, L.Activation,
-    L.Dropout, L.GlobalAveragePooling1D, L.Add, L.Concatenate)}
+    L.Dropout, L.GlobalAveragePooling1D, L.GlobalMaxPooling1D, L.TimeDistributed, L.Add,
+    L.Concatenate)}
 
 _MAX_CONFIG_BYTES = 64 * 2**20
 

@@ -9,10 +9,12 @@ from graphmask.layers.core import (
     Embedding,
     Flatten,
     GlobalAveragePooling1D,
+    GlobalMaxPooling1D,
     Masking,
+    TimeDistributed,
 )
 from graphmask.layers.recurrent import LSTM
 
 __all__ = ["Input", "InputLayer", "Layer", "SymbolicTensor", "Variable", "Activation", "Add",
            "Concatenate", "Dense", "Dropout", "Embedding", "Flatten", "GlobalAveragePooling1D",
-           "Masking", "LSTM"]
+           "GlobalMaxPooling1D", "Masking", "TimeDistributed", "LSTM"]

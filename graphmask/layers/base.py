@@ -85,13 +85,26 @@ def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
+#: Keras layer arguments graphmask accepts only at their default (None): regularizers,
+#: constraints and the like. Any other value is a clear error, never silently ignored.
+KERAS_ONLY = ("kernel_regularizer", "bias_regularizer", "activity_regularizer",
+              "recurrent_regularizer", "embeddings_regularizer", "kernel_constraint",
+              "bias_constraint", "recurrent_constraint", "embeddings_constraint",
+              "lora_rank", "autocast")
+
+
 class Layer:
     """Base class: naming, weights in Keras order, get/set_weights, calling."""
 
     supports_masking = True
 
     def __init__(self, name: str | None = None, trainable: bool = True, dtype=None, **kwargs):
-        unknown = sorted(k for k in kwargs if k not in ("input_shape", "batch_input_shape"))
+        unsupported = sorted(k for k in KERAS_ONLY if kwargs.get(k) is not None)
+        if unsupported:
+            raise ConfigError(f"{type(self).__name__}: {unsupported} are not supported by "
+                              f"graphmask (leave them at None)")
+        unknown = sorted(k for k in kwargs if k not in KERAS_ONLY
+                         and k not in ("input_shape", "batch_input_shape", "input_length"))
         if unknown:
             raise ConfigError(f"{type(self).__name__}: unexpected argument(s) {unknown}")
         if name is not None and (not isinstance(name, str) or not name):
@@ -151,6 +164,25 @@ class Layer:
             new.append(np.ascontiguousarray(arr, dtype=var.value.dtype))
         for var, arr in zip(self._variables, new):
             var.value[...] = arr  # in place: compiled plans keep referring to the same array
+
+    @property
+    def output(self):
+        """The output of the layer's only call (as Keras's ``layer.output``)."""
+        outs = self._only_call("output").outputs
+        return outs[0] if len(outs) == 1 else list(outs)
+
+    @property
+    def input(self):
+        """The input of the layer's only call (as Keras's ``layer.input``)."""
+        ins = [v for v in self._only_call("input").inputs.values()
+               if isinstance(v, SymbolicTensor)]
+        return ins[0] if len(ins) == 1 else ins
+
+    def _only_call(self, what):
+        if len(self._calls) != 1:
+            raise ConfigError(f"layer {self.name!r}: {what} is defined for a layer called "
+                              f"exactly once; it was called {len(self._calls)} times")
+        return self._calls[0]
 
     def count_params(self) -> int:
         return int(sum(v.value.size for v in self._variables))
@@ -219,7 +251,7 @@ class InputLayer(Layer):
             raise ConfigError(f"Input {self.name!r}: dtype must be numeric, got {dtype!r}")
         self.shape = (batch_size,) + shape
         attrs = {"shape": list(self.shape), "dtype": self.input_dtype, "name": self.name}
-        self.output = self._apply("input", attrs, {})
+        self._apply("input", attrs, {})
         self.built = True
 
     def get_config(self) -> dict:

@@ -156,6 +156,55 @@ class GlobalAveragePooling1D(Layer):
         return self._apply("global_average_pooling_1d", {}, {"x": x})
 
 
+class GlobalMaxPooling1D(Layer):
+    """Max over time. Keras 3's layer does not support masking: a mask reaching it is a
+    compile-time error here (Keras only warns and drops it)."""
+
+    supports_masking = False
+
+    def call(self, x):
+        return self._apply("global_max_pooling_1d", {}, {"x": x})
+
+
+class TimeDistributed(Layer):
+    """Applies ``layer`` to every timestep: for the layers that act on the last axis
+    (Dense, Activation, Dropout) that is the layer itself. Passes the mask, as Keras 3.
+    Its weights are the wrapped layer's."""
+
+    WRAPPABLE = ("Dense", "Activation", "Dropout")
+
+    def __init__(self, layer, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        if type(layer).__name__ not in self.WRAPPABLE or not isinstance(layer, Layer):
+            raise ConfigError(f"TimeDistributed {self.name!r}: can wrap {self.WRAPPABLE}, "
+                              f"got {layer!r}")
+        self.layer = layer
+
+    def call(self, x):
+        if x.spec.rank < 3:
+            raise ShapeError(f"TimeDistributed {self.name!r}: input must have a time axis "
+                             f"(rank >= 3), got shape {x.shape}")
+        out = self.layer(x)
+        call = self.layer._calls.pop()
+        call.layer = self  # the graph shows the wrapper, as Keras's model.layers does
+        self._calls.append(call)
+        self._variables = self.layer._variables
+        return out
+
+    def get_config(self):
+        return {**super().get_config(), "layer": {"class_name": type(self.layer).__name__,
+                                                  "config": self.layer.get_config()}}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        inner = config.pop("layer")
+        classes = {"Dense": Dense, "Activation": Activation, "Dropout": Dropout}
+        if not isinstance(inner, dict) or inner.get("class_name") not in classes:
+            raise ConfigError(f"TimeDistributed: cannot wrap {inner!r}")
+        return cls(classes[inner["class_name"]].from_config(inner["config"]), **config)
+
+
 class _Merge(Layer):
     op = ""
 
