@@ -2,25 +2,32 @@
 
 Layout: every kept (sample, timestep) pair is one *compact row*. Rows are grouped by
 processing step: step ``t`` owns rows ``offsets[t]:offsets[t + 1]`` and ``rows[r]`` is
-the sample of row ``r``. Masked pairs have no row at all, so no work is spent on them:
-the per-step GEMM ``[x_t, h_{t-1}] @ [kernel; recurrent_kernel]`` (input projection and
-recurrent product in one), the gate math and every weight-gradient GEMM run on kept
-rows only. The state ``h, c`` of a sample simply stays put
-at a step where the sample has no row (the carry of Keras's masked LSTM).
+the sample of row ``r``. Masked pairs have no row at all, so no work is spent on them.
+The state ``h, c`` of a sample simply stays put at a step where the sample has no row
+(the carry of Keras's masked LSTM).
+
+Work: the input projection ``x_t @ kernel + bias`` of all kept rows is done up front,
+in GEMMs over many rows; each step then only multiplies ``h_{t-1} @ recurrent_kernel``
+for its rows, fused with the gate math. The backward pass computes the gate gradients
+dZ step by step (with ``dh_{t-1} = dZ_t @ recurrent_kernel.T``), then the weight and
+input gradients as big GEMMs over all kept rows: ``x.T @ dZ``, ``h_prev.T @ dZ``,
+``dZ @ kernel.T``.
 
 Gate blocks are in Keras order i, f, c (called g here), o. Activation codes are the
 indices of :data:`ACTIVATIONS`. Derivatives are taken from activation *outputs*, so the
 backward pass needs the gate activations, ``c_{t-1}`` and ``act(c_t)`` of each row.
 
-Threads: the units are cut into chunks of at most :data:`UNIT_CHUNK`; a weight matrix
-with 4H gate columns is *packed* chunk by chunk (chunk q holds the i, f, g, o columns of
-its units side by side, contiguous), and so are the gate arrays. Each step then runs
-one task per (unit chunk, row block) under ``prange``: a small GEMM on its own packed
-slice of the weights (which stays hot in that core's cache) fused with the gate math
-of its units. float64 runs one-thread twins of the drivers (cheaper to compile).
-Every BLAS call is kept at M*N*K <= :data:`SERIAL_MNK`, under which OpenBLAS runs
-on the calling thread: its own thread pool is never woken, since two pools (OpenBLAS's
-and numba's) spinning on the same cores slow each other down several times over.
+Threads: the units are cut into chunks of at most :data:`UNIT_CHUNK`; weights with 4H
+gate columns are *packed* (chunk q's i, f, g, o columns side by side), and so are the
+gate arrays. Each step runs one task per thread under ``prange``, each over a range of
+unit chunks: small GEMMs on its own packed slices of the weights fused with the gate
+math of its units, in loops over contiguous blocks (these vectorize). float64 runs
+one-thread twins of the drivers (cheaper to compile). Every per-step and forward BLAS
+call is kept at M*N*K <= :data:`SERIAL_MNK`, under which OpenBLAS runs on the calling
+thread: its own thread pool is never woken, since two pools (OpenBLAS's and numba's)
+spinning on the same cores slow each other down several times over. The weight
+gradients are a few big GEMMs, one share of rows per task; the runtime keeps OpenBLAS
+single-threaded while a plan runs (``runtime.single_threaded_blas``).
 """
 from __future__ import annotations
 
@@ -36,7 +43,11 @@ from graphmask.kernels import jit, jit_parallel
 
 #: Units per chunk (one task's share of a step).
 UNIT_CHUNK = 16
-#: OpenBLAS computes a GEMM with M*N*K at or below this on the calling thread.
+#: OpenBLAS computes a GEMM with M*N*K at or below this on the calling thread, by its
+#: small-matrix kernels (no packing): fast for step-sized products, and bit-identical
+#: whichever thread calls (bigger products were seen to round differently in a thread
+#: other than the one that first ran BLAS). Every per-step and every forward GEMM is cut
+#: into row blocks under it.
 SERIAL_MNK = 65536 * 4
 
 #: Below this many multiply-adds per step (rows x H x 4H), kernels run on one thread:
@@ -176,9 +187,42 @@ def unit_chunks(H):
 
 
 @jit
+def permute(W, uoff):
+    """The 4H gate columns of ``W`` (R, 4H) in *packed order*: chunk q's i, f, g, o
+    columns side by side at columns ``4 * uoff[q]:4 * uoff[q + 1]``."""
+    R = W.shape[0]
+    H = uoff[-1]
+    out = np.empty((R, 4 * H), W.dtype)
+    for q in range(uoff.size - 1):
+        u0 = uoff[q]
+        uq = uoff[q + 1] - u0
+        for i in range(R):
+            for gi in range(4):
+                for k in range(uq):
+                    out[i, 4 * u0 + gi * uq + k] = W[i, gi * H + u0 + k]
+    return out
+
+
+@jit
+def unpermute(P, uoff):
+    """Inverse of :func:`permute`: (R, 4H) in Keras column order."""
+    R = P.shape[0]
+    H = uoff[-1]
+    out = np.empty((R, 4 * H), P.dtype)
+    for q in range(uoff.size - 1):
+        u0 = uoff[q]
+        uq = uoff[q + 1] - u0
+        for i in range(R):
+            for gi in range(4):
+                for k in range(uq):
+                    out[i, gi * H + u0 + k] = P[i, 4 * u0 + gi * uq + k]
+    return out
+
+
+@jit
 def pack(W, uoff):
-    """Pack the 4H gate columns of ``W`` (R, 4H) chunk by chunk, flat: chunk q is the
-    contiguous (R, 4 uq) block at ``R * 4 * uoff[q]`` (its i, f, g, o columns)."""
+    """:func:`permute` cut into contiguous chunk blocks, flat: chunk q is the
+    (R, 4 uq) block at ``R * 4 * uoff[q]``."""
     R = W.shape[0]
     H = uoff[-1]
     out = np.empty(R * 4 * H, W.dtype)
@@ -193,46 +237,10 @@ def pack(W, uoff):
     return out
 
 
-@jit
-def unpack(flat, R, uoff):
-    """Inverse of :func:`pack`: (R, 4H) in Keras column order."""
-    H = uoff[-1]
-    out = np.empty((R, 4 * H), flat.dtype)
-    for q in range(uoff.size - 1):
-        u0 = uoff[q]
-        uq = uoff[q + 1] - u0
-        blk = flat[R * 4 * u0:R * 4 * (u0 + uq)].reshape(R, 4 * uq)
-        for i in range(R):
-            for gi in range(4):
-                for k in range(uq):
-                    out[i, gi * H + u0 + k] = blk[i, gi * uq + k]
-    return out
-
-
-@jit
-def pack_transposed(rk, uoff):
-    """``rk.T`` (4H, H) with its rows in packed gate order, cut by unit chunks of its
-    columns: chunk q is the contiguous (4H, uq) block at ``4H * uoff[q]``."""
-    H = rk.shape[0]
-    out = np.empty(4 * H * H, rk.dtype)
-    for q2 in range(uoff.size - 1):
-        v0 = uoff[q2]
-        vq = uoff[q2 + 1] - v0
-        blk = out[4 * H * v0:4 * H * (v0 + vq)].reshape(4 * H, vq)
-        for q in range(uoff.size - 1):
-            u0 = uoff[q]
-            uq = uoff[q + 1] - u0
-            for gi in range(4):
-                for k in range(uq):
-                    p = 4 * u0 + gi * uq + k
-                    for k2 in range(vq):
-                        blk[p, k2] = rk[v0 + k2, gi * H + u0 + k]
-    return out
-
-
 class threads_for:
     """Context manager: numba's (thread-local) thread count for a problem whose largest
-    step has ``n`` rows: one thread below :data:`PARALLEL_MIN_WORK`."""
+    step has ``n`` rows: one thread below :data:`PARALLEL_MIN_WORK`. ``as`` gives the
+    object, whose ``threads`` is the count to pass to the drivers."""
 
     def __init__(self, n: int, H: int):
         self.serial = n * H * 4 * H < PARALLEL_MIN_WORK
@@ -241,6 +249,8 @@ class threads_for:
         self.saved = numba.get_num_threads()
         if self.serial:
             numba.set_num_threads(1)
+        #: tasks a driver may run side by side (its ``nthreads`` argument)
+        self.threads = numba.get_num_threads()
         return self
 
     def __exit__(self, *exc):
@@ -248,77 +258,127 @@ class threads_for:
         return False
 
 
+@jit
+def _span(task, ntask, n):
+    """Part ``task`` of ``ntask`` near-equal parts of ``range(n)``: (start, stop)."""
+    return task * n // ntask, (task + 1) * n // ntask
+
+
+@jit
+def _row_block(kn):
+    """Rows per GEMM call with K*N = ``kn``: M*N*K under :data:`SERIAL_MNK`, a multiple
+    of 8 when it can be (the small kernels are slow on ragged row counts)."""
+    mr = SERIAL_MNK // kn
+    return mr - mr % 8 if mr >= 8 else max(1, mr)
+
+
 # Each prange body below is a plain @jit task function: parfor analysis of big loop
 # bodies is what makes parallel kernels slow to compile.
 @jit
-def _fwd_task(task, nr, mr, o0, n, uoff, rows, wf, bf, A, G, XH, Cp, Tc, h, c, act, ract):
-    """One step for one (unit chunk, row block): ``[x_t, h_{t-1}] @ [kernel; recurrent]``
-    in one GEMM, fused with the gate math."""
+def _proj_task(task, ntask, Xc, kb, bp, A, uoff):
+    """Input projection of a block of kept rows, ``x_t @ kernel + bias``, for all steps
+    at once: per unit chunk, GEMMs of many rows into its contiguous block of A."""
+    N, D = Xc.shape
+    a, e = _span(task, ntask, N)
+    if e == a:
+        return
+    for q in range(uoff.size - 1):
+        u0 = uoff[q]
+        w = 4 * (uoff[q + 1] - u0)
+        Aq = A[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)
+        Wq = kb[D * 4 * u0:D * 4 * u0 + D * w].reshape(D, w)
+        mr = _row_block(D * w)
+        for a2 in range(a, e, mr):
+            e2 = min(e, a2 + mr)
+            np.dot(Xc[a2:e2], Wq, Aq[a2:e2])
+        for r in range(a, e):
+            for k in range(w):
+                Aq[r, k] += bp[4 * u0 + k]
+
+
+@jit
+def _fwd_task(task, ntask, o0, n, uoff, rows, rkb, A, G, Hp, Cp, Tc, h, c, act, ract):
+    """One step for a group of unit chunks: per chunk, the recurrent GEMM
+    ``h_{t-1} @ recurrent_kernel`` then the gate math of its units, in loops over the
+    chunk's contiguous (n, 4 uq) block (long loops vectorize; per-row ones of uq do not).
+
+    Default activations (tanh, sigmoid): the g columns of the weights come scaled by 2,
+    so one sigmoid loop covers all four gates and ``tanh(x) = 2 sigmoid(2x) - 1``."""
     B, H = h.shape
-    N, DH = XH.shape
-    q = task // nr
-    a = (task % nr) * mr
-    e = min(n, a + mr)
-    u0 = uoff[q]
-    uq = uoff[q + 1] - u0
-    w = 4 * uq
-    Aq = A[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)
-    Gq = G[B * 4 * u0:B * 4 * u0 + B * w].reshape(B, w)
-    np.dot(XH[o0 + a:o0 + e], wf[DH * 4 * u0:DH * 4 * u0 + DH * w].reshape(DH, w), Gq[a:e])
-    bq = bf[4 * u0:4 * u0 + w]
+    N = Hp.shape[0]
     fast = act == 1 and ract == 2
     one = A.dtype.type(1.0)
     two = A.dtype.type(2.0)
-    for j in range(a, e):
-        r = o0 + j
-        b = rows[r]
-        z = Aq[r]
-        g = Gq[j]
-        if fast:  # the Keras default: all four gates in one vectorizable loop
-            for k in range(uq):
-                z[k] = np.divide(one, one + _exp(-(g[k] + bq[k])))
-                z[uq + k] = np.divide(one, one + _exp(-(g[uq + k] + bq[uq + k])))
-                z[2 * uq + k] = one - np.divide(
-                    two, _exp(two * (g[2 * uq + k] + bq[2 * uq + k])) + one)
-                z[3 * uq + k] = np.divide(one, one + _exp(-(g[3 * uq + k] + bq[3 * uq + k])))
+    q0, q1 = _span(task, ntask, uoff.size - 1)
+    for q in range(q0, q1):
+        u0 = uoff[q]
+        uq = uoff[q + 1] - u0
+        w = 4 * uq
+        Gq = G[B * 4 * u0:B * 4 * u0 + B * w].reshape(B, w)
+        Wq = rkb[H * 4 * u0:H * 4 * u0 + H * w].reshape(H, w)
+        mr = _row_block(H * w)
+        for a in range(0, n, mr):
+            e = min(n, a + mr)
+            np.dot(Hp[o0 + a:o0 + e], Wq, Gq[a:e])
+        Aq = A[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)[o0:o0 + n]
+        zf = A[N * 4 * u0 + o0 * w:N * 4 * u0 + (o0 + n) * w]
+        gf = G[B * 4 * u0:B * 4 * u0 + n * w]
+        for k in range(n * w):
+            zf[k] += gf[k]
+        if fast:
+            _act_inplace(zf, 2)
+            for j in range(n):
+                for k in range(2 * uq, 3 * uq):
+                    Aq[j, k] = two * Aq[j, k] - one
         else:
-            for k in range(w):
-                z[k] = g[k] + bq[k]
-            _act_inplace(z[:2 * uq], ract)
-            _act_inplace(z[2 * uq:3 * uq], act)
-            _act_inplace(z[3 * uq:], ract)
-        tc = Tc[r, u0:u0 + uq]
-        for k in range(uq):
-            cold = c[b, u0 + k]
-            Cp[r, u0 + k] = cold
-            cn = z[uq + k] * cold + z[k] * z[2 * uq + k]
-            c[b, u0 + k] = cn
-            tc[k] = cn
-        _act_inplace(tc, act)
-        for k in range(uq):
-            h[b, u0 + k] = z[3 * uq + k] * tc[k]
+            for j in range(n):
+                _act_inplace(Aq[j, :2 * uq], ract)
+                _act_inplace(Aq[j, 2 * uq:3 * uq], act)
+                _act_inplace(Aq[j, 3 * uq:], ract)
+        Cpq = Cp[N * u0:N * (u0 + uq)].reshape(N, uq)[o0:o0 + n]
+        Tcq = Tc[N * u0:N * (u0 + uq)].reshape(N, uq)[o0:o0 + n]
+        for j in range(n):
+            b = rows[o0 + j]
+            z = Aq[j]
+            cp = Cpq[j]
+            tc = Tcq[j]
+            cb = c[b, u0:u0 + uq]
+            for k in range(uq):
+                cp[k] = cb[k]
+            for k in range(uq):
+                tc[k] = z[uq + k] * cp[k] + z[k] * z[2 * uq + k]
+            for k in range(uq):
+                cb[k] = tc[k]
+        _act_inplace(Tc[N * u0 + o0 * uq:N * u0 + (o0 + n) * uq], act)
+        for j in range(n):
+            b = rows[o0 + j]
+            z = Aq[j]
+            tc = Tcq[j]
+            hb = h[b, u0:u0 + uq]
+            for k in range(uq):
+                hb[k] = z[3 * uq + k] * tc[k]
 
 
 @jit
 def _fwd_setup(x, offsets, rows, backwards, H):
-    """XH (N, D + H): per kept row its input x_t and (filled per step) h_{t-1}."""
+    """Xc (N, D): the input of every kept row; Hp (N, H); flat A (N 4H), Cp, Tc (N H)
+    cut by unit chunks; G scratch."""
     N = rows.size
     B, T, D = x.shape
     dt = x.dtype
-    XH = np.empty((N, D + H), dt)
+    Xc = np.empty((N, D), dt)
     for t in range(T):
         ts = T - 1 - t if backwards else t
         for r in range(offsets[t], offsets[t + 1]):
-            XH[r, :D] = x[rows[r], ts, :]
-    return (XH, np.empty(N * 4 * H, dt), np.empty((N, H), dt), np.empty((N, H), dt),
-            np.empty(B * 4 * H, dt))
+            Xc[r] = x[rows[r], ts, :]
+    return (Xc, np.empty(N * 4 * H, dt), np.empty((N, H), dt), np.empty(N * H, dt),
+            np.empty(N * H, dt), np.empty(B * 4 * H, dt))
 
 
 @jit
-def _gather_h(XH, h, rows, o0, n):
-    D = XH.shape[1] - h.shape[1]
+def _gather_h(Hp, h, rows, o0, n):
     for j in range(n):
-        XH[o0 + j, D:] = h[rows[o0 + j]]
+        Hp[o0 + j] = h[rows[o0 + j]]
 
 
 @jit
@@ -333,101 +393,115 @@ def _write_y(y, h, mask, t, backwards, zero_masked):
             y[b, t, :] = h[b]
 
 
+@jit
+def _ntasks(work, Q, nthreads):
+    """Tasks for ``work`` multiply-adds over ``Q`` chunks: one per thread when it pays."""
+    if work < PARALLEL_MIN_WORK:
+        return 1
+    return max(1, min(nthreads, Q))
+
+
 # The parallel drivers hold nothing but scalar code, prange loops and calls: numba turns
 # any array expression in a parallel function into one more parfor to compile.
 @jit_parallel
-def lstm_forward(x, wf, bf, uoff, offsets, rows, mask, backwards, act, ract, ret_seq,
-                 zero_masked, y, h, c):
-    """Forward over kept rows. ``wf``: :func:`pack` of ``[kernel; recurrent_kernel]``
-    stacked (D + H, 4H); ``bf``: packed bias (zeros without bias). ``h, c`` (B, H) start
-    at zero and end as the final state; ``y`` (B, T, H) is written when ``ret_seq``.
-    Returns the residuals: XH (N, D + H) rows ``[x_t, h_{t-1}]``, packed gate
-    activations A (flat, chunk q is (N, 4 uq)), and (N, H) arrays c_{t-1}, act(c_t)."""
+def lstm_forward(x, kb, bp, rkb, uoff, offsets, rows, mask, backwards, act, ract, ret_seq,
+                 zero_masked, y, h, c, nthreads):
+    """Forward over kept rows. ``kb, rkb, bp``: :func:`pack` of the kernel, the
+    recurrent kernel and the bias (zeros without bias), g columns times 2 for the
+    default activations (see :func:`_fwd_task`).
+    ``h, c`` (B, H) start at zero and end as the final state; ``y`` (B, T, H) is written
+    when ``ret_seq``. Returns the residuals: Xc (N, D) and Hp (N, H), the input and
+    ``h_{t-1}`` of every kept row, and flat, cut by unit chunks like the weights: the
+    gate activations A (chunk q is (N, 4 uq) at ``N 4 uoff[q]``), c_{t-1} and act(c_t)
+    (chunk q is (N, uq) at ``N uoff[q]``)."""
     H = h.shape[1]
+    D = x.shape[2]
     Q = uoff.size - 1
     T = offsets.size - 1
-    XH, A, Cp, Tc, G = _fwd_setup(x, offsets, rows, backwards, H)
-    mr = max(1, SERIAL_MNK // (XH.shape[1] * 4 * UNIT_CHUNK))
+    Xc, A, Hp, Cp, Tc, G = _fwd_setup(x, offsets, rows, backwards, H)
+    N = Xc.shape[0]
+    npj = _ntasks(N * D * 4 * H, 1 << 30, nthreads)
+    for task in numba.prange(npj):
+        _proj_task(task, npj, Xc, kb, bp, A, uoff)
     for t in range(T):
         o0 = offsets[t]
         n = offsets[t + 1] - o0
-        _gather_h(XH, h, rows, o0, n)
-        nr = (n + mr - 1) // mr
-        for task in numba.prange(Q * nr):
-            _fwd_task(task, nr, mr, o0, n, uoff, rows, wf, bf, A, G, XH, Cp, Tc, h, c, act,
-                      ract)
+        _gather_h(Hp, h, rows, o0, n)
+        nt = _ntasks(n * H * 4 * H, Q, nthreads)
+        for task in numba.prange(nt):
+            _fwd_task(task, nt, o0, n, uoff, rows, rkb, A, G, Hp, Cp, Tc, h, c, act, ract)
         if ret_seq:
             _write_y(y, h, mask, t, backwards, zero_masked)
-    return XH, A, Cp, Tc
+    return Xc, Hp, A, Cp, Tc
 
 
 @jit
-def _bwd_task(task, nr, mr, o0, n, uoff, rows, A, Cp, Tc, dZ, S, dh, dc, act, ract):
-    """Gate gradients of one step for one (unit chunk, row block)."""
-    N = Cp.shape[0]
+def _bwd_task(task, ntask, o0, n, uoff, rows, A, Cp, Tc, dZ, dh, dc, act, ract):
+    """Gate gradients of one step for a group of unit chunks."""
+    N = dZ.shape[0]
     one = A.dtype.type(1.0)
     sixth = one / A.dtype.type(6.0)
-    q = task // nr
-    a = (task % nr) * mr
-    e = min(n, a + mr)
-    u0 = uoff[q]
-    uq = uoff[q + 1] - u0
-    w = 4 * uq
-    Aq = A[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)
-    dZq = dZ[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)
+    q0, q1 = _span(task, ntask, uoff.size - 1)
     fast = act == 1 and ract == 2  # the Keras default: a branch-free loop
-    for j in range(a, e):
-        r = o0 + j
-        b = rows[r]
-        z = Aq[r]
-        dz = dZq[r]
-        if fast:
-            for k in range(uq):
-                gi = z[k]
-                gf = z[uq + k]
-                gg = z[2 * uq + k]
-                go = z[3 * uq + k]
-                tc = Tc[r, u0 + k]
-                dhk = dh[b, u0 + k]
-                dct = dc[b, u0 + k] + dhk * go * (one - tc * tc)
-                dz[k] = dct * gg * gi * (one - gi)
-                dz[uq + k] = dct * Cp[r, u0 + k] * gf * (one - gf)
-                dz[2 * uq + k] = dct * gi * (one - gg * gg)
-                dz[3 * uq + k] = dhk * tc * go * (one - go)
-                dc[b, u0 + k] = dct * gf
-        else:
-            for k in range(uq):
-                gi = z[k]
-                gf = z[uq + k]
-                gg = z[2 * uq + k]
-                go = z[3 * uq + k]
-                tc = Tc[r, u0 + k]
-                dhk = dh[b, u0 + k]
-                dct = dc[b, u0 + k] + dhk * go * _dact(tc, act, one, sixth)
-                dz[k] = dct * gg * _dact(gi, ract, one, sixth)
-                dz[uq + k] = dct * Cp[r, u0 + k] * _dact(gf, ract, one, sixth)
-                dz[2 * uq + k] = dct * gi * _dact(gg, act, one, sixth)
-                dz[3 * uq + k] = dhk * tc * _dact(go, ract, one, sixth)
-                dc[b, u0 + k] = dct * gf
-        for k in range(w):
-            S[j, 4 * u0 + k] = dz[k]
+    for q in range(q0, q1):
+        u0 = uoff[q]
+        uq = uoff[q + 1] - u0
+        w = 4 * uq
+        Aq = A[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)
+        Cpq = Cp[N * u0:N * (u0 + uq)].reshape(N, uq)
+        Tcq = Tc[N * u0:N * (u0 + uq)].reshape(N, uq)
+        for j in range(n):
+            r = o0 + j
+            b = rows[r]
+            z = Aq[r]
+            dz = dZ[r, 4 * u0:4 * u0 + w]
+            tcr = Tcq[r]
+            cpr = Cpq[r]
+            dhb = dh[b, u0:u0 + uq]
+            dcb = dc[b, u0:u0 + uq]
+            if fast:
+                for k in range(uq):
+                    gi = z[k]
+                    gf = z[uq + k]
+                    gg = z[2 * uq + k]
+                    go = z[3 * uq + k]
+                    tc = tcr[k]
+                    dhk = dhb[k]
+                    dct = dcb[k] + dhk * go * (one - tc * tc)
+                    dz[k] = dct * gg * gi * (one - gi)
+                    dz[uq + k] = dct * cpr[k] * gf * (one - gf)
+                    dz[2 * uq + k] = dct * gi * (one - gg * gg)
+                    dz[3 * uq + k] = dhk * tc * go * (one - go)
+                    dcb[k] = dct * gf
+            else:
+                for k in range(uq):
+                    gi = z[k]
+                    gf = z[uq + k]
+                    gg = z[2 * uq + k]
+                    go = z[3 * uq + k]
+                    tc = tcr[k]
+                    dhk = dhb[k]
+                    dct = dcb[k] + dhk * go * _dact(tc, act, one, sixth)
+                    dz[k] = dct * gg * _dact(gi, ract, one, sixth)
+                    dz[uq + k] = dct * cpr[k] * _dact(gf, ract, one, sixth)
+                    dz[2 * uq + k] = dct * gi * _dact(gg, act, one, sixth)
+                    dz[3 * uq + k] = dhk * tc * _dact(go, ract, one, sixth)
+                    dcb[k] = dct * gf
 
 
 @jit
-def _dh_task(task, nr, mr, o0, n, uoff, rows, S, rkTf, DH, dh):
-    """dh_{t-1} = dZ_t @ rk.T for one (output unit chunk, row block)."""
-    B, H = dh.shape
-    q = task // nr
-    a = (task % nr) * mr
-    e = min(n, a + mr)
-    v0 = uoff[q]
-    vq = uoff[q + 1] - v0
-    DHq = DH[B * v0:B * v0 + B * vq].reshape(B, vq)
-    np.dot(S[a:e], rkTf[4 * H * v0:4 * H * v0 + 4 * H * vq].reshape(4 * H, vq), DHq[a:e])
-    for j in range(a, e):
+def _dh_task(task, ntask, o0, n, rows, dZ, rkT, DH, dh):
+    """dh_{t-1} = dZ_t @ recurrent_kernel.T for a block of this step's rows."""
+    H = dh.shape[1]
+    a0, e0 = _span(task, ntask, n)
+    mr = _row_block(4 * H * H)
+    for a in range(a0, e0, mr):
+        e = min(e0, a + mr)
+        np.dot(dZ[o0 + a:o0 + e], rkT, DH[a:e])
+    for j in range(a0, e0):
         b = rows[o0 + j]
-        for k in range(vq):
-            dh[b, v0 + k] = DHq[j, k]
+        for k in range(H):
+            dh[b, k] = DH[j, k]
 
 
 @jit
@@ -442,115 +516,90 @@ def _add_gy(dh, gy, mask, t, backwards, zero_masked):
 
 
 @jit
-def _bwd_setup(A, B, H, N):
-    return (np.empty(N * 4 * H, A.dtype), np.empty((B, 4 * H), A.dtype),
-            np.empty(B * H, A.dtype))
+def _bwd_setup(A, B, H):
+    return np.empty((A.size // (4 * H), 4 * H), A.dtype), np.empty((B, H), A.dtype)
 
 
 @jit_parallel
-def lstm_backward(A, Cp, Tc, rkTf, uoff, offsets, rows, mask, backwards, act, ract,
-                  ret_seq, zero_masked, gy, dh, dc):
-    """Backpropagation through time over kept rows.
+def lstm_backward(A, Cp, Tc, rkT, uoff, offsets, rows, mask, backwards, act, ract,
+                  ret_seq, zero_masked, gy, dh, dc, nthreads):
+    """Backpropagation through time over kept rows (A, Cp, Tc as left by the forward).
 
     ``dh, dc`` (B, H) enter as the gradients w.r.t. the final state and are updated in
     place. ``gy`` is the gradient of the (B, T, H) sequence output when ``ret_seq``.
-    ``rkTf`` is :func:`pack_transposed` of the recurrent kernel. Returns the gate
-    pre-activation gradients dZ, packed like A.
+    ``rkT`` is :func:`permute` of the recurrent kernel, transposed (4H, H), contiguous.
+    Returns the gate pre-activation
+    gradients dZ (N, 4H), in packed order like A.
     """
     B, H = dh.shape
     T = offsets.size - 1
     Q = uoff.size - 1
-    N = Cp.shape[0]
-    # S: dZ of one step, row-major, packed columns; DH: dh_{t-1} by unit chunk
-    dZ, S, DH = _bwd_setup(A, B, H, N)
-    mr = max(1, SERIAL_MNK // (4 * H * UNIT_CHUNK))
+    dZ, DH = _bwd_setup(A, B, H)
     for t in range(T - 1, -1, -1):
         if ret_seq:
             _add_gy(dh, gy, mask, t, backwards, zero_masked)
         o0 = offsets[t]
         n = offsets[t + 1] - o0
-        nr = (n + mr - 1) // mr
-        for task in numba.prange(Q * nr):
-            _bwd_task(task, nr, mr, o0, n, uoff, rows, A, Cp, Tc, dZ, S, dh, dc, act, ract)
-        for task in numba.prange(Q * nr):
-            _dh_task(task, nr, mr, o0, n, uoff, rows, S, rkTf, DH, dh)
+        nt = _ntasks(n * H * 4 * H, Q, nthreads)
+        for task in numba.prange(nt):
+            _bwd_task(task, nt, o0, n, uoff, rows, A, Cp, Tc, dZ, dh, dc, act, ract)
+        for task in numba.prange(nt):
+            _dh_task(task, nt, o0, n, rows, dZ, rkT, DH, dh)
     return dZ
 
 
 @jit
-def _wgrad_task(q, dZ, XH, uoff, dwf, dbf):
-    """Gradient of ``[kernel; recurrent_kernel]`` (packed chunk q) and bias over all
-    kept rows: ``XH.T @ dZ_q`` by row blocks."""
-    N, DH = XH.shape
-    u0 = uoff[q]
-    w = 4 * (uoff[q + 1] - u0)
-    dZq = dZ[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)
-    dwq = dwf[DH * 4 * u0:DH * 4 * u0 + DH * w].reshape(DH, w)
-    tmp = np.empty((DH, w), dZ.dtype)
-    m = max(1, SERIAL_MNK // (DH * w))
-    for a in range(0, N, m):
-        e = min(N, a + m)
-        np.dot(XH[a:e].T, dZq[a:e], tmp)
-        for i in range(DH):
-            for k in range(w):
-                dwq[i, k] += tmp[i, k]
-        for r in range(a, e):
-            for k in range(w):
-                dbf[4 * u0 + k] += dZq[r, k]
+def _wgrad_task(task, ntask, dZ, Xc, Hp, kp, dK, dR, db, dXc):
+    """Weight, bias and input gradients over a block of kept rows (big GEMMs): this
+    task's partial sums ``Xc.T @ dZ``, ``Hp.T @ dZ``, ``sum dZ`` and its rows of
+    ``dZ @ kernel.T``."""
+    a, e = _span(task, ntask, dZ.shape[0])
+    if e == a:
+        return
+    np.dot(Xc[a:e].T, dZ[a:e], dK[task])
+    np.dot(Hp[a:e].T, dZ[a:e], dR[task])
+    np.dot(dZ[a:e], kp.T, dXc[a:e])
+    dbt = db[task]
+    for r in range(a, e):
+        z = dZ[r]
+        for k in range(z.size):
+            dbt[k] += z[k]
 
 
 @jit
-def _dx_task(task, m, dZ, wf, uoff, dXc):
-    """Input gradient of row block ``task``: the sum over chunks of dZ_q @ kernel_q.T."""
-    N, D = dXc.shape
-    DH = wf.size // (4 * uoff[-1])
-    a = task * m
-    e = min(N, a + m)
-    tmp = np.empty((e - a, D), dZ.dtype)
-    for q in range(uoff.size - 1):
-        u0 = uoff[q]
-        w = 4 * (uoff[q + 1] - u0)
-        dZq = dZ[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)
-        kq = wf[DH * 4 * u0:DH * 4 * u0 + DH * w].reshape(DH, w)[:D]
-        np.dot(dZq[a:e], kq.T, tmp)
-        for r in range(e - a):
-            for i in range(D):
-                dXc[a + r, i] += tmp[r, i]
+def _wg_setup(dZ, Xc, H, ntask):
+    N, D = Xc.shape
+    dt = dZ.dtype
+    return (np.zeros((ntask, D, 4 * H), dt), np.zeros((ntask, H, 4 * H), dt),
+            np.zeros((ntask, 4 * H), dt), np.empty((N, D), dt))
 
 
 @jit
-def _wg_setup(dZ, XH, H):
-    DH = XH.shape[1]
-    return (np.zeros(DH * 4 * H, dZ.dtype), np.zeros(4 * H, dZ.dtype),
-            np.zeros((XH.shape[0], DH - H), dZ.dtype))
-
-
-@jit
-def _scatter_dx(dXc, offsets, rows, backwards, B):
+def _wg_finish(dK, dR, db, dXc, offsets, rows, backwards, B):
     T = offsets.size - 1
     dx = np.zeros((B, T, dXc.shape[1]), dXc.dtype)
     for t in range(T):
         ts = T - 1 - t if backwards else t
         for r in range(offsets[t], offsets[t + 1]):
             dx[rows[r], ts, :] = dXc[r]
-    return dx
+    for p in range(1, dK.shape[0]):
+        dK[0] += dK[p]
+        dR[0] += dR[p]
+        db[0] += db[p]
+    return dx, dK[0], dR[0], db[0:1]
 
 
 @jit_parallel
-def lstm_weight_grads(dZ, XH, wf, uoff, offsets, rows, backwards, B):
-    """Gradients of x (B, T, D), of ``[kernel; recurrent_kernel]`` (packed, flat) and of
-    the bias (packed) from the packed gate gradients: sums over all kept rows."""
-    N, DH = XH.shape
-    H = uoff[-1]
-    D = DH - H
-    Q = uoff.size - 1
-    dwf, dbf, dXc = _wg_setup(dZ, XH, H)
-    for q in numba.prange(Q):
-        _wgrad_task(q, dZ, XH, uoff, dwf, dbf)
-    m = max(1, SERIAL_MNK // (max(D, 1) * 4 * UNIT_CHUNK))
-    for task in numba.prange((N + m - 1) // m):
-        _dx_task(task, m, dZ, wf, uoff, dXc)
-    return _scatter_dx(dXc, offsets, rows, backwards, B), dwf, dbf
+def lstm_weight_grads(dZ, Xc, Hp, kp, offsets, rows, backwards, B, nthreads):
+    """Gradients of x (B, T, D), of the kernel and recurrent kernel (packed order) and of
+    the bias ((1, 4H), packed order) from the gate gradients: sums over all kept rows."""
+    N, D = Xc.shape
+    H = Hp.shape[1]
+    nt = _ntasks(N * (D + H) * 4 * H, 1 << 30, nthreads)
+    dK, dR, db, dXc = _wg_setup(dZ, Xc, H, nt)
+    for task in numba.prange(nt):
+        _wgrad_task(task, nt, dZ, Xc, Hp, kp, dK, dR, db, dXc)
+    return _wg_finish(dK, dR, db, dXc, offsets, rows, backwards, B)
 
 
 def _one_thread_twin(parallel_kernel):

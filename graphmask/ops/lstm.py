@@ -126,7 +126,7 @@ class LSTM(Op):
         return MaskRule(takes=True, uses=True, out="pass" if seq else "none")
 
     def n_residuals(self, attrs):
-        return 6  # offsets, rows, [x_t, h_{t-1}], gate activations, c_{t-1}, act(c_t)
+        return 7  # offsets, rows, x_t, h_{t-1}, gate activations, c_{t-1}, act(c_t)
 
     # ---- reference (readable NumPy, one step at a time) -------------------------------
     def _ref_steps(self, attrs, inputs):
@@ -205,27 +205,34 @@ class LSTM(Op):
         back = c["go_backwards"]
         uoff = K.unit_chunks(H)
         offsets, rows = K.lstm_schedule(mask, back)
-        bf = K.pack((np.zeros(4 * H, x.dtype) if bias is None else bias)[None], uoff)
+        kb, rkb = k, rk
+        bp = np.zeros(4 * H, x.dtype) if bias is None else bias
+        if c["activation"] == "tanh" and c["recurrent_activation"] == "sigmoid":
+            g = slice(2 * H, 3 * H)  # the kernels take tanh(x) as 2 sigmoid(2x) - 1
+            kb, rkb, bp = kb.copy(), rkb.copy(), bp.copy()
+            for w in (kb, rkb, bp[None]):
+                w[:, g] *= 2
         y = np.empty((B, T, H) if c["return_sequences"] else (0, 0, 0), x.dtype)
         h = np.zeros((B, H), x.dtype)
         cs = np.zeros((B, H), x.dtype)
-        with K.threads_for(_widest_step(offsets), H):
-            XH, A, Cp, Tc = K.drivers(x.dtype)[0](
-                x, K.pack(np.concatenate([k, rk]), uoff), bf, uoff, offsets, rows, mask, back,
+        with K.threads_for(_widest_step(offsets), H) as th:
+            res = K.drivers(x.dtype)[0](
+                x, K.pack(kb, uoff), K.pack(bp[None], uoff), K.pack(rkb, uoff), uoff, offsets,
+                rows, mask, back,
                 K.ACTIVATIONS.index(c["activation"]),
                 K.ACTIVATIONS.index(c["recurrent_activation"]),
-                c["return_sequences"], c["zero_output_for_mask"], y, h, cs)
+                c["return_sequences"], c["zero_output_for_mask"], y, h, cs, th.threads)
         vis = [y if c["return_sequences"] else h.copy()]
         if c["return_state"]:
             vis += [h, cs]
-        return vis + [offsets, rows, XH, A, Cp, Tc]
+        return vis + [offsets, rows, *res]
 
     def vjp(self, attrs, inputs, outputs, grads, wrt):
         c, x, k, rk, _, mask = _prepare(attrs, inputs)
-        B, D = x.shape[0], x.shape[2]
+        B = x.shape[0]
         H = int(c["units"])
         uoff = K.unit_chunks(H)
-        offsets, rows, XH, A, Cp, Tc = outputs[-6:]
+        offsets, rows, Xc, Hp, A, Cp, Tc = outputs[-7:]
         dh = np.zeros((B, H), x.dtype)
         dc = np.zeros((B, H), x.dtype)
         if c["return_state"]:
@@ -238,15 +245,16 @@ class LSTM(Op):
             dh += grads[0]
         gy = np.ascontiguousarray(grads[0], dtype=x.dtype) if seq else np.empty(
             (0, 0, 0), x.dtype)
-        with K.threads_for(_widest_step(offsets), H):
+        with K.threads_for(_widest_step(offsets), H) as th:
             _, backward, weight_grads = K.drivers(x.dtype)
-            dZ = backward(A, Cp, Tc, K.pack_transposed(rk, uoff), uoff, offsets, rows, mask,
+            rkT = np.ascontiguousarray(K.permute(rk, uoff).T)
+            dZ = backward(A, Cp, Tc, rkT, uoff, offsets, rows, mask,
                           c["go_backwards"], K.ACTIVATIONS.index(c["activation"]),
                           K.ACTIVATIONS.index(c["recurrent_activation"]), seq,
-                          c["zero_output_for_mask"], gy, dh, dc)
-            dx, dwf, dbf = weight_grads(dZ, XH, K.pack(np.concatenate([k, rk]), uoff), uoff,
-                                        offsets, rows, c["go_backwards"], B)
-        dw = K.unpack(dwf, D + H, uoff)
-        out = {"x": lambda: dx, "kernel": lambda: dw[:D], "recurrent_kernel": lambda: dw[D:],
-               "bias": lambda: K.unpack(dbf, 1, uoff)[0]}
+                          c["zero_output_for_mask"], gy, dh, dc, th.threads)
+            dx, dk, drk, db = weight_grads(dZ, Xc, Hp, K.permute(k, uoff), offsets, rows,
+                                           c["go_backwards"], B, th.threads)
+        out = {"x": lambda: dx, "kernel": lambda: K.unpermute(dk, uoff),
+               "recurrent_kernel": lambda: K.unpermute(drk, uoff),
+               "bias": lambda: K.unpermute(db, uoff)[0]}
         return {p: out[p]().astype(inputs[p].dtype, copy=False) for p in wrt}
