@@ -31,6 +31,7 @@ single-threaded while a plan runs (``runtime.single_threaded_blas``).
 """
 from __future__ import annotations
 
+import threading
 import types as pytypes
 
 import numba
@@ -235,6 +236,23 @@ def pack(W, uoff):
                 for k in range(uq):
                     blk[i, gi * uq + k] = W[i, gi * H + u0 + k]
     return out
+
+
+_local = threading.local()
+
+
+def workspace(n: int, dtype) -> np.ndarray:
+    """A flat scratch of ``n`` elements of ``dtype``, kept per thread and reused between
+    calls: the vjp's big temporaries (dZ, ...) would otherwise be fresh pages, faulted
+    in and zeroed by the OS at every training step. Never part of a returned value."""
+    key = np.dtype(dtype).str
+    cache = getattr(_local, "ws", None)
+    if cache is None:
+        cache = _local.ws = {}
+    buf = cache.get(key)
+    if buf is None or buf.size < n:
+        buf = cache[key] = np.empty(max(n, 1), dtype)
+    return buf[:n]
 
 
 class threads_for:
@@ -516,25 +534,27 @@ def _add_gy(dh, gy, mask, t, backwards, zero_masked):
 
 
 @jit
-def _bwd_setup(A, B, H):
-    return np.empty((A.size // (4 * H), 4 * H), A.dtype), np.empty((B, H), A.dtype)
+def _bwd_setup(ws, N, B, H):
+    """dZ (N, 4H) and the (B, H) dh scratch, carved from the workspace ``ws``."""
+    return ws[:N * 4 * H].reshape(N, 4 * H), ws[N * 4 * H:N * 4 * H + B * H].reshape(B, H)
 
 
 @jit_parallel
 def lstm_backward(A, Cp, Tc, rkT, uoff, offsets, rows, mask, backwards, act, ract,
-                  ret_seq, zero_masked, gy, dh, dc, nthreads):
+                  ret_seq, zero_masked, gy, dh, dc, ws, nthreads):
     """Backpropagation through time over kept rows (A, Cp, Tc as left by the forward).
 
     ``dh, dc`` (B, H) enter as the gradients w.r.t. the final state and are updated in
     place. ``gy`` is the gradient of the (B, T, H) sequence output when ``ret_seq``.
     ``rkT`` is :func:`permute` of the recurrent kernel, transposed (4H, H), contiguous.
-    Returns the gate pre-activation
-    gradients dZ (N, 4H), in packed order like A.
+    ``ws``: a scratch of at least N 4H + B H elements (reused between calls, see
+    :func:`workspace`). Returns the gate pre-activation gradients dZ (N, 4H), in packed
+    order like A: a view of ``ws``.
     """
     B, H = dh.shape
     T = offsets.size - 1
     Q = uoff.size - 1
-    dZ, DH = _bwd_setup(A, B, H)
+    dZ, DH = _bwd_setup(ws, A.size // (4 * H), B, H)
     for t in range(T - 1, -1, -1):
         if ret_seq:
             _add_gy(dh, gy, mask, t, backwards, zero_masked)
@@ -554,7 +574,9 @@ def _wgrad_task(task, ntask, dZ, Xc, Hp, kp, dK, dR, db, dXc):
     task's partial sums ``Xc.T @ dZ``, ``Hp.T @ dZ``, ``sum dZ`` and its rows of
     ``dZ @ kernel.T``."""
     a, e = _span(task, ntask, dZ.shape[0])
-    if e == a:
+    if e == a:  # no rows: no sums (np.dot would not write)
+        dK[task][:] = 0
+        dR[task][:] = 0
         return
     np.dot(Xc[a:e].T, dZ[a:e], dK[task])
     np.dot(Hp[a:e].T, dZ[a:e], dR[task])
@@ -568,10 +590,10 @@ def _wgrad_task(task, ntask, dZ, Xc, Hp, kp, dK, dR, db, dXc):
 
 @jit
 def _wg_setup(dZ, Xc, H, ntask):
-    N, D = Xc.shape
+    D = Xc.shape[1]
     dt = dZ.dtype
-    return (np.zeros((ntask, D, 4 * H), dt), np.zeros((ntask, H, 4 * H), dt),
-            np.zeros((ntask, 4 * H), dt), np.empty((N, D), dt))
+    return (np.empty((ntask, D, 4 * H), dt), np.empty((ntask, H, 4 * H), dt),
+            np.zeros((ntask, 4 * H), dt))
 
 
 @jit
@@ -590,13 +612,14 @@ def _wg_finish(dK, dR, db, dXc, offsets, rows, backwards, B):
 
 
 @jit_parallel
-def lstm_weight_grads(dZ, Xc, Hp, kp, offsets, rows, backwards, B, nthreads):
+def lstm_weight_grads(dZ, Xc, Hp, kp, offsets, rows, backwards, B, dXc, nthreads):
     """Gradients of x (B, T, D), of the kernel and recurrent kernel (packed order) and of
-    the bias ((1, 4H), packed order) from the gate gradients: sums over all kept rows."""
+    the bias ((1, 4H), packed order) from the gate gradients: sums over all kept rows.
+    ``dXc`` (N, D): scratch for the input gradient of each kept row."""
     N, D = Xc.shape
     H = Hp.shape[1]
     nt = _ntasks(N * (D + H) * 4 * H, 1 << 30, nthreads)
-    dK, dR, db, dXc = _wg_setup(dZ, Xc, H, nt)
+    dK, dR, db = _wg_setup(dZ, Xc, H, nt)
     for task in numba.prange(nt):
         _wgrad_task(task, nt, dZ, Xc, Hp, kp, dK, dR, db, dXc)
     return _wg_finish(dK, dR, db, dXc, offsets, rows, backwards, B)

@@ -248,12 +248,15 @@ class LSTM(Op):
         with K.threads_for(_widest_step(offsets), H) as th:
             _, backward, weight_grads = K.drivers(x.dtype)
             rkT = np.ascontiguousarray(K.permute(rk, uoff).T)
+            N, D = Xc.shape
+            ws = K.workspace(N * (4 * H + D) + B * H, x.dtype)
             dZ = backward(A, Cp, Tc, rkT, uoff, offsets, rows, mask,
                           c["go_backwards"], K.ACTIVATIONS.index(c["activation"]),
                           K.ACTIVATIONS.index(c["recurrent_activation"]), seq,
-                          c["zero_output_for_mask"], gy, dh, dc, th.threads)
+                          c["zero_output_for_mask"], gy, dh, dc, ws, th.threads)
+            dXc = ws[N * 4 * H + B * H:].reshape(N, D)
             dx, dk, drk, db = weight_grads(dZ, Xc, Hp, K.permute(k, uoff), offsets, rows,
-                                           c["go_backwards"], B, th.threads)
+                                           c["go_backwards"], B, dXc, th.threads)
         out = {"x": lambda: dx, "kernel": lambda: K.unpermute(dk, uoff),
                "recurrent_kernel": lambda: K.unpermute(drk, uoff),
                "bias": lambda: K.unpermute(db, uoff)[0]}
