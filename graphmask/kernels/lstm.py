@@ -378,19 +378,43 @@ def _fwd_task(task, ntask, o0, n, uoff, rows, rkb, A, G, Hp, Cp, Tc, h, c, act, 
 
 
 @jit
-def _fwd_setup(x, offsets, rows, backwards, H):
+def _fwd_setup(x, offsets, rows, backwards, H, ws):
     """Xc (N, D): the input of every kept row; Hp (N, H); flat A (N 4H), Cp, Tc (N H)
-    cut by unit chunks; G scratch."""
+    cut by unit chunks; G scratch. Carved from ``ws`` when it is not empty (inference:
+    nothing outlives the call), else fresh (residuals for the VJP)."""
     N = rows.size
     B, T, D = x.shape
     dt = x.dtype
-    Xc = np.empty((N, D), dt)
+    if ws.size > 0:
+        # regions start 64 bytes + a cache line apart more each (no 4K aliasing)
+        o1 = N * D + 16
+        o2 = o1 + N * 4 * H + 32
+        o3 = o2 + N * H + 48
+        o4 = o3 + N * H + 64
+        o5 = o4 + N * H + 80
+        Xc = ws[:N * D].reshape(N, D)
+        A = ws[o1:o1 + N * 4 * H]
+        Hp = ws[o2:o2 + N * H].reshape(N, H)
+        Cp = ws[o3:o3 + N * H]
+        Tc = ws[o4:o4 + N * H]
+        G = ws[o5:o5 + B * 4 * H]
+    else:
+        Xc = np.empty((N, D), dt)
+        A = np.empty(N * 4 * H, dt)
+        Hp = np.empty((N, H), dt)
+        Cp = np.empty(N * H, dt)
+        Tc = np.empty(N * H, dt)
+        G = np.empty(B * 4 * H, dt)
     for t in range(T):
         ts = T - 1 - t if backwards else t
         for r in range(offsets[t], offsets[t + 1]):
             Xc[r] = x[rows[r], ts, :]
-    return (Xc, np.empty(N * 4 * H, dt), np.empty((N, H), dt), np.empty(N * H, dt),
-            np.empty(N * H, dt), np.empty(B * 4 * H, dt))
+    return Xc, A, Hp, Cp, Tc, G
+
+
+def forward_workspace_size(N: int, B: int, D: int, H: int) -> int:
+    """Elements of the ``ws`` an inference-only :func:`lstm_forward` takes."""
+    return N * (D + 7 * H) + B * 4 * H + 240
 
 
 @jit
@@ -423,12 +447,14 @@ def _ntasks(work, Q, nthreads):
 # any array expression in a parallel function into one more parfor to compile.
 @jit_parallel
 def lstm_forward(x, kb, bp, rkb, uoff, offsets, rows, mask, backwards, act, ract, ret_seq,
-                 zero_masked, y, h, c, nthreads):
+                 zero_masked, y, h, c, ws, nthreads):
     """Forward over kept rows. ``kb, rkb, bp``: :func:`pack` of the kernel, the
     recurrent kernel and the bias (zeros without bias), g columns times 2 for the
     default activations (see :func:`_fwd_task`).
     ``h, c`` (B, H) start at zero and end as the final state; ``y`` (B, T, H) is written
-    when ``ret_seq``. Returns the residuals: Xc (N, D) and Hp (N, H), the input and
+    when ``ret_seq``. ``ws``: empty, or (inference) a scratch of
+    :func:`forward_workspace_size` elements all the arrays below are carved from. Returns
+    the residuals: Xc (N, D) and Hp (N, H), the input and
     ``h_{t-1}`` of every kept row, and flat, cut by unit chunks like the weights: the
     gate activations A (chunk q is (N, 4 uq) at ``N 4 uoff[q]``), c_{t-1} and act(c_t)
     (chunk q is (N, uq) at ``N uoff[q]``)."""
@@ -436,7 +462,7 @@ def lstm_forward(x, kb, bp, rkb, uoff, offsets, rows, mask, backwards, act, ract
     D = x.shape[2]
     Q = uoff.size - 1
     T = offsets.size - 1
-    Xc, A, Hp, Cp, Tc, G = _fwd_setup(x, offsets, rows, backwards, H)
+    Xc, A, Hp, Cp, Tc, G = _fwd_setup(x, offsets, rows, backwards, H, ws)
     N = Xc.shape[0]
     npj = _ntasks(N * D * 4 * H, 1 << 30, nthreads)
     for task in numba.prange(npj):

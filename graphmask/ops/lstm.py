@@ -215,16 +215,21 @@ class LSTM(Op):
         y = np.empty((B, T, H) if c["return_sequences"] else (0, 0, 0), x.dtype)
         h = np.zeros((B, H), x.dtype)
         cs = np.zeros((B, H), x.dtype)
+        keep = attrs.get("_residuals", True)  # False: no VJP reads them (inference)
+        ws = np.empty(0, x.dtype) if keep else K.workspace(
+            K.forward_workspace_size(rows.size, B, x.shape[2], H), x.dtype)
         with K.threads_for(_widest_step(offsets), H) as th:
             res = K.drivers(x.dtype)[0](
                 x, K.pack(kb, uoff), K.pack(bp[None], uoff), K.pack(rkb, uoff), uoff, offsets,
                 rows, mask, back,
                 K.ACTIVATIONS.index(c["activation"]),
                 K.ACTIVATIONS.index(c["recurrent_activation"]),
-                c["return_sequences"], c["zero_output_for_mask"], y, h, cs, th.threads)
+                c["return_sequences"], c["zero_output_for_mask"], y, h, cs, ws, th.threads)
         vis = [y if c["return_sequences"] else h.copy()]
         if c["return_state"]:
             vis += [h, cs]
+        if not keep:  # the workspace is reused: hand out nothing that lives in it
+            res = [np.empty((0,) * r.ndim, r.dtype) for r in res]
         return vis + [offsets, rows, *res]
 
     def vjp(self, attrs, inputs, outputs, grads, wrt):
