@@ -236,3 +236,24 @@ def test_run_time_shape_errors():
                       ("recurrent_kernel", np.ones((2, 6))), ("bias", np.ones(6))]:
         with pytest.raises(OpError):
             OP.forward(attrs_of(), {**inp, port: bad})
+
+
+def test_inference_forward_and_reused_workspace():
+    """``_residuals=False`` (inference) runs in a reused per-thread workspace: same visible
+    outputs as the training forward, empty residuals, and a later call of another shape
+    (smaller, then bigger) is not disturbed by what the workspace held."""
+    rng = np.random.default_rng(8)
+    kw = {"return_sequences": True, "return_state": True}
+    for B, T, H in [(6, 7, 5), (3, 4, 5), (9, 8, 6)]:
+        for dtype in (np.float64, np.float32):
+            inp = make_inputs(rng, B=B, T=T, D=3, H=H, dtype=dtype)
+            attrs = attrs_of(H, **kw)
+            train = OP.forward(attrs, inp)
+            infer = OP.forward({**attrs, "_residuals": False}, inp)
+            assert len(infer) == len(train)
+            for a, b in zip(train[:3], infer[:3]):
+                np.testing.assert_array_equal(a, b)
+            assert all(r.size == 0 for r in infer[5:])
+            check_forward("lstm", {**attrs, "_residuals": False}, inp,
+                          rtol=1e-9 if dtype == np.float64 else 1e-4,
+                          atol=1e-10 if dtype == np.float64 else 1e-5)
