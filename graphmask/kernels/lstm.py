@@ -239,12 +239,18 @@ def pack(W, uoff):
 
 
 _local = threading.local()
+#: Largest workspace (elements) kept per thread and dtype: 256 MB of float32.
+WORKSPACE_MAX = 1 << 26
 
 
 def workspace(n: int, dtype) -> np.ndarray:
     """A flat scratch of ``n`` elements of ``dtype``, kept per thread and reused between
     calls: the vjp's big temporaries (dZ, ...) would otherwise be fresh pages, faulted
-    in and zeroed by the OS at every training step. Never part of a returned value."""
+    in and zeroed by the OS at every training step. Never part of a returned value.
+    Above :data:`WORKSPACE_MAX` elements a fresh array is returned and nothing is kept
+    (a thread holds at most that much per dtype)."""
+    if n > WORKSPACE_MAX:
+        return np.empty(n, dtype)
     key = np.dtype(dtype).str
     cache = getattr(_local, "ws", None)
     if cache is None:

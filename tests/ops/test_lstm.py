@@ -257,3 +257,15 @@ def test_inference_forward_and_reused_workspace():
             check_forward("lstm", {**attrs, "_residuals": False}, inp,
                           rtol=1e-9 if dtype == np.float64 else 1e-4,
                           atol=1e-10 if dtype == np.float64 else 1e-5)
+
+
+def test_workspace_reuse_and_cap(monkeypatch):
+    from graphmask.kernels import lstm as K
+
+    a = K.workspace(100, np.float32)
+    b = K.workspace(50, np.float32)
+    assert b.dtype == np.float32 and b.size == 50 and np.shares_memory(a, b)
+    assert not np.shares_memory(K.workspace(10, np.float64), a)
+    monkeypatch.setattr(K, "WORKSPACE_MAX", 64)
+    big = K.workspace(200, np.float32)
+    assert big.size == 200 and not np.shares_memory(big, K.workspace(50, np.float32))
