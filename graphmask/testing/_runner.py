@@ -96,13 +96,7 @@ def prepare(model, x, y=None, sample_weight=None, dtype=None) -> Batch:
 
 
 def feeds(model, batch: Batch) -> dict:
-    g = model.graph
-    f = dict(zip(g.meta["inputs"], batch.xs))
-    if batch.ys is not None:
-        for k, tid in g.meta.get("targets", {}).items():
-            f[tid] = batch.ys[k]
-            f[g.meta["weights"][k]] = batch.sws[k]
-    return f
+    return model._feeds(batch.xs, batch.ys, batch.sws)
 
 
 def variables(model, dtype=None) -> dict:
