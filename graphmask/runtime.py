@@ -11,6 +11,7 @@ import threading
 from contextlib import contextmanager
 
 import numpy as np
+import scipy.linalg.cython_blas  # noqa: F401  (numba's np.dot BLAS: loaded before the scan)
 from threadpoolctl import ThreadpoolController
 
 from graphmask.errors import GraphmaskError, ShapeError
