@@ -16,7 +16,7 @@ from graphmask import optimizers as optimizers_mod
 from graphmask.data import batches, prepare_inputs, prepare_targets, prepare_weights
 from graphmask.errors import ConfigError, GraphError, ShapeError
 from graphmask.graph import Graph
-from graphmask.layers.base import InputLayer, SymbolicTensor, calls_of
+from graphmask.layers.base import InputLayer, SymbolicTensor, calls_of, keras_layer_order
 from graphmask.runtime import run
 from graphmask.tracking import Tracker
 from graphmask.training import TrainingMixin
@@ -70,10 +70,8 @@ class Model(TrainingMixin):
         if unused:
             raise GraphError(f"Model: the outputs do not depend on input(s) {unused}")
         g = Graph()
-        node_of, var_node, layers = {}, {}, []
+        node_of, var_node = {}, {}
         for c in calls:
-            if c.layer not in layers:
-                layers.append(c.layer)
             ports = {}
             for port, v in c.inputs.items():
                 if isinstance(v, SymbolicTensor):
@@ -87,9 +85,9 @@ class Model(TrainingMixin):
             node_of[id(c)] = g.add(c.op, c.attrs, ports, layer=c.layer.name)
         g.meta["inputs"] = [node_of[id(t.call)] for t in self.inputs]
         g.meta["outputs"] = [(node_of[id(t.call)], t.index) for t in self.outputs]
-        self.layers = layers
+        self.layers = keras_layer_order(self.inputs, self.outputs)
         self._forward = g
-        names = [layer.name for layer in layers]
+        names = [layer.name for layer in self.layers]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ConfigError(f"Model: layer names must be unique, found {dup} more than once")

@@ -54,3 +54,15 @@ def test_time_distributed_saves_and_loads(tmp_path):
     a = np.random.default_rng(1).normal(size=(2, 5, 2)).astype(np.float32)
     m.save(tmp_path / "td.gmz")
     np.testing.assert_array_equal(gm.load_model(tmp_path / "td.gmz").predict(a), m.predict(a))
+
+
+def test_layer_order_follows_keras_depth_then_walk_from_outputs():
+    x = gm.Input(shape=(4,), dtype="int32")
+    e = gm.Embedding(5, 3, mask_zero=True)(x)
+    h = gm.LSTM(4, return_sequences=True)(e)
+    last = gm.LSTM(2)(h)             # created before the Dense, but Keras lists it after:
+    seq = gm.Dense(3)(h)             # both have depth 0 and the walk reaches Dense first
+    m = gm.Model(x, [seq, last])
+    assert [layer.name for layer in m.layers] == ["input_layer", "embedding", "lstm", "dense",
+                                                  "lstm_1"]
+    assert [w.shape for w in m.get_weights()][-5:] == [(4, 3), (3,), (4, 8), (2, 8), (8,)]

@@ -92,3 +92,23 @@ def test_compile_accepts_weighted_metrics():
     t = _seq_twin()
     t.gm.compile(optimizer="sgd", loss="categorical_crossentropy",
                  weighted_metrics=["accuracy"])
+
+
+def test_branching_model_layer_order_and_outputs_match():
+    """Keras orders layers by depth, then by a walk from the outputs: get_weights must
+    line up for branching models too (a stacked go_backwards LSTM included)."""
+    def build(lib):
+        layers = gm if lib is gm else keras.layers
+        x = (gm.Input if lib is gm else keras.Input)(shape=(6,), dtype="int32")
+        e = layers.Embedding(9, 3, mask_zero=True)(x)
+        h = layers.LSTM(4, return_sequences=True, go_backwards=True)(e)
+        h = layers.LSTM(5, return_sequences=True)(h)
+        h2, _, c2 = layers.LSTM(3, return_state=True)(h)
+        return (gm.Model if lib is gm else keras.Model)(x, [layers.Dense(2)(h), h2, c2])
+    g, k = build(gm), build(keras)
+    assert [layer.name for layer in g.layers] == [layer.name for layer in k.layers]
+    k.set_weights(g.get_weights())
+    ids = np.array([[1, 2, 3, 0, 0, 0], [0, 0, 4, 5, 6, 7], [1, 0, 2, 0, 3, 0],
+                    [0, 0, 0, 0, 0, 0]])
+    for a, b in zip(g.predict(ids), k.predict(ids, verbose=0)):
+        tw.assert_close(a, b)
