@@ -22,6 +22,13 @@ from graphmask.tracking import Tracker
 from graphmask.training import TrainingMixin
 
 
+def _unsupported(who: str, **given) -> None:
+    """Keras arguments graphmask accepts only at their default: never silently ignored."""
+    bad = sorted(k for k, v in given.items() if v is not None)
+    if bad:
+        raise ConfigError(f"{who}: {bad} not supported for array data (leave at None)")
+
+
 def _as_list(x, what):
     items = list(x) if isinstance(x, (list, tuple)) else [x]
     for t in items:
@@ -288,6 +295,7 @@ class Model(TrainingMixin):
 
     def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
         """Outputs for ``x`` (an array, or a list for several inputs), batch by batch."""
+        _unsupported("predict", steps=steps, callbacks=callbacks)
         xs = prepare_inputs(self, x)
         parts = [self._predict_arrays([a[sl] for a in xs])
                  for sl in batches(len(xs[0]), batch_size, "predict")]
@@ -341,6 +349,7 @@ class Model(TrainingMixin):
         Metrics accumulate their kept positions over all batches, as Keras metrics do.
         """
         self._require_compiled("evaluate")
+        _unsupported("evaluate", steps=steps, callbacks=callbacks)
         xs, ys, sws = self._prepare_xy(x, y, sample_weight)
         tracker = Tracker()
         for sl in batches(len(xs[0]), batch_size, "evaluate"):

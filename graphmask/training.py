@@ -76,6 +76,13 @@ class TrainingMixin:
         self._require_compiled("fit")
         if class_weight is not None:
             raise ConfigError("fit: class_weight is not supported; use sample_weight")
+        if steps_per_epoch is not None:
+            raise ConfigError("fit: steps_per_epoch is not supported for array data; an "
+                              "epoch is one pass over x in batches of batch_size")
+        if isinstance(validation_freq, bool) or not isinstance(validation_freq, int) \
+                or validation_freq < 1:
+            raise ConfigError(f"fit: validation_freq must be a positive int, got "
+                              f"{validation_freq!r}")
         for arg, val in (("epochs", epochs), ("initial_epoch", initial_epoch)):
             if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 0:
                 raise ConfigError(f"fit: {arg} must be a non-negative int, got {val!r}")

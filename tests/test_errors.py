@@ -170,3 +170,14 @@ def test_fit_checks_every_batch_before_the_first_step(model):
         model.fit(np.ones((6, 4), int), y, batch_size=2, verbose=0)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_keras_arguments_that_would_be_ignored_are_refused(model):
+    with pytest.raises(ConfigError, match="steps_per_epoch is not supported"):
+        model.fit(IDS, Y, steps_per_epoch=3, verbose=0)
+    with pytest.raises(ConfigError, match=r"evaluate: \['steps'\] not supported"):
+        model.evaluate(IDS, Y, steps=2)
+    with pytest.raises(ConfigError, match=r"predict: \['callbacks'\] not supported"):
+        model.predict(IDS, callbacks=[])
+    with pytest.raises(ConfigError, match="validation_freq must be a positive int"):
+        model.fit(IDS, Y, validation_freq=0, verbose=0)
