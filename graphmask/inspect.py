@@ -332,7 +332,7 @@ def explain_mask(model, layer) -> str:
 # ---- concrete masks --------------------------------------------------------------------
 def compute_masks(model, x, extra: tuple = ()) -> dict[int, np.ndarray]:
     """``{mask node id: bool array}`` for the batch ``x`` (plus any ``extra`` (node, out))."""
-    import passes
+    from graphmask import passes
     from graphmask.data import prepare_inputs
     from graphmask.runtime import run
     g = _graph(model)

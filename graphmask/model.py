@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-import passes
 from graphmask import losses as losses_mod
 from graphmask import metrics as metrics_mod
 from graphmask import optimizers as optimizers_mod
+from graphmask import passes
 from graphmask.data import batches, prepare_inputs, prepare_targets, prepare_weights
 from graphmask.errors import ConfigError, GraphError, ShapeError
 from graphmask.graph import Graph
-from graphmask.layers.base import InputLayer, SymbolicTensor, calls_of, keras_layer_order
+from graphmask.layers.base import InputLayer, SymbolicTensor, calls_of
+from graphmask.layers.order import keras_layer_order
 from graphmask.runtime import run
 from graphmask.tracking import Tracker
 from graphmask.training import TrainingMixin

@@ -7,12 +7,12 @@ the values wanted into an executable plan for the runtime.
 """
 from __future__ import annotations
 
-from passes.autodiff import build_backward
-from passes.lint import lint
-from passes.losses import rewrite_losses
-from passes.masks import propagate_masks
-from passes.schedule import Plan, make_plan
-from passes.shapes import infer_shapes
+from .autodiff import build_backward
+from .lint import lint
+from .losses import rewrite_losses
+from .masks import propagate_masks
+from .schedule import Plan, make_plan
+from .shapes import infer_shapes
 
 PIPELINE = [
     ("shapes", infer_shapes),        # shape/dtype inference

@@ -17,8 +17,9 @@ import networkx as nx
 from graphmask.errors import GraphError
 from graphmask.graph import Graph
 from graphmask.ops.base import is_float
-from passes.masks import annotate_edges
-from passes.shapes import infer_node
+
+from .masks import annotate_edges
+from .shapes import infer_node
 
 NAME = "autodiff"
 

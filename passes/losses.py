@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from graphmask.errors import MaskError
 from graphmask.graph import Graph
-from passes.masks import _describe, annotate_edges
-from passes.shapes import infer_node
+
+from .masks import _describe, annotate_edges
+from .shapes import infer_node
 
 NAME = "losses"
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from graphmask.errors import MaskError
 from graphmask.graph import Graph
-from passes.shapes import infer_node
+
+from .shapes import infer_node
 
 NAME = "masks"
 MERGE_OPS = ("add", "concatenate")

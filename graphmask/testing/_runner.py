@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import passes
+from graphmask import passes
 from graphmask.data import prepare_inputs, prepare_targets, prepare_weights
 from graphmask.errors import ConfigError
 from graphmask.runtime import run

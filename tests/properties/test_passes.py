@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import graphmask
-import passes
+from graphmask import passes
 from graphmask.runtime import run
 from graphmask.testing import _runner as R
 from graphmask.testing import build_model, compiled_signature, make_targets, models
