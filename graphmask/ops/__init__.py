@@ -18,6 +18,7 @@ from graphmask.ops import (  # noqa: F401
     merge,
     metrics,
     pooling,
+    primitives,
     reductions,
     sources,
     structural,

@@ -86,6 +86,10 @@ class MaskRule:
 
 PASS = MaskRule(takes=True, uses=False, out="pass")
 NO_MASK = MaskRule(takes=False, uses=False, out="none")
+#: Primitives (``graphmask.ops`` functions, ``prim.*`` ops): like ``keras.ops`` they neither
+#: read nor pass a mask. Inside a custom layer's ``call`` the mask is an explicit value
+#: (the ``mask`` argument); the front end applies the mask policy at layer boundaries.
+IGNORES_MASK = MaskRule(takes=True, uses=False, out="none")
 
 
 class Op:

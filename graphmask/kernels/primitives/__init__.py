@@ -1,0 +1,1 @@
+"""numba kernels of the primitive ops (``graphmask/ops/primitives``)."""
