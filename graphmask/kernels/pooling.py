@@ -78,11 +78,28 @@ def gmp_forward(x):
 
 @jit
 def gmp_backward(x, dy):
-    """Route each ``dy[b, f]`` to the time step holding the maximum."""
-    b, _, f = x.shape
+    """Split each ``dy[b, f]`` evenly among the time steps holding the maximum.
+
+    As ``torch.amax`` and ``jax.numpy.max`` (so Keras 3's ``ops.max``) do: with ``n`` steps
+    equal to the maximum, each gets ``dy / n``. A NaN maximum gives a NaN gradient at
+    every step of that (sample, feature), as those backends give.
+    """
+    b, t, f = x.shape
     idx = gmp_argmax(x)
     dx = np.zeros_like(x)
     for i in range(b):
         for j in range(f):
-            dx[i, idx[i, j], j] = dy[i, j]
+            best = x[i, idx[i, j], j]
+            if np.isnan(best):
+                for s in range(t):
+                    dx[i, s, j] = np.nan
+                continue
+            n = 0
+            for s in range(t):
+                if x[i, s, j] == best:
+                    n += 1
+            share = dy[i, j] / n
+            for s in range(t):
+                if x[i, s, j] == best:
+                    dx[i, s, j] = share
     return dx

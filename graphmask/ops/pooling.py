@@ -10,8 +10,10 @@ this layer does not support masking (its ``call`` has no ``mask`` argument and
 ``supports_masking`` stays False, so Keras only warns and drops the mask). graphmask
 follows that layer's semantics, the plain max, and, as for every layer that cannot
 take a mask, reports a mask reaching it at compile time (``MaskRule`` ``takes=False``)
-instead of silently pooling over padding. Its gradient goes to the first time step
-holding the maximum.
+instead of silently pooling over padding. Its gradient is split evenly among the time
+steps holding the maximum (``dy / n`` for ``n`` tied steps), as Keras 3's ``ops.max`` gives
+on every backend (torch ``amax``, JAX, TensorFlow); an all-zero padded row is such a tie.
+A NaN maximum gives NaN at every step of that (sample, feature), as those backends do.
 """
 from __future__ import annotations
 
@@ -123,5 +125,8 @@ class GlobalMaxPooling1D(Op):
             return {}
         x = self._x(inputs)
         dy = grad_or_zeros(grads[0], (x.shape[0], x.shape[2]), x.dtype)
-        onehot = np.arange(x.shape[1])[None, :, None] == np.argmax(x, axis=1)[:, None, :]
-        return {"x": np.where(onehot, dy[:, None, :], np.zeros((), x.dtype))}
+        best = np.max(x, axis=1, keepdims=True)
+        ties = x == best
+        n = ties.sum(axis=1, keepdims=True)
+        dx = np.where(ties, dy[:, None, :] / np.maximum(n, 1), np.zeros((), x.dtype))
+        return {"x": np.where(np.isnan(best), np.nan, dx).astype(x.dtype)}

@@ -49,13 +49,76 @@ def test_gmp_harness(shape):
     assert not get_op(GMP).mask_rule({}).takes
 
 
-def test_gmp_ties_and_nan():
-    x = np.array([[[1.0, np.nan], [3.0, 2.0], [3.0, np.nan]]])
+def _gmp_grads(x, dy):
     op = get_op(GMP)
     y = op.forward({}, {"x": x})[0]
+    got = op.vjp({}, {"x": x}, [y], [dy], ["x"])["x"]
+    ref = op.reference_vjp({}, {"x": x}, [dy], ["x"])["x"]
+    assert got.dtype == ref.dtype == x.dtype
+    np.testing.assert_array_equal(got, ref)
+    return y, got
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gmp_ties_split_the_gradient_evenly(dtype):
+    # Keras 3's ops.max (torch amax, JAX, TF): n tied maxima get dy / n each
+    x = np.array([[[1.0, 5.0, -2.0], [3.0, 2.0, -2.0], [3.0, 5.0, -2.0], [3.0, 1.0, -2.0]]],
+                 dtype=dtype)
+    y, dx = _gmp_grads(x, np.array([[3.0, 2.0, 8.0]], dtype))
+    np.testing.assert_array_equal(y, [[3.0, 5.0, -2.0]])
+    np.testing.assert_array_equal(dx[0], [[0, 1, 2], [1, 0, 2], [1, 1, 2], [1, 0, 2]])
+
+
+@pytest.mark.parametrize("kind", ["right", "left", "holes", "empty"])
+def test_gmp_all_zero_padded_rows_tie(kind):
+    # padded steps are all-zero rows: where no kept value is above 0, every step ties
+    kept = {"right": [1, 1, 0, 0], "left": [0, 0, 1, 1], "holes": [1, 0, 1, 0],
+            "empty": [0, 0, 0, 0]}[kind]
+    m = np.array(kept, bool)
+    x = np.zeros((1, 4, 2), np.float32)
+    x[0, m, 0] = [-1.0, -3.0][: m.sum()]   # feature 0: kept values below the zero rows
+    x[0, m, 1] = [2.0, 0.5][: m.sum()]     # feature 1: the first kept step is the maximum
+    y, dx = _gmp_grads(x, np.array([[1.0, 4.0]], np.float32))
+    n_pad = 4 - int(m.sum())
+    np.testing.assert_array_equal(y, [[0.0, 2.0 if m.any() else 0.0]])
+    want0 = np.where(m, 0.0, 1.0 / n_pad)
+    want1 = np.zeros(4) if m.any() else np.full(4, 1.0)
+    if m.any():
+        want1[np.argmax(m)] = 4.0
+    np.testing.assert_array_equal(dx[0, :, 0], want0.astype(np.float32))
+    np.testing.assert_array_equal(dx[0, :, 1], want1)
+
+
+def test_gmp_signed_zeros_and_infinities_tie():
+    x = np.array([[[-0.0, np.inf], [0.0, np.inf], [-1.0, 1.0]],
+                  [[-np.inf, -np.inf], [-np.inf, -np.inf], [-np.inf, -np.inf]]])
+    y, dx = _gmp_grads(x, np.ones((2, 2)))
+    np.testing.assert_array_equal(y, [[0.0, np.inf], [-np.inf, -np.inf]])
+    np.testing.assert_array_equal(dx[0], [[0.5, 0.5], [0.5, 0.5], [0, 0]])
+    np.testing.assert_array_equal(dx[1], np.full((3, 2), 1 / 3))
+
+
+def test_gmp_nan_maximum_gives_nan_gradient_in_its_column():
+    # as torch amax and JAX: the NaN wins the max, and its whole column's gradient is NaN
+    x = np.array([[[1.0, np.nan], [3.0, 2.0], [3.0, np.nan]]])
+    y, dx = _gmp_grads(x, np.array([[1.0, 2.0]]))
     np.testing.assert_array_equal(y, [[3.0, np.nan]])
-    dx = op.vjp({}, {"x": x}, [y], [np.array([[1.0, 2.0]])], ["x"])["x"]
-    np.testing.assert_array_equal(dx[0], [[0, 2], [1, 0], [0, 0]])  # first maximum only
+    np.testing.assert_array_equal(dx[0], [[0, np.nan], [0.5, np.nan], [0.5, np.nan]])
+
+
+def test_gmp_ties_match_a_sum_of_shares_under_finite_differences():
+    # one-sided differences at a tie: raising one tied step moves the max by the full step,
+    # lowering it moves nothing; the even split is their mean (the central difference)
+    x = np.array([[[2.0], [2.0], [1.0]]])
+    op = get_op(GMP)
+    _, dx = _gmp_grads(x, np.ones((1, 1)))
+    eps = 1e-3
+    for s in range(3):
+        up, down = x.copy(), x.copy()
+        up[0, s, 0] += eps
+        down[0, s, 0] -= eps
+        fd = (op.reference({}, {"x": up})[0] - op.reference({}, {"x": down})[0]) / (2 * eps)
+        np.testing.assert_allclose(dx[0, s, 0], fd[0, 0], rtol=1e-9)
 
 
 def test_infer_errors():
