@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphmask.kernels import lstm as K
+from graphmask.kernels import parallel_launch
 from graphmask.ops.base import MaskRule, Op, OpError, Spec, float_dtype, is_float, register
 
 _RECURRENT = ("sigmoid", "tanh", "linear", "hard_sigmoid")
@@ -218,7 +219,7 @@ class LSTM(Op):
         keep = attrs.get("_residuals", True)  # False: no VJP reads them (inference)
         ws = np.empty(0, x.dtype) if keep else K.workspace(
             K.forward_workspace_size(rows.size, B, x.shape[2], H), x.dtype)
-        with K.threads_for(_widest_step(offsets), H) as th:
+        with parallel_launch(), K.threads_for(_widest_step(offsets), H) as th:
             res = K.drivers(x.dtype)[0](
                 x, K.pack(kb, uoff), K.pack(bp[None], uoff), K.pack(rkb, uoff), uoff, offsets,
                 rows, mask, back,
@@ -250,7 +251,7 @@ class LSTM(Op):
             dh += grads[0]
         gy = np.ascontiguousarray(grads[0], dtype=x.dtype) if seq else np.empty(
             (0, 0, 0), x.dtype)
-        with K.threads_for(_widest_step(offsets), H) as th:
+        with parallel_launch(), K.threads_for(_widest_step(offsets), H) as th:
             _, backward, weight_grads = K.drivers(x.dtype)
             rkT = np.ascontiguousarray(K.permute(rk, uoff).T)
             N, D = Xc.shape
