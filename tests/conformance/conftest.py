@@ -1,10 +1,10 @@
 """Conformance suite against Keras 3 (an optional oracle, never a dependency).
 
-The backend must be chosen before keras is first imported anywhere in the process.
+Test modules get Keras from :func:`tests.conformance.oracle.import_keras`, which picks
+the torch backend before Keras is first imported and skips, naming what is missing,
+when Keras 3 or torch is not installed.
 """
 import os
-
-os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import pytest
 

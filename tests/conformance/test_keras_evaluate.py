@@ -4,10 +4,9 @@ import os
 import numpy as np
 import pytest
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
-keras = pytest.importorskip(
-    "keras", reason="Keras 3 is an optional oracle; pip install keras torch",
-    exc_type=ImportError)
+from tests.conformance.oracle import import_keras
+
+keras = import_keras()
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -56,14 +55,14 @@ def test_masked_sequence_loss(loss, mask_kind):
     t.compile("sgd", loss)
     x, y, rng = _data(loss, mask_kind, (B, T, C))
     ours, _ = _evaluate_both(t, x, y)
-    if mask_kind == "batch":  # SEMANTICS.md: an all-masked batch gives a loss of exactly 0
+    if mask_kind == "batch":  # docs/masking.md: an all-masked batch has a loss of exactly 0
         assert ours["loss"] == 0.0
     _evaluate_both(t, x, y, sw=rng.random((B, T)).astype(np.float32))
 
 
 @pytest.mark.parametrize("loss", ["mse", "cce", ("scce", True)], ids=str)
 def test_per_sample_weight_with_mask_broadcasts_over_time(loss, mask_kind="mixed"):
-    """SEMANTICS.md: Keras 3 fails to broadcast a (B,) sample_weight against a (B, T) mask;
+    """docs/masking.md: Keras 3 fails to broadcast a (B,) sample_weight against a (B, T) mask;
     graphmask broadcasts it over t. We compare with Keras given the (B, T) broadcast."""
     t = _seq_twin(loss)
     t.compile("sgd", loss)

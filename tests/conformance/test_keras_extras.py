@@ -1,14 +1,12 @@
 """More of the API against Keras 3: merges, several outputs, clipping, frozen layers,
 label smoothing, validation_split, uneven batches, other activations and LSTM options."""
-import os
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
-keras = pytest.importorskip(
-    "keras", reason="Keras 3 is an optional oracle; pip install keras torch",
-    exc_type=ImportError)
+from tests.conformance.oracle import import_keras
+
+keras = import_keras()
 
 import graphmask as gm
 from graphmask.ops.activation import ACTIVATIONS
@@ -158,7 +156,7 @@ def test_fit_validation_split():
 
 
 def test_fit_validation_data_with_weights():
-    """validation_data as a 3-tuple (a 2-tuple is a reported graphmask bug)."""
+    """validation_data as a 3-tuple (the pair form: test_keras_regressions.py)."""
     t = _seq_twin()
     t.compile("SGD", "cce", learning_rate=0.1)
     x, y, rng = _data(11)
@@ -235,7 +233,7 @@ def test_two_outputs_total_loss_and_training():
 
 
 def test_mask_into_flatten_is_a_compile_error():
-    """SEMANTICS.md: Keras 3 only warns and drops the mask; graphmask refuses, naming both
+    """docs/masking.md: Keras 3 only warns and drops the mask; graphmask refuses, naming both
     layers."""
     i = gm.Input(shape=(T,), dtype="int32")
     e = gm.Embedding(V, 2, mask_zero=True, name="emb")(i)

@@ -4,10 +4,9 @@ import os
 import numpy as np
 import pytest
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
-keras = pytest.importorskip(
-    "keras", reason="Keras 3 is an optional oracle; pip install keras torch",
-    exc_type=ImportError)
+from tests.conformance.oracle import import_keras
+
+keras = import_keras()
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -94,7 +93,7 @@ def test_embedding_mask_zero_float32_input():
 
 
 def test_embedding_fractional_float_ids_raise():
-    """SEMANTICS.md: float ids that are not whole numbers are an error (Keras truncates)."""
+    """docs/masking.md: float ids that are not whole numbers are an error (Keras truncates)."""
     t = _ids_model([("lstm", {"units": 3})], dtype="float32")
     x = np.full((2, T), 1.5, np.float32)
     with pytest.raises(gm.errors.GraphmaskError):
@@ -103,7 +102,7 @@ def test_embedding_fractional_float_ids_raise():
 
 @pytest.mark.parametrize("bad", [9, -1])
 def test_out_of_range_ids_raise(bad):
-    """SEMANTICS.md: an id outside [0, input_dim) is an error in graphmask (Keras-torch wraps
+    """docs/masking.md: an id outside [0, input_dim) is an error in graphmask (Keras-torch wraps
     -1 to the last row and fails in an undocumented way on ids >= input_dim)."""
     t = _ids_model([("lstm", {"units": 3})])
     x = np.ones((2, T), np.int32)
@@ -122,7 +121,7 @@ def test_global_average_pooling_with_mask(mask_kind):
 
 
 def test_global_average_pooling_all_masked_row_is_zero():
-    """SEMANTICS.md: Keras gives NaN for an all-masked row, graphmask gives 0. The other rows
+    """docs/masking.md: Keras gives NaN for an all-masked row, graphmask gives 0. The other rows
     match Keras."""
     rng = np.random.default_rng(9)
     t = _ids_model([("gap1d",)])
@@ -144,7 +143,7 @@ def test_zero_output_for_mask_return_sequences():
 
 
 def test_zero_output_for_mask_last_output_is_not_zeroed():
-    """SEMANTICS.md: Keras zeroes the last output with return_sequences=False when the last
+    """docs/masking.md: Keras zeroes the last output with return_sequences=False when the last
     step is masked (a Keras bug); graphmask returns the output of the last kept step, i.e.
     the same as Keras with zero_output_for_mask=False."""
     rng = np.random.default_rng(11)

@@ -1,17 +1,15 @@
 """Regression tests for graphmask vs Keras 3 discrepancies the conformance suite found.
 
-validation_data given as a pair; result names with several outputs; metrics= vs
-weighted_metrics= (Keras 3 applies sample weights to weighted_metrics only).
+All of them are fixed; each test pins the behaviour to Keras 3's. validation_data given
+as a pair; result names with several outputs; metrics= vs weighted_metrics= (Keras 3
+applies sample weights to weighted_metrics only).
 """
-import os
-
 import numpy as np
 import pytest
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
-keras = pytest.importorskip(
-    "keras", reason="Keras 3 is an optional oracle; pip install keras torch",
-    exc_type=ImportError)
+from tests.conformance.oracle import import_keras
+
+keras = import_keras()
 
 import graphmask as gm
 from tests.conformance import twin as tw
@@ -33,8 +31,8 @@ def _data(seed=0):
 
 
 def test_fit_validation_data_pair():
-    """D1: fit(validation_data=(x_val, y_val)) raises TypeError
-    (training.py calls self._prepare_xy(*validation_data) without a sample_weight)."""
+    """D1 (fixed): fit(validation_data=(x_val, y_val)) used to raise TypeError (the pair
+    was unpacked without a sample_weight); it now gives Keras 3's val_loss."""
     t = _seq_twin()
     t.compile("sgd", "cce")
     x, y, _ = _data()
@@ -59,9 +57,9 @@ def _two_output_models():
 
 
 def test_multi_output_metric_names():
-    """D2: with two outputs and metrics=[["accuracy"], ["accuracy"]], graphmask's
-    return_dict / History has one key 'accuracy' (o1's value is lost); Keras 3 reports
-    o1_loss, o2_loss, o1_accuracy, o2_accuracy (and the list form has 5 entries, not 3)."""
+    """D2 (fixed): with two outputs and metrics=[["accuracy"], ["accuracy"]], graphmask
+    used to report one key 'accuracy' (o1's value was lost); it now reports Keras 3's
+    loss, o1_loss, o2_loss, o1_accuracy, o2_accuracy, with Keras's values."""
     g, k = _two_output_models()
     rng = np.random.default_rng(0)
     x = rng.integers(1, 5, (4, 3)).astype(np.int32)
@@ -70,13 +68,17 @@ def test_multi_output_metric_names():
         m.compile("sgd", "categorical_crossentropy", metrics=[["accuracy"], ["accuracy"]])
     ours = g.evaluate(x, [y1, y2], return_dict=True)
     theirs = k.evaluate(x, [y1, y2], verbose=0, return_dict=True)
-    assert set(ours) == set(theirs), (ours, theirs)
+    assert set(ours) == set(theirs) == {"loss", "o1_loss", "o2_loss", "o1_accuracy",
+                                        "o2_accuracy"}, (ours, theirs)
+    for name in ours:
+        tw.assert_close(ours[name], theirs[name], what=name)
+    assert len(g.evaluate(x, [y1, y2])) == 5
 
 
 def test_metrics_ignore_sample_weight_in_keras():
-    """D3: Keras 3 applies sample_weight only to compile(weighted_metrics=...); its
-    compile(metrics=...) are unweighted (mask only). graphmask weights ``metrics`` and has no
-    ``weighted_metrics`` argument."""
+    """D3 (fixed): Keras 3 applies sample_weight only to compile(weighted_metrics=...);
+    its compile(metrics=...) see the mask only. graphmask used to weight ``metrics``; it
+    now leaves them unweighted, as Keras does."""
     t = _seq_twin()
     t.compile("sgd", "cce", metrics=["accuracy"])
     x, y, rng = _data()
@@ -87,11 +89,31 @@ def test_metrics_ignore_sample_weight_in_keras():
     tw.assert_close(ours["accuracy"], theirs["accuracy"])
 
 
-def test_compile_accepts_weighted_metrics():
-    """D3b: keras.Model.compile(weighted_metrics=[...]) has no graphmask counterpart."""
+def test_compile_weighted_metrics_match_keras():
+    """D3b (fixed): compile(weighted_metrics=[...]) used to be refused. Now, as in Keras 3,
+    a metric given in both lists is reported twice: ``accuracy`` over the kept positions,
+    ``weighted_accuracy`` also weighted by sample_weight; without weights they agree."""
     t = _seq_twin()
-    t.gm.compile(optimizer="sgd", loss="categorical_crossentropy",
-                 weighted_metrics=["accuracy"])
+    for m in (t.gm, t.keras):
+        m.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"],
+                  weighted_metrics=["accuracy"])
+    x, y, rng = _data()
+    sw = rng.random((B, T)).astype(np.float32)
+    ours = t.gm.evaluate(x, y, sample_weight=sw, batch_size=B, return_dict=True)
+    theirs = t.keras.evaluate(x, y, sample_weight=sw, batch_size=B, verbose=0,
+                              return_dict=True)
+    assert set(ours) == set(theirs) == {"loss", "accuracy", "weighted_accuracy"}
+    for name in ours:
+        tw.assert_close(ours[name], theirs[name], what=name)
+    # the two definitions, from the predictions and the mask (ids != 0)
+    kept = x != 0
+    hit = (t.gm.predict(x).argmax(-1) == y.argmax(-1)) & kept
+    assert ours["accuracy"] == pytest.approx(hit.sum() / kept.sum(), rel=1e-6)
+    assert ours["weighted_accuracy"] == pytest.approx((hit * sw).sum() / (kept * sw).sum(),
+                                                      rel=1e-6)
+    assert ours["accuracy"] != pytest.approx(ours["weighted_accuracy"], rel=1e-3)
+    plain = t.gm.evaluate(x, y, batch_size=B, return_dict=True)
+    assert plain["weighted_accuracy"] == plain["accuracy"] == ours["accuracy"]
 
 
 def test_branching_model_layer_order_and_outputs_match():

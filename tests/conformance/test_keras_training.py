@@ -1,13 +1,11 @@
 """Training: weights after train_on_batch steps and after fit, vs Keras 3 on copied weights."""
-import os
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
-keras = pytest.importorskip(
-    "keras", reason="Keras 3 is an optional oracle; pip install keras torch",
-    exc_type=ImportError)
+from tests.conformance.oracle import import_keras
+
+keras = import_keras()
 
 from tests.conformance import twin as tw
 
@@ -53,7 +51,7 @@ def _ids_batches(n_batches, seed=1):
     out = []
     for _ in range(n_batches):
         # ids only from 1..V-3: the last embedding rows get no gradient, yet must still move
-        # with momentum / Adam moments, as in Keras (SEMANTICS.md: the gradient is dense)
+        # with momentum / Adam moments, as in Keras (docs/masking.md, "Optimizers")
         x = tw.ids_for(tw.mask_pattern("mixed", B, T, rng), V - 2, rng)
         y = tw.targets_for("cce", (B, T, C), rng)
         out.append((x, y, rng.random((B, T)).astype(np.float32)))
