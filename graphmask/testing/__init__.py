@@ -11,9 +11,11 @@ Use it from pytest with hypothesis::
         check_padding_invariance(my_model, ids, my_targets(ids))
 
 Strategies (``graphmask.testing.strategies``): :func:`masks`, :func:`padded_ids`,
-:func:`float_sequences`; random compiled models: :func:`models` (a :class:`ModelCase`).
+:func:`float_sequences`, :func:`sample_weights`; random compiled models: :func:`models`
+(a :class:`ModelCase`, whose ``batch(sample_weight=True)`` also draws sample weights).
 
-Checks (each raises ``AssertionError`` with a readable explanation):
+Checks (each raises ``AssertionError`` with a readable explanation, and otherwise
+returns a :class:`CheckReport` listing what it checked and what it could not):
 :func:`check_padding_invariance`, :func:`check_masked_steps`,
 :func:`check_batch_independence`, :func:`check_loss_is_masked_mean`,
 :func:`check_all_masked`, :func:`check_grads`, :func:`check_mask_annotations`, and
@@ -26,6 +28,7 @@ from graphmask.testing import strategies
 from graphmask.testing._expected import expected_masks
 from graphmask.testing._runner import loss_and_grads
 from graphmask.testing.invariants import (
+    CheckReport,
     check_all,
     check_all_masked,
     check_batch_independence,
@@ -37,12 +40,19 @@ from graphmask.testing.invariants import (
     compiled_signature,
 )
 from graphmask.testing.models import LOSSES, ModelCase, build_model, make_targets, models
-from graphmask.testing.strategies import float_sequences, lengths_to_mask, masks, padded_ids
+from graphmask.testing.strategies import (
+    float_sequences,
+    lengths_to_mask,
+    masks,
+    padded_ids,
+    sample_weights,
+)
 
 __all__ = [
-    "LOSSES", "ModelCase", "build_model", "check_all", "check_all_masked",
+    "LOSSES", "CheckReport", "ModelCase", "build_model", "check_all", "check_all_masked",
     "check_batch_independence", "check_grads", "check_loss_is_masked_mean",
     "check_mask_annotations", "check_masked_steps", "check_padding_invariance",
     "compiled_signature", "expected_masks", "float_sequences", "lengths_to_mask",
-    "loss_and_grads", "make_targets", "masks", "models", "padded_ids", "strategies",
+    "loss_and_grads", "make_targets", "masks", "models", "padded_ids", "sample_weights",
+    "strategies",
 ]

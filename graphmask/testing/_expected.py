@@ -1,8 +1,9 @@
 """Independent expectations: Keras 3 mask propagation and loss formulas in NumPy.
 
 Nothing here uses the mask pass or the loss kernels: the masks come from the layers'
-documented semantics applied to concrete values, the losses from SEMANTICS.md's
-formulas, so a fault in the compiler or in a kernel shows up as a disagreement.
+documented semantics applied to concrete values, the losses from the formulas of
+docs/masking.md ("Losses and metrics with a mask"), so a fault in the compiler or in a
+kernel shows up as a disagreement.
 """
 from __future__ import annotations
 
@@ -20,8 +21,18 @@ def expected_masks(model, batch) -> dict:
     """``{(node, out): bool (B, T) array or None}`` for inputs and layer outputs.
 
     Ops the checker has no rule for are left out, and so is everything downstream
-    of them.
+    of them (:func:`mask_gaps` says which and why).
     """
+    return expected_masks_and_gaps(model, batch)[0]
+
+
+def mask_gaps(model, batch) -> dict:
+    """``{(node, out): reason}`` for the layer outputs :func:`expected_masks` leaves out."""
+    return expected_masks_and_gaps(model, batch)[1]
+
+
+def expected_masks_and_gaps(model, batch) -> tuple[dict, dict]:
+    """(:func:`expected_masks`, :func:`mask_gaps`) in one pass."""
     g = model.graph
     nodes = R.layer_nodes(g)
     need = []
@@ -34,15 +45,21 @@ def expected_masks(model, batch) -> dict:
     need = list(dict.fromkeys(need))
     vals = dict(zip(need, R.execute(model, batch, need))) if need else {}
     exp: dict = {(nid, 0): None for nid in g.meta["inputs"]}
+    gaps: dict = {}
     for nid in nodes:
         n = g.node(nid)
         op, attrs = n["op"], n["attrs"]
-        srcs = [src for p, src in g.in_ports(nid).items()
+        srcs = [tuple(src) for p, src in g.in_ports(nid).items()
                 if p != "mask" and g.node(src[0])["op"] != "variable"]
-        if any(tuple(s) not in exp for s in srcs):
-            continue
-        incoming = [exp[tuple(s)] for s in srcs]
         n_out = len(n["specs"])
+        unknown = [s for s in srcs if s not in exp]
+        if unknown:
+            first = g.node(unknown[0][0])
+            why = (f"downstream of layer {first['layer']!r} ({first['op']}), whose output "
+                   f"mask the checker cannot derive")
+            gaps.update({(nid, k): why for k in range(n_out)})
+            continue
+        incoming = [exp[s] for s in srcs]
         if op == "embedding":
             ids = vals[R.port_source(g, nid, "ids")]
             out = (np.asarray(ids) != 0) if attrs.get("mask_zero") else None
@@ -58,11 +75,13 @@ def expected_masks(model, batch) -> dict:
         elif op in _MERGE:
             out = None if any(m is None for m in incoming) else np.logical_or.reduce(incoming)
         else:
+            why = f"the checker has no Keras 3 mask rule for op {op!r}"
+            gaps.update({(nid, k): why for k in range(n_out)})
             continue
         exp[(nid, 0)] = out
         for k in range(1, n_out):
             exp[(nid, k)] = None
-    return exp
+    return exp, gaps
 
 
 def _scores(lobj, p: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -4,6 +4,8 @@
 optional time-distributed Dense, one or more stacked LSTMs, a Dense head), a loss, and
 a weight seed; it returns a compiled :class:`ModelCase`. Everything about the model is
 a function of the drawn values, so hypothesis can replay and shrink failing cases.
+:meth:`ModelCase.batch` draws inputs, targets and (``sample_weight=True``) Keras sample
+weights fitting the model.
 """
 from __future__ import annotations
 
@@ -75,9 +77,30 @@ class ModelCase:
         """Targets for input ``x``: deterministic given the seed and ``x``'s shape."""
         return make_targets(self.model, self.loss, x, self.seed)
 
-    def batch(self, **kwargs):
-        """A strategy of ``(x, y)`` pairs (keyword arguments go to :meth:`inputs`)."""
-        return self.inputs(**kwargs).map(lambda x: (x, self.targets(x)))
+    def sample_weights(self, x, kind="any", max_weight: float = 4.0):
+        """A strategy of ``sample_weight`` arrays for input ``x`` (see
+        :func:`graphmask.testing.strategies.sample_weights`).
+
+        Per sample ``(B,)`` always fits; per position ``(B, T)`` only when the output
+        has a time axis (``sequence_output``), so ``kind="any"`` draws either there and
+        per sample otherwise, and ``kind="position"`` on a model without a time axis is
+        a ``ValueError``.
+        """
+        x = np.asarray(x)
+        if kind == "position" and not self.sequence_output:
+            raise ValueError(f"ModelCase.sample_weights: kind='position' needs an output "
+                             f"with a time axis; {self!r} returns one vector per sample")
+        t = x.shape[1] if self.sequence_output else None
+        return gst.sample_weights(x.shape[0], t, kind, max_weight)
+
+    def batch(self, sample_weight: bool = False, **kwargs):
+        """A strategy of ``(x, y)`` pairs, or ``(x, y, sample_weight)`` triples with
+        ``sample_weight=True`` (weights from :meth:`sample_weights`); other keyword
+        arguments go to :meth:`inputs`."""
+        pairs = self.inputs(**kwargs).map(lambda x: (x, self.targets(x)))
+        if not sample_weight:
+            return pairs
+        return pairs.flatmap(lambda xy: self.sample_weights(xy[0]).map(lambda w: (*xy, w)))
 
     def __repr__(self) -> str:
         return f"ModelCase({describe(self.spec)}, seed={self.seed})"
@@ -152,7 +175,7 @@ def make_targets(model: Model, loss, x, seed: int = 0) -> np.ndarray:
 @st.composite
 def models(draw, inputs=("ids", "floats"), losses=LOSSES, max_lstms: int = 2,
            max_units: int = 3, sequence_output=None, go_backwards: bool = True,
-           seed=_SEED) -> ModelCase:
+           seed=_SEED, lstm_units=None) -> ModelCase:
     """Compiled random models (see the module docstring).
 
     Parameters
@@ -170,7 +193,13 @@ def models(draw, inputs=("ids", "floats"), losses=LOSSES, max_lstms: int = 2,
         Allow ``go_backwards=True`` on the last LSTM when it returns only its final
         state (with ``return_sequences=True`` Keras returns outputs in reversed order
         against an unreversed mask, which is not padding-invariant by design).
+    seed : int or strategy of int
+        Seed of the weights and targets.
+    lstm_units : int, strategy of int or None
+        Units of every LSTM (None: drawn in ``1..max_units``). Use e.g. 64 or more to
+        reach the multi-threaded, multi-chunk float32 LSTM kernels.
     """
+    units = st.integers(1, max_units) if lstm_units is None else lstm_units
     kind = draw(st.sampled_from(tuple(inputs)))
     if kind == "ids":
         size, pad = draw(st.integers(3, 8)), 0.0
@@ -185,7 +214,8 @@ def models(draw, inputs=("ids", "floats"), losses=LOSSES, max_lstms: int = 2,
         seq = True if i < n - 1 else last_seq
         back = (not seq) and go_backwards and draw(st.booleans())
         zero = seq and draw(st.booleans())
-        lstms.append((draw(st.integers(1, max_units)), seq, back, zero))
+        lstms.append((int(draw(units) if isinstance(units, st.SearchStrategy) else units),
+                      seq, back, zero))
     loss = draw(st.sampled_from(tuple(losses)))
     logits = "crossentropy" in loss and draw(st.booleans())
     head = draw(st.integers(2 if "categorical" in loss else 1, max_units))

@@ -10,6 +10,10 @@ feature value 0 (or ``mask_value + 1``), rows padded on the right.
 * ``"holes"``  ``[5, 0, 3, 0]``: any pattern, including holes in the middle;
 * ``"any"``    each row picks one of the three (the default);
 * a tuple of the names above: each row picks one of those.
+
+:func:`sample_weights` draws Keras ``sample_weight`` arrays: per sample ``(B,)`` or per
+position ``(B, T)``, non-negative, zeros included, shrinking towards all ones (the
+unweighted case).
 """
 from __future__ import annotations
 
@@ -21,7 +25,10 @@ PADDINGS = ("right", "left", "holes")
 _BATCH = st.integers(1, 4)
 _TIME = st.integers(1, 6)
 
-__all__ = ["PADDINGS", "float_sequences", "lengths_to_mask", "masks", "padded_ids"]
+WEIGHT_KINDS = ("sample", "position")
+
+__all__ = ["PADDINGS", "WEIGHT_KINDS", "float_sequences", "lengths_to_mask", "masks",
+           "padded_ids", "sample_weights"]
 
 
 def _value(draw, v):
@@ -128,3 +135,55 @@ def float_sequences(draw, features=2, mask_value: float = 0.0, batch_size=_BATCH
         vals[same, 0] = np.asarray(mask_value, dtype) + 1
         x[m] = vals
     return x
+
+
+@st.composite
+def sample_weights(draw, batch_size=_BATCH, timesteps=None, kind="any",
+                   max_weight: float = 4.0, dtype: str = "float32") -> np.ndarray:
+    """Keras ``sample_weight`` arrays: per sample ``(B,)`` or per position ``(B, T)``.
+
+    Keras 3 semantics, which graphmask follows: a per-sample weight scales every position
+    of its sample; a per-position weight scales one position; weights at masked
+    positions are ignored; a zero weight removes a position from the numerator of a
+    masked loss but *not* from its denominator, which counts kept positions
+    (``sum(score * m * w) / sum(m)``). So the drawn weights include zeros (often), ones
+    and other values in ``[0, max_weight]``, at masked and kept positions alike; they
+    shrink towards all ones, so a failing example shows only the weights that matter.
+
+    Parameters
+    ----------
+    batch_size : int or strategy of int
+        B, the number of samples.
+    timesteps : int, strategy of int or None
+        T, for per-position weights; None allows only per-sample weights.
+    kind : str
+        ``"sample"`` (shape (B,)), ``"position"`` (shape (B, T), needs ``timesteps``)
+        or ``"any"`` (either; per sample only when ``timesteps`` is None).
+    max_weight : float
+        Largest weight drawn (finite, > 0).
+    dtype : str
+        Float dtype of the array.
+    """
+    if kind not in ("any",) + WEIGHT_KINDS:
+        raise ValueError(f"sample_weights: kind must be 'sample', 'position' or 'any', "
+                         f"got {kind!r}")
+    if kind == "position" and timesteps is None:
+        raise ValueError("sample_weights: kind='position' needs timesteps (the T of the "
+                         "(B, T) weights)")
+    if not (isinstance(max_weight, (int, float)) and np.isfinite(max_weight)
+            and max_weight > 0):
+        raise ValueError(f"sample_weights: max_weight must be a finite number > 0, got "
+                         f"{max_weight!r}")
+    b = int(_value(draw, batch_size))
+    shape = (b,)
+    if kind == "position" or (kind == "any" and timesteps is not None
+                              and draw(st.sampled_from(WEIGHT_KINDS)) == "position"):
+        shape = (b, int(_value(draw, timesteps)))
+    if min(shape) < 1:
+        raise ValueError(f"sample_weights: batch_size and timesteps must be >= 1, got "
+                         f"shape {shape}")
+    one = st.one_of(st.just(1.0), st.just(0.0),
+                    st.floats(0, float(max_weight), width=32))
+    n = int(np.prod(shape))
+    vals = draw(st.lists(one, min_size=n, max_size=n))
+    return np.array(vals, dtype=dtype).reshape(shape)
