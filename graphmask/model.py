@@ -41,6 +41,47 @@ def _as_list(x, what):
     return items
 
 
+def forward_graph(calls, inputs, outputs, trainable: set) -> Graph:
+    """The forward graph of ``calls`` (from :func:`calls_of`): one node per call, one
+    ``variable`` node per weight (trainable if its id is in ``trainable``)."""
+    g = Graph()
+    node_of, var_node = {}, {}
+    for c in calls:
+        ports, kinds = {}, {}
+        for port, v in c.inputs.items():
+            if isinstance(v, SymbolicTensor):
+                ports[port] = (node_of[id(v.call)], v.index)
+                if port == "mask" and c.op == "attach_mask":
+                    kinds[port] = "mask"
+            else:
+                if id(v) not in var_node:
+                    var_node[id(v)] = g.add("variable", {
+                        "var": v.name, "shape": list(v.shape), "dtype": str(v.value.dtype),
+                        "trainable": id(v) in trainable}, layer=c.layer.name)
+                ports[port] = (var_node[id(v)], 0)
+        nid = g.add(c.op, c.attrs, ports, layer=c.layer.name, kinds=kinds)
+        if c.scope:
+            g.node(nid)["scope"] = [layer.name for layer in c.scope]
+        node_of[id(c)] = nid
+    g.meta["inputs"] = [node_of[id(t.call)] for t in inputs]
+    g.meta["outputs"] = [(node_of[id(t.call)], t.index) for t in outputs]
+    return g
+
+
+def _top_level(calls, ordered) -> list:
+    """The layers a model lists (Keras's ``model.layers``): no functional ops, and layers
+    nested in a custom layer stand for that layer."""
+    owner = {id(c.layer): c.owner for c in calls}
+    out, seen = [], set()
+    for layer in ordered:
+        top = owner.get(id(layer), layer)
+        if getattr(top, "is_op", False) or id(top) in seen:
+            continue
+        seen.add(id(top))
+        out.append(top)
+    return out
+
+
 class Model(TrainingMixin):
     """A functional model: ``Model(inputs, outputs)``, as in Keras."""
 
@@ -57,6 +98,7 @@ class Model(TrainingMixin):
         self._graph = None          # compiled graph (after the pipeline)
         self._plans: dict = {}
         self.stop_training = False
+        # the LSTM's per-thread scratch buffers are released when a model is collected
 
     # ---- graph construction ----------------------------------------------------------
     def _build_forward_graph(self) -> None:
@@ -77,23 +119,9 @@ class Model(TrainingMixin):
         unused = [t.call.layer.name for t in self.inputs if id(t.call) not in used]
         if unused:
             raise GraphError(f"Model: the outputs do not depend on input(s) {unused}")
-        g = Graph()
-        node_of, var_node = {}, {}
-        for c in calls:
-            ports = {}
-            for port, v in c.inputs.items():
-                if isinstance(v, SymbolicTensor):
-                    ports[port] = (node_of[id(v.call)], v.index)
-                else:
-                    if id(v) not in var_node:
-                        var_node[id(v)] = g.add("variable", {
-                            "var": v.name, "shape": list(v.shape), "dtype": str(v.value.dtype),
-                            "trainable": v.trainable and c.layer.trainable}, layer=c.layer.name)
-                    ports[port] = (var_node[id(v)], 0)
-            node_of[id(c)] = g.add(c.op, c.attrs, ports, layer=c.layer.name)
-        g.meta["inputs"] = [node_of[id(t.call)] for t in self.inputs]
-        g.meta["outputs"] = [(node_of[id(t.call)], t.index) for t in self.outputs]
-        self.layers = keras_layer_order(self.inputs, self.outputs)
+        self.layers = _top_level(calls, keras_layer_order(self.inputs, self.outputs))
+        trainable = {id(v) for v in self.trainable_weights}
+        g = forward_graph(calls, self.inputs, self.outputs, trainable)
         self._forward = g
         names = [layer.name for layer in self.layers]
         dup = sorted({n for n in names if names.count(n) > 1})
@@ -189,6 +217,8 @@ class Model(TrainingMixin):
             lw = [1.0 if w is None else float(w) for w in lw]
         metric_list = self._per_output(metrics, "metrics", listy=True)
         weighted_list = self._per_output(weighted_metrics, "weighted_metrics", listy=True)
+        metric_list, weighted_list = ([[metrics_mod.standardize(m) for m in per] for per in lst]
+                                      for lst in (metric_list, weighted_list))
         g = self._forward.copy()
         loss_nodes, loss_w, metric_nodes = [], [], []
         g.meta["targets"], g.meta["weights"] = {}, {}
@@ -217,7 +247,8 @@ class Model(TrainingMixin):
             for mname, weighted in ([(m, False) for m in metric_list[k]]
                                     + [(m, True) for m in weighted_list[k]]):
                 mattrs = metrics_mod.get(mname, lobj, y_true_shape=tshape, y_pred_shape=oshape)
-                shown = f"weighted_{mname}" if weighted and mname in metric_list[k] else mname
+                shown = metrics_mod.name_of(mname)
+                shown = f"weighted_{shown}" if weighted and mname in metric_list[k] else shown
                 sid = g.add("metric_score", mattrs, {"y_pred": (onode, oout), "y_true": tid},
                             layer=f"{lname}:{shown}")
                 ports = {"score": sid, "weight": wid} if weighted else {"score": sid}
@@ -332,7 +363,7 @@ class Model(TrainingMixin):
 
     def _prepare_xy(self, x, y, sample_weight):
         xs = prepare_inputs(self, x)
-        ys = prepare_targets(self, y, len(xs[0]))
+        ys = prepare_targets(self, y, len(xs[0]), xs)
         sws = prepare_weights(self, sample_weight, ys)
         return xs, ys, sws
 

@@ -32,7 +32,23 @@ def _describe(g: Graph, mask_id: int) -> str:
     return f"layer {n['layer']!r} ({what.format(**n['attrs'])})"
 
 
+def _existing(g: Graph, op: str, attrs: dict, inputs: dict) -> int | None:
+    """A node already computing this mask (the front end records the masks a custom layer
+    reads; the pass reuses them rather than computing the same mask twice)."""
+    want = {p: (s, 0) if isinstance(s, int) else tuple(s) for p, s in inputs.items()}
+    src = next(iter(want.values()))[0]
+    for dst, _port, _d in g.consumers(src):
+        n = g.node(dst)
+        if n["op"] == op and n["attrs"] == attrs and g.in_ports(dst) == want:
+            return dst
+    return None
+
+
 def _add_mask_node(g: Graph, op: str, attrs: dict, inputs: dict, layer: str, of: int) -> int:
+    found = _existing(g, op, attrs, inputs)
+    if found is not None:
+        g.node(found).setdefault("mask_of", of)
+        return found
     mid = g.add(op, attrs, inputs, layer=layer)
     g.node(mid)["specs"] = infer_node(g, mid)
     g.node(mid)["masks"] = [None]
@@ -101,6 +117,12 @@ def propagate_masks(graph: Graph) -> Graph:
         out = None
         if rule.out == "pass":
             out = mask_in
+        elif rule.out == "port":
+            src, k = g.in_ports(nid)["mask"]
+            if k != 0:
+                raise MaskError(f"pass {NAME!r}: layer {g.label(nid)!r} attaches output {k} "
+                                f"of node {src} as a mask; masks must be a node's first output")
+            out = src
         elif rule.out == "create":
             op, attrs, from_port = rule.create
             src = g.in_ports(nid)[from_port]

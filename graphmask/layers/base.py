@@ -1,88 +1,58 @@
-"""Layers, symbolic tensors and variables: the Keras-style front end.
+"""Layers: the Keras-style front end (``Layer``, ``InputLayer``, ``Input``).
 
-Calling a layer on a :class:`SymbolicTensor` records a :class:`Call` (op, attrs and the
-tensors or variables on each port) and returns new symbolic tensors whose shapes come
-from the op's shape rule, so shape errors appear at the line that made them.
-``Model(inputs, outputs)`` walks the calls back from the outputs to build the graph.
-Masks are *not* handled here: the mask pass derives them from the ops' mask rules.
+Built-in layers record one coarse op per call (``self._apply(op, attrs, ports)``) whose
+mask rule the mask pass applies. A user's layer subclasses :class:`Layer`; calling it
+traces its ``call`` (see ``graphmask/layers/calling.py``): the primitives it records form
+one named group in the graph, and Keras 3's mask hand-over decides which mask ``call``
+receives and which mask its outputs carry. Symbolic values live in ``tensors.py``.
 """
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from graphmask.errors import ConfigError, ShapeError
-from graphmask.ops import OpError, Spec, get_op
+from graphmask import initializers
+from graphmask.errors import ConfigError, GraphmaskError, ShapeError
+from graphmask.layers.tensors import (
+    Call,
+    SymbolicTensor,
+    Variable,
+    calls_of,
+    record,
+)
 from graphmask.utils import snake_case, unique_name
 
-_call_counter = itertools.count()
-
-
-@dataclass(eq=False)
-class Variable:
-    """A layer weight: a float array owned by the layer, fed to ``variable`` nodes."""
-
-    name: str
-    value: np.ndarray
-    trainable: bool = True
-
-    @property
-    def shape(self) -> tuple:
-        return tuple(self.value.shape)
-
-
-@dataclass(eq=False)
-class Call:
-    """One application of a layer: an op with attrs and its connected ports."""
-
-    layer: Layer
-    op: str
-    attrs: dict
-    inputs: dict  # port -> SymbolicTensor | Variable
-    outputs: list = field(default_factory=list)
-    order: int = field(default_factory=lambda: next(_call_counter))
-
-
-@dataclass(eq=False)
-class SymbolicTensor:
-    """The symbolic result of a layer call (Keras's ``KerasTensor``)."""
-
-    call: Call
-    index: int
-    spec: Spec
-
-    @property
-    def shape(self) -> tuple:
-        return self.spec.shape
-
-    @property
-    def dtype(self) -> str:
-        return self.spec.dtype
-
-    def __repr__(self) -> str:
-        return (f"<SymbolicTensor shape={self.shape} dtype={self.dtype} "
-                f"from {self.call.layer.name!r}>")
-
-
-def calls_of(outputs) -> list[Call]:
-    """Every layer call the ``outputs`` depend on, in creation (so topological) order."""
-    calls, stack, seen = [], [t.call for t in outputs], set()
-    while stack:
-        c = stack.pop()
-        if id(c) in seen:
-            continue
-        seen.add(id(c))
-        calls.append(c)
-        stack.extend(v.call for v in c.inputs.values() if isinstance(v, SymbolicTensor))
-    calls.sort(key=lambda c: c.order)
-    return calls
+__all__ = ["Call", "Input", "InputLayer", "Layer", "SymbolicTensor", "Variable", "calls_of"]
 
 
 def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _flatten(x) -> list:
+    if isinstance(x, (list, tuple)):
+        return [t for item in x for t in _flatten(item)]
+    if isinstance(x, dict):
+        return [t for k in x for t in _flatten(x[k])]
+    return [x]
+
+
+def _map(fn, x):
+    if isinstance(x, (list, tuple)):
+        return type(x)(_map(fn, item) for item in x)
+    if isinstance(x, dict):
+        return {k: _map(fn, v) for k, v in x.items()}
+    return fn(x)
+
+
+def _mask_of(x):
+    return x.keras_mask if isinstance(x, SymbolicTensor) else None
+
+
+def _is_array_like(x) -> bool:
+    return isinstance(x, (np.ndarray, np.generic, int, float, bool, list)) and \
+        not isinstance(x, SymbolicTensor)
 
 
 #: Keras layer arguments graphmask accepts only at their default (None): regularizers,
@@ -94,9 +64,18 @@ KERAS_ONLY = ("kernel_regularizer", "bias_regularizer", "activity_regularizer",
 
 
 class Layer:
-    """Base class: naming, weights in Keras order, get/set_weights, calling."""
+    """Base class of every layer, built in or written by a user (Keras 3's protocol).
 
-    supports_masking = True
+    A user's layer subclasses it and defines ``build(input_shape)`` (optional; create
+    weights with :meth:`add_weight`), ``call(self, inputs, mask=None, training=None)``
+    made of ``graphmask.ops`` functions and other layers, and optionally
+    ``compute_mask(inputs, previous_mask)``. Calling the layer on symbolic tensors traces
+    ``call`` into the graph; calling it on NumPy arrays computes at once (see
+    ``docs/custom_layers.md``).
+    """
+
+    #: extra keyword arguments a built-in layer's ``call`` takes (LSTM: ``initial_state``)
+    _call_kwargs: tuple = ()
 
     def __init__(self, name: str | None = None, trainable: bool = True, dtype=None, **kwargs):
         unsupported = sorted(k for k in KERAS_ONLY if kwargs.get(k) is not None)
@@ -107,51 +86,157 @@ class Layer:
                          and k not in ("input_shape", "batch_input_shape", "input_length"))
         if unknown:
             raise ConfigError(f"{type(self).__name__}: unexpected argument(s) {unknown}")
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ConfigError(f"{type(self).__name__}: name must be a non-empty str, "
-                              f"got {name!r}")
+        if name is not None and (not isinstance(name, str) or not name or "/" in name):
+            raise ConfigError(f"{type(self).__name__}: name must be a non-empty str without "
+                              f"'/', got {name!r}")
+        object.__setattr__(self, "_layers", [])
         self.name = name or unique_name(snake_case(type(self).__name__))
         # Keras's (deprecated but common) way to give a Sequential model its input shape
         self.input_shape_hint = kwargs.get("input_shape")
         if kwargs.get("batch_input_shape") is not None:
             self.input_shape_hint = tuple(kwargs["batch_input_shape"])[1:]
-        self.trainable = bool(trainable)
-        self.dtype = "float32" if dtype is None else str(np.dtype(dtype))
+        self._trainable = bool(trainable)
+        try:
+            self.dtype = "float32" if dtype is None else str(np.dtype(dtype))
+        except TypeError:
+            raise ConfigError(f"{type(self).__name__} {self.name!r}: unknown dtype "
+                              f"{dtype!r}") from None
         self.built = False
         self._variables: list[Variable] = []
-        self._calls: list[Call] = []
+        self._calls: list = []
 
-    # ---- weights ---------------------------------------------------------------------
-    def add_weight(self, name: str, shape, initializer, trainable: bool = True) -> Variable:
-        value = np.ascontiguousarray(initializer(tuple(shape), self.dtype), dtype=self.dtype)
-        var = Variable(f"{self.name}/{name}", value, trainable)
+    # ---- tracking of nested layers (Keras's auto-tracking on attribute assignment) ----
+    def __setattr__(self, key, value):
+        if not key.startswith("_") and "_layers" in self.__dict__:
+            for item in _flatten(value) if isinstance(value, (list, tuple, dict)) else [value]:
+                if isinstance(item, Layer) and item is not self and \
+                        all(item is not known for known in self._layers):
+                    self._layers.append(item)
+        object.__setattr__(self, key, value)
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value) -> None:
+        self._trainable = bool(value)
+        for layer in self._layers:
+            layer.trainable = value
+
+    @property
+    def supports_masking(self) -> bool:
+        """Whether the layer passes or computes a mask (Keras 3: true when
+        ``compute_mask`` is overridden, unless set otherwise)."""
+        explicit = self.__dict__.get("_supports_masking")
+        if explicit is not None:
+            return explicit
+        if self._builtin:
+            return True
+        return type(self).compute_mask is not Layer.compute_mask
+
+    @supports_masking.setter
+    def supports_masking(self, value) -> None:
+        self.__dict__["_supports_masking"] = bool(value)
+
+    def compute_mask(self, inputs, previous_mask):
+        return previous_mask
+
+    @property
+    def _builtin(self) -> bool:
+        """A graphmask layer whose ``call`` records one coarse op with a mask rule."""
+        return type(self).call.__module__.startswith("graphmask.layers.")
+
+    # ---- weights -------------------------------------------------------------------
+    def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True,
+                   autocast=True, regularizer=None, constraint=None, aggregation="none",
+                   overwrite_with_gradient=False, name=None) -> Variable:
+        """Create a weight, as Keras 3's ``Layer.add_weight``; returns a :class:`Variable`."""
+        who = f"{type(self).__name__} {self.name!r}: add_weight"
+        if regularizer is not None or constraint is not None:
+            raise ConfigError(f"{who}: regularizer and constraint are not supported "
+                              f"(leave them at None)")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ConfigError(f"{who}: name must be a non-empty str, got {name!r}")
+        name = name or ("variable" if not self._variables else
+                        f"variable_{len(self._variables)}")
+        try:
+            shape = () if shape is None else tuple(int(d) for d in _as_list(shape))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{who}: shape of weight {name!r} must be a tuple of ints, "
+                              f"got {shape!r}") from None
+        if any(d < 0 for d in shape):
+            raise ConfigError(f"{who}: shape of weight {name!r} has a negative dimension: "
+                              f"{shape}")
+        try:
+            dt = np.dtype(self.dtype if dtype is None else dtype)
+        except TypeError:
+            raise ConfigError(f"{who}: unknown dtype {dtype!r} for weight {name!r}") from None
+        if initializer is None:
+            initializer = "glorot_uniform" if dt.kind == "f" else "zeros"
+        init = initializers.get(initializer, f"{type(self).__name__} {self.name!r}",
+                                f"initializer of weight {name!r}")
+        try:
+            value = np.asarray(init(shape, str(dt)))
+        except GraphmaskError:
+            raise
+        except Exception as e:
+            raise ConfigError(f"{who}: initializer {initializer!r} of weight {name!r} failed "
+                              f"for shape {shape}: {e}") from None
+        if value.shape != shape:
+            raise ConfigError(f"{who}: initializer {initializer!r} of weight {name!r} returned "
+                              f"shape {value.shape}, expected {shape}")
+        if value.dtype.kind not in "fiub":
+            raise ConfigError(f"{who}: initializer {initializer!r} of weight {name!r} returned "
+                              f"non-numeric dtype {value.dtype}")
+        full = f"{self.name}/{name}"
+        if any(v.name == full for v in self._variables):
+            raise ConfigError(f"{who}: the layer already has a weight named {name!r}")
+        var = Variable(full, np.ascontiguousarray(value, dtype=dt), bool(trainable))
         self._variables.append(var)
         return var
 
     @property
     def weights(self) -> list[Variable]:
-        return list(self._variables)
+        """Own trainable weights, own non-trainable ones, then nested layers' (Keras order)."""
+        own = [v for v in self._variables if v.trainable] + \
+              [v for v in self._variables if not v.trainable]
+        seen, out = set(), []
+        for v in own + [w for layer in self._layers for w in layer.weights]:
+            if id(v) not in seen:
+                seen.add(id(v))
+                out.append(v)
+        return out
 
     @property
     def trainable_weights(self) -> list[Variable]:
-        return [v for v in self._variables if v.trainable and self.trainable]
+        if not self.trainable:
+            return []
+        own = [v for v in self._variables if v.trainable]
+        seen, out = set(), []
+        for v in own + [w for layer in self._layers for w in layer.trainable_weights]:
+            if id(v) not in seen:
+                seen.add(id(v))
+                out.append(v)
+        return out
 
     @property
     def non_trainable_weights(self) -> list[Variable]:
-        return [v for v in self._variables if not (v.trainable and self.trainable)]
+        trainable = {id(v) for v in self.trainable_weights}
+        return [v for v in self.weights if id(v) not in trainable]
 
     def get_weights(self) -> list[np.ndarray]:
-        return [v.value.copy() for v in self._variables]
+        return [v.value.copy() for v in self.weights]
 
     def set_weights(self, weights) -> None:
         """Replace all weights at once; nothing changes unless every array fits."""
         weights = list(weights)
-        if len(weights) != len(self._variables):
+        own = self.weights
+        if len(weights) != len(own):
             raise ShapeError(f"layer {self.name!r}: set_weights expected "
-                             f"{len(self._variables)} arrays "
-                             f"({[v.name for v in self._variables]}), got {len(weights)}")
+                             f"{len(own)} arrays ({[v.name for v in own]}), got {len(weights)}")
         new = []
-        for var, w in zip(self._variables, weights):
+        for var, w in zip(own, weights):
             arr = np.asarray(w)
             if arr.dtype.kind not in "fiub":
                 raise ShapeError(f"layer {self.name!r}: weight {var.name!r} must be numeric, "
@@ -162,7 +247,7 @@ class Layer:
             if not np.all(np.isfinite(arr)):
                 raise ShapeError(f"layer {self.name!r}: weight {var.name!r} contains NaN or inf")
             new.append(np.ascontiguousarray(arr, dtype=var.value.dtype))
-        for var, arr in zip(self._variables, new):
+        for var, arr in zip(own, new):
             var.value[...] = arr  # in place: compiled plans keep referring to the same array
 
     @property
@@ -185,45 +270,23 @@ class Layer:
         return self._calls[0]
 
     def count_params(self) -> int:
-        return int(sum(v.value.size for v in self._variables))
+        return int(sum(v.value.size for v in self.weights))
 
     # ---- calling ---------------------------------------------------------------------
-    def build(self, spec: Spec) -> None:
-        """Create the weights for an input of this spec (subclasses override)."""
+    def build(self, input_shape) -> None:
+        """Create the weights (built-in layers get a ``Spec``, custom layers a shape tuple,
+        or a list of them, as in Keras)."""
 
-    def __call__(self, inputs, **kwargs):
-        tensors = _as_list(inputs)
-        for t in tensors:
-            if not isinstance(t, SymbolicTensor):
-                raise ConfigError(f"layer {self.name!r}: expected a symbolic tensor "
-                                  f"(from Input or another layer), got {type(t).__name__}")
-        if kwargs:
-            raise ConfigError(f"layer {self.name!r}: unexpected call argument(s) "
-                              f"{sorted(kwargs)}")
-        if not self.built:
-            self.build(tensors[0].spec if len(tensors) == 1 else [t.spec for t in tensors])
-            self.built = True
-        out = self.call(inputs)
-        return out
+    def __call__(self, *args, **kwargs):
+        from graphmask.layers.calling import call_layer
+        return call_layer(self, args, kwargs)
 
     def call(self, inputs):
-        raise ConfigError(f"layer {type(self).__name__} cannot be called")
+        raise ConfigError(f"layer {type(self).__name__} {self.name!r} defines no call()")
 
     def _apply(self, op: str, attrs: dict, ports: dict[str, Any]):
-        """Record a call of ``op``; returns one symbolic tensor per visible output."""
-        ports = {p: v for p, v in ports.items() if v is not None}
-        specs_in = {p: (v.spec if isinstance(v, SymbolicTensor)
-                        else Spec(v.shape, str(v.value.dtype))) for p, v in ports.items()}
-        try:
-            specs = get_op(op).infer(attrs, specs_in)
-        except OpError as e:
-            shapes = {p: s.shape for p, s in specs_in.items()}
-            raise ShapeError(f"layer {self.name!r} ({type(self).__name__}): {e} "
-                             f"[input shapes {shapes}]") from None
-        call = Call(self, op, dict(attrs), ports)
-        call.outputs = [SymbolicTensor(call, i, s) for i, s in enumerate(specs)]
-        self._calls.append(call)
-        return call.outputs[0] if len(call.outputs) == 1 else list(call.outputs)
+        """Record a call of ``op`` (built-in layers); one symbolic tensor per output."""
+        return record(self, op, attrs, ports)
 
     # ---- config ----------------------------------------------------------------------
     def get_config(self) -> dict:
@@ -235,6 +298,17 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+class OpLayer(Layer):
+    """Stands for a ``graphmask.ops`` function applied outside any layer (Keras records
+    such calls as operations, not layers: they are not in ``model.layers``)."""
+
+    is_op = True
+
+    def __init__(self, op: str):
+        super().__init__(name=unique_name(op.split(".")[-1]))
+        self.built = True
 
 
 class InputLayer(Layer):
@@ -251,7 +325,8 @@ class InputLayer(Layer):
             raise ConfigError(f"Input {self.name!r}: dtype must be numeric, got {dtype!r}")
         self.shape = (batch_size,) + shape
         attrs = {"shape": list(self.shape), "dtype": self.input_dtype, "name": self.name}
-        self._apply("input", attrs, {})
+        out = record(self, "input", attrs, {}, keep=False)
+        self._calls.append(out.call)  # kept even while an eager call traces
         self.built = True
 
     def get_config(self) -> dict:

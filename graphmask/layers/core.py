@@ -40,8 +40,9 @@ class Embedding(Layer):
             embeddings_initializer, f"Embedding {self.name!r}", "embeddings_initializer")
 
     def build(self, spec):
-        self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
-                                          self.embeddings_initializer)
+        self.embeddings = self.add_weight(shape=(self.input_dim, self.output_dim),
+                                          initializer=self.embeddings_initializer,
+                                          name="embeddings")
 
     def call(self, x):
         attrs = {"input_dim": self.input_dim, "output_dim": self.output_dim,
@@ -72,10 +73,10 @@ class Dense(Layer):
         if spec.rank < 2 or spec.shape[-1] is None:
             raise ShapeError(f"Dense {self.name!r}: input must have rank >= 2 and a known "
                              f"last dimension, got shape {spec.shape}")
-        self.kernel = self.add_weight("kernel", (spec.shape[-1], self.units),
-                                      self.kernel_initializer)
-        self.bias = (self.add_weight("bias", (self.units,), self.bias_initializer)
-                     if self.use_bias else None)
+        self.kernel = self.add_weight(shape=(spec.shape[-1], self.units),
+                                      initializer=self.kernel_initializer, name="kernel")
+        self.bias = (self.add_weight(shape=(self.units,), initializer=self.bias_initializer,
+                                     name="bias") if self.use_bias else None)
 
     def call(self, x):
         attrs = {"units": self.units, "activation": self.activation}

@@ -65,9 +65,11 @@ class LSTM(Layer):
             raise ShapeError(f"LSTM {self.name!r}: input must be (batch, timesteps, features) "
                              f"with known features, got shape {spec.shape}")
         h = self.units
-        self.kernel = self.add_weight("kernel", (spec.shape[-1], 4 * h), self.kernel_initializer)
-        self.recurrent_kernel = self.add_weight("recurrent_kernel", (h, 4 * h),
-                                                self.recurrent_initializer)
+        self.kernel = self.add_weight(shape=(spec.shape[-1], 4 * h),
+                                      initializer=self.kernel_initializer, name="kernel")
+        self.recurrent_kernel = self.add_weight(shape=(h, 4 * h),
+                                                initializer=self.recurrent_initializer,
+                                                name="recurrent_kernel")
         if self.use_bias:
             if self.unit_forget_bias:
                 init = self.bias_initializer
@@ -77,7 +79,7 @@ class LSTM(Layer):
                                            init((2 * h,), dtype)])
             else:
                 bias_init = self.bias_initializer
-            self.bias = self.add_weight("bias", (4 * h,), bias_init)
+            self.bias = self.add_weight(shape=(4 * h,), initializer=bias_init, name="bias")
         else:
             self.bias = None
 

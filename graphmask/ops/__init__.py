@@ -1,4 +1,5 @@
-"""All ops, registered by name in :data:`OPS` (see ``base.py`` for the contract).
+"""All ops, registered by name in :data:`OPS` (see ``base.py`` for the contract), and the
+public ``graphmask.ops`` functions (``api.py``), named and behaving as ``keras.ops``.
 
 Adding an op: write ``ops/<name>.py`` declaring an :class:`Op` subclass with
 ``@register``, put its numba kernels in ``kernels/<name>.py``, import the module here,
@@ -24,6 +25,8 @@ from graphmask.ops import (  # noqa: F401
     structural,
     vjp,
 )
-from graphmask.ops.base import OPS, MaskRule, Op, OpError, Spec, get_op, register
+from graphmask.ops.api import *  # noqa: E402,F403  (the public keras.ops-style functions)
+from graphmask.ops.api import __all__ as _api_all  # noqa: E402
+from graphmask.ops.base import OPS, MaskRule, Op, OpError, Spec, get_op, register  # noqa: E402
 
-__all__ = ["OPS", "MaskRule", "Op", "OpError", "Spec", "get_op", "register"]
+__all__ = ["OPS", "MaskRule", "Op", "OpError", "Spec", "get_op", "register", *_api_all]

@@ -72,7 +72,9 @@ class MaskRule:
             pass raises a compile-time error naming both layers.
     uses:   the mask is connected to the op's ``mask`` port (its kernel reads it).
     out:    what its first output carries: ``"pass"`` (the incoming mask, unchanged),
-            ``"none"`` (no mask: consumed or dropped), or ``"create"`` (a new mask).
+            ``"none"`` (no mask: consumed or dropped), ``"create"`` (a new mask), or
+            ``"port"`` (the value on the op's ``mask`` port: ``attach_mask``, how a custom
+            layer's ``compute_mask`` result is attached to its output).
     create: with ``out="create"``: ``(mask_op, mask_attrs, from_port)``: the mask pass
             inserts a node of op ``mask_op`` reading this op's input ``from_port``; its
             output is the new mask (and, if ``uses``, also feeds this op's mask port).

@@ -16,7 +16,7 @@ import numpy as np
 
 from graphmask.kernels import masking as K
 from graphmask.kernels.util import as_flat, as_rows
-from graphmask.ops.base import NO_MASK, Op, OpError, Spec, register
+from graphmask.ops.base import NO_MASK, MaskRule, Op, OpError, Spec, register
 
 
 def _operands(x: np.ndarray, value):
@@ -135,3 +135,49 @@ class MaskOr(_Combine):
 class MaskAnd(_Combine):
     name = "mask_and"
     use_or = False
+
+
+@register
+class AttachMask(Op):
+    """``x`` unchanged, now carrying the mask on port ``mask`` (never differentiated).
+
+    The front end inserts it where a mask is set by hand: a custom layer's
+    ``compute_mask`` result, an explicit ``layer(x, mask=m)``, ``Lambda(..., mask=...)``.
+    The output is ``x`` itself (no copy); the mask pass reads the rule ``out="port"``.
+    """
+
+    name = "attach_mask"
+    inputs = ("x", "mask")
+    diff_ports = ("x",)
+
+    def mask_rule(self, attrs):
+        return MaskRule(takes=True, uses=False, out="port")
+
+    def infer(self, attrs, specs):
+        x, m = specs["x"], specs["mask"]
+        if m.dtype != "bool":
+            raise OpError(f"attach_mask: the mask must be bool, got {m.dtype}")
+        if m.rank > x.rank or any(a is not None and b is not None and a != b
+                                  for a, b in zip(m.shape, x.shape)):
+            raise OpError(f"attach_mask: mask of shape {m.shape} does not fit a tensor of "
+                          f"shape {x.shape}")
+        return [x]
+
+    def reference(self, attrs, inputs):
+        return [inputs["x"]]
+
+    def forward(self, attrs, inputs):
+        x, m = inputs["x"], inputs["mask"]
+        if m.shape != x.shape[:m.ndim]:
+            raise OpError(f"attach_mask: mask of shape {m.shape} does not fit a tensor of "
+                          f"shape {x.shape}")
+        return [x]
+
+    def vjp(self, attrs, inputs, outputs, grads, wrt):
+        g = grads[0]
+        return {"x": np.zeros_like(inputs["x"]) if g is None else g}
+
+    def reference_vjp(self, attrs, inputs, grads, wrt):
+        g = grads[0]
+        return {"x": np.zeros(inputs["x"].shape, inputs["x"].dtype) if g is None
+                else np.array(g, copy=True)}

@@ -52,3 +52,16 @@ class ConstantOp(_Source):
         return [np.full(tuple(attrs["shape"]), attrs["value"], dtype=attrs["dtype"])]
 
     reference = forward
+
+
+@register
+class LiteralOp(_Source):
+    """A constant array written in user code (``x * 2.0``, ``ops.add(x, np.ones(3))``);
+    ``attrs['value']`` holds it as nested lists, ``attrs['shape']``/``['dtype']`` its type."""
+    name = "literal"
+
+    def forward(self, attrs, inputs):
+        import numpy as np
+        return [np.array(attrs["value"], dtype=attrs["dtype"]).reshape(tuple(attrs["shape"]))]
+
+    reference = forward

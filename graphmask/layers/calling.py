@@ -1,0 +1,234 @@
+"""What happens when a layer is called: Keras 3's ``Layer.__call__``, step by step.
+
+1. NumPy arrays and no symbolic tensor: compute at once (``eager.py``).
+2. Build the layer on first call (built-in layers get a ``Spec``, custom layers Keras's
+   shape tuples).
+3. Hand over masks as Keras 3 does: a ``call`` with a ``mask`` parameter and one tensor
+   argument receives that argument's mask; a ``call`` with several tensor arguments
+   receives ``{arg}_mask`` for each it declares; an explicit ``mask=`` wins.
+4. graphmask's policy: a mask reaching a layer that neither takes it (no ``mask``
+   parameter) nor supports masking is a :class:`MaskError` naming both layers (Keras 3
+   only warns and drops it). Override ``compute_mask`` to return ``None`` to drop a mask
+   on purpose.
+5. Trace ``call`` with the layer on the scope stack: everything it records is part of
+   the layer's group.
+6. Output masks as Keras's ``_set_mask_metadata``: outputs that already carry a mask keep
+   it; otherwise, if the layer supports masking, ``compute_mask(inputs, previous_mask)``
+   is attached to them (an ``attach_mask`` node).
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+from graphmask.errors import ConfigError, GraphmaskError, MaskError
+from graphmask.layers.tensors import (
+    SymbolicTensor,
+    Variable,
+    attach_mask,
+    in_eager_trace,
+    mask_creator,
+    tracing,
+)
+
+
+@dataclass(eq=False)
+class LayerCall:
+    """One call of a custom layer: its tensor arguments and outputs (``layer.input`` /
+    ``layer.output`` read them; ``order`` sorts calls as they were made)."""
+
+    layer: object
+    inputs: dict
+    outputs: list = field(default_factory=list)
+
+
+def _flatten(x) -> list:
+    if isinstance(x, (list, tuple)):
+        return [t for item in x for t in _flatten(item)]
+    if isinstance(x, dict):
+        return [t for k in x for t in _flatten(x[k])]
+    return [x]
+
+
+def _map(fn, x):
+    if isinstance(x, (list, tuple)):
+        return type(x)(_map(fn, item) for item in x)
+    if isinstance(x, dict):
+        return {k: _map(fn, v) for k, v in x.items()}
+    return fn(x)
+
+
+def _mask_of(x):
+    return x.keras_mask if isinstance(x, SymbolicTensor) else None
+
+
+def _who(layer) -> str:
+    return f"layer {layer.name!r} ({type(layer).__name__})"
+
+
+def _is_symbolic_leaf(x) -> bool:
+    return isinstance(x, (SymbolicTensor, Variable))
+
+
+def call_layer(layer, args: tuple, kwargs: dict):
+    """``layer(*args, **kwargs)``: trace, or compute at once on NumPy arrays."""
+    if not args:
+        raise ConfigError(f"{_who(layer)}: call it on a tensor, e.g. layer(x)")
+    leaves = _flatten((list(args), kwargs))
+    if not any(isinstance(t, SymbolicTensor) for t in leaves):
+        from graphmask.layers.eager import eager_call
+        return eager_call(layer, args, kwargs)
+    if layer._builtin:
+        return _call_builtin(layer, args, kwargs)
+    return _call_custom(layer, args, kwargs)
+
+
+def _check_mask_arg(layer, mask, like):
+    """An explicit ``mask=`` must be a symbolic bool tensor (or a structure of them)."""
+    for m in _flatten(mask):
+        if m is None:
+            continue
+        if not isinstance(m, SymbolicTensor):
+            raise MaskError(f"{_who(layer)}: mask= must be a symbolic bool tensor (or None) "
+                            f"while tracing, got {type(m).__name__}")
+        if m.dtype != "bool":
+            raise MaskError(f"{_who(layer)}: mask= must have dtype bool, got {m.dtype}")
+    return mask
+
+
+# ---- built-in layers -------------------------------------------------------------------
+def _call_builtin(layer, args, kwargs):
+    kwargs = dict(kwargs)
+    mask = kwargs.pop("mask", None)
+    kwargs.pop("training", None)  # dropout follows the plan (training in fit only)
+    extra = {k: kwargs.pop(k) for k in list(kwargs) if k in layer._call_kwargs}
+    if kwargs or len(args) != 1:
+        bad = sorted(kwargs) or [f"{len(args)} positional arguments"]
+        raise ConfigError(f"{_who(layer)}: unexpected call argument(s) {bad}")
+    inputs = args[0]
+    tensors = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    for t in tensors:
+        if not isinstance(t, SymbolicTensor):
+            raise ConfigError(f"layer {layer.name!r}: expected a symbolic tensor (from Input "
+                              f"or another layer), got {type(t).__name__}")
+    if mask is not None:
+        _check_mask_arg(layer, mask, inputs)
+        masks = mask if isinstance(inputs, (list, tuple)) else [mask]
+        if not isinstance(masks, (list, tuple)) or len(masks) != len(tensors):
+            raise MaskError(f"{_who(layer)}: mask= needs one mask (or None) per input "
+                            f"tensor ({len(tensors)}), got {mask!r}")
+        tensors = [t if m is None else attach_mask(layer, t, m) for t, m in zip(tensors, masks)]
+        inputs = type(inputs)(tensors) if isinstance(inputs, (list, tuple)) else tensors[0]
+    if not layer.built:
+        layer.build(tensors[0].spec if len(tensors) == 1 and not isinstance(inputs, (list, tuple))
+                    else [t.spec for t in tensors])
+        layer.built = True
+    return layer.call(inputs, **extra)
+
+
+# ---- custom layers ---------------------------------------------------------------------
+def _signature(layer) -> inspect.Signature:
+    try:
+        return inspect.signature(layer.call)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{_who(layer)}: call() has no inspectable signature") from None
+
+
+def _call_custom(layer, args, kwargs):
+    sig = _signature(layer)
+    params = sig.parameters
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{_who(layer)}: the arguments do not fit call{sig}: {e}") from None
+    arguments = bound.arguments
+    tensor_args = {k: v for k, v in arguments.items()
+                   if k not in ("mask", "training") and not k.endswith("_mask")
+                   and any(isinstance(t, SymbolicTensor) for t in _flatten(v))}
+    first_arg = args[0]
+    # 3. mask hand-over
+    if arguments.get("mask") is not None:
+        _check_mask_arg(layer, arguments["mask"], first_arg)
+    if len(tensor_args) == 1:
+        if "mask" in params and arguments.get("mask") is None:
+            only = next(iter(tensor_args.values()))
+            arguments["mask"] = _map(_mask_of, only)
+    else:
+        for k, v in tensor_args.items():
+            if f"{k}_mask" in params and arguments.get(f"{k}_mask") is None:
+                arguments[f"{k}_mask"] = _map(_mask_of, v)
+    if arguments.get("mask") is not None:
+        previous_mask = arguments["mask"]
+    else:
+        previous_mask = _map(_mask_of, first_arg)
+    # 4. the mask policy
+    takes = "mask" in params or any(f"{k}_mask" in params for k in tensor_args)
+    arriving = [m for m in _flatten(previous_mask) if m is not None]
+    if arriving and not takes and not layer.supports_masking:
+        raise MaskError(
+            f"the mask created by {mask_creator(arriving[0])} reaches {_who(layer)}, whose "
+            f"call() takes no mask and which does not support masking. Keras 3 would only "
+            f"warn and drop it. Give call() a `mask=None` parameter to use it, set "
+            f"`self.supports_masking = True` to pass it on, or override compute_mask() to "
+            f"return None to drop it on purpose.")
+    if "training" in params and arguments.get("training") is None:
+        default = params["training"].default
+        arguments["training"] = None if default is inspect.Parameter.empty else default
+    # 2. build
+    if not layer.built:
+        shapes = _map(lambda t: tuple(t.shape) if _is_symbolic_leaf(t) else t, first_arg)
+        try:
+            with tracing(layer):
+                layer.build(shapes)
+        except GraphmaskError:
+            raise
+        except Exception as e:
+            raise ConfigError(f"{_who(layer)}: build({shapes}) raised "
+                              f"{type(e).__name__}: {e}") from e
+        layer.built = True
+    # 5. trace call
+    try:
+        with tracing(layer):
+            out = layer.call(*bound.args, **bound.kwargs)
+    except GraphmaskError as e:
+        if f"{layer.name!r}" in str(e):
+            raise
+        raise type(e)(f"in call() of {_who(layer)}: {e}") from e
+    except Exception as e:
+        raise ConfigError(f"{_who(layer)}: call() raised {type(e).__name__}: {e}") from e
+    flat = _flatten(out)
+    bad = [type(t).__name__ for t in flat if not isinstance(t, SymbolicTensor)]
+    if not flat or bad:
+        raise ConfigError(f"{_who(layer)}: call() must return symbolic tensors (made with "
+                          f"graphmask.ops or layers), got {bad or out!r}")
+    # 6. output masks
+    if layer.supports_masking and not all(t.keras_mask is not None for t in flat):
+        out = _set_output_masks(layer, first_arg, out, previous_mask)
+    if not in_eager_trace():
+        layer._calls.append(LayerCall(layer, dict(tensor_args), _flatten(out)))
+    return out
+
+
+def _set_output_masks(layer, inputs, out, previous_mask):
+    try:
+        with tracing(layer):
+            masks = layer.compute_mask(inputs, previous_mask)
+    except GraphmaskError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"{_who(layer)}: compute_mask() raised {type(e).__name__}: "
+                          f"{e}") from e
+    if masks is None:
+        return out
+    flat_out, flat_masks = _flatten(out), _flatten(masks)
+    if len(flat_masks) == 1 and len(flat_out) > 1:
+        flat_masks = flat_masks * len(flat_out)
+    if len(flat_masks) != len(flat_out):
+        raise MaskError(f"{_who(layer)}: compute_mask() returned {len(flat_masks)} masks for "
+                        f"{len(flat_out)} outputs")
+    replaced = {}
+    with tracing(layer):
+        for t, m in zip(flat_out, flat_masks):
+            if t.keras_mask is None and m is not None:
+                replaced[id(t)] = attach_mask(layer, t, m)
+    return _map(lambda t: replaced.get(id(t), t), out)
