@@ -26,8 +26,13 @@ def _cast(inputs, dtype):
     return {p: (a.astype(dtype) if a.dtype.kind == "f" else a) for p, a in inputs.items()}
 
 
-def check_shapes(op_name, attrs, inputs):
-    """``infer`` on concrete specs gives exactly the shapes and dtypes ``forward`` returns."""
+def check_shapes(op_name, attrs, inputs, none_batch=True):
+    """``infer`` on concrete specs gives exactly the shapes and dtypes ``forward`` returns.
+
+    With ``none_batch`` (the default) ``infer`` must also accept the first dimension of
+    every input as unknown (``None``); ops that refuse some unknown dimensions on purpose
+    (``prim.squeeze`` with ``axis=None``) test that separately.
+    """
     op = get_op(op_name)
     specs = op.infer(attrs, _specs(inputs))
     outs = op.forward(attrs, inputs)
@@ -39,6 +44,8 @@ def check_shapes(op_name, attrs, inputs):
             f"{op_name} output {k}: shape {out.shape} but infer said {spec.shape}")
         assert str(out.dtype) == spec.dtype, (
             f"{op_name} output {k}: dtype {out.dtype} but infer said {spec.dtype}")
+    if not none_batch:
+        return outs
     # Unknown batch dimension propagates: infer with None batch must not fail.
     none_specs = {p: Spec((None,) + s.shape[1:], s.dtype) if s.rank else s
                   for p, s in _specs(inputs).items()}
@@ -129,9 +136,10 @@ def check_mask_invariance(op_name, attrs, inputs, data_port="x", seed=0):
             a, b, err_msg=f"{op_name} output {k} changed when masked inputs changed")
 
 
-def check_op(op_name, attrs, inputs, wrt=None, data_port=None, fd=True, rtol=1e-5, atol=1e-6):
+def check_op(op_name, attrs, inputs, wrt=None, data_port=None, fd=True, rtol=1e-5, atol=1e-6,
+             none_batch=True):
     """Run every harness check on one op with one set of inputs."""
-    check_shapes(op_name, attrs, inputs)
+    check_shapes(op_name, attrs, inputs, none_batch)
     check_forward(op_name, attrs, inputs, rtol=rtol, atol=atol)
     check_vjp(op_name, attrs, inputs, wrt, rtol=rtol, atol=atol)
     if fd:

@@ -3,4 +3,4 @@
 Each family module registers its ops on import; every primitive follows the op contract
 of ``graphmask/ops/base.py`` and ignores masks (:data:`~graphmask.ops.base.IGNORES_MASK`).
 """
-from graphmask.ops.primitives import binary, linalg, logic, nn, reduce, unary  # noqa: F401
+from graphmask.ops.primitives import binary, index, linalg, logic, nn, reduce, shape, unary  # noqa: F401
