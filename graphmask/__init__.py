@@ -33,6 +33,7 @@ from graphmask.layers import (  # noqa: E402
     TimeDistributed,
 )
 from graphmask.model import Model  # noqa: E402
+from graphmask.runtime import clear_workspaces  # noqa: E402
 from graphmask.saving import load_model  # noqa: E402
 from graphmask.sequential import Sequential  # noqa: E402
 from graphmask.utils import clear_session, set_random_seed  # noqa: E402
@@ -43,4 +44,5 @@ __all__ = [
     "TimeDistributed", "Model", "Sequential", "Callback", "EarlyStopping", "History",
     "ModelCheckpoint", "callbacks", "errors", "layers", "losses", "metrics", "models",
     "optimizers", "utils", "clear_session", "set_random_seed", "load_model",
+    "clear_workspaces",
 ]

@@ -7,6 +7,8 @@ graph, each fetching only what it needs. Training loops live in ``graphmask.trai
 """
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from graphmask import losses as losses_mod
@@ -18,7 +20,7 @@ from graphmask.errors import ConfigError, GraphError, ShapeError
 from graphmask.graph import Graph
 from graphmask.layers.base import InputLayer, SymbolicTensor, calls_of
 from graphmask.layers.order import keras_layer_order
-from graphmask.runtime import run
+from graphmask.runtime import release_workspaces_on_gc, run
 from graphmask.tracking import Tracker
 from graphmask.training import TrainingMixin
 
@@ -98,6 +100,8 @@ class Model(TrainingMixin):
         self._graph = None          # compiled graph (after the pipeline)
         self._plans: dict = {}
         self.stop_training = False
+        # the LSTM's per-thread scratch buffers are released when a model is collected
+        weakref.finalize(self, release_workspaces_on_gc).atexit = False
         # the LSTM's per-thread scratch buffers are released when a model is collected
 
     # ---- graph construction ----------------------------------------------------------

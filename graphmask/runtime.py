@@ -15,6 +15,11 @@ import scipy.linalg.cython_blas  # noqa: F401  (numba's np.dot BLAS: loaded befo
 from threadpoolctl import ThreadpoolController
 
 from graphmask.errors import GraphmaskError, ShapeError
+from graphmask.kernels.lstm import (  # noqa: F401  (the memory API lives here)
+    clear_workspaces,
+    release_workspaces_on_gc,
+    workspace_bytes,
+)
 from graphmask.ops import OpError
 
 # While a plan runs, BLAS is kept on the calling thread: the kernels parallelise with

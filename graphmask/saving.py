@@ -15,7 +15,13 @@ Loading never executes anything from the file: the JSON is plain data, layer cla
 looked up in an explicit allow-list of graphmask layers (never imported by name), and
 arrays are read with ``np.load(..., allow_pickle=False)``. Anything unexpected (not a
 zip, bad JSON, a missing member, arrays of the wrong shape, another program's file)
-raises :class:`graphmask.errors.FileFormatError`.
+raises :class:`graphmask.errors.FileFormatError`. So does a file whose members would
+inflate past :data:`MAX_MEMBER_BYTES` each or :data:`MAX_TOTAL_BYTES` together (a zip
+bomb): the sizes the zip declares are checked before anything is read, and every read is
+bounded, so a header that lies cannot make graphmask read more.
+
+``.keras``, ``.h5`` and ``.hdf5`` names are refused when saving: graphmask writes its own
+format, which Keras cannot read, so it must not be written under Keras's names.
 
 Files are written atomically: to a temporary file in the destination folder, then moved
 over the destination with ``os.replace``, so a crash mid-write leaves the old file intact.
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -35,7 +42,13 @@ import numpy as np
 from graphmask import layers as L
 from graphmask import losses as losses_mod
 from graphmask import optimizers as optimizers_mod
-from graphmask.errors import ConfigError, FileFormatError, GraphmaskError, ShapeError
+from graphmask.errors import (
+    ConfigError,
+    FileFormatError,
+    GraphmaskError,
+    InputTypeError,
+    ShapeError,
+)
 from graphmask.initializers import INITIALIZERS
 from graphmask.layers.base import InputLayer, SymbolicTensor, calls_of
 from graphmask.layers.core import _Merge
@@ -55,6 +68,13 @@ LAYER_CLASSES: dict[str, type] = {c.__name__: c for c in (
     L.Concatenate)}
 
 _MAX_CONFIG_BYTES = 64 * 2**20
+#: Largest uncompressed size of one member of a model file (``weights.npz`` holds all
+#: the weights): raise it to load a bigger model.
+MAX_MEMBER_BYTES = 2 << 30
+#: Largest uncompressed size of all the members of a model file together.
+MAX_TOTAL_BYTES = 4 << 30
+#: Names Keras gives its own files (``model.keras``, ``x.weights.h5``, legacy HDF5).
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 class ModelFileExistsError(GraphmaskError, FileExistsError):
@@ -135,6 +155,23 @@ def _npz_bytes(arrays: list[np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
+def _refuse_keras_names(filepath, who: str) -> None:
+    """Refuse Keras's file names before anything is computed or written."""
+    try:
+        name = os.fspath(filepath)
+    except TypeError:
+        raise InputTypeError(f"{who}: filepath must be a str or os.PathLike, got "
+                             f"{type(filepath).__name__}") from None
+    name = os.fsdecode(name)
+    suffix = next((s for s in KERAS_SUFFIXES if name.lower().endswith(s)), None)
+    if suffix is not None:
+        raise ConfigError(f"{who}: filepath {name!r} ends with {name[-len(suffix):]!r}, a Keras "
+                          f"file name, "
+                          f"but graphmask writes its own format (a zip of JSON and .npz "
+                          f"arrays) that Keras cannot read; use a '.gmz' name, e.g. "
+                          f"{name[:-len(suffix)] + '.gmz'!r}")
+
+
 def _write_atomic(path, members: dict[str, bytes], overwrite: bool) -> None:
     path = os.fspath(path)
     if not overwrite and os.path.exists(path):
@@ -167,7 +204,14 @@ def save_model(model, filepath, overwrite: bool = True) -> None:
         Destination; by convention ending in ``.gmz``.
     overwrite : bool
         When False and the file exists, raise :class:`ModelFileExistsError`.
+
+    Raises
+    ------
+    ConfigError
+        ``filepath`` ends with ``.keras``, ``.h5`` or ``.hdf5`` (Keras's names for files
+        graphmask does not write); nothing is written.
     """
+    _refuse_keras_names(filepath, "save")
     weights = model.get_weights()
     config = {"format": FORMAT, "version": VERSION, "model": _model_config(model),
               "compile": _compile_config(model),
@@ -182,7 +226,12 @@ def save_model(model, filepath, overwrite: bool = True) -> None:
 
 
 def save_weights(model, filepath, overwrite: bool = True) -> None:
-    """Write only the weights of ``model`` (in ``get_weights()`` order) to one file."""
+    """Write only the weights of ``model`` (in ``get_weights()`` order) to one file.
+
+    ``filepath`` must not end with ``.keras``, ``.h5`` or ``.hdf5`` (``ConfigError``,
+    nothing written): graphmask writes its own format, not Keras's ``.weights.h5``.
+    """
+    _refuse_keras_names(filepath, "save_weights")
     weights = model.get_weights()
     config = {"format": WEIGHTS_FORMAT, "version": VERSION,
               "weights": _describe(weights, [v.name for v in model.weights])}
@@ -211,6 +260,11 @@ def _open(path) -> tuple[dict, zipfile.ZipFile]:
         raise FileFormatError(f"{path!r}: config.json is implausibly large "
                               f"({info.file_size} bytes)")
     try:
+        _check_declared_sizes(zf, path)
+    except FileFormatError:
+        zf.close()
+        raise
+    try:
         config = json.loads(_read_member(zf, "config.json", path).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         zf.close()
@@ -233,13 +287,87 @@ def _open(path) -> tuple[dict, zipfile.ZipFile]:
     return config, zf
 
 
+def _check_declared_sizes(zf: zipfile.ZipFile, path) -> None:
+    """Refuse an archive whose members declare more than the limits, before reading."""
+    infos = zf.infolist()
+    for info in infos:
+        if info.file_size > MAX_MEMBER_BYTES:
+            raise FileFormatError(
+                f"{path!r}: the member {info.filename!r} declares {info.file_size} bytes "
+                f"uncompressed, over the limit of {MAX_MEMBER_BYTES} bytes per member "
+                f"(graphmask.saving.MAX_MEMBER_BYTES); not reading it")
+    total = sum(info.file_size for info in infos)
+    if total > MAX_TOTAL_BYTES:
+        raise FileFormatError(
+            f"{path!r}: the members declare {total} bytes uncompressed in all, over the "
+            f"limit of {MAX_TOTAL_BYTES} bytes (graphmask.saving.MAX_TOTAL_BYTES); not "
+            f"reading them")
+
+
 def _read_member(zf: zipfile.ZipFile, name: str, path) -> bytes:
+    """The bytes of member ``name``: never more than it declares nor than the limit."""
     try:
-        return zf.read(name)
+        info = zf.getinfo(name)
     except KeyError:
         raise FileFormatError(f"{path!r}: the member {name!r} is missing") from None
+    limit = min(info.file_size, MAX_MEMBER_BYTES)
+    try:
+        with zf.open(info) as f:
+            data = f.read(limit + 1)
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, RuntimeError) as e:
         raise FileFormatError(f"{path!r}: the member {name!r} is corrupted ({e})") from None
+    if len(data) != info.file_size:
+        raise FileFormatError(f"{path!r}: the member {name!r} is corrupted: it holds "
+                              f"{'more' if len(data) > limit else len(data)} bytes, its "
+                              f"header says {info.file_size}")
+    return data
+
+
+def _check_npz_members(data: bytes, member: str, described: list, path) -> None:
+    """Check each array of an npz member against config.json *before* NumPy reads it:
+    stored, not compressed (so it cannot inflate), and with the described shape and dtype
+    in its header (so no allocation is sized by an unchecked header)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as inner:
+            infos = {i.filename: i for i in inner.infolist()}
+            want = [f"a{i:05d}.npy" for i in range(len(described))]
+            if sorted(infos) != want:
+                raise FileFormatError(f"{path!r}: {member} holds {len(infos)} arrays, "
+                                      f"config.json describes {len(described)}")
+            for name, d in zip(want, described):
+                info = infos[name]
+                if info.compress_type != zipfile.ZIP_STORED:
+                    raise FileFormatError(f"{path!r}: {member} is corrupted: array {name} "
+                                          f"is compressed (graphmask stores arrays as is)")
+                with inner.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                    elif version == (2, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                    else:
+                        raise ValueError(f"npy format version {version} is not supported")
+                    stored = info.file_size - f.tell()  # bytes after the header
+                if dtype.hasobject:
+                    raise FileFormatError(f"{path!r}: {member} is corrupted: array "
+                                          f"{d.get('name')!r} holds Python objects (refused: "
+                                          f"reading them would need pickle)")
+                if list(shape) != d.get("shape") or str(dtype) != d.get("dtype"):
+                    raise FileFormatError(
+                        f"{path!r}: array {d.get('name')!r} in {member} has shape "
+                        f"{list(shape)} and dtype {dtype}; config.json says {d.get('shape')} "
+                        f"{d.get('dtype')}")
+                need = math.prod(shape) * dtype.itemsize
+                if stored < need:
+                    raise FileFormatError(
+                        f"{path!r}: {member} is corrupted: array {d.get('name')!r} is "
+                        f"{need} bytes by its header, but only {stored} bytes are stored")
+    except FileFormatError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, RuntimeError, zipfile.BadZipFile,
+            zlib.error) as e:
+        raise FileFormatError(f"{path!r}: {member} is corrupted ({type(e).__name__}: {e})") \
+            from None
 
 
 def _read_arrays(zf, member: str, described, path) -> list[np.ndarray]:
@@ -247,16 +375,10 @@ def _read_arrays(zf, member: str, described, path) -> list[np.ndarray]:
     if not isinstance(described, list) or not all(isinstance(d, dict) for d in described):
         raise FileFormatError(f"{path!r}: config.json does not describe the arrays of {member}")
     data = _read_member(zf, member, path)
+    _check_npz_members(data, member, described, path)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            keys = sorted(npz.files)
-            want = [f"a{i:05d}" for i in range(len(described))]
-            if keys != want:
-                raise FileFormatError(f"{path!r}: {member} holds {len(keys)} arrays, "
-                                      f"config.json describes {len(described)}")
-            arrays = [npz[k] for k in want]
-    except FileFormatError:
-        raise
+            arrays = [npz[f"a{i:05d}"] for i in range(len(described))]
     except (ValueError, OSError, EOFError, KeyError, RuntimeError, zipfile.BadZipFile,
             zlib.error) as e:
         # zip, header or pickle-refusal errors from np.load

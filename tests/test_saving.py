@@ -402,3 +402,150 @@ def test_unsavable_custom_layer(path):
     with pytest.raises(gm.errors.ConfigError, match="cannot save"):
         m.save(path)
     assert not path.exists()
+
+
+# ---- zip bombs and Keras's file names -------------------------------------------------
+def _declare_size(path, member: str, size: int) -> None:
+    """Rewrite the uncompressed size the central directory declares for ``member``."""
+    data = bytearray(path.read_bytes())
+    pos = data.find(b"PK\x01\x02")
+    while pos >= 0:
+        name_len = int.from_bytes(data[pos + 28:pos + 30], "little")
+        if data[pos + 46:pos + 46 + name_len] == member.encode():
+            data[pos + 24:pos + 28] = size.to_bytes(4, "little")
+            path.write_bytes(bytes(data))
+            return
+        pos = data.find(b"PK\x01\x02", pos + 4)
+    raise AssertionError(f"{member} not in the central directory")
+
+
+@pytest.fixture
+def opened(monkeypatch):
+    """The names of the archive members load_model opens (to read them)."""
+    names = []
+    real = zipfile.ZipFile.open
+
+    def spy(self, name, *args, **kwargs):
+        names.append(name.filename if isinstance(name, zipfile.ZipInfo) else name)
+        return real(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
+    return names
+
+
+def test_member_declaring_more_than_the_cap_is_refused_unread(saved, opened):
+    _declare_size(saved, "weights.npz", 3 << 30)  # a 3 GiB bomb, by its header
+    with pytest.raises(FileFormatError, match=r"'weights.npz' declares 3221225472 bytes "
+                                              r"uncompressed, over the limit of 2147483648"):
+        gm.load_model(saved)
+    assert "weights.npz" not in opened
+    with pytest.raises(FileFormatError, match="MAX_MEMBER_BYTES"):
+        lm_model().load_weights(saved)
+
+
+def test_member_and_total_caps_are_the_module_limits(saved, opened, monkeypatch):
+    with zipfile.ZipFile(saved) as zf:
+        sizes = {i.filename: i.file_size for i in zf.infolist()}
+    biggest = max(sizes, key=sizes.get)
+    monkeypatch.setattr(saving, "MAX_MEMBER_BYTES", sizes[biggest] - 1)
+    with pytest.raises(FileFormatError, match=rf"{biggest!r} declares {sizes[biggest]} bytes"
+                                              rf".*limit of {sizes[biggest] - 1} bytes per "
+                                              rf"member"):
+        gm.load_model(saved)
+    monkeypatch.setattr(saving, "MAX_MEMBER_BYTES", max(sizes.values()))
+    monkeypatch.setattr(saving, "MAX_TOTAL_BYTES", sum(sizes.values()) - 1)
+    with pytest.raises(FileFormatError, match=rf"declare {sum(sizes.values())} bytes "
+                                              rf"uncompressed in all, over the limit of "
+                                              rf"{sum(sizes.values()) - 1} bytes"):
+        gm.load_model(saved)
+    assert opened == []
+    monkeypatch.setattr(saving, "MAX_TOTAL_BYTES", sum(sizes.values()))
+    gm.load_model(saved)  # exactly at both limits: loads
+
+
+def test_a_header_that_lies_cannot_inflate_a_member(saved):
+    """weights.npz declares 1000 bytes but inflates to 64 MiB: reading stops at what it
+    declares (and fails), so memory stays far below what the data would inflate to."""
+    import tracemalloc
+
+    members = _members(saved)
+    with zipfile.ZipFile(saved, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("config.json", members["config.json"])
+        zf.writestr("weights.npz", bytes(64 << 20))
+    _declare_size(saved, "weights.npz", 1000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(FileFormatError, match="'weights.npz' is corrupted"):
+            gm.load_model(saved)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+@pytest.mark.parametrize("config_agrees", [False, True])
+def test_an_array_header_that_lies_is_refused_before_numpy_allocates(saved, config_agrees):
+    """An .npy header inside weights.npz claiming 4 TiB (with a few bytes of data): the
+    header is checked against config.json and the bytes stored before NumPy reads it."""
+    members = _members(saved)
+    with np.load(io.BytesIO(members["weights.npz"])) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    fake = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        fake, {"descr": "<f4", "fortran_order": False, "shape": (1 << 40,)})
+    fake.write(bytes(64))
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as zf:
+        for k, a in arrays.items():
+            if k == "a00000":
+                zf.writestr("a00000.npy", fake.getvalue())
+            else:
+                buf = io.BytesIO()
+                np.save(buf, a)
+                zf.writestr(f"{k}.npy", buf.getvalue())
+    members["weights.npz"] = inner.getvalue()
+    if config_agrees:
+        cfg = json.loads(members["config.json"])
+        cfg["weights"][0]["shape"] = [1 << 40]
+        members["config.json"] = json.dumps(cfg).encode()
+    _write(saved, members)
+    match = "only 64 bytes are stored" if config_agrees else "has shape \\[1099511627776\\]"
+    with pytest.raises(FileFormatError, match=match):
+        gm.load_model(saved)
+
+
+def test_compressed_arrays_inside_an_npz_are_refused(saved):
+    members = _members(saved)
+    with np.load(io.BytesIO(members["weights.npz"])) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    members["weights.npz"] = buf.getvalue()
+    _write(saved, members)
+    with pytest.raises(FileFormatError, match="a00000.npy is compressed"):
+        gm.load_model(saved)
+
+
+@pytest.mark.parametrize("name", ["model.keras", "MODEL.Keras", "x.weights.h5", "m.h5",
+                                  "legacy.hdf5"])
+@pytest.mark.parametrize("how", ["save", "save_weights"])
+def test_keras_file_names_are_refused_before_writing(tmp_path, name, how):
+    m = lm_model()
+    dest = tmp_path / name
+    suffix = "." + name.rsplit(".", 1)[1]
+    with pytest.raises(gm.errors.ConfigError,
+                       match=rf"{how}: filepath .* ends with '{re.escape(suffix)}', a Keras "
+                             rf"file name.*writes its own format.*use a '\.gmz' name"):
+        getattr(m, how)(dest)
+    with pytest.raises(ValueError, match="Keras file name"):
+        getattr(m, how)(str(dest))  # str or Path alike; a ValueError like any ConfigError
+    assert os.listdir(tmp_path) == []
+
+
+def test_other_names_still_save(tmp_path):
+    m = lm_model()
+    for name in ("model.gmz", "model", "keras.gmz", "model.h5.gmz"):
+        m.save(tmp_path / name)
+        gm.load_model(tmp_path / name)
+    with pytest.raises(gm.errors.InputTypeError, match="filepath must be a str"):
+        m.save(3)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import threading
 import types as pytypes
+import weakref
 
 import numba
 import numpy as np
@@ -238,27 +239,116 @@ def pack(W, uoff):
     return out
 
 
+# ---- workspaces -----------------------------------------------------------------------
+#: Most bytes of scratch one thread keeps between calls, all sizes and dtypes together.
+#: W1/W2 (benchmarks/bench_lstm.py) take 4.1 MB (training) and 6.8 MB (inference), the
+#: benchmark sweeps up to 16 MB; a bigger request gets a fresh array that is not kept.
+WORKSPACE_MAX_BYTES = 32 << 20
+#: A kept buffer its thread has not used in this many workspace requests is dropped.
+WORKSPACE_IDLE_CALLS = 64
+
+
+class _Pool:
+    """One thread's kept buffers, each ``[array, request number of its last use]``."""
+
+    __slots__ = ("bufs", "calls", "lock", "__weakref__")
+
+    def __init__(self):
+        self.bufs: list[list] = []
+        self.calls = 0
+        # re-entrant: a model's finalizer (which clears) may run inside a locked section
+        self.lock = threading.RLock()
+
+    def take(self, n: int, dtype) -> np.ndarray | None:
+        """A kept buffer of ``dtype`` with ``n`` to ``2 n`` elements; drops idle ones."""
+        self.calls += 1
+        self.bufs = [e for e in self.bufs if self.calls - e[1] <= WORKSPACE_IDLE_CALLS]
+        fits = [e for e in self.bufs
+                if e[0].dtype == dtype and n <= e[0].size <= 2 * max(n, 1)]
+        if not fits:
+            return None
+        best = min(fits, key=lambda e: e[0].size)
+        best[1] = self.calls
+        return best[0]
+
+    def keep(self, buf: np.ndarray) -> None:
+        """Keep ``buf``, dropping the least recently used buffers beyond the cap."""
+        bufs = sorted(self.bufs + [[buf, self.calls]], key=lambda e: -e[1])
+        total, kept = 0, []
+        for e in bufs:  # most recent first: buf itself always fits (checked by the caller)
+            if total + e[0].nbytes <= WORKSPACE_MAX_BYTES:
+                kept.append(e)
+                total += e[0].nbytes
+        self.bufs = kept
+
+
 _local = threading.local()
-#: Largest workspace (elements) kept per thread and dtype: 256 MB of float32.
-WORKSPACE_MAX = 1 << 26
+_pools: weakref.WeakSet = weakref.WeakSet()  # every live thread's pool, for clearing
+_pools_lock = threading.RLock()
+
+
+def _size_class(n: int) -> int:
+    """``n`` rounded up to one of 4 sizes per power of two (at most 25% more)."""
+    q = 1 << max(0, int(n).bit_length() - 3)
+    return max(1, -(-n // q) * q)
 
 
 def workspace(n: int, dtype) -> np.ndarray:
     """A flat scratch of ``n`` elements of ``dtype``, kept per thread and reused between
     calls: the vjp's big temporaries (dZ, ...) would otherwise be fresh pages, faulted
     in and zeroed by the OS at every training step. Never part of a returned value.
-    Above :data:`WORKSPACE_MAX` elements a fresh array is returned and nothing is kept
-    (a thread holds at most that much per dtype)."""
-    if n > WORKSPACE_MAX:
-        return np.empty(n, dtype)
-    key = np.dtype(dtype).str
-    cache = getattr(_local, "ws", None)
-    if cache is None:
-        cache = _local.ws = {}
-    buf = cache.get(key)
-    if buf is None or buf.size < n:
-        buf = cache[key] = np.empty(max(n, 1), dtype)
+
+    A thread keeps at most :data:`WORKSPACE_MAX_BYTES` (a bigger request gets a fresh
+    array, not kept); a buffer unused for :data:`WORKSPACE_IDLE_CALLS` requests of its
+    thread is dropped; :func:`clear_workspaces` drops them all."""
+    dtype = np.dtype(dtype)
+    pool = getattr(_local, "pool", None)
+    if pool is None:
+        pool = _local.pool = _Pool()
+        with _pools_lock:
+            _pools.add(pool)
+    with pool.lock:
+        buf = pool.take(n, dtype)
+    if buf is None:
+        buf = np.empty(_size_class(n), dtype)
+        if buf.nbytes <= WORKSPACE_MAX_BYTES:
+            with pool.lock:
+                pool.keep(buf)
     return buf[:n]
+
+
+def _clear(blocking: bool) -> None:
+    with _pools_lock:
+        pools = list(_pools)
+    for pool in pools:
+        if pool.lock.acquire(blocking=blocking):
+            try:
+                pool.bufs = []
+            finally:
+                pool.lock.release()
+
+
+def clear_workspaces() -> None:
+    """Release the scratch buffers every thread keeps for the LSTM kernels.
+
+    Buffers a call is using right now are freed when that call ends. Later calls
+    allocate afresh. Called when a model is garbage-collected, and by
+    ``graphmask.clear_workspaces()``.
+    """
+    _clear(blocking=True)
+
+
+def release_workspaces_on_gc() -> None:
+    """:func:`clear_workspaces` for finalizers: never waits for a lock (a pool in use
+    by its thread right now is left to its idle rule), so it cannot deadlock."""
+    _clear(blocking=False)
+
+
+def workspace_bytes() -> int:
+    """Bytes of scratch all threads keep between calls."""
+    with _pools_lock:
+        pools = list(_pools)
+    return sum(e[0].nbytes for pool in pools for e in list(pool.bufs))
 
 
 class threads_for:
