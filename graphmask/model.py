@@ -102,7 +102,6 @@ class Model(TrainingMixin):
         self.stop_training = False
         # the LSTM's per-thread scratch buffers are released when a model is collected
         weakref.finalize(self, release_workspaces_on_gc).atexit = False
-        # the LSTM's per-thread scratch buffers are released when a model is collected
 
     # ---- graph construction ----------------------------------------------------------
     def _build_forward_graph(self) -> None:
