@@ -127,8 +127,15 @@ def _sparse(model, k) -> bool:
         objs[k].fn == "sparse_categorical_crossentropy"
 
 
-def prepare_targets(model, y, batch: int) -> list:
-    """One target array per output that has a loss or metric (None for the others)."""
+def prepare_targets(model, y, batch: int, xs=None) -> list:
+    """One target array per output that has a loss or metric (None for the others).
+
+    Sparse class ids are checked where they count: at the positions the loss and the
+    sparse crossentropy metrics keep, i.e. where the prediction's mask (computed from the
+    inputs ``xs``) is True and the label is not the ``ignore_class``. Ids at masked
+    positions may be anything (99, -1, -100); they are never used. Without ``xs`` every
+    position is checked.
+    """
     targets = model.graph.meta.get("targets", {})
     names = model.output_names
     if y is None:
@@ -143,13 +150,8 @@ def prepare_targets(model, y, batch: int) -> list:
             if arr.ndim == len(pshape) and arr.shape[-1] == 1:
                 arr = arr[..., 0]
             want = pshape[:-1]
-            arr = _cast(arr, "int32", what) if arr.dtype.kind != "b" else arr.astype(np.int32)
-            classes = pshape[-1]
-            bad = (arr < 0) | (arr >= classes)
-            if bad.any():
-                pos = tuple(int(i) for i in np.argwhere(bad)[0])
-                raise InputError(f"{what}: class id {arr[pos]} at position {pos} is outside "
-                                 f"[0, {classes}) (the output has {classes} classes)")
+            if arr.dtype.kind == "f":
+                _cast(arr, "int64", what)  # whole numbers, finite
         else:
             if arr.ndim == len(pshape) - 1 and pshape[-1] == 1:
                 arr = arr[..., None]
@@ -161,8 +163,75 @@ def prepare_targets(model, y, batch: int) -> list:
             raise ShapeError(f"{what}: expects shape {_fmt(want)}, got {arr.shape}")
         if arr.shape[0] != batch:
             raise ShapeError(f"{what}: has {arr.shape[0]} samples but x has {batch}")
+        if _sparse(model, k):
+            _check_class_ids(model, k, arr, xs, what)
+            arr = _as_int32_ids(arr)
         out[k] = arr
     return out
+
+
+def _id_readers(model, k) -> list[tuple[int | None, int | None]]:
+    """``(mask node or None, ignore_class or None)`` for each op of the compiled graph
+    that indexes with the class ids of output ``k`` (the sparse loss and metrics)."""
+    from graphmask.ops.base import get_op
+    from graphmask.ops.losses import ignore_class
+    g = model.graph
+    tid = g.meta["targets"][k]
+    readers = []
+    for dst, port, _ in g.consumers(tid):
+        n = g.node(dst)
+        if port != "y_true" or n["op"] not in ("loss_score", "metric_score") or \
+                not get_op(n["op"]).mask_rule(n["attrs"]).uses:
+            continue
+        mask = g.in_ports(dst).get("mask")
+        readers.append((None if mask is None else mask[0], ignore_class(n["attrs"])))
+    return readers or [(None, None)]
+
+
+def _masks(model, mask_ids: list[int], xs) -> dict:
+    """The boolean value of each mask node for the inputs ``xs``, computed in batches."""
+    from graphmask import passes
+    from graphmask.runtime import run
+    if not mask_ids:
+        return {}
+    key = ("label_masks", tuple(mask_ids))
+    if key not in model._plans:
+        model._plans[key] = passes.make_plan(model.graph, [(m, 0) for m in mask_ids])
+    plan, inputs = model._plans[key], model.graph.meta["inputs"]
+    parts = [run(plan, dict(zip(inputs, [a[sl] for a in xs])), model._variables())
+             for sl in batches(len(xs[0]), 4096, "labels")]
+    return {m: np.concatenate([p[i] for p in parts]) for i, m in enumerate(mask_ids)}
+
+
+def _check_class_ids(model, k, ids: np.ndarray, xs, what: str) -> None:
+    """Range-check ``ids`` at the positions some id reader keeps (first offender named)."""
+    readers = _id_readers(model, k)
+    masks = {} if xs is None else _masks(model, sorted({m for m, _ in readers
+                                                        if m is not None}), xs)
+    classes = model.outputs[k].shape[-1]
+    outside = (ids < 0) | (ids >= classes)
+    bad = np.zeros(ids.shape, bool)
+    for mask, ignore in readers:
+        keep = masks[mask].copy() if mask in masks else np.ones(ids.shape, bool)
+        if ignore is not None:
+            keep &= ids != ignore
+        bad |= keep & outside
+    if bad.any():
+        pos = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InputError(f"{what}: class id {int(ids[pos])} at position {pos} is outside "
+                         f"[0, {classes}) (the output has {classes} classes)")
+
+
+def _as_int32_ids(ids: np.ndarray) -> np.ndarray:
+    """The targets as int32. Checked ids fit; ids nobody reads are clipped into range."""
+    if ids.dtype.kind == "b":
+        return ids.astype(np.int32)
+    info = np.iinfo(np.int32)
+    if ids.dtype.kind in "iu":
+        ids = np.clip(ids, info.min if ids.dtype.kind == "i" else 0, info.max)
+    else:
+        ids = np.clip(ids, info.min, info.max)
+    return np.ascontiguousarray(ids, dtype=np.int32)
 
 
 def prepare_weights(model, sample_weight, ys: list) -> list:

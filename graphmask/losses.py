@@ -12,6 +12,10 @@ Calling a loss computes the same value eagerly with the ops' numba kernels:
 score's shape. Names accepted by :func:`get` are Keras 3's: function names
 (``"mean_squared_error"``), class names (``"MeanSquaredError"``) and the aliases
 ``"mse"``, ``"mae"``, ``"bce"`` (upper case too).
+
+``SparseCategoricalCrossentropy(ignore_class=c)`` drops the positions labelled ``c`` like
+masked ones (Keras 3): they leave the sum and the count, and their score is 0. Class ids
+at masked or ignored positions are not checked; any value may sit there.
 """
 from __future__ import annotations
 
@@ -20,12 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from graphmask.errors import ConfigError, InputTypeError
+from graphmask.errors import ConfigError, InputError, InputTypeError
 from graphmask.ops.base import get_op
+from graphmask.ops.losses import ignore_keep
 
 __all__ = ["BinaryCrossentropy", "CategoricalCrossentropy", "Loss", "MeanAbsoluteError",
            "MeanSquaredError", "SparseCategoricalCrossentropy", "deserialize", "get",
-           "serialize"]
+           "serialize", "sparse_categorical_crossentropy"]
+
+_INT32 = np.iinfo(np.int32)
 
 
 def _as_float_array(name: str, x: Any) -> np.ndarray:
@@ -48,6 +55,8 @@ class Loss:
         """Attributes of the ``loss_score`` / ``loss`` op for this loss."""
         out: dict[str, Any] = {"fn": self.fn}
         out.update({k: getattr(self, k) for k in self._args})
+        if out.get("ignore_class", 0) is None:
+            del out["ignore_class"]  # the op's default: graphs without it stay as they were
         return out
 
     def get_config(self) -> dict[str, Any]:
@@ -64,12 +73,22 @@ class Loss:
         if p.dtype not in (np.float32, np.float64):  # ints, float16: Keras's floatx
             p = p.astype(np.float32)
         y = _as_float_array("y_true", y_true)
-        score = get_op("loss_score").forward(self.attrs(), {"y_pred": p, "y_true": y})[0]
+        inputs = {"y_pred": p, "y_true": y}
+        m = None if mask is None else np.asarray(mask).astype(bool)
+        if m is not None and m.shape != p.shape[:-1]:
+            raise InputError(f"{self.name}: mask of shape {m.shape} does not fit y_pred of "
+                             f"shape {p.shape} (it must be {p.shape[:-1]})")
+        if m is not None and get_op("loss_score").mask_rule(self.attrs()).uses:
+            inputs["mask"] = m  # class ids at masked positions are neither checked nor read
+        score = get_op("loss_score").forward(self.attrs(), inputs)[0]
         red: dict[str, np.ndarray] = {"score": score}
         if sample_weight is not None:
             red["weight"] = _as_float_array("sample_weight", sample_weight)
-        if mask is not None:
-            red["mask"] = np.asarray(mask).astype(bool)
+        keep = ignore_keep(self.attrs(), y, score.shape)
+        if keep is not None:
+            m = keep if m is None else m & keep
+        if m is not None:
+            red["mask"] = m
             return get_op("masked_mean").forward({}, red)[0][()]
         return get_op("weighted_mean").forward({}, red)[0][()]
 
@@ -88,6 +107,17 @@ def _flag(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ConfigError(f"{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+def check_ignore_class(value: Any, who: str = "SparseCategoricalCrossentropy") -> int | None:
+    """``ignore_class`` as an int (it must fit the int32 targets), or None."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or not _INT32.min <= int(value) <= _INT32.max:
+        raise ConfigError(f"{who}: ignore_class must be None or an integer class id in "
+                          f"[{_INT32.min}, {_INT32.max}], got {value!r}")
+    return int(value)
 
 
 def _smoothing(value: Any) -> float:
@@ -132,14 +162,57 @@ class CategoricalCrossentropy(_SmoothedCrossentropy):
 
 
 class SparseCategoricalCrossentropy(Loss):
-    """Crossentropy against integer class ids of shape (B, T) or (B, T, 1)."""
+    """Crossentropy against integer class ids of shape (B, T) or (B, T, 1).
+
+    Parameters
+    ----------
+    from_logits : bool
+        ``y_pred`` holds logits (softmax applied inside) rather than probabilities.
+    ignore_class : int or None
+        Positions labelled with this id are dropped like masked positions (Keras 3):
+        score 0, no gradient, and left out of the mean's denominator. Typical values are
+        -1, 255 or -100. None (the default) ignores nothing.
+    name : str or None
+        The loss's name; defaults to ``"sparse_categorical_crossentropy"``.
+    """
 
     fn = "sparse_categorical_crossentropy"
-    _args = ("from_logits",)
+    _args = ("from_logits", "ignore_class")
 
-    def __init__(self, from_logits: bool = False, name: str | None = None) -> None:
+    def __init__(self, from_logits: bool = False, ignore_class: int | None = None,
+                 name: str | None = None) -> None:
         super().__init__(name)
         self.from_logits = _flag("from_logits", from_logits)
+        self.ignore_class = check_ignore_class(ignore_class)
+
+
+def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
+                                    ignore_class: int | None = None) -> np.ndarray:
+    """Per-position sparse categorical crossentropy, as Keras 3's function of that name.
+
+    Parameters
+    ----------
+    y_true : array_like
+        Class ids of shape ``y_pred.shape[:-1]`` (or with a trailing axis of 1).
+    y_pred : array_like
+        Probabilities (or logits with ``from_logits``) with classes on the last axis.
+    from_logits : bool
+        ``y_pred`` holds logits.
+    ignore_class : int or None
+        Positions labelled with it score 0 and their ids are not checked.
+
+    Returns
+    -------
+    numpy.ndarray
+        The scores, of shape ``y_pred.shape[:-1]`` in y_pred's float dtype (float32 for
+        other inputs).
+    """
+    loss = SparseCategoricalCrossentropy(from_logits=from_logits, ignore_class=ignore_class)
+    p = _as_float_array("y_pred", y_pred)
+    if p.dtype not in (np.float32, np.float64):
+        p = p.astype(np.float32)
+    y = _as_float_array("y_true", y_true)
+    return get_op("loss_score").forward(loss.attrs(), {"y_pred": p, "y_true": y})[0]
 
 
 _CLASSES = (MeanSquaredError, MeanAbsoluteError, BinaryCrossentropy, CategoricalCrossentropy,

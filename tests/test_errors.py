@@ -181,3 +181,83 @@ def test_keras_arguments_that_would_be_ignored_are_refused(model):
         model.predict(IDS, callbacks=[])
     with pytest.raises(ConfigError, match="validation_freq must be a positive int"):
         model.fit(IDS, Y, validation_freq=0, verbose=0)
+
+
+# ---- class ids at masked positions ---------------------------------------------------
+def _same_results(model, x, y_a, y_b):
+    assert model.evaluate(x, y_a, return_dict=True) == model.evaluate(x, y_b, return_dict=True)
+    la, ga = model.loss_and_gradients(x, y_a)
+    lb, gb = model.loss_and_gradients(x, y_b)
+    assert la == lb
+    for name in ga:
+        np.testing.assert_array_equal(ga[name], gb[name])
+
+
+@pytest.mark.parametrize("pad", [99, -1, -100, 2**40])
+def test_class_ids_at_padded_positions_are_not_checked(model, pad):
+    kept = IDS != 0
+    y_pad, y_zero = np.where(kept, Y, pad), np.where(kept, Y, 0)
+    _same_results(model, IDS, y_pad, y_zero)
+    weights = model.get_weights()
+    model.train_on_batch(IDS, y_pad)
+    after_pad = model.get_weights()
+    model.set_weights(weights)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam",
+                  metrics=["accuracy"])  # a fresh optimizer, as before the first step
+    model.train_on_batch(IDS, y_zero)
+    for a, b in zip(after_pad, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    model.fit(np.tile(IDS, (3, 1)), np.tile(y_pad, (3, 1)), batch_size=2, verbose=0)
+
+
+def test_class_ids_at_kept_positions_are_checked_first_one_named(model):
+    y = np.where(IDS != 0, Y, 99)
+    y[1, 2] = 3    # kept (id 1): outside [0, 3)
+    y[0, 1] = -1   # kept, and first in row-major order
+    before = model.get_weights()
+    for call in (lambda: model.evaluate(IDS, y), lambda: model.train_on_batch(IDS, y),
+                 lambda: model.fit(IDS, y, verbose=0)):
+        with pytest.raises(InputError) as e:
+            call()
+        assert str(e.value) == ("target for output 'dense': class id -1 at position (0, 1) is "
+                                "outside [0, 3) (the output has 3 classes)")
+    y = np.ones((6, 4), int)
+    y[:, 3] = 50      # padded everywhere below: fine
+    y[5, 1] = 7       # kept, in the last batch: refused before the first step
+    ids = np.ones((6, 4), int)
+    ids[:, 3] = 0
+    with pytest.raises(InputError, match=r"class id 7 at position \(5, 1\)"):
+        model.fit(ids, y, batch_size=2, verbose=0)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_class_ids_at_steps_masked_by_masking_are_not_checked():
+    x = Input(shape=(3, 2))
+    out = Dense(4, activation="softmax")(LSTM(2, return_sequences=True)(gm.Masking()(x)))
+    m = Model(x, out)
+    m.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+    xs = np.array([[[1.0, 2.0], [0.0, 0.0], [3.0, 0.0]]], np.float32)
+    _same_results(m, xs, np.array([[1, 99, 2]]), np.array([[1, 0, 2]]))
+    with pytest.raises(InputError, match=r"class id 99 at position \(0, 2\)"):
+        m.evaluate(xs, np.array([[1, 0, 99]]))
+
+
+def test_ignore_class_labels_are_not_checked_unless_a_reader_counts_them():
+    x = Input(shape=(4,), dtype="int32")
+    out = Dense(3, activation="softmax")(Embedding(5, 3, mask_zero=True)(x))
+    m = Model(x, out)
+    m.compile(loss=gm.losses.SparseCategoricalCrossentropy(ignore_class=-1), optimizer="sgd",
+              metrics=["accuracy"])
+    y = np.array([[1, -1, 0, 0], [-1, 2, 1, 0]])
+    m.evaluate(IDS, y)   # -1 is ignored at kept positions; accuracy compares, never indexes
+    with pytest.raises(InputError, match=r"class id -2 at position \(0, 1\)"):
+        m.evaluate(IDS, np.where(y == -1, -2, y))
+    # a crossentropy metric without ignore_class reads every kept id: -1 there is an error
+    m.compile(loss=gm.losses.SparseCategoricalCrossentropy(ignore_class=-1), optimizer="sgd",
+              metrics=["sparse_categorical_crossentropy"])
+    before = m.get_weights()
+    with pytest.raises(InputError, match=r"class id -1 at position \(0, 1\)"):
+        m.fit(IDS, y, verbose=0)
+    for a, b in zip(before, m.get_weights()):
+        np.testing.assert_array_equal(a, b)

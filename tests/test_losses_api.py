@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -46,6 +47,14 @@ def test_instance_config_roundtrip_and_attrs():
                        "config": {"from_logits": True}}).from_logits is True
     assert losses.SparseCategoricalCrossentropy().attrs() == {
         "fn": "sparse_categorical_crossentropy", "from_logits": False}
+    scce = losses.SparseCategoricalCrossentropy(True, -100, name="seg")
+    assert scce.attrs() == {"fn": "sparse_categorical_crossentropy", "from_logits": True,
+                            "ignore_class": -100}
+    assert scce.get_config() == {"name": "seg", "from_logits": True, "ignore_class": -100}
+    assert losses.SparseCategoricalCrossentropy().get_config()["ignore_class"] is None
+    again = losses.deserialize(losses.serialize(scce))
+    assert again == scce and again.ignore_class == -100 and again.name == "seg"
+    assert again != losses.SparseCategoricalCrossentropy(True, 255, name="seg")
     with pytest.raises(ConfigError, match="label_smoothing"):
         losses.BinaryCrossentropy(label_smoothing=2)
     with pytest.raises(ConfigError, match="from_logits"):
@@ -114,6 +123,104 @@ def test_metrics_resolution():
     assert metrics.get({"fn": "mean_squared_error"}) == {"fn": "mean_squared_error"}
     with pytest.raises(ConfigError, match="did you mean 'accuracy'"):
         metrics.get("acuracy")
+
+
+@pytest.mark.parametrize("bad", [1.5, True, "255", 2**31, -2**31 - 1, [0]])
+def test_ignore_class_must_be_an_int32_class_id(bad):
+    words = r"SparseCategoricalCrossentropy: ignore_class must be None or an integer class id"
+    with pytest.raises(ConfigError, match=rf"{words} .*got {re.escape(repr(bad))}"):
+        losses.SparseCategoricalCrossentropy(ignore_class=bad)
+    with pytest.raises(ConfigError, match=r"metric SparseCategoricalCrossentropy: ignore_class"):
+        metrics.SparseCategoricalCrossentropy(ignore_class=bad)
+    assert losses.SparseCategoricalCrossentropy(ignore_class=np.int64(-1)).ignore_class == -1
+
+
+def test_call_ignore_class_with_mask_and_weights():
+    # Keras 3: ignored positions are dropped like masked ones (out of the sum and count)
+    p = np.array([[[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.5, 0.25, 0.25]],
+                  [[0.1, 0.1, 0.8], [0.3, 0.3, 0.4], [0.6, 0.3, 0.1], [0.2, 0.5, 0.3]]],
+                 np.float32)
+    y = np.array([[0, -1, 2, 99], [2, 1, -1, -1]])
+    m = np.array([[True, True, True, False], [True, True, True, True]])
+    w = np.array([2.0, 0.5], np.float32)
+    scce = losses.SparseCategoricalCrossentropy(ignore_class=-1)
+    logq = -np.log(np.float64(p))
+    kept = [(0, 0, 0, 2.0), (0, 2, 2, 2.0), (1, 0, 2, 0.5), (1, 1, 1, 0.5)]
+    want = sum(wt * logq[b, t, c] for b, t, c, wt in kept) / 4
+    np.testing.assert_allclose(scce(y, p, sample_weight=w, mask=m), want, rtol=1e-6)
+    np.testing.assert_allclose(scce(y[..., None], p, sample_weight=w, mask=m), want, rtol=1e-6)
+    no_w = sum(logq[b, t, c] for b, t, c, _ in kept) / 4
+    np.testing.assert_allclose(scce(y, p, mask=m), no_w, rtol=1e-6)
+    # without a mask, 99 at (0, 3) counts: it is outside the 3 classes
+    with pytest.raises(InputError, match=r"class id 99 at y_true\[0, 3\] is outside \[0, 3\)"):
+        scce(y, p)
+    y2 = np.where(y == 99, -1, y)
+    np.testing.assert_allclose(scce(y2, p), no_w, rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert scce(np.full((2, 4), -1), p) == 0.0
+    # a masked class id is not checked, ignore_class or not
+    plain = losses.SparseCategoricalCrossentropy()
+    np.testing.assert_allclose(plain(np.where(m, 1, -100), p, mask=m),
+                               np.mean(logq[..., 1][m]), rtol=1e-6)
+    with pytest.raises(InputError, match=r"mask of shape \(2, 3\) does not fit"):
+        plain(y, p, mask=m[:, :3])
+
+
+def test_functional_sparse_categorical_crossentropy():
+    logits = np.array([[[0.854, 0.698, 0.598], [0.088, 0.86, 0.018]]], np.float32)
+    s = losses.sparse_categorical_crossentropy(np.array([[-1, 2]]), logits, from_logits=True,
+                                               ignore_class=-1)
+    assert s.shape == (1, 2) and s.dtype == np.float32
+    np.testing.assert_allclose(s, [[0.0, 1.480129]], rtol=1e-6)
+
+
+def test_metric_objects_and_their_configs():
+    m = metrics.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
+    assert m.name == "sparse_categorical_crossentropy"
+    assert metrics.get(m) == {"fn": "sparse_categorical_crossentropy", "from_logits": True,
+                              "ignore_class": 0}
+    cfg = metrics.serialize(m)
+    assert cfg == {"class_name": "SparseCategoricalCrossentropy", "config": {
+        "name": "sparse_categorical_crossentropy", "from_logits": True, "ignore_class": 0}}
+    assert metrics.deserialize(cfg) == m and metrics.get(cfg) == metrics.get(m)
+    assert metrics.standardize(m) == cfg and metrics.standardize("acc") == "acc"
+    assert metrics.name_of(m) == metrics.name_of(cfg) == "sparse_categorical_crossentropy"
+    assert metrics.name_of(metrics.SparseCategoricalCrossentropy(name="xent")) == "xent"
+    assert metrics.name_of({"fn": "mean_squared_error"}) == "mean_squared_error"
+    assert metrics.get(metrics.SparseCategoricalCrossentropy()) == \
+        metrics.get("sparse_categorical_crossentropy")
+    with pytest.raises(ConfigError, match="axis=1 is not supported"):
+        metrics.SparseCategoricalCrossentropy(axis=1)
+    with pytest.raises(ConfigError, match="dtype='float16' is not supported"):
+        metrics.SparseCategoricalCrossentropy(dtype="float16")
+    with pytest.raises(ConfigError, match="unknown metric class 'Hinge'"):
+        metrics.get({"class_name": "Hinge", "config": {}})
+    with pytest.raises(ConfigError, match="ignore_class applies to sparse_categorical_cross"):
+        metrics.get({"fn": "sparse_categorical_accuracy", "ignore_class": 0})
+
+
+def test_ignore_class_in_compile_names_and_saving(tmp_path):
+    import graphmask as gm
+    x = gm.Input(shape=(4,), dtype="int32")
+    out = gm.Dense(3, activation="softmax")(gm.Embedding(6, 3, mask_zero=True)(x))
+    model = gm.Model(x, out)
+    loss = losses.SparseCategoricalCrossentropy(ignore_class=-1)
+    xent = metrics.SparseCategoricalCrossentropy(ignore_class=-1)
+    model.compile(optimizer="sgd", loss=loss, metrics=["accuracy", xent],
+                  weighted_metrics=[xent])
+    assert model._result_names() == ["loss", "accuracy", "sparse_categorical_crossentropy",
+                                     "weighted_sparse_categorical_crossentropy"]
+    ids = np.array([[1, 2, 3, 0], [4, 5, 0, 0]])
+    y = np.array([[1, -1, 2, 7], [0, 2, -5, 99]])
+    sw = np.array([1.0, 3.0])
+    before = model.evaluate(ids, y, sample_weight=sw, return_dict=True)
+    path = tmp_path / "m.gmz"
+    model.save(path)
+    again = gm.load_model(path)
+    assert again.loss_objects[0] == loss
+    assert again.compiled_metrics == model.compiled_metrics
+    assert again.evaluate(ids, y, sample_weight=sw, return_dict=True) == before
 
 
 # ---------------------------------------------------------------- optional Keras oracle

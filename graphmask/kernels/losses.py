@@ -5,6 +5,9 @@ positions, C = the last axis), dense targets ``y`` of the same shape (already ca
 ``p``'s dtype) or sparse class ids ``ids`` of shape (N,) as int64. Scores go to ``out``
 (N,); gradients to ``dp`` (N, C) from a cotangent ``g`` (N,).
 
+A negative id marks a dropped position (masked, or labelled ``ignore_class``): the sparse
+kernels give it score 0 and gradient 0 and never read its row of ``p``.
+
 Clipping bounds ``lo``/``hi`` arrive in the prediction dtype (Keras clips float32
 probabilities to float32(1e-7) and float32(1 - 1e-7)); the arithmetic after clipping is
 done in float64 and stored in the output dtype.
@@ -200,6 +203,9 @@ def scce_fwd(p, ids, from_logits, lo, hi, out):
     n, c = p.shape
     t = np.zeros(c)
     for i in range(n):
+        if ids[i] < 0:
+            out[i] = 0.0
+            continue
         t[ids[i]] = 1.0
         out[i] = _cce_row(p, i, t, from_logits, lo, hi)
         t[ids[i]] = 0.0
@@ -210,6 +216,10 @@ def scce_bwd(p, ids, from_logits, lo, hi, g, dp):
     n, c = p.shape
     t = np.zeros(c)
     for i in range(n):
+        if ids[i] < 0:
+            for k in range(c):
+                dp[i, k] = 0.0
+            continue
         t[ids[i]] = 1.0
         _cce_row_grad(p, i, t, from_logits, lo, hi, float(g[i]), dp)
         t[ids[i]] = 0.0

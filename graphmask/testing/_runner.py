@@ -84,7 +84,7 @@ def prepare(model, x, y=None, sample_weight=None, dtype=None) -> Batch:
         if not model.compiled:
             raise ConfigError("graphmask.testing: the model must be compiled with a loss to "
                               "check losses or gradients")
-        ys = prepare_targets(model, y, len(xs[0]))
+        ys = prepare_targets(model, y, len(xs[0]), xs)
         sws = prepare_weights(model, sample_weight, ys)
 
     def cast(a):

@@ -7,18 +7,13 @@ equal: rows with the same feature sum give exactly the same value (all numbers a
 dyadic, so every product and sum is exact), and all-zero padded rows tie with every kept
 row whose features sum to 0.
 """
-import os
-
 import numpy as np
 import pytest
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
-keras = pytest.importorskip(
-    "keras", reason="Keras 3 is an optional oracle; pip install keras torch",
-    exc_type=ImportError)
-torch = pytest.importorskip(
-    "torch", reason="the gradient comparison reads torch's autograd (Keras's torch backend)",
-    exc_type=ImportError)
+from tests.conformance.oracle import import_keras
+
+keras = import_keras()  # Keras 3 on torch; the skip names what is missing
+import torch  # only once import_keras has checked that it is installed
 
 import graphmask as gm
 from tests.conformance import twin as tw

@@ -296,3 +296,154 @@ def test_metric_score_accepts_crossentropies():
     want = get_op("loss_score").forward(attrs, {"y_pred": p, "y_true": y})[0]
     got = get_op("metric_score").forward(attrs, {"y_pred": p, "y_true": y})[0]
     np.testing.assert_array_equal(got, want)
+
+
+# ---------------------------------------------------------------- dropped positions
+
+SCCE = "sparse_categorical_crossentropy"
+
+
+@pytest.mark.parametrize("logits", [False, True])
+@pytest.mark.parametrize("kind", ["right", "left", "holes"])
+def test_sparse_score_with_mask_harness(logits, kind):
+    rng = np.random.default_rng(5)
+    attrs, p, y = _case(SCCE, logits, rng)
+    m = random_mask(rng, B, T, kind)
+    y = np.where(m, y, np.array([99, -1, -100])[rng.integers(0, 3, (B, T))])
+    inputs = {"y_pred": p, "y_true": y, "mask": m}
+    check_op("loss_score", attrs, inputs, data_port="y_pred")
+    check_op("loss_score", attrs, inputs, data_port="y_true", fd=False)
+    check_op("metric_score", attrs, inputs, data_port="y_true", fd=False)
+    for op in ("loss_score", "metric_score"):
+        got = get_op(op).forward(attrs, inputs)[0]
+        want = get_op(op).forward(attrs, {"y_pred": p, "y_true": np.where(m, y, 0)})[0]
+        np.testing.assert_array_equal(got, np.where(m, want, 0))
+
+
+def test_sparse_masked_rows_are_never_read():
+    p = np.full((2, 3, 4), 0.25, np.float32)
+    p[0, 2] = np.nan            # whatever sits at a masked step
+    p[1, 0] = [np.inf, -1.0, np.nan, 0.0]
+    y = np.array([[1, 2, 99], [-7, 3, 0]])
+    m = np.array([[True, True, False], [False, True, True]])
+    attrs = {"fn": SCCE, "from_logits": False}
+    op = get_op("loss_score")
+    for run in (lambda i: op.forward(attrs, i)[0], lambda i: op.reference(attrs, i)[0]):
+        s = run({"y_pred": p, "y_true": y, "mask": m})
+        np.testing.assert_allclose(s, np.where(m, math.log(4), 0.0), rtol=1e-6)
+    g = np.ones((2, 3), np.float32)
+    for d in (op.vjp(attrs, {"y_pred": p, "y_true": y, "mask": m}, [], [g], ["y_pred"]),
+              op.reference_vjp(attrs, {"y_pred": p, "y_true": y, "mask": m}, [g], ["y_pred"])):
+        assert np.all(d["y_pred"][~m] == 0) and np.all(np.isfinite(d["y_pred"]))
+
+
+@pytest.mark.parametrize("op_name", ["loss_score", "metric_score"])
+def test_kept_positions_are_still_checked_first_one_named(op_name):
+    y = np.array([[0, 5, 9], [-1, 1, 2]])
+    m = np.array([[True, False, True], [True, True, True]])
+    p = np.full((2, 3, 3), 1 / 3)
+    for method in ("forward", "reference"):
+        with pytest.raises(InputError, match=r"class id 9 at y_true\[0, 2\] is outside \[0, 3\)"):
+            getattr(get_op(op_name), method)({"fn": SCCE}, {"y_pred": p, "y_true": y, "mask": m})
+    yf = np.array([[0.0, 0.5, 1.0]])
+    with pytest.raises(InputError, match=r"whole numbers; y_true\[0, 2\] = 1.5"):
+        get_op(op_name).forward({"fn": SCCE}, {"y_pred": p[:1], "y_true": yf + [0, 0, 0.5],
+                                               "mask": np.array([[True, False, True]])})
+    # a non-whole float at a masked position is not checked either
+    s = get_op(op_name).forward({"fn": SCCE}, {"y_pred": p[:1], "y_true": yf,
+                                               "mask": np.array([[True, False, True]])})[0]
+    np.testing.assert_allclose(s, [[math.log(3), 0.0, math.log(3)]], rtol=1e-12)
+
+
+def test_ignore_class_keras_values():
+    # keras/src/losses/losses_test.py: test_ignore_class (from_logits, ignore_class=-1)
+    logits = np.array([[[0.854, 0.698, 0.598], [0.088, 0.86, 0.018]]], np.float32)
+    attrs = {"fn": SCCE, "from_logits": True, "ignore_class": -1}
+    for y in (np.array([[-1, 2]]), np.array([[[-1], [2]]]), np.array([[-1.0, 2.0]])):
+        for op in ("loss_score", "metric_score"):
+            s = get_op(op).forward(attrs, {"y_pred": logits, "y_true": y})[0]
+            np.testing.assert_allclose(s, [[0.0, 1.480129]], rtol=1e-6)
+    # ignored ids are dropped before any check, even far outside the classes
+    s = get_op("loss_score").forward({**attrs, "ignore_class": 255},
+                                     {"y_pred": logits, "y_true": np.array([[255, 2]])})[0]
+    np.testing.assert_allclose(s, [[0.0, 1.480129]], rtol=1e-6)
+    with pytest.raises(InputError, match=r"class id -1 at y_true\[0, 0\]"):
+        get_op("loss_score").forward({**attrs, "ignore_class": 255},
+                                     {"y_pred": logits, "y_true": np.array([[-1, 2]])})
+
+
+@pytest.mark.parametrize("logits", [False, True])
+def test_ignore_class_harness_and_mask_together(logits):
+    rng = np.random.default_rng(6)
+    attrs, p, y = _case(SCCE, logits, rng)
+    attrs["ignore_class"] = 255
+    y[rng.random((B, T)) < 0.3] = 255
+    m = random_mask(rng, B, T, "holes")
+    check_op("loss_score", attrs, {"y_pred": p, "y_true": y})
+    check_op("loss_score", attrs, {"y_pred": p, "y_true": y, "mask": m}, data_port="y_pred")
+    s = get_op("loss_score").forward(attrs, {"y_pred": p, "y_true": y, "mask": m})[0]
+    plain = get_op("loss_score").forward({"fn": SCCE, "from_logits": logits},
+                                         {"y_pred": p, "y_true": np.where(y == 255, 0, y)})[0]
+    np.testing.assert_array_equal(s, np.where(m & (y != 255), plain, 0))
+
+
+def test_loss_node_with_ignore_class_drops_positions_from_the_count():
+    rng = np.random.default_rng(8)
+    attrs, p, y = _case(SCCE, True, rng)
+    y[0, :2] = -1
+    y[2, 3] = -1
+    w = rng.random(B)
+    attrs["ignore_class"] = -1
+    check_op("loss", attrs, {"y_pred": p, "y_true": y, "weight": w})
+    s = get_op("loss_score").forward(attrs, {"y_pred": p, "y_true": y})[0]
+    got = get_op("loss").forward(attrs, {"y_pred": p, "y_true": y, "weight": w})[0]
+    np.testing.assert_allclose(got, np.sum(s * w[:, None]) / np.sum(y != -1), rtol=1e-12)
+    all_ignored = get_op("loss").forward(attrs, {"y_pred": p, "y_true": np.full((B, T), -1)})
+    assert all_ignored[0] == 0.0
+
+
+@pytest.mark.parametrize("attrs,words", [
+    ({"fn": "mean_squared_error", "ignore_class": 0}, "applies to sparse_categorical"),
+    ({"fn": "sparse_categorical_accuracy", "ignore_class": 0}, "applies to sparse_categorical"),
+    ({"fn": SCCE, "ignore_class": 1.5}, "must be an integer class id or None, got 1.5"),
+    ({"fn": SCCE, "ignore_class": True}, "got True"),
+])
+def test_ignore_class_attr_errors(attrs, words):
+    from graphmask.ops import Spec
+    op = get_op("metric_score" if "accuracy" in attrs["fn"] else "loss_score")
+    with pytest.raises(OpError, match=words):
+        op.infer(attrs, {"y_pred": Spec((None, 4, 3), "float32"),
+                         "y_true": Spec((None, 4), "int32")})
+
+
+def test_score_mask_rules():
+    from graphmask.ops import MaskRule
+    reads, takes = MaskRule(takes=True, uses=True, out="none"), \
+        MaskRule(takes=True, uses=False, out="none")
+    for op in ("loss_score", "metric_score"):
+        assert get_op(op).mask_rule({"fn": SCCE}) == reads  # class ids index y_pred
+        assert get_op(op).mask_rule({"fn": "mean_squared_error"}) == takes
+    assert get_op("metric_score").mask_rule({"fn": "sparse_categorical_accuracy"}) == takes
+
+
+def test_mask_port_shape_is_checked():
+    from graphmask.ops import Spec
+    with pytest.raises(OpError, match=r"mask must be bool of shape \(None, 4\)"):
+        get_op("loss_score").infer({"fn": SCCE}, {
+            "y_pred": Spec((None, 4, 3), "float32"), "y_true": Spec((None, 4), "int32"),
+            "mask": Spec((None, 5), "bool")})
+    with pytest.raises(OpError, match=r"mask of shape \(2, 5\) does not fit"):
+        get_op("loss_score").forward({"fn": SCCE}, {
+            "y_pred": np.full((2, 4, 3), 0.3), "y_true": np.zeros((2, 4), int),
+            "mask": np.ones((2, 5), bool)})
+
+
+def test_dense_scores_with_mask_are_zero_there():
+    rng = np.random.default_rng(9)
+    attrs, p, y = _case("mean_squared_error", False, rng)
+    m = random_mask(rng, B, T, "right")
+    y[~m] = np.nan
+    s = get_op("loss_score").forward(attrs, {"y_pred": p, "y_true": y, "mask": m})[0]
+    np.testing.assert_allclose(s, np.where(m, np.mean((np.nan_to_num(y) - p) ** 2, -1), 0))
+    check_op("loss_score", attrs, {"y_pred": p, "y_true": np.nan_to_num(y), "mask": m},
+             data_port="y_pred")
