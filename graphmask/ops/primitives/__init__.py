@@ -3,4 +3,14 @@
 Each family module registers its ops on import; every primitive follows the op contract
 of ``graphmask/ops/base.py`` and ignores masks (:data:`~graphmask.ops.base.IGNORES_MASK`).
 """
-from graphmask.ops.primitives import binary, index, linalg, logic, nn, reduce, shape, unary  # noqa: F401
+from graphmask.ops.primitives import (  # noqa: F401
+    binary,
+    index,
+    join,
+    linalg,
+    logic,
+    nn,
+    reduce,
+    shape,
+    unary,
+)
