@@ -32,8 +32,11 @@ def location(idx, time_axis: bool) -> str:
 
 
 def compare(what: str, want, got, keep=None, rtol=1e-7, atol=1e-9, context: str = "",
-             time_axis: bool = True) -> None:
-    """Raise an AssertionError naming the first differing (sample, timestep)."""
+            time_axis: bool = True, first_sample: int = 0, weight: bool = False) -> None:
+    """Raise an AssertionError naming the first differing (sample, timestep).
+
+    ``first_sample``: the batch index of row 0 of ``want`` (when comparing a slice);
+    ``weight``: the arrays are a weight's (rows, not samples)."""
     want, got = np.asarray(want, dtype=np.float64), np.asarray(got, dtype=np.float64)
     if want.shape != got.shape:
         raise AssertionError(f"{what}: shape {got.shape}, expected {want.shape}{context}")
@@ -48,11 +51,13 @@ def compare(what: str, want, got, keep=None, rtol=1e-7, atol=1e-9, context: str 
     if want.ndim == 0:
         raise AssertionError(f"{what}: expected {fmt(want)}, got {fmt(got)} "
                              f"(difference {fmt(got - want)}){context}")
-    row = idx[:2] if (time_axis and want.ndim >= 3) else idx[:1]
-    loc = location(idx, time_axis and want.ndim >= 3)
+    time_axis = time_axis and want.ndim >= 3 and not weight
+    row = idx[:2] if time_axis else idx[:1]
+    at = (idx[0] + first_sample,) + idx[1:]
+    loc = f"row {idx[0]}" if weight else location(at, time_axis)
     raise AssertionError(
         f"{what}: {loc}: expected {fmt(want[row])}, got {fmt(got[row])} "
-        f"(first of {n_bad} differing entries, at index {idx}; "
+        f"(first of {n_bad} differing entries, at index {at}; "
         f"|difference| {abs(got[idx] - want[idx]):.3g}){context}")
 
 
@@ -104,11 +109,11 @@ def compare_runs(model, base, other, outs, names, align, what, rtol, atol):
         compare(f"{label} at a kept position", a, b, keep, rtol, atol, what)
     for lid in (g.meta["losses"] if names is not None else []):
         compare(f"loss {g.node(lid)['layer']!r}", base[(lid, 0)], other[(lid, 0)], None,
-                 rtol, atol, what)
+                rtol, atol, what)
     for nm in names or []:
         src = g.meta["grads"][nm]
         compare(f"gradient of weight {nm!r}", base[src], other[src], None, rtol, atol,
-                 what, time_axis=False)
+                what, weight=True)
 
 
 def pad_like(a: np.ndarray, k: int, pad, where: str) -> np.ndarray:

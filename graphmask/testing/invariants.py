@@ -263,7 +263,7 @@ def check_batch_independence(model, x, y=None, sample_weight=None, *, dtype="flo
             want = acc_grad[nm] / n_total[0]
             compare(f"gradient of weight {nm!r}", want, base[g.meta["grads"][nm]], None,
                     rtol, atol, "\n  the batch gradient must be sum_b n_b * grad_b / sum_b "
-                    "n_b over the samples run alone", time_axis=False)
+                    "n_b over the samples run alone", weight=True)
         rec.ok(f"{len(names)} gradient(s) as the weighted mean of per-sample gradients")
     return rec.report()
 
@@ -312,8 +312,8 @@ def _compare_rows(model, base, single, outs, b, L, rtol, atol, what):
         if L is not None and a.ndim >= 2 and s.ndim >= 2 and a.shape[1] != s.shape[1]:
             a = a[:, :L]
             keep = None if keep is None else keep[:, :L]
-        compare(f"{label} at a kept position", a, s, keep, rtol, atol,
-                what.replace("sample 0", f"sample {b}"))
+        compare(f"{label} at a kept position", a, s, keep, rtol, atol, what,
+                first_sample=b)
 
 
 # ---------------------------------------------------------------- all of them

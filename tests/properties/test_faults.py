@@ -2,7 +2,7 @@
 message naming what broke, once the matching fault is injected (monkeypatched op)."""
 import numpy as np
 import pytest
-from hypothesis import find, settings
+from hypothesis import Phase, find, settings
 
 from graphmask.ops import MaskRule, get_op
 from graphmask.ops.reductions import layout
@@ -18,6 +18,7 @@ from graphmask.testing import (
     make_targets,
 )
 from graphmask.testing.strategies import padded_ids
+from tests.properties.weighted import weighted_cases
 
 SEQ = ("ids", 6, 3, 0.0, 0, ((3, True, False, False),), 2, "mse", False)
 FINAL = ("ids", 6, 3, 0.0, 0, ((3, False, False, False),), 2, "mse", False)
@@ -75,6 +76,18 @@ def _lstm_gradient_ignores_mask(monkeypatch):
         return op.reference_vjp(attrs, {k: v for k, v in inputs.items() if k != "mask"},
                                 grads, wrt)
     monkeypatch.setattr(op, "vjp", leaky)
+
+
+def _loss_divides_by_weight_sum(monkeypatch):
+    """The masked mean with sum(m*w) as denominator instead of sum(m) (Keras 3 counts the
+    kept positions, whatever their weights)."""
+    op = get_op("masked_mean")
+
+    def weighted_denominator(attrs, inputs):
+        s, m, w = layout("masked_mean", inputs)
+        d = (m * w).sum()
+        return [np.asarray((s * m * w).sum() / d if d else 0.0, inputs["score"].dtype)]
+    monkeypatch.setattr(op, "forward", weighted_denominator)
 
 
 def _all_masked_loss_is_nan(monkeypatch):
@@ -169,6 +182,58 @@ def test_loss_check_catches_dense_dropping_mask(monkeypatch):
     model, x, y = _case(SEQ, IDS)
     with pytest.raises(AssertionError, match=r"matches the unmasked mean"):
         check_loss_is_masked_mean(model, x, y)
+
+
+def test_loss_check_catches_a_weighted_denominator(monkeypatch):
+    model, x, y = _case(SEQ, IDS)
+    w = np.array([[1, 0, 1, 1], [2, 1, 0, 3], [0.5, 1, 1, 1]], np.float32)
+    check_loss_is_masked_mean(model, x, y, w)
+    check_loss_is_masked_mean(model, x, y)
+    _loss_divides_by_weight_sum(monkeypatch)
+    check_loss_is_masked_mean(model, x, y)  # invisible without weights
+    with pytest.raises(AssertionError, match=r"expected the mean over kept positions .*"
+                                             r"\(5 kept of 12 positions\).*the value matches "
+                                             r"sum\(score\*m\*w\)/sum\(m\*w\) \(a weighted "
+                                             r"denominator\)"):
+        check_loss_is_masked_mean(model, x, y, w)
+
+
+def _suite_failure(check):
+    """The first case of the property suite's strategy on which ``check`` fails (derandomized,
+    so always the same; no shrinking, which would rebuild hundreds of models)."""
+    def fails(draw):
+        try:
+            check(*draw)
+        except AssertionError:
+            return True
+        return False
+    return find(weighted_cases(), fails,
+                settings=settings(database=None, max_examples=25, derandomize=True,
+                                  phases=[Phase.generate]))
+
+
+def test_the_weighted_suite_catches_a_weighted_denominator(monkeypatch):
+    """What tests/properties/test_invariants.py runs (the same strategy and checks) fails
+    on the fault; before sample weights were drawn, the whole suite passed with it."""
+    _loss_divides_by_weight_sum(monkeypatch)
+
+    def loss_check(case, x, y, w):
+        check_loss_is_masked_mean(case.model, x, y, w)
+    case, x, y, w = _suite_failure(loss_check)
+    # within the suite's 25 examples per test (the default profile); the case has a masked
+    # sequence output and a kept weight that is not 1
+    kept = x != case.pad if case.kind == "ids" else np.any(x != case.pad, axis=-1)
+    kept_weights = np.broadcast_to(w.reshape(w.shape + (1,) * (2 - w.ndim)), kept.shape)[kept]
+    assert case.sequence_output and np.any(kept_weights != 1)
+    with pytest.raises(AssertionError, match=r"a weighted denominator"):
+        loss_check(case, x, y, w)
+    check_loss_is_masked_mean(case.model, x, y)  # the same case without weights passes
+
+    def independence(case, x, y, w):
+        check_batch_independence(case.model, x, y, w)
+    case, x, y, w = _suite_failure(independence)
+    assert np.any(w != 1)
+    check_batch_independence(case.model, x, y)
 
 
 # ---------------------------------------------------------------- all-masked batch

@@ -1,8 +1,10 @@
 """graphmask's masking invariants on many generated models (graphmask.testing on itself).
 
 Each test draws a compiled random model (Embedding or Masking input, stacked LSTMs,
-Dense head, one of the losses) and a padded batch for it. Examples per test come from
-the hypothesis profile (tests/conftest.py: ``default`` or ``HYPOTHESIS_PROFILE=thorough``).
+Dense head, one of the losses) and a padded batch for it; the checks that involve a loss
+also get Keras sample weights (per sample or per position, zeros included). Examples per
+test come from the hypothesis profile (tests/conftest.py: ``default`` or
+``HYPOTHESIS_PROFILE=thorough``).
 """
 from hypothesis import given
 
@@ -15,13 +17,14 @@ from graphmask.testing import (
     check_masked_steps,
     check_padding_invariance,
 )
+from tests.properties.weighted import weighted_cases
 from tests.strategies import cases
 
 
-@given(cases())
-def test_padding_invariance(case_x_y):
-    case, x, y = case_x_y
-    check_padding_invariance(case.model, x, y)
+@given(weighted_cases())
+def test_padding_invariance(draw):
+    case, x, y, w = draw
+    check_padding_invariance(case.model, x, y, w)
 
 
 @given(cases(sequence_output=True))
@@ -30,28 +33,28 @@ def test_masked_lstm_steps_repeat_previous_output(case_x_y):
     check_masked_steps(case.model, x)
 
 
-@given(cases())
-def test_batch_independence(case_x_y):
-    case, x, y = case_x_y
-    check_batch_independence(case.model, x, y)
+@given(weighted_cases())
+def test_batch_independence(draw):
+    case, x, y, w = draw
+    check_batch_independence(case.model, x, y, w)
 
 
-@given(cases())
-def test_loss_is_mean_over_kept_positions(case_x_y):
-    case, x, y = case_x_y
-    check_loss_is_masked_mean(case.model, x, y)
+@given(weighted_cases())
+def test_loss_is_mean_over_kept_positions(draw):
+    case, x, y, w = draw
+    check_loss_is_masked_mean(case.model, x, y, w)
 
 
-@given(cases())
-def test_all_masked_batch_gives_zero_loss_and_gradients(case_x_y):
-    case, x, y = case_x_y
-    check_all_masked(case.model, x, y)
+@given(weighted_cases())
+def test_all_masked_batch_gives_zero_loss_and_gradients(draw):
+    case, x, y, w = draw
+    check_all_masked(case.model, x, y, w)
 
 
-@given(cases(allow_empty_rows=False))
-def test_gradients_match_finite_differences(case_x_y):
-    case, x, y = case_x_y
-    check_grads(case.model, x, y, directions=1)
+@given(weighted_cases(allow_empty_rows=False))
+def test_gradients_match_finite_differences(draw):
+    case, x, y, w = draw
+    check_grads(case.model, x, y, w, directions=1)
 
 
 @given(cases())
