@@ -50,4 +50,15 @@ class FlattenOp(Op):
         return {"x": np.ascontiguousarray(dy).reshape(x.shape)}
 
     def reference_vjp(self, attrs, inputs, grads, wrt):
-        return self.vjp(attrs, inputs, None, grads, wrt)
+        if "x" not in wrt:
+            return {}
+        x, g = inputs["x"], grads[0]
+        dx = np.zeros(x.shape, x.dtype)
+        if g is not None and x.ndim == 1:  # (B,) -> (B, 1)
+            dx[:] = np.asarray(g, dtype=x.dtype)[:, 0]
+        elif g is not None:
+            # output column j of sample b is x[b, i1, i2, ...] with (i1, i2, ...) the C-order
+            # (row-major) position j in x.shape[1:]: route each column's cotangent there
+            cols = np.unravel_index(np.arange(math.prod(x.shape[1:])), x.shape[1:])
+            dx[(slice(None), *cols)] = np.asarray(g, dtype=x.dtype)
+        return {"x": dx}
