@@ -136,9 +136,18 @@ def test_training_learns_the_masked_sum():
 
 
 def test_fit_with_validation_data_pairs_and_triples():
+    """val_loss is evaluate() on the validation data (batched like the training data, as
+    Keras does) with the weights at the end of the epoch: the same computation, so
+    exactly the same number."""
     m = _seq_model()
     y = np.random.default_rng(5).normal(size=(4, 6, 2))
     h2 = m.fit(IDS, y, validation_data=(IDS, y), epochs=2, batch_size=2, verbose=0)
-    h3 = m.fit(IDS, y, validation_data=(IDS, y, np.ones(4)), epochs=1, verbose=0)
-    assert len(h2.history["val_loss"]) == 2 and len(h3.history["val_loss"]) == 1
-    assert h3.history["val_loss"][0] == pytest.approx(m.evaluate(IDS, y), rel=0.5)
+    assert len(h2.history["val_loss"]) == 2
+    assert h2.history["val_loss"][1] == m.evaluate(IDS, y, batch_size=2, verbose=0)
+    assert h2.history["val_loss"][0] != h2.history["val_loss"][1]  # the epoch trained
+    w = np.array([1.0, 0.0, 2.0, 0.5])
+    h3 = m.fit(IDS, y, validation_data=(IDS, y, w), epochs=1, verbose=0)
+    assert len(h3.history["val_loss"]) == 1
+    weighted = m.evaluate(IDS, y, sample_weight=w, verbose=0)
+    assert h3.history["val_loss"][0] == weighted  # the third element is the sample weight
+    assert weighted != m.evaluate(IDS, y, verbose=0)
