@@ -145,10 +145,8 @@ def generate(model, prompt: str, seed: int, max_chars: int = 60,
 
 
 def _render(model, path: str) -> str:
-    try:
-        from graphmask.viz import render
-    except ImportError as e:
-        return f"(mask-flow picture skipped: graphmask.viz.render is not available: {e})"
+    """Draw the mask-flow picture (matplotlib, a required dependency: nothing to skip)."""
+    from graphmask.viz import render
     render(model, path)
     return f"mask-flow picture:  {path}"
 

@@ -50,14 +50,25 @@ def test_tiny_run_writes_model_and_picture_and_the_model_reloads(tmp_path, capsy
     assert "unigram baseline" in text and "held-out perplexity" in text
     assert "epoch 1: train loss" in text and "samples (temperature 0.7):" in text
     assert os.path.isfile(res["model_path"])
-    if "mask-flow picture skipped" not in text:
-        assert os.path.getsize(res["picture"]) > 0
+    assert f"mask-flow picture:  {res['picture']}" in text
+    with open(res["picture"], encoding="utf-8") as f:
+        svg = f.read()
+    assert svg.startswith("<?xml") and "<svg" in svg and "lstm" in svg
     hist = json.loads((tmp_path / "history.json").read_text())
     assert hist["val_perplexity"] == pytest.approx(res["val_perplexity"])
     loaded = gm.load_model(res["model_path"])
     x = res["corpus"].x_val
     np.testing.assert_array_equal(loaded.predict(x), res["model"].predict(x))
     assert loaded.optimizer.iterations == res["model"].optimizer.iterations
+
+
+def test_a_broken_graphmask_module_fails_loudly(tmp_path, monkeypatch):
+    """An ImportError of graphmask's own code is a bug to report, never a skipped step."""
+    model = demo.build_model(D.VOCAB_SIZE, 4, 4, 0.01)
+    monkeypatch.setitem(sys.modules, "graphmask.viz", None)  # importing it raises
+    with pytest.raises(ImportError, match="graphmask.viz"):
+        demo._render(model, str(tmp_path / "m.svg"))
+    assert not (tmp_path / "m.svg").exists()
 
 
 def test_settings_precedence():
