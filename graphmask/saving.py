@@ -49,7 +49,7 @@ from graphmask.errors import (
     InputTypeError,
     ShapeError,
 )
-from graphmask.initializers import INITIALIZERS
+from graphmask.initializers import is_custom
 from graphmask.layers.base import InputLayer, SymbolicTensor, calls_of
 from graphmask.layers.core import _Merge
 from graphmask.utils import rng
@@ -429,8 +429,7 @@ def _build_model(mcfg: dict, path):
                              f"{sorted(LAYER_CLASSES)})")
         cfg = dict(entry["config"])
         for k, v in cfg.items():  # a custom initializer is saved by name only; the saved
-            if k.endswith("_initializer") and isinstance(v, str) \
-                    and v.lower() not in INITIALIZERS:  # weights replace what it would draw
+            if k.endswith("_initializer") and is_custom(v):  # weights replace what it draws
                 cfg[k] = "zeros"
         name = cfg.get("name")
         if not isinstance(name, str) or name in layers:
