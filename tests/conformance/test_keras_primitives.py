@@ -300,3 +300,17 @@ def test_argmax_ties_take_the_first_index():
     ours = get_op("prim.argmax").forward({"axis": 1}, {"x": x})[0]
     np.testing.assert_array_equal(ours, k)
     np.testing.assert_array_equal(ours, [1, 0])
+
+
+@pytest.mark.parametrize("n", [4, 300])  # the row kernels, and NumPy on long rows
+@pytest.mark.parametrize("name", ["logsumexp", "softmax", "log_softmax", "max"])
+def test_infinite_and_nan_rows(name, n):
+    x = np.zeros((4, n), np.float32)
+    x[0, :2] = np.inf
+    x[1, :] = -np.inf
+    x[2, 1] = np.nan
+    x[3, 0] = 1000.0
+    attrs = {"axis": 1} if name in ("logsumexp", "max") else {}
+    ours = get_op(f"prim.{name}").forward(attrs, {"x": x})[0]
+    theirs = getattr(kops, name)(torch.tensor(x), axis=1).numpy()
+    np.testing.assert_array_equal(ours, theirs)

@@ -1,18 +1,23 @@
 """Row kernels of the primitive reductions and softmax (``graphmask/ops/primitives/``).
 
 Every kernel reduces (or normalises) each row of a C-contiguous 2-D float32/float64
-array ``x`` of shape (rows, n); callers move the reduced axes to the end first (free for
-the last axis, one copy otherwise). Sums accumulate in float64. Measured against the
-NumPy expressions on rows of 10-100 values, these run 2-5x faster (NumPy's per-row
-reductions are slow on short rows); on rows of 1000+ values NumPy's SIMD is on par.
+array of shape (rows, n); callers move the reduced axes to the end first (free for the
+last axis, one copy otherwise). Sums accumulate in float64.
+
+Measured (2M float32 values): on rows shorter than :data:`LONG_ROW` values, NumPy's
+per-row reductions are 2-10x slower than these loops; on longer rows its SIMD wins, so
+the ops call NumPy there. Exponentials are NumPy's (SIMD, ~10x faster than numba's
+scalar ``math.exp``): softmax is ``row_shift`` (max and subtract, one pass), ``np.exp``
+in place, then ``row_normalize``.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
 from graphmask.kernels.primitives import jit
+
+#: Rows at least this long are reduced by NumPy (its SIMD beats a scalar loop there).
+LONG_ROW = 256
 
 
 @jit
@@ -58,53 +63,46 @@ def row_max_grad(x, y, g, dx):
 
 
 @jit
-def row_logsumexp(x, out):
-    """``out[i] = log(sum(exp(x[i])))``, shifted by the row max (-inf for an empty row)."""
-    for i in range(x.shape[0]):
-        xr = x[i]
-        m = -np.inf
-        for j in range(x.shape[1]):
-            if xr[j] > m or xr[j] != xr[j]:
-                m = xr[j]
-        if not math.isfinite(m):  # all -inf, a +inf or a NaN: that is the answer
-            out[i] = m
-            continue
-        s = 0.0
-        for j in range(x.shape[1]):
-            s += math.exp(xr[j] - m)
-        out[i] = m + math.log(s)
+def row_shift(x, out, shift, finite):
+    """``shift[i]`` = max of row i (NaN if the row holds one) and ``out = x - shift`` row
+    by row: the exponent of a stable softmax/logsumexp.
 
-
-@jit
-def row_softmax(x, out, log):
-    """Softmax (``log`` False) or log-softmax (``log`` True) of each row."""
+    With ``finite`` an infinite max shifts by 0, so that exp(out) gives torch's
+    logsumexp (+-inf); without, softmax gets torch's all-NaN row.
+    """
     for i in range(x.shape[0]):
         xr, o = x[i], out[i]
         m = -np.inf
         for j in range(x.shape[1]):
-            if xr[j] > m:
-                m = xr[j]
-        if m == -np.inf:
-            m = 0.0  # an all -inf row gives NaN, as torch
-        s = 0.0
+            v = xr[j]
+            if v > m or v != v:
+                m = v
+                if v != v:
+                    break
+        if finite and (m == np.inf or m == -np.inf):
+            m = 0.0
+        shift[i] = m
         for j in range(x.shape[1]):
-            e = math.exp(xr[j] - m)
-            s += e
-            if not log:
-                o[j] = e
-        if log:
-            c = m + math.log(s)
-            for j in range(x.shape[1]):
-                o[j] = xr[j] - c
-        else:
-            inv = 1.0 / s
-            for j in range(x.shape[1]):
-                o[j] *= inv
+            o[j] = xr[j] - m
+
+
+@jit
+def row_normalize(e):
+    """``e[i] /= sum(e[i])`` in place (softmax from exponentials; float64 sums)."""
+    for i in range(e.shape[0]):
+        er = e[i]
+        s = 0.0
+        for j in range(e.shape[1]):
+            s += er[j]
+        inv = 1.0 / s
+        for j in range(e.shape[1]):
+            er[j] *= inv
 
 
 @jit
 def row_softmax_grad(y, g, dx, log):
-    """VJP from the output ``y``: ``y (g - sum(g y))``, or ``g - exp(y) sum(g)`` for log."""
+    """Softmax VJP ``y (g - sum(g y))`` from the output ``y``; with ``log``, the
+    log-softmax VJP ``g - exp(y) sum(g)`` where ``dx`` holds ``exp(y)`` on entry."""
     for i in range(y.shape[0]):
         yr, gr, d = y[i], g[i], dx[i]
         s = 0.0
@@ -112,7 +110,7 @@ def row_softmax_grad(y, g, dx, log):
             for j in range(y.shape[1]):
                 s += gr[j]
             for j in range(y.shape[1]):
-                d[j] = gr[j] - math.exp(yr[j]) * s
+                d[j] = gr[j] - d[j] * s
         else:
             for j in range(y.shape[1]):
                 s += gr[j] * yr[j]

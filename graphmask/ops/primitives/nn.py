@@ -2,10 +2,12 @@
 
 softmax(x) = exp(x - max) / sum(exp(x - max)) along ``axis``; its VJP is
 ``y (g - sum(g y))``; log_softmax(x) = x - logsumexp(x) with VJP ``g - exp(y) sum(g)``.
-Both run the row kernels of ``graphmask/kernels/primitives/reduce.py`` on ``axis`` moved
-last. ``one_hot`` (int port ``x``, attrs ``num_classes``, ``axis``) gives float32 with
-the new class axis at ``axis`` of the output; like ``keras.ops.one_hot`` with torch, a
-negative id gives an all-zero row and an id >= num_classes is an error.
+Both run on ``axis`` moved last: the shift by the row max (one pass), NumPy's SIMD
+``exp`` in place, then the row sums (``graphmask/kernels/primitives/reduce.py``).
+
+``one_hot`` (int port ``x``, attrs ``num_classes``, ``axis``) gives float32 with the new
+class axis at ``axis`` of the output; like ``keras.ops.one_hot`` with torch, a negative
+id gives an all-zero row and an id >= num_classes is an error.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import numpy as np
 from graphmask.kernels.primitives import reduce as K
 from graphmask.ops.base import register
 from graphmask.ops.primitives.common import Prim, float_of, kind, norm_axis, spec, zeros_or
-from graphmask.ops.primitives.reduce import rows, unrows
+from graphmask.ops.primitives.reduce import row_sums, rows, shift_rows, unrows
 
 
 class Softmax(Prim):
@@ -48,8 +50,13 @@ class Softmax(Prim):
         x = inputs["x"]
         axis = self._axis(attrs, x.ndim)
         x2, perm = rows(x, (axis,), float_of(str(x.dtype)))
-        y2 = np.empty_like(x2)
-        K.row_softmax(x2, y2, self.log)
+        y2, _ = shift_rows(x2, False)  # x - max, row by row
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            if self.log:
+                y2 -= np.log(row_sums(np.exp(y2)))[:, None].astype(y2.dtype)
+            else:
+                np.exp(y2, out=y2)
+                K.row_normalize(y2)
         return [unrows(y2, x.shape, perm)]
 
     def vjp(self, attrs, inputs, outputs, grads, wrt):
@@ -59,7 +66,7 @@ class Softmax(Prim):
         axis = self._axis(attrs, x.ndim)
         g2, perm = rows(zeros_or(grads[0], y.shape, y.dtype), (axis,), y.dtype)
         y2, _ = rows(y, (axis,), y.dtype)
-        dx2 = np.empty_like(y2)
+        dx2 = np.exp(y2) if self.log else np.empty_like(y2)
         K.row_softmax_grad(y2, g2, dx2, self.log)
         return {"x": unrows(dx2, x.shape, perm).astype(x.dtype, copy=False)}
 

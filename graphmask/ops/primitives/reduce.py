@@ -44,6 +44,31 @@ def unrows(a2: np.ndarray, shape: tuple, perm: list) -> np.ndarray:
     return a
 
 
+def row_sums(x2: np.ndarray) -> np.ndarray:
+    """Sums of the rows of a C-contiguous 2-D float array, accumulated in float64."""
+    if x2.shape[1] >= K.LONG_ROW:
+        return np.sum(x2, axis=1, dtype=np.float64)
+    out = np.empty(x2.shape[0], np.float64)
+    K.row_sum(x2, out)
+    return out
+
+
+def shift_rows(x2: np.ndarray, finite: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(x2 - shift, shift)`` with ``shift`` the row max (with ``finite``, 0 where that is
+    infinite): the exponent of a stable softmax/logsumexp (``reduce.row_shift`` kernel)."""
+    out = np.empty_like(x2)
+    if x2.shape[1] >= K.LONG_ROW:
+        shift = np.max(x2, axis=1)
+        if finite:
+            shift[np.isinf(shift)] = 0
+        with np.errstate(invalid="ignore"):
+            np.subtract(x2, shift[:, None], out=out)
+    else:
+        shift = np.empty(x2.shape[0], x2.dtype)
+        K.row_shift(x2, out, shift, finite)
+    return out, shift
+
+
 def out_shape(shape: tuple, axes: tuple, keepdims: bool) -> tuple:
     if keepdims:
         return tuple(1 if a in axes else d for a, d in enumerate(shape))
@@ -120,9 +145,7 @@ class SumOp(Reduce):
         if dt.kind != "f":
             return [np.asarray(np.sum(x, axis=axes, keepdims=keep, dtype=dt))]
         x2, _ = rows(x, axes, dt)
-        out = np.empty(x2.shape[0], dt)
-        K.row_sum(x2, out)
-        return [out.reshape(shape)]
+        return [row_sums(x2).astype(dt).reshape(shape)]
 
     def grad2(self, x2, y, g):
         return np.repeat(g[:, None], x2.shape[1], axis=1)
@@ -148,11 +171,8 @@ class MeanOp(SumOp):
         x = inputs["x"]
         axes, keep, shape, dt = self._setup(attrs, x)
         x2, _ = rows(x, axes, dt)
-        out = np.empty(x2.shape[0], dt)
-        K.row_sum(x2, out)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out /= x2.shape[1]
-        return [out.reshape(shape)]
+            return [(row_sums(x2) / x2.shape[1]).astype(dt).reshape(shape)]
 
     def grad2(self, x2, y, g):
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -182,6 +202,8 @@ class MaxOp(Reduce):
             f = np.max if self.sign > 0 else np.min
             return [np.asarray(f(x.astype(dt, copy=False), axis=axes, keepdims=keep))]
         x2, _ = rows(x, axes, dt)
+        if x2.shape[1] >= K.LONG_ROW:
+            return [(np.max if self.sign > 0 else np.min)(x2, axis=1).reshape(shape)]
         out = np.empty(x2.shape[0], dt)
         K.row_max(x2, out, self.sign)
         return [out.reshape(shape)]
@@ -223,9 +245,10 @@ class LogSumExpOp(Reduce):
         x = inputs["x"]
         axes, keep, shape, dt = self._setup(attrs, x)
         x2, _ = rows(x, axes, dt)
-        out = np.empty(x2.shape[0], dt)
-        K.row_logsumexp(x2, out)
-        return [out.reshape(shape)]
+        e, shift = shift_rows(x2, True)  # x - max
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            np.exp(e, out=e)
+            return [(np.log(row_sums(e)) + shift).astype(dt).reshape(shape)]
 
     def grad2(self, x2, y, g):
         with np.errstate(invalid="ignore"):  # NaN where the whole row is -inf, as torch

@@ -151,3 +151,28 @@ def test_no_gradient_gives_zeros():
         out = op.forward({"axis": 1}, {"x": x})
         np.testing.assert_array_equal(op.vjp({"axis": 1}, {"x": x}, out, [None], ["x"])["x"],
                                       np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("n", [5, 300])  # row kernels, and NumPy from LONG_ROW values on
+@pytest.mark.parametrize("name", FLOAT_REDUCE + ["softmax", "log_softmax"])
+def test_short_and_long_rows(name, n):
+    x = np.random.default_rng(n).standard_normal((3, n)).astype(np.float32)
+    check_op(f"prim.{name}", {"axis": -1}, {"x": x}, fd=False)
+    check_op(f"prim.{name}", {"axis": 0}, {"x": x.T.copy()}, fd=False)
+
+
+@pytest.mark.parametrize("n", [4, 300])
+def test_infinities_and_nan_as_torch(n):
+    x = np.zeros((4, n), np.float32)
+    x[0, :2] = np.inf          # logsumexp inf; softmax NaN
+    x[1, :] = -np.inf          # logsumexp -inf; softmax NaN (0 / 0)
+    x[2, 1] = np.nan           # NaN everywhere
+    x[3, 0] = 1000.0           # stable: softmax one-hot, logsumexp 1000
+    lse = get_op("prim.logsumexp").forward({"axis": 1}, {"x": x})[0]
+    np.testing.assert_array_equal(lse, [np.inf, -np.inf, np.nan, 1000])
+    sm = get_op("prim.softmax").forward({}, {"x": x})[0]
+    assert np.isnan(sm[:3]).all()
+    assert np.isnan(get_op("prim.log_softmax").forward({}, {"x": x})[0][:3]).all()
+    assert sm[3, 0] == 1 and (sm[3, 1:] == 0).all()
+    mx = get_op("prim.max").forward({"axis": 1}, {"x": x})[0]
+    np.testing.assert_array_equal(mx, [np.inf, -np.inf, np.nan, 1000])
