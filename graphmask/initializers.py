@@ -33,7 +33,7 @@ __all__ = [
     "Constant", "GlorotNormal", "GlorotUniform", "HeNormal", "HeUniform", "Initializer",
     "LecunNormal", "LecunUniform", "Ones", "Orthogonal", "RandomNormal", "RandomUniform",
     "TruncatedNormal", "VarianceScaling", "Zeros", "compute_fans", "deserialize", "get",
-    "name_of", "serialize",
+    "is_custom", "name_of", "serialize",
 ]
 
 #: The standard deviation of a standard normal truncated at +-2 (Keras's constant).
