@@ -8,10 +8,12 @@ __version__ = "0.1.0"
 from graphmask import (  # noqa: E402
     callbacks,
     errors,
+    initializers,
     layers,
     losses,
     metrics,
     models,
+    ops,
     optimizers,
     utils,
 )
@@ -28,6 +30,7 @@ from graphmask.layers import (  # noqa: E402
     GlobalAveragePooling1D,
     GlobalMaxPooling1D,
     Input,
+    Lambda,
     Layer,
     Masking,
     TimeDistributed,
@@ -40,9 +43,9 @@ from graphmask.utils import clear_session, set_random_seed  # noqa: E402
 
 __all__ = [
     "LSTM", "Activation", "Add", "Concatenate", "Dense", "Dropout", "Embedding", "Flatten",
-    "GlobalAveragePooling1D", "GlobalMaxPooling1D", "Input", "Layer", "Masking",
+    "GlobalAveragePooling1D", "GlobalMaxPooling1D", "Input", "Lambda", "Layer", "Masking",
     "TimeDistributed", "Model", "Sequential", "Callback", "EarlyStopping", "History",
-    "ModelCheckpoint", "callbacks", "errors", "layers", "losses", "metrics", "models",
-    "optimizers", "utils", "clear_session", "set_random_seed", "load_model",
+    "ModelCheckpoint", "callbacks", "errors", "initializers", "layers", "losses", "metrics", "models",
+    "ops", "optimizers", "utils", "clear_session", "set_random_seed", "load_model",
     "clear_workspaces",
 ]

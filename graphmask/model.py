@@ -18,8 +18,9 @@ from graphmask import passes
 from graphmask.data import batches, prepare_inputs, prepare_targets, prepare_weights
 from graphmask.errors import ConfigError, GraphError, ShapeError
 from graphmask.graph import Graph
-from graphmask.layers.base import InputLayer, SymbolicTensor, calls_of
+from graphmask.layers.base import InputLayer, Layer, SymbolicTensor, calls_of
 from graphmask.layers.order import keras_layer_order
+from graphmask.layers.tensors import attach_mask, flatten, layer_nodes_of, map_structure
 from graphmask.runtime import release_workspaces_on_gc, run
 from graphmask.tracking import Tracker
 from graphmask.training import TrainingMixin
@@ -60,6 +61,8 @@ def forward_graph(calls, inputs, outputs, trainable: set) -> Graph:
                     var_node[id(v)] = g.add("variable", {
                         "var": v.name, "shape": list(v.shape), "dtype": str(v.value.dtype),
                         "trainable": id(v) in trainable}, layer=c.layer.name)
+                    if c.scope:
+                        g.node(var_node[id(v)])["scope"] = [layer.name for layer in c.scope]
                 ports[port] = (var_node[id(v)], 0)
         nid = g.add(c.op, c.attrs, ports, layer=c.layer.name, kinds=kinds)
         if c.scope:
@@ -84,16 +87,25 @@ def _top_level(calls, ordered) -> list:
     return out
 
 
-class Model(TrainingMixin):
-    """A functional model: ``Model(inputs, outputs)``, as in Keras."""
+class Model(TrainingMixin, Layer):
+    """A functional model: ``Model(inputs, outputs)``, as in Keras.
+
+    A model is also a layer: called on symbolic tensors it applies its layers to them
+    (weights shared, masks flowing through), and it appears as one layer, with all its
+    weights, in the model that uses it.
+    """
 
     def __init__(self, inputs, outputs, name: str | None = None):
+        if "_layers" not in self.__dict__:
+            Layer.__init__(self, name=name or "functional")
         self._single_input = not isinstance(inputs, (list, tuple))
         self._single_output = not isinstance(outputs, (list, tuple))
         self.inputs = _as_list(inputs, "inputs")
         self.outputs = _as_list(outputs, "outputs")
-        self.name = name or "functional"
+        if name is not None:
+            self.name = name
         self._build_forward_graph()
+        self.built = True
         self.compiled = False
         self.optimizer = None
         self.loss = None
@@ -399,8 +411,61 @@ class Model(TrainingMixin):
             return dict(zip(self._result_names(), values))
         return values[0] if len(values) == 1 else list(values)
 
-    def __call__(self, x):
-        return self.predict_on_batch(x)
+    # ---- a model as a layer ---------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        """On symbolic tensors: apply the model as a layer. On arrays: the outputs for
+        one batch (as ``predict_on_batch``)."""
+        if any(isinstance(t, SymbolicTensor) for t in flatten((list(args), kwargs))):
+            return Layer.__call__(self, *args, **kwargs)
+        if len(args) != 1 or set(kwargs) - {"training"}:
+            raise ConfigError(f"Model {self.name!r}: call it on the input array(s), e.g. "
+                              f"model(x) or model([x1, x2])")
+        return self.predict_on_batch(args[0])
+
+    def call(self, inputs, training=None, mask=None):
+        """Re-apply every layer call of the model to new symbolic ``inputs``."""
+        given = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if len(given) != len(self.inputs):
+            raise ConfigError(f"Model {self.name!r}: expects {len(self.inputs)} input(s), got "
+                              f"{len(given)}")
+        masks = mask if isinstance(mask, (list, tuple)) else [mask] * len(given)
+        mapping = {}
+        for inner, outer, m in zip(self.inputs, given, masks):
+            if not isinstance(outer, SymbolicTensor):
+                raise ConfigError(f"Model {self.name!r}: inputs must be symbolic tensors, got "
+                                  f"{type(outer).__name__}")
+            want, got = inner.shape[1:], outer.shape[1:]
+            if len(want) != len(got) or any(a is not None and b is not None and a != b
+                                            for a, b in zip(want, got)):
+                raise ShapeError(f"Model {self.name!r}: input {inner.call.layer.name!r} "
+                                 f"expects shape {inner.shape}, got {outer.shape}")
+            if m is not None and m is not outer.keras_mask:
+                outer = attach_mask(self, outer, m)
+            mapping[id(inner)] = outer
+
+        def swap(x):
+            return mapping.get(id(x), x) if isinstance(x, SymbolicTensor) else x
+
+        for node in layer_nodes_of(self.outputs):
+            if isinstance(node.layer, InputLayer):
+                continue
+            out = node.layer(*map_structure(swap, node.args), **map_structure(swap, node.kwargs))
+            for old, new in zip(node.outputs, flatten(out)):
+                mapping[id(old)] = new
+        outs = [mapping[id(t)] for t in self.outputs]
+        return outs[0] if self._single_output else outs
+
+    @property
+    def supports_masking(self) -> bool:
+        return False  # its outputs carry the masks its own layers give them
+
+    @property
+    def output(self):
+        return self.outputs[0] if self._single_output else list(self.outputs)
+
+    @property
+    def input(self):
+        return self.inputs[0] if self._single_input else list(self.inputs)
 
     # ---- inspection and files (implemented in their own modules) -----------------------
     def summary(self, print_fn=None, line_length=None, return_string=False):

@@ -13,8 +13,9 @@ from graphmask.layers.core import (
     Masking,
     TimeDistributed,
 )
+from graphmask.layers.lambda_layer import Lambda
 from graphmask.layers.recurrent import LSTM
 
 __all__ = ["Input", "InputLayer", "Layer", "SymbolicTensor", "Variable", "Activation", "Add",
            "Concatenate", "Dense", "Dropout", "Embedding", "Flatten", "GlobalAveragePooling1D",
-           "GlobalMaxPooling1D", "Masking", "TimeDistributed", "LSTM"]
+           "GlobalMaxPooling1D", "Lambda", "Masking", "TimeDistributed", "LSTM"]

@@ -16,9 +16,11 @@ from graphmask import initializers
 from graphmask.errors import ConfigError, GraphmaskError, ShapeError
 from graphmask.layers.tensors import (
     Call,
+    LayerNode,
     SymbolicTensor,
     Variable,
     calls_of,
+    flatten,
     record,
 )
 from graphmask.utils import snake_case, unique_name
@@ -30,29 +32,8 @@ def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
-def _flatten(x) -> list:
-    if isinstance(x, (list, tuple)):
-        return [t for item in x for t in _flatten(item)]
-    if isinstance(x, dict):
-        return [t for k in x for t in _flatten(x[k])]
-    return [x]
 
 
-def _map(fn, x):
-    if isinstance(x, (list, tuple)):
-        return type(x)(_map(fn, item) for item in x)
-    if isinstance(x, dict):
-        return {k: _map(fn, v) for k, v in x.items()}
-    return fn(x)
-
-
-def _mask_of(x):
-    return x.keras_mask if isinstance(x, SymbolicTensor) else None
-
-
-def _is_array_like(x) -> bool:
-    return isinstance(x, (np.ndarray, np.generic, int, float, bool, list)) and \
-        not isinstance(x, SymbolicTensor)
 
 
 #: Keras layer arguments graphmask accepts only at their default (None): regularizers,
@@ -61,6 +42,13 @@ KERAS_ONLY = ("kernel_regularizer", "bias_regularizer", "activity_regularizer",
               "recurrent_regularizer", "embeddings_regularizer", "kernel_constraint",
               "bias_constraint", "recurrent_constraint", "embeddings_constraint",
               "lora_rank", "autocast")
+
+
+def coarse_call(fn):
+    """Marks a built-in layer's ``call``: it records one coarse op (``self._apply``) whose
+    mask rule the mask pass applies, instead of being traced like a custom layer's."""
+    fn.coarse = True
+    return fn
 
 
 class Layer:
@@ -102,13 +90,14 @@ class Layer:
             raise ConfigError(f"{type(self).__name__} {self.name!r}: unknown dtype "
                               f"{dtype!r}") from None
         self.built = False
-        self._variables: list[Variable] = []
+        self._own_weights: list[Variable] = []
         self._calls: list = []
+        self._nodes: list = []  # LayerNode per call (graphmask.layers.tensors)
 
     # ---- tracking of nested layers (Keras's auto-tracking on attribute assignment) ----
     def __setattr__(self, key, value):
         if not key.startswith("_") and "_layers" in self.__dict__:
-            for item in _flatten(value) if isinstance(value, (list, tuple, dict)) else [value]:
+            for item in flatten(value) if isinstance(value, (list, tuple, dict)) else [value]:
                 if isinstance(item, Layer) and item is not self and \
                         all(item is not known for known in self._layers):
                     self._layers.append(item)
@@ -144,8 +133,9 @@ class Layer:
 
     @property
     def _builtin(self) -> bool:
-        """A graphmask layer whose ``call`` records one coarse op with a mask rule."""
-        return type(self).call.__module__.startswith("graphmask.layers.")
+        """A graphmask layer whose ``call`` records one coarse op with a mask rule
+        (marked :func:`coarse_call`); a subclass that overrides ``call`` is traced."""
+        return getattr(type(self).call, "coarse", False)
 
     # ---- weights -------------------------------------------------------------------
     def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True,
@@ -158,8 +148,8 @@ class Layer:
                               f"(leave them at None)")
         if name is not None and (not isinstance(name, str) or not name):
             raise ConfigError(f"{who}: name must be a non-empty str, got {name!r}")
-        name = name or ("variable" if not self._variables else
-                        f"variable_{len(self._variables)}")
+        name = name or ("variable" if not self._own_weights else
+                        f"variable_{len(self._own_weights)}")
         try:
             shape = () if shape is None else tuple(int(d) for d in _as_list(shape))
         except (TypeError, ValueError):
@@ -178,8 +168,8 @@ class Layer:
                                 f"initializer of weight {name!r}")
         try:
             value = np.asarray(init(shape, str(dt)))
-        except GraphmaskError:
-            raise
+        except GraphmaskError as e:
+            raise type(e)(f"{who}: initializer of weight {name!r}: {e}") from None
         except Exception as e:
             raise ConfigError(f"{who}: initializer {initializer!r} of weight {name!r} failed "
                               f"for shape {shape}: {e}") from None
@@ -190,17 +180,17 @@ class Layer:
             raise ConfigError(f"{who}: initializer {initializer!r} of weight {name!r} returned "
                               f"non-numeric dtype {value.dtype}")
         full = f"{self.name}/{name}"
-        if any(v.name == full for v in self._variables):
+        if any(v.name == full for v in self._own_weights):
             raise ConfigError(f"{who}: the layer already has a weight named {name!r}")
         var = Variable(full, np.ascontiguousarray(value, dtype=dt), bool(trainable))
-        self._variables.append(var)
+        self._own_weights.append(var)
         return var
 
     @property
     def weights(self) -> list[Variable]:
         """Own trainable weights, own non-trainable ones, then nested layers' (Keras order)."""
-        own = [v for v in self._variables if v.trainable] + \
-              [v for v in self._variables if not v.trainable]
+        own = [v for v in self._own_weights if v.trainable] + \
+              [v for v in self._own_weights if not v.trainable]
         seen, out = set(), []
         for v in own + [w for layer in self._layers for w in layer.weights]:
             if id(v) not in seen:
@@ -212,7 +202,7 @@ class Layer:
     def trainable_weights(self) -> list[Variable]:
         if not self.trainable:
             return []
-        own = [v for v in self._variables if v.trainable]
+        own = [v for v in self._own_weights if v.trainable]
         seen, out = set(), []
         for v in own + [w for layer in self._layers for w in layer.trainable_weights]:
             if id(v) not in seen:
@@ -327,6 +317,7 @@ class InputLayer(Layer):
         attrs = {"shape": list(self.shape), "dtype": self.input_dtype, "name": self.name}
         out = record(self, "input", attrs, {}, keep=False)
         self._calls.append(out.call)  # kept even while an eager call traces
+        out.node = LayerNode(self, (), {}, [out])
         self.built = True
 
     def get_config(self) -> dict:

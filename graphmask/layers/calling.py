@@ -23,39 +23,30 @@ from dataclasses import dataclass, field
 
 from graphmask.errors import ConfigError, GraphmaskError, MaskError
 from graphmask.layers.tensors import (
+    LayerNode,
     SymbolicTensor,
     Variable,
     attach_mask,
+    flatten,
     in_eager_trace,
+    map_structure,
     mask_creator,
+    next_order,
+    record,
     tracing,
 )
 
 
 @dataclass(eq=False)
 class LayerCall:
-    """One call of a custom layer: its tensor arguments and outputs (``layer.input`` /
-    ``layer.output`` read them; ``order`` sorts calls as they were made)."""
+    """One call of a custom layer for ``layer.input`` / ``layer.output``: its tensor
+    arguments and its outputs."""
 
     layer: object
     inputs: dict
     outputs: list = field(default_factory=list)
 
 
-def _flatten(x) -> list:
-    if isinstance(x, (list, tuple)):
-        return [t for item in x for t in _flatten(item)]
-    if isinstance(x, dict):
-        return [t for k in x for t in _flatten(x[k])]
-    return [x]
-
-
-def _map(fn, x):
-    if isinstance(x, (list, tuple)):
-        return type(x)(_map(fn, item) for item in x)
-    if isinstance(x, dict):
-        return {k: _map(fn, v) for k, v in x.items()}
-    return fn(x)
 
 
 def _mask_of(x):
@@ -74,18 +65,42 @@ def call_layer(layer, args: tuple, kwargs: dict):
     """``layer(*args, **kwargs)``: trace, or compute at once on NumPy arrays."""
     if not args:
         raise ConfigError(f"{_who(layer)}: call it on a tensor, e.g. layer(x)")
-    leaves = _flatten((list(args), kwargs))
+    leaves = flatten((list(args), kwargs))
     if not any(isinstance(t, SymbolicTensor) for t in leaves):
         from graphmask.layers.eager import eager_call
         return eager_call(layer, args, kwargs)
+    start = next_order()
     if layer._builtin:
-        return _call_builtin(layer, args, kwargs)
-    return _call_custom(layer, args, kwargs)
+        out = _call_builtin(layer, args, kwargs)
+    else:
+        out = _call_custom(layer, args, kwargs)
+    return _record_node(layer, args, kwargs, out, start)
+
+
+def _record_node(layer, args, kwargs, out, start: int):
+    """Mark each output with this layer call (Keras's ``_keras_history``). An output that
+    is a tensor from before (``call`` returned its input) gets its own identity node, as
+    each Keras layer call makes new tensors."""
+    flat = flatten(out)
+    fresh = {}
+    for t in flat:
+        if t.call.order < start and id(t) not in fresh:
+            copy = record(layer, "identity", {}, {"x": t}, keep=False)
+            copy.keras_mask = t.keras_mask
+            fresh[id(t)] = copy
+    if fresh:
+        out = map_structure(lambda t: fresh.get(id(t), t), out)
+    node = LayerNode(layer, tuple(args), dict(kwargs), flatten(out))
+    for t in node.outputs:
+        t.node = node
+    if not in_eager_trace():
+        layer._nodes.append(node)
+    return out
 
 
 def _check_mask_arg(layer, mask, like):
     """An explicit ``mask=`` must be a symbolic bool tensor (or a structure of them)."""
-    for m in _flatten(mask):
+    for m in flatten(mask):
         if m is None:
             continue
         if not isinstance(m, SymbolicTensor):
@@ -144,7 +159,7 @@ def _call_custom(layer, args, kwargs):
     arguments = bound.arguments
     tensor_args = {k: v for k, v in arguments.items()
                    if k not in ("mask", "training") and not k.endswith("_mask")
-                   and any(isinstance(t, SymbolicTensor) for t in _flatten(v))}
+                   and any(isinstance(t, SymbolicTensor) for t in flatten(v))}
     first_arg = args[0]
     # 3. mask hand-over
     if arguments.get("mask") is not None:
@@ -152,18 +167,18 @@ def _call_custom(layer, args, kwargs):
     if len(tensor_args) == 1:
         if "mask" in params and arguments.get("mask") is None:
             only = next(iter(tensor_args.values()))
-            arguments["mask"] = _map(_mask_of, only)
+            arguments["mask"] = map_structure(_mask_of, only)
     else:
         for k, v in tensor_args.items():
             if f"{k}_mask" in params and arguments.get(f"{k}_mask") is None:
-                arguments[f"{k}_mask"] = _map(_mask_of, v)
+                arguments[f"{k}_mask"] = map_structure(_mask_of, v)
     if arguments.get("mask") is not None:
         previous_mask = arguments["mask"]
     else:
-        previous_mask = _map(_mask_of, first_arg)
+        previous_mask = map_structure(_mask_of, first_arg)
     # 4. the mask policy
     takes = "mask" in params or any(f"{k}_mask" in params for k in tensor_args)
-    arriving = [m for m in _flatten(previous_mask) if m is not None]
+    arriving = [m for m in flatten(previous_mask) if m is not None]
     if arriving and not takes and not layer.supports_masking:
         raise MaskError(
             f"the mask created by {mask_creator(arriving[0])} reaches {_who(layer)}, whose "
@@ -176,7 +191,7 @@ def _call_custom(layer, args, kwargs):
         arguments["training"] = None if default is inspect.Parameter.empty else default
     # 2. build
     if not layer.built:
-        shapes = _map(lambda t: tuple(t.shape) if _is_symbolic_leaf(t) else t, first_arg)
+        shapes = map_structure(lambda t: tuple(t.shape) if _is_symbolic_leaf(t) else t, first_arg)
         try:
             with tracing(layer):
                 layer.build(shapes)
@@ -196,7 +211,7 @@ def _call_custom(layer, args, kwargs):
         raise type(e)(f"in call() of {_who(layer)}: {e}") from e
     except Exception as e:
         raise ConfigError(f"{_who(layer)}: call() raised {type(e).__name__}: {e}") from e
-    flat = _flatten(out)
+    flat = flatten(out)
     bad = [type(t).__name__ for t in flat if not isinstance(t, SymbolicTensor)]
     if not flat or bad:
         raise ConfigError(f"{_who(layer)}: call() must return symbolic tensors (made with "
@@ -205,7 +220,7 @@ def _call_custom(layer, args, kwargs):
     if layer.supports_masking and not all(t.keras_mask is not None for t in flat):
         out = _set_output_masks(layer, first_arg, out, previous_mask)
     if not in_eager_trace():
-        layer._calls.append(LayerCall(layer, dict(tensor_args), _flatten(out)))
+        layer._calls.append(LayerCall(layer, dict(tensor_args), flatten(out)))
     return out
 
 
@@ -220,7 +235,7 @@ def _set_output_masks(layer, inputs, out, previous_mask):
                           f"{e}") from e
     if masks is None:
         return out
-    flat_out, flat_masks = _flatten(out), _flatten(masks)
+    flat_out, flat_masks = flatten(out), flatten(masks)
     if len(flat_masks) == 1 and len(flat_out) > 1:
         flat_masks = flat_masks * len(flat_out)
     if len(flat_masks) != len(flat_out):
@@ -231,4 +246,4 @@ def _set_output_masks(layer, inputs, out, previous_mask):
         for t, m in zip(flat_out, flat_masks):
             if t.keras_mask is None and m is not None:
                 replaced[id(t)] = attach_mask(layer, t, m)
-    return _map(lambda t: replaced.get(id(t), t), out)
+    return map_structure(lambda t: replaced.get(id(t), t), out)

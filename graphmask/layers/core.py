@@ -5,7 +5,7 @@ import numpy as np
 
 from graphmask import initializers
 from graphmask.errors import ConfigError, ShapeError
-from graphmask.layers.base import Layer
+from graphmask.layers.base import Layer, coarse_call
 from graphmask.ops.activation import check_activation
 
 
@@ -44,6 +44,7 @@ class Embedding(Layer):
                                           initializer=self.embeddings_initializer,
                                           name="embeddings")
 
+    @coarse_call
     def call(self, x):
         attrs = {"input_dim": self.input_dim, "output_dim": self.output_dim,
                  "mask_zero": self.mask_zero}
@@ -78,6 +79,7 @@ class Dense(Layer):
         self.bias = (self.add_weight(shape=(self.units,), initializer=self.bias_initializer,
                                      name="bias") if self.use_bias else None)
 
+    @coarse_call
     def call(self, x):
         attrs = {"units": self.units, "activation": self.activation}
         return self._apply("dense", attrs, {"x": x, "kernel": self.kernel, "bias": self.bias})
@@ -96,6 +98,7 @@ class Activation(Layer):
         super().__init__(name=name, **kwargs)
         self.activation = _activation_name(f"Activation {self.name!r}", activation)
 
+    @coarse_call
     def call(self, x):
         return self._apply("activation", {"activation": self.activation}, {"x": x})
 
@@ -114,6 +117,7 @@ class Masking(Layer):
             raise ConfigError(f"Masking {self.name!r}: mask_value must be a number, "
                               f"got {mask_value!r}") from None
 
+    @coarse_call
     def call(self, x):
         return self._apply("masking", {"mask_value": self.mask_value}, {"x": x})
 
@@ -134,6 +138,7 @@ class Dropout(Layer):
         self.rate = float(rate)
         self.seed = seed  # accepted for Keras compatibility; set_random_seed seeds draws
 
+    @coarse_call
     def call(self, x):
         return self._apply("dropout", {"rate": self.rate}, {"x": x})
 
@@ -146,6 +151,7 @@ class Flatten(Layer):
 
     supports_masking = False
 
+    @coarse_call
     def call(self, x):
         return self._apply("flatten", {}, {"x": x})
 
@@ -153,6 +159,7 @@ class Flatten(Layer):
 class GlobalAveragePooling1D(Layer):
     """Mean over time of kept steps: ``sum_t x*m / sum_t m`` (0 for an all-masked row)."""
 
+    @coarse_call
     def call(self, x):
         return self._apply("global_average_pooling_1d", {}, {"x": x})
 
@@ -163,6 +170,7 @@ class GlobalMaxPooling1D(Layer):
 
     supports_masking = False
 
+    @coarse_call
     def call(self, x):
         return self._apply("global_max_pooling_1d", {}, {"x": x})
 
@@ -181,6 +189,7 @@ class TimeDistributed(Layer):
                               f"got {layer!r}")
         self.layer = layer
 
+    @coarse_call
     def call(self, x):
         if x.spec.rank < 3:
             raise ShapeError(f"TimeDistributed {self.name!r}: input must have a time axis "
@@ -189,7 +198,7 @@ class TimeDistributed(Layer):
         call = self.layer._calls.pop()
         call.layer = self  # the graph shows the wrapper, as Keras's model.layers does
         self._calls.append(call)
-        self._variables = self.layer._variables
+        self._own_weights = self.layer._own_weights
         return out
 
     def get_config(self):
@@ -212,6 +221,7 @@ class _Merge(Layer):
     def _attrs(self, n):
         return {"n": n}
 
+    @coarse_call
     def call(self, inputs):
         if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
             raise ConfigError(f"{type(self).__name__} {self.name!r}: needs a list of at least "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphmask.errors import InputTypeError
-from graphmask.layers.tensors import SymbolicTensor, Variable, calls_of, eager_trace
+from graphmask.layers.tensors import SymbolicTensor, Variable, calls_of, eager_trace, flatten
 
 
 def _to_input(layer, value, what: str):
@@ -45,13 +45,6 @@ def _convert(layer, x, feeds, what):
         return sym
     return x
 
-
-def _flatten(x) -> list:
-    if isinstance(x, (list, tuple)):
-        return [t for item in x for t in _flatten(item)]
-    if isinstance(x, dict):
-        return [t for k in x for t in _flatten(x[k])]
-    return [x]
 
 
 def _unflatten(structure, values):
@@ -106,6 +99,6 @@ def eager_call(layer, args, kwargs):
             raise InputTypeError(f"layer {layer.name!r}: call it on symbolic tensors or on "
                                  f"NumPy arrays, got {[type(a).__name__ for a in args]}")
         out = call_layer(layer, sym_args, sym_kwargs)
-        flat = _flatten(out)
+        flat = flatten(out)
         values = run_symbolic(feeds, flat, training=training)
     return _unflatten(out, [np.asarray(v) for v in values])

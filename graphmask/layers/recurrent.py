@@ -5,7 +5,7 @@ import numpy as np
 
 from graphmask import initializers
 from graphmask.errors import ConfigError, ShapeError
-from graphmask.layers.base import Layer
+from graphmask.layers.base import Layer, coarse_call
 from graphmask.layers.core import _positive_int
 
 LSTM_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
@@ -83,6 +83,7 @@ class LSTM(Layer):
         else:
             self.bias = None
 
+    @coarse_call
     def call(self, x):
         attrs = {"units": self.units, "activation": self.activation,
                  "recurrent_activation": self.recurrent_activation, "use_bias": self.use_bias,

@@ -31,6 +31,11 @@ from graphmask.errors import MaskError, ShapeError
 from graphmask.ops.base import OpError, Spec, get_op
 
 _call_counter = itertools.count()
+
+
+def next_order() -> int:
+    """A number larger than that of every call recorded so far."""
+    return next(_call_counter)
 _state = threading.local()
 
 
@@ -184,6 +189,9 @@ class SymbolicTensor(_Operand):
     index: int
     spec: Spec
     keras_mask: SymbolicTensor | None = None
+    #: the layer call that returned this tensor (Keras's ``_keras_history``), set by
+    #: ``Layer.__call__``; ``None`` for values made inside a layer's ``call``
+    node: LayerNode | None = None
 
     @property
     def shape(self) -> tuple:
@@ -211,6 +219,57 @@ class SymbolicTensor(_Operand):
         mask = "" if self.keras_mask is None else " masked"
         return (f"<SymbolicTensor shape={self.shape} dtype={self.dtype}{mask} "
                 f"from {self.call.layer.name!r}>")
+
+
+@dataclass(eq=False)
+class LayerNode:
+    """One call of a layer, as the user wrote it: the layer, the arguments (with their
+    symbolic tensors) and the outputs. Replaying nodes re-applies a model to new inputs
+    (a model used as a layer); the graph itself is built from the op-level :class:`Call`s.
+    """
+
+    layer: Any
+    args: tuple
+    kwargs: dict
+    outputs: list
+    order: int = field(default_factory=lambda: next(_call_counter))
+
+    @property
+    def parents(self) -> list:
+        """The symbolic tensors among the arguments, in argument order."""
+        return [t for t in flatten((self.args, self.kwargs)) if isinstance(t, SymbolicTensor)]
+
+
+def flatten(x) -> list:
+    """The leaves of a nest of lists, tuples and dicts, in order."""
+    if isinstance(x, (list, tuple)):
+        return [t for item in x for t in flatten(item)]
+    if isinstance(x, dict):
+        return [t for k in x for t in flatten(x[k])]
+    return [x]
+
+
+def map_structure(fn, x):
+    """The same nest with ``fn`` applied to every leaf."""
+    if isinstance(x, (list, tuple)):
+        return type(x)(map_structure(fn, item) for item in x)
+    if isinstance(x, dict):
+        return {k: map_structure(fn, v) for k, v in x.items()}
+    return fn(x)
+
+
+def layer_nodes_of(outputs) -> list[LayerNode]:
+    """Every layer call the ``outputs`` depend on, in the order they were made."""
+    nodes, stack, seen = [], [t.node for t in outputs], set()
+    while stack:
+        n = stack.pop()
+        if n is None or id(n) in seen:
+            continue
+        seen.add(id(n))
+        nodes.append(n)
+        stack.extend(t.node for t in n.parents)
+    nodes.sort(key=lambda n: n.order)
+    return nodes
 
 
 def is_symbolic(x) -> bool:
