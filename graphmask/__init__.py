@@ -45,7 +45,7 @@ __all__ = [
     "LSTM", "Activation", "Add", "Concatenate", "Dense", "Dropout", "Embedding", "Flatten",
     "GlobalAveragePooling1D", "GlobalMaxPooling1D", "Input", "Lambda", "Layer", "Masking",
     "TimeDistributed", "Model", "Sequential", "Callback", "EarlyStopping", "History",
-    "ModelCheckpoint", "callbacks", "errors", "initializers", "layers", "losses", "metrics", "models",
-    "ops", "optimizers", "utils", "clear_session", "set_random_seed", "load_model",
+    "ModelCheckpoint", "callbacks", "errors", "initializers", "layers", "losses", "metrics",
+    "models", "ops", "optimizers", "utils", "clear_session", "set_random_seed", "load_model",
     "clear_workspaces",
 ]
