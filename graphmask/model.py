@@ -48,7 +48,7 @@ def forward_graph(calls, inputs, outputs, trainable: set) -> Graph:
     """The forward graph of ``calls`` (from :func:`calls_of`): one node per call, one
     ``variable`` node per weight (trainable if its id is in ``trainable``)."""
     g = Graph()
-    node_of, var_node = {}, {}
+    node_of, var_node, groups = {}, {}, {}
     for c in calls:
         ports, kinds = {}, {}
         for port, v in c.inputs.items():
@@ -67,9 +67,24 @@ def forward_graph(calls, inputs, outputs, trainable: set) -> Graph:
         nid = g.add(c.op, c.attrs, ports, layer=c.layer.name, kinds=kinds)
         if c.scope:
             g.node(nid)["scope"] = [layer.name for layer in c.scope]
+        if c.groups:
+            g.node(nid)["groups"] = [grp.id for grp in c.groups]
+            for grp in c.groups:
+                groups.setdefault(grp.id, grp)
         node_of[id(c)] = nid
     g.meta["inputs"] = [node_of[id(t.call)] for t in inputs]
     g.meta["outputs"] = [(node_of[id(t.call)], t.index) for t in outputs]
+
+    def node_id(t):
+        return None if t is None else node_of.get(id(t.call))
+
+    g.meta["groups"] = {gid: {
+        "layer": grp.layer.name, "class": type(grp.layer).__name__,
+        "takes_mask": grp.takes_mask, "how": grp.how,
+        "mask_in": [node_id(m) for m in grp.mask_in],
+        "mask_out": [node_id(m) for m in grp.mask_out],
+        "outputs": [[node_id(t), t.index] for t in grp.outputs]}
+        for gid, grp in sorted(groups.items())}
     return g
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from graphmask.errors import ConfigError, GraphmaskError, MaskError
 from graphmask.layers.tensors import (
+    Group,
     LayerNode,
     SymbolicTensor,
     Variable,
@@ -186,6 +187,8 @@ def _call_custom(layer, args, kwargs):
             f"warn and drop it. Give call() a `mask=None` parameter to use it, set "
             f"`self.supports_masking = True` to pass it on, or override compute_mask() to "
             f"return None to drop it on purpose.")
+    group = Group(next_order(), layer, takes_mask=takes,
+                  mask_in=[m for m in flatten(previous_mask)])
     if "training" in params and arguments.get("training") is None:
         default = params["training"].default
         arguments["training"] = None if default is inspect.Parameter.empty else default
@@ -193,7 +196,7 @@ def _call_custom(layer, args, kwargs):
     if not layer.built:
         shapes = map_structure(lambda t: tuple(t.shape) if _is_symbolic_leaf(t) else t, first_arg)
         try:
-            with tracing(layer):
+            with tracing(layer, group):
                 layer.build(shapes)
         except GraphmaskError:
             raise
@@ -203,7 +206,7 @@ def _call_custom(layer, args, kwargs):
         layer.built = True
     # 5. trace call
     try:
-        with tracing(layer):
+        with tracing(layer, group):
             out = layer.call(*bound.args, **bound.kwargs)
     except GraphmaskError as e:
         if f"{layer.name!r}" in str(e):
@@ -217,16 +220,39 @@ def _call_custom(layer, args, kwargs):
         raise ConfigError(f"{_who(layer)}: call() must return symbolic tensors (made with "
                           f"graphmask.ops or layers), got {bad or out!r}")
     # 6. output masks
-    if layer.supports_masking and not all(t.keras_mask is not None for t in flat):
-        out = _set_output_masks(layer, first_arg, out, previous_mask)
+    already = all(t.keras_mask is not None for t in flat)
+    if layer.supports_masking and not already:
+        out = _set_output_masks(layer, first_arg, out, previous_mask, group)
+    group.outputs = flatten(out)
+    group.mask_out = [t.keras_mask for t in group.outputs]
+    group.how = _how(layer, takes, already, group)
     if not in_eager_trace():
         layer._calls.append(LayerCall(layer, dict(tensor_args), flatten(out)))
     return out
 
 
-def _set_output_masks(layer, inputs, out, previous_mask):
+def _how(layer, takes: bool, already: bool, group) -> str:
+    """How a custom layer call treated masks, in words (for summary and explain_mask)."""
+    received = any(m is not None for m in group.mask_in)
+    carried = any(m is not None for m in group.mask_out)
+    parts = []
+    if received:
+        parts.append("read by call()" if takes else "not read by call()")
+    if not carried:
+        parts.append("no output mask")
+    elif already:
+        parts.append("output mask from the layers inside")
+    elif any(m is not None and all(m is not i for i in group.mask_in)
+             for m in group.mask_out):
+        parts.append("output mask computed by compute_mask()")
+    else:
+        parts.append("mask passed on (supports_masking)")
+    return ", ".join(parts)
+
+
+def _set_output_masks(layer, inputs, out, previous_mask, group=None):
     try:
-        with tracing(layer):
+        with tracing(layer, group):
             masks = layer.compute_mask(inputs, previous_mask)
     except GraphmaskError:
         raise
@@ -242,7 +268,7 @@ def _set_output_masks(layer, inputs, out, previous_mask):
         raise MaskError(f"{_who(layer)}: compute_mask() returned {len(flat_masks)} masks for "
                         f"{len(flat_out)} outputs")
     replaced = {}
-    with tracing(layer):
+    with tracing(layer, group):
         for t, m in zip(flat_out, flat_masks):
             if t.keras_mask is None and m is not None:
                 replaced[id(t)] = attach_mask(layer, t, m)

@@ -46,15 +46,45 @@ def scope_stack() -> list:
     return _state.stack
 
 
+def group_stack() -> list:
+    """The :class:`Group` of each custom-layer call being traced, outermost first."""
+    if not hasattr(_state, "groups"):
+        _state.groups = []
+    return _state.groups
+
+
 @contextmanager
-def tracing(layer):
-    """Record every call made inside the block as part of ``layer``."""
-    stack = scope_stack()
+def tracing(layer, group: Group | None = None):
+    """Record every call made inside the block as part of ``layer`` (and of ``group``,
+    the one call of a custom layer being traced)."""
+    stack, groups = scope_stack(), group_stack()
     stack.append(layer)
+    if group is not None:
+        groups.append(group)
     try:
         yield
     finally:
         stack.pop()
+        if group is not None:
+            groups.pop()
+
+
+@dataclass(eq=False)
+class Group:
+    """One traced call of a custom layer: the primitives it recorded form this group.
+
+    ``mask_in``: the masks its ``call`` received (symbolic tensors or None), ``mask_out``:
+    the masks its outputs carry, ``how``: how it treated the mask, for inspection
+    (``"read by call"``, ``"passed"``, ``"computed by compute_mask"``, ...).
+    """
+
+    id: int
+    layer: Any
+    takes_mask: bool = False
+    mask_in: list = field(default_factory=list)
+    mask_out: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)
+    how: str = ""
 
 
 def in_eager_trace() -> bool:
@@ -174,6 +204,7 @@ class Call:
     outputs: list = field(default_factory=list)
     order: int = field(default_factory=lambda: next(_call_counter))
     scope: tuple = ()
+    groups: tuple = ()  # the Group of each enclosing custom-layer call, outermost first
 
     @property
     def owner(self):
@@ -310,7 +341,8 @@ def record(layer, op: str, attrs: dict, ports: dict, keep: bool = True):
         shapes = {p: s.shape for p, s in specs_in.items()}
         raise ShapeError(f"layer {layer.name!r} ({type(layer).__name__}): {e} "
                          f"[input shapes {shapes}]") from None
-    call = Call(layer, op, dict(attrs), ports, scope=tuple(scope_stack()))
+    call = Call(layer, op, dict(attrs), ports, scope=tuple(scope_stack()),
+                groups=tuple(group_stack()))
     call.outputs = [SymbolicTensor(call, i, s) for i, s in enumerate(specs)]
     if call.outputs:
         call.outputs[0].keras_mask = _mask_after(layer, op, attrs, ports)
