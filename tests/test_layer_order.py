@@ -229,3 +229,14 @@ def test_a_compute_mask_traced_with_another_mask_than_keras_passes_is_an_error()
     cat = Concatenate(name="cat")([e, Dense(2, name="d")(x)])
     with pytest.raises(GraphError, match=r"custom layer 'drop'.*traced with other masks"):
         Model([ids, x], LSTM(2, name="l")(DropFirstStep(name="drop")(cat)))
+
+
+def test_a_model_called_as_a_layer_is_one_node_taking_the_mask():
+    inner_in = Input((T, 2), name="inner_in")
+    inner = Model(inner_in, Dense(2, name="inner_d")(LSTM(3, name="inner_l")(inner_in)),
+                  name="inner")
+    x, y = Input((T, 2), name="x"), Input((T, 2), name="y")
+    top = Dense(2, name="top")(inner(Masking(name="mk")(x)))
+    other = Dense(2, name="b")(Dense(2, name="a2")(Dense(2, name="a")(y)))
+    assert names(Model([x, y], [other, top])) == ["x", "y", "a", "mk", "a2", "inner", "b",
+                                                  "top"]
