@@ -62,13 +62,10 @@ def compare(what: str, want, got, keep=None, rtol=1e-7, atol=1e-9, context: str 
 
 
 def layer_outputs(g):
-    """[(node, out, label)] for every visible output of every layer node."""
-    res = []
-    for nid in R.layer_nodes(g):
-        n = g.node(nid)
-        for k in range(len(n["specs"])):
-            res.append((nid, k, f"layer {n['layer']!r} ({n['op']}) output {k}"))
-    return res
+    """[(node, out, label)] for every output of every layer call (see
+    :func:`graphmask.testing._runner.layer_output_keys`)."""
+    return [(nid, k, f"layer {g.node(nid)['layer']!r} ({g.node(nid)['op']}) output {k}")
+            for nid, k in R.layer_output_keys(g)]
 
 
 def mask_fetches(g, outs):

@@ -20,6 +20,9 @@ _MERGE = ("add", "concatenate")
 def expected_masks(model, batch) -> dict:
     """``{(node, out): bool (B, T) array or None}`` for inputs and layer outputs.
 
+    The mask a custom layer returns itself (``compute_mask``, ``Lambda(mask=...)``: an
+    ``attach_mask`` node) is taken as it is computed: it is the layer's own definition.
+
     Ops the checker has no rule for are left out, and so is everything downstream
     of them (:func:`mask_gaps` says which and why).
     """
@@ -42,6 +45,8 @@ def expected_masks_and_gaps(model, batch) -> tuple[dict, dict]:
             need.append(R.port_source(g, nid, "ids"))
         elif op == "masking":
             need.append(R.port_source(g, nid, "x"))
+        elif op == "attach_mask":
+            need.append(R.port_source(g, nid, "mask"))
     need = list(dict.fromkeys(need))
     vals = dict(zip(need, R.execute(model, batch, need))) if need else {}
     exp: dict = {(nid, 0): None for nid in g.meta["inputs"]}
@@ -53,13 +58,15 @@ def expected_masks_and_gaps(model, batch) -> tuple[dict, dict]:
                 if p != "mask" and g.node(src[0])["op"] != "variable"]
         n_out = len(n["specs"])
         unknown = [s for s in srcs if s not in exp]
-        if unknown:
-            first = g.node(unknown[0][0])
-            why = (f"downstream of layer {first['layer']!r} ({first['op']}), whose output "
-                   f"mask the checker cannot derive")
+        if unknown and op != "attach_mask":  # attach_mask's mask is its port's, not x's
+            why = gaps.get(unknown[0], "")
+            if not why.startswith("downstream of"):
+                first = g.node(unknown[0][0])
+                why = (f"downstream of layer {first['layer']!r} ({first['op']}), whose "
+                       f"output mask the checker cannot derive")
             gaps.update({(nid, k): why for k in range(n_out)})
             continue
-        incoming = [exp[s] for s in srcs]
+        incoming = [exp.get(s) for s in srcs]
         if op == "embedding":
             ids = vals[R.port_source(g, nid, "ids")]
             out = (np.asarray(ids) != 0) if attrs.get("mask_zero") else None
@@ -68,6 +75,10 @@ def expected_masks_and_gaps(model, batch) -> tuple[dict, dict]:
             out = np.any(x != np.asarray(attrs.get("mask_value", 0.0), x.dtype), axis=-1)
         elif op == "lstm":
             out = incoming[0] if attrs.get("return_sequences") else None
+        elif op == "attach_mask":
+            # a custom layer's own mask (its compute_mask, or Lambda's mask=): user code,
+            # taken as computed; what the compiler must do is carry it onwards
+            out = np.asarray(vals[R.port_source(g, nid, "mask")], bool)
         elif op in _PASS:
             out = next((m for m in incoming if m is not None), None)
         elif op in _DROP:

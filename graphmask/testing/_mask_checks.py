@@ -12,8 +12,10 @@ from graphmask.testing.report import CheckReport, Recorder
 
 #: Ops computed position by position (or with no time axis left): nothing special
 #: happens at a masked step, so check_masked_steps has no rule to check for them.
+#: (``attach_mask``: a custom layer's output with the mask it returns; data unchanged.)
 POSITIONWISE = ("dense", "activation", "identity", "dropout", "add_n", "add", "concatenate",
-                "global_average_pooling_1d", "global_max_pooling_1d", "flatten")
+                "global_average_pooling_1d", "global_max_pooling_1d", "flatten",
+                "attach_mask")
 
 
 def check_masked_steps(model, x, *, dtype="float64", rtol=0.0, atol=0.0) -> CheckReport:
@@ -40,7 +42,7 @@ def check_masked_steps(model, x, *, dtype="float64", rtol=0.0, atol=0.0) -> Chec
     g = model.graph
     batch = R.prepare(model, x, None, None, dtype)
     checks = []
-    for nid in R.layer_nodes(g):
+    for nid in dict.fromkeys(nid for nid, _ in R.layer_output_keys(g)):
         n = g.node(nid)
         if n["op"] in ("lstm", "masking", "embedding"):
             checks.append(nid)

@@ -14,7 +14,7 @@ from graphmask.data import prepare_inputs, prepare_targets, prepare_weights
 from graphmask.errors import ConfigError
 from graphmask.runtime import run
 
-SOURCES = ("input", "target", "sample_weight", "variable", "constant")
+SOURCES = ("input", "target", "sample_weight", "variable", "constant", "literal")
 REDUCTIONS = ("loss_score", "masked_mean", "weighted_mean", "weighted_average",
               "metric_score", "loss")
 
@@ -30,6 +30,22 @@ def layer_nodes(g) -> list[int]:
             continue
         out.append(nid)
     return out
+
+
+def layer_output_keys(g) -> list[tuple[int, int]]:
+    """``(node, out)`` of every layer call's outputs: the visible outputs of the nodes of
+    built-in layers, and for a custom layer (or Lambda) traced into several ops, only
+    the outputs of the call (``g.meta["groups"]``), not the values inside it, which
+    Keras's masking contract says nothing about."""
+    group_outs = {tuple(o) for grp in g.meta.get("groups", {}).values()
+                  for o in grp["outputs"]}
+    keys = []
+    for nid in layer_nodes(g):
+        n = g.node(nid)
+        for k in range(len(n["specs"])):
+            if not n.get("groups") or (nid, k) in group_outs:
+                keys.append((nid, k))
+    return keys
 
 
 def port_source(g, nid: int, port: str):

@@ -222,3 +222,24 @@ def test_check_all_merges_the_reports_and_names_the_checks_not_run():
         "check_mask_annotations", "check_masked_steps", "check_padding_invariance",
         "check_batch_independence", "check_loss_is_masked_mean", "check_all_masked",
         "check_grads"}
+
+
+def test_a_custom_layer_is_checked_at_its_outputs_not_inside():
+    """A Lambda traced into several ops: the values inside it (here tanh of the padding
+    embedding, with no mask of its own) are free at padded steps, as in Keras; the
+    layer's output carries the mask its ``mask=`` function returns, and everything
+    downstream is checked against that."""
+    ids = gm.Input(shape=(None,), dtype="int32", name="ids")
+    h = gm.Embedding(6, 3, mask_zero=True, name="emb")(ids)
+    h = gm.Lambda(lambda t: gm.ops.tanh(t) * 2.0, mask=lambda inputs, mask: mask,
+                  name="lam")(h)
+    h = gm.LSTM(4, return_sequences=True, name="lstm")(h)
+    model = gm.Model(ids, gm.Dense(2, name="head")(h))
+    model.compile(optimizer="sgd", loss="mse")
+    rep = check_all(model, IDS, np.ones((3, 4, 2), np.float32))
+    assert rep.complete, rep
+    assert "check_mask_annotations: layer 'lam' (attach_mask) output 0: mask annotation" \
+        in rep.checked
+    assert "check_loss_is_masked_mean: loss of output 'head' (mean_squared_error)" \
+        in rep.checked
+    assert not [c for c in rep.checked if "prim." in c]
