@@ -497,3 +497,32 @@ def test_a_model_called_as_a_layer_matches_keras():
     tw.assert_close(g.predict(xs, verbose=0),
                     [np.asarray(o) for o in k.predict(xs, batch_size=B, verbose=0)],
                     rtol=1e-4, atol=1e-5)
+
+
+def _build_lambdas(lib):
+    layers, Input, Model, _ = _lib(lib)
+    ids, y = Input(shape=(T,), dtype="int32", name="ids"), Input(shape=(T, 2), name="y")
+    e = layers.Embedding(V, 3, mask_zero=True, name="e")(ids)
+    cut = layers.Lambda(lambda x: x[:, 1:, :], mask=lambda inputs, mask: mask[:, 1:],
+                        name="cut")(e)
+    scaled = layers.Lambda(lambda x: x * 2.0, mask=lambda inputs, mask: None,
+                           name="scale")(layers.Masking(name="mk")(y))
+    o = layers.Dense(2, name="o")(layers.Dense(2, name="o0")(layers.Dense(2, name="o00")(y)))
+    return Model([ids, y], [o, layers.LSTM(2, name="l")(cut),
+                            layers.GlobalAveragePooling1D(name="p")(scaled)])
+
+
+def test_lambda_layers_match_keras():
+    # Lambda's call takes the mask; its mask= function is its compute_mask
+    g, k = _build_lambdas("gm"), _build_lambdas("keras")
+    assert [layer.name for layer in g.layers] == [layer.name for layer in k.layers]
+    rng = np.random.default_rng(6)
+    k.set_weights([rng.standard_normal(w.shape).astype(w.dtype) * 0.5
+                   for w in k.get_weights()])
+    g.set_weights(k.get_weights())
+    ids = tw.ids_for(tw.mask_pattern("right", B, T, rng), V, rng)
+    ids[:, 1] = np.maximum(ids[:, 1], 1)  # a kept step after the cut one
+    y = tw.features_for(tw.mask_pattern("holes", B, T, rng), 2, rng)
+    tw.assert_close(g.predict([ids, y], verbose=0),
+                    [np.asarray(o) for o in k.predict([ids, y], batch_size=B, verbose=0)],
+                    rtol=1e-4, atol=1e-5)
