@@ -50,22 +50,23 @@ from graphmask.errors import (
     ShapeError,
 )
 from graphmask.initializers import is_custom
-from graphmask.layers.base import InputLayer, SymbolicTensor, calls_of
-from graphmask.layers.core import _Merge
+from graphmask.layers.base import InputLayer, SymbolicTensor
+from graphmask.layers.tensors import flatten, layer_nodes_of
 from graphmask.utils import rng
 
-__all__ = ["FORMAT", "LAYER_CLASSES", "VERSION", "ModelFileExistsError", "load_model",
-           "load_weights", "read_config", "save_model", "save_weights"]
+__all__ = ["FORMAT", "LAYER_CLASSES", "VERSION", "ModelFileExistsError", "get_registered_name",
+           "load_model", "load_weights", "read_config", "register_keras_serializable",
+           "register_serializable", "save_model", "save_weights"]
 
 FORMAT = "graphmask.model"
 WEIGHTS_FORMAT = "graphmask.weights"
-VERSION = 1
+VERSION = 2  # 2: layer calls with their argument structure (custom layers)
 
 #: The only classes a model file may name. Nothing else is ever instantiated on load.
 LAYER_CLASSES: dict[str, type] = {c.__name__: c for c in (
     InputLayer, L.Embedding, L.Dense, L.LSTM, L.Masking, L.Flatten, L.Activation,
     L.Dropout, L.GlobalAveragePooling1D, L.GlobalMaxPooling1D, L.TimeDistributed, L.Add,
-    L.Concatenate)}
+    L.Concatenate, L.Lambda)}
 
 _MAX_CONFIG_BYTES = 64 * 2**20
 #: Largest uncompressed size of one member of a model file (``weights.npz`` holds all
@@ -82,35 +83,100 @@ class ModelFileExistsError(GraphmaskError, FileExistsError):
 
 
 # ---- writing ------------------------------------------------------------------------------
+# ---- custom classes --------------------------------------------------------------------
+_REGISTRY: dict[str, type] = {}
+
+
+def register_serializable(package: str = "Custom", name: str | None = None):
+    """Class decorator: let :func:`load_model` rebuild this custom layer by name, as
+    ``keras.saving.register_keras_serializable``. The class must rebuild itself from
+    ``cls.from_config(layer.get_config())`` (override ``get_config`` to add the
+    arguments of ``__init__``)."""
+    if not isinstance(package, str) or not package or ">" in package:
+        raise ConfigError(f"register_serializable: package must be a non-empty str without "
+                          f"'>', got {package!r}")
+
+    def decorate(cls):
+        key = f"{package}>{name or cls.__name__}"
+        known = _REGISTRY.get(key)
+        if known is not None and known is not cls and \
+                f"{known.__module__}.{known.__qualname__}" != \
+                f"{cls.__module__}.{cls.__qualname__}":
+            raise ConfigError(f"register_serializable: {key!r} is already registered for "
+                              f"{known.__module__}.{known.__qualname__}")
+        _REGISTRY[key] = cls
+        cls._registered_name = key
+        return cls
+    return decorate
+
+
+register_keras_serializable = register_serializable
+
+
+def get_registered_name(cls) -> str:
+    """``package>Name`` for a registered class, else the class name."""
+    return cls.__dict__.get("_registered_name", cls.__name__)
+
+
+def _class_entry(layer) -> dict:
+    from graphmask.model import Model
+    if isinstance(layer, Model) and not isinstance(layer, InputLayer):
+        return {"class_name": "Functional", "config": _model_config(layer)}
+    cls = type(layer)
+    entry = {"class_name": cls.__name__, "config": layer.get_config()}
+    if LAYER_CLASSES.get(cls.__name__) is not cls:
+        entry["registered_name"] = get_registered_name(cls)
+    try:
+        json.dumps(entry["config"], allow_nan=True)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"save: the config of layer {layer.name!r} ({cls.__name__}) is not "
+                          f"plain JSON data ({e}); return only numbers, strings, lists and "
+                          f"dicts from get_config()") from None
+    return entry
+
+
+# ---- writing ------------------------------------------------------------------------------
 def _model_config(model) -> dict:
-    calls = calls_of(model.outputs)
-    layers = []  # from the calls: a Sequential's ``layers`` leaves out its InputLayer
-    for c in calls:
-        if c.layer not in layers:
-            layers.append(c.layer)
-    for layer in layers:
-        if LAYER_CLASSES.get(type(layer).__name__) is not type(layer):
-            raise ConfigError(f"save: layer {layer.name!r} is a {type(layer).__name__}, which "
-                              f"graphmask cannot save; savable layers: {sorted(LAYER_CLASSES)}")
+    """The model as layer configs plus its layer calls (each argument structure with its
+    tensors as references ``[layer name, call index, output index]``)."""
+    nodes = layer_nodes_of(model.outputs)
+    layers: list = []
+    for n in nodes:
+        if all(n.layer is not known for known in layers):
+            layers.append(n.layer)
+    names = [layer.name for layer in layers]
+    dup = sorted({nm for nm in names if names.count(nm) > 1})
+    if dup:
+        raise ConfigError(f"save: layer names must be unique, found {dup} more than once")
     index: dict[int, int] = {}
     per_layer: dict[str, int] = {}
-    for c in calls:  # call index = position among this layer's calls within the model
-        index[id(c)] = per_layer.get(c.layer.name, 0)
-        per_layer[c.layer.name] = index[id(c)] + 1
+    for n in nodes:  # call index = position among this layer's calls within the model
+        index[id(n)] = per_layer.get(n.layer.name, 0)
+        per_layer[n.layer.name] = index[id(n)] + 1
 
     def ref(t: SymbolicTensor) -> list:
-        return [t.call.layer.name, index[id(t.call)], t.index]
+        return [t.node.layer.name, index[id(t.node)], t.node.outputs.index(t)]
 
-    conn = []
-    for c in calls:
-        inbound = [ref(v) for v in c.inputs.values() if isinstance(v, SymbolicTensor)]
-        conn.append({"layer": c.layer.name, "call_index": index[id(c)], "inbound": inbound,
-                     "as_list": isinstance(c.layer, _Merge) or len(inbound) != 1})
+    def encode(x, where):
+        if isinstance(x, SymbolicTensor):
+            return {"__tensor__": ref(x)}
+        if isinstance(x, (list, tuple)):
+            return [encode(v, where) for v in x]
+        if isinstance(x, dict):
+            return {"__dict__": {str(k): encode(v, where) for k, v in x.items()}}
+        if x is None or isinstance(x, (bool, int, float, str)):
+            return x
+        raise ConfigError(f"save: {where} passes {type(x).__name__} {x!r}, which a model "
+                          f"file cannot hold (tensors, numbers, strings, lists only)")
+
+    calls = [{"layer": n.layer.name, "call_index": index[id(n)],
+              "args": encode(list(n.args), f"the call of layer {n.layer.name!r}"),
+              "kwargs": encode(dict(n.kwargs), f"the call of layer {n.layer.name!r}")["__dict__"]}
+             for n in nodes if not isinstance(n.layer, InputLayer)]
     return {
         "name": model.name,
-        "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
-                   for layer in layers],
-        "calls": conn,
+        "layers": [_class_entry(layer) for layer in layers],
+        "calls": calls,
         "inputs": [ref(t) for t in model.inputs],
         "outputs": [ref(t) for t in model.outputs],
         "single_input": bool(model._single_input),
@@ -411,57 +477,133 @@ def _ref(value, path) -> tuple[str, int, int]:
     return value[0], value[1], value[2]
 
 
-def _build_model(mcfg: dict, path):
+def _resolve_class(entry: dict, path, custom_objects: dict):
+    """The class a layer entry names: graphmask's own layers, registered classes, or
+    ``custom_objects``; nothing is imported by name from the file."""
+    cls_name, registered = entry.get("class_name"), entry.get("registered_name")
+    if not isinstance(cls_name, str):
+        raise _bad(path, f"layer entry {entry!r} has no class_name")
+    if cls_name in LAYER_CLASSES and registered is None:
+        return LAYER_CLASSES[cls_name]
+    for key in (registered, cls_name):
+        if isinstance(key, str) and key in custom_objects:
+            return custom_objects[key]
+    if isinstance(registered, str) and registered in _REGISTRY:
+        return _REGISTRY[registered]
+    raise _bad(path, f"unknown layer class {cls_name!r}"
+                     f"{f' (registered as {registered!r})' if registered else ''}: register "
+                     f"it with @graphmask.saving.register_serializable() or pass "
+                     f"custom_objects={{{cls_name!r}: {cls_name}}} to load_model")
+
+
+def _function(spec, what: str, path, custom_objects: dict, safe_mode: bool):
+    """A Lambda's Python function, from ``custom_objects`` by its saved name: graphmask
+    never imports or runs code a file names."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise _bad(path, f"{what}: bad function reference {spec!r}")
+    name, module = spec["name"], spec.get("module")
+    if name in custom_objects:
+        return custom_objects[name]
+    if safe_mode:
+        raise ConfigError(
+            f"load_model: {what} holds the Python function {module}.{name}, which a model "
+            f"file cannot carry safely; it is refused in safe mode. Pass the function as "
+            f"custom_objects={{{name!r}: fn}} (a file never makes graphmask import or run "
+            f"code)")
+    raise ConfigError(f"load_model: {what} needs its Python function {module}.{name}: "
+                      f"graphmask never loads code from a file, even with safe_mode=False; "
+                      f"pass it as custom_objects={{{name!r}: fn}}")
+
+
+def _make_layer(entry: dict, path, custom_objects: dict, safe_mode: bool):
+    if entry.get("class_name") == "Functional" and "registered_name" not in entry:
+        return _build_model(entry.get("config"), path, custom_objects, safe_mode)
+    cls = _resolve_class(entry, path, custom_objects)
+    cfg = dict(entry["config"])
+    for k, v in cfg.items():  # a custom initializer is saved by name only; the saved
+        if k.endswith("_initializer") and is_custom(v):  # weights replace what it draws
+            cfg[k] = "zeros"
+    if cls is L.Lambda:
+        what = f"Lambda {cfg.get('name')!r}"
+        cfg["function"] = _function(cfg.get("function"), what, path, custom_objects,
+                                    safe_mode)
+        if isinstance(cfg.get("mask"), dict):
+            cfg["mask"] = _function(cfg["mask"], what, path, custom_objects, safe_mode)
+    try:
+        return cls.from_config(cfg)
+    except (GraphmaskError, TypeError, ValueError) as e:
+        hint = "" if LAYER_CLASSES.get(cls.__name__) is cls else \
+            " (a custom layer must rebuild from cls.from_config(layer.get_config()))"
+        raise _bad(path, f"layer {cfg.get('name')!r} ({entry.get('class_name')}): "
+                         f"{e}{hint}") from None
+
+
+def _v1_calls(call_cfgs: list) -> list:
+    """Format 1 stored one call per built-in layer call with its inbound tensors."""
+    out = []
+    for c in call_cfgs:
+        if not isinstance(c, dict) or not c.get("inbound"):
+            continue  # the input layers: their tensors come from the layer itself
+        inbound = [{"__tensor__": r} for r in c["inbound"]]
+        out.append({"layer": c.get("layer"), "call_index": c.get("call_index"),
+                    "args": [inbound if c.get("as_list") is True else inbound[0]],
+                    "kwargs": {}})
+    return out
+
+
+def _build_model(mcfg: dict, path, custom_objects: dict | None = None, safe_mode=True,
+                 version: int = VERSION):
     from graphmask.model import Model
+    custom_objects = dict(custom_objects or {})
     if not isinstance(mcfg, dict):
         raise _bad(path, "'model' must be an object")
     layer_cfgs, call_cfgs = mcfg.get("layers"), mcfg.get("calls")
     if not isinstance(layer_cfgs, list) or not isinstance(call_cfgs, list):
         raise _bad(path, "'layers' and 'calls' must be lists")
+    if version == 1:
+        call_cfgs = _v1_calls(call_cfgs)
     layers: dict[str, Any] = {}
+    tensors: dict[tuple[str, int], list] = {}
     for entry in layer_cfgs:
         if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
             raise _bad(path, f"layer entry {entry!r}")
-        cls_name = entry.get("class_name")
-        cls = LAYER_CLASSES.get(cls_name) if isinstance(cls_name, str) else None
-        if cls is None:
-            raise _bad(path, f"unknown layer class {cls_name!r} (allowed: "
-                             f"{sorted(LAYER_CLASSES)})")
-        cfg = dict(entry["config"])
-        for k, v in cfg.items():  # a custom initializer is saved by name only; the saved
-            if k.endswith("_initializer") and is_custom(v):  # weights replace what it draws
-                cfg[k] = "zeros"
-        name = cfg.get("name")
-        if not isinstance(name, str) or name in layers:
-            raise _bad(path, f"layer names must be unique strings, got {name!r}")
-        try:
-            layers[name] = cls.from_config(cfg)
-        except (GraphmaskError, TypeError, ValueError) as e:
-            raise _bad(path, f"layer {name!r} ({cls_name}): {e}") from None
-    tensors: dict[tuple[str, int], list] = {}
+        layer = _make_layer(entry, path, custom_objects, safe_mode)
+        if layer.name in layers:
+            raise _bad(path, f"layer names must be unique, got {layer.name!r} twice")
+        layers[layer.name] = layer
+        if isinstance(layer, InputLayer):
+            tensors[(layer.name, 0)] = [layer.output]
+
+    def decode(x):
+        if isinstance(x, dict) and "__tensor__" in x:
+            return _lookup(tensors, _ref(x["__tensor__"], path), path)
+        if isinstance(x, dict) and "__dict__" in x:
+            return {k: decode(v) for k, v in x["__dict__"].items()}
+        if isinstance(x, list):
+            return [decode(v) for v in x]
+        if isinstance(x, dict):
+            raise _bad(path, f"unexpected object {x!r} in a call's arguments")
+        return x
+
     counts: dict[str, int] = {}
     for c in call_cfgs:
         if not isinstance(c, dict) or c.get("layer") not in layers:
             raise _bad(path, f"call {c!r} names no known layer")
         layer = layers[c["layer"]]
         ci = counts.get(layer.name, 0)
-        if c.get("call_index") != ci:
+        if c.get("call_index") != ci or isinstance(layer, InputLayer):
             raise _bad(path, f"call {ci} of layer {layer.name!r} is out of order")
         counts[layer.name] = ci + 1
-        if isinstance(layer, InputLayer):
-            if ci != 0 or c.get("inbound"):
-                raise _bad(path, f"input layer {layer.name!r} is called")
-            tensors[(layer.name, 0)] = [layer.output]
-            continue
-        inbound = c.get("inbound")
-        if not isinstance(inbound, list) or not inbound:
+        args, kwargs = c.get("args"), c.get("kwargs", {})
+        if not isinstance(args, list) or not args or not isinstance(kwargs, dict):
             raise _bad(path, f"call {ci} of layer {layer.name!r} has no inputs")
-        args = [_lookup(tensors, _ref(r, path), path) for r in inbound]
+        args = decode(args)
+        kwargs = {k: decode(v) for k, v in kwargs.items()}
         try:
-            out = layer(args if c.get("as_list") is True else args[0])
+            out = layer(*args, **kwargs)
         except GraphmaskError as e:
             raise _bad(path, f"calling layer {layer.name!r}: {e}") from None
-        tensors[(layer.name, ci)] = out if isinstance(out, list) else [out]
+        tensors[(layer.name, ci)] = flatten(out)
     ins = [_lookup(tensors, _ref(r, path), path) for r in _list(mcfg.get("inputs"), path)]
     outs = [_lookup(tensors, _ref(r, path), path) for r in _list(mcfg.get("outputs"), path)]
     single_in, single_out = mcfg.get("single_input") is True, mcfg.get("single_output") is True
@@ -519,7 +661,7 @@ def _compile(model, ccfg: dict, path) -> None:
         raise _bad(path, f"compile config: {e}") from None
 
 
-def load_model(filepath, compile: bool = True):
+def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: bool = True):
     """Rebuild a model saved by :func:`save_model` / ``Model.save``.
 
     The result predicts exactly as the saved model did and, when it was compiled, is
@@ -529,8 +671,15 @@ def load_model(filepath, compile: bool = True):
     Parameters
     ----------
     filepath : str or os.PathLike
+    custom_objects : dict, optional
+        Custom layer classes (and Lambda functions) by name, for classes not registered
+        with :func:`register_serializable`.
     compile : bool
         When False, return the model uncompiled (weights only, no optimizer).
+    safe_mode : bool
+        When True (the default), a ``Lambda`` whose function is not in ``custom_objects``
+        is refused: a file must not make graphmask import and run code. Pass False for
+        files you trust (the function is imported from its module by name).
 
     Raises
     ------
@@ -548,7 +697,8 @@ def load_model(filepath, compile: bool = True):
             state = _read_arrays(zf, "optimizer.npz", config.get("optimizer_state"), filepath)
     saved_rng = rng().bit_generator.state  # building layers draws initial weights:
     try:                                  # loading must not move the user's random stream
-        model = _build_model(config.get("model"), filepath)
+        model = _build_model(config.get("model"), filepath, custom_objects, safe_mode,
+                             version=config["version"])
         names = [v.name for v in model.weights]
         if names != [d.get("name") for d in config["weights"]]:
             raise _bad(filepath, f"the weights {[d.get('name') for d in config['weights']]} "

@@ -87,10 +87,23 @@ class Lambda(Layer):
                                  f"function returns shape {g}")
 
     def get_config(self):
-        fn = self.function
+        """The function (and a callable ``mask``) by module and name only: loading needs
+        ``safe_mode=False`` or ``custom_objects`` (see ``graphmask.saving``)."""
         config = {**super().get_config(), "arguments": self.arguments,
-                  "function": {"module": getattr(fn, "__module__", None),
-                               "name": getattr(fn, "__qualname__", repr(fn))}}
-        if self._output_shape is not None and not callable(self._output_shape):
+                  "function": _reference(self.function)}
+        if self._output_shape is not None:
+            if callable(self._output_shape):
+                raise ConfigError(f"Lambda {self.name!r}: a callable output_shape cannot be "
+                                  f"saved; give a tuple")
             config["output_shape"] = list(self._output_shape)
+        if self.mask is not None:
+            if not callable(self.mask):
+                raise ConfigError(f"Lambda {self.name!r}: a fixed mask tensor cannot be "
+                                  f"saved; give mask as a function")
+            config["mask"] = _reference(self.mask)
         return config
+
+
+def _reference(fn) -> dict:
+    return {"module": getattr(fn, "__module__", None),
+            "name": getattr(fn, "__qualname__", getattr(fn, "__name__", repr(fn)))}
