@@ -216,3 +216,30 @@ def head_activation(loss) -> str | None:
     if logits or key in ("mse", "mae"):
         return None
     return "sigmoid" if key == "bce" else "softmax"
+
+
+def keras_loss_and_gradients(kmodel, x, y, sample_weight=None, loss=None):
+    """Keras's loss of one batch and the gradient of every trainable weight.
+
+    The loss is the compiled one (``compute_loss``, as Keras's ``train_step`` computes
+    it, with ``training=True``), or the Keras loss object ``loss`` applied to the single
+    output (it reads the output's mask as the compiled loss does; Keras computes the
+    compiled loss's value in float32 whatever the model's dtype). The gradients come
+    from torch autograd on the Keras torch backend, in ``kmodel.trainable_weights``
+    order (zeros for a weight the loss does not reach). No weight changes.
+    """
+    conv = keras.ops.convert_to_tensor
+    xt, yt = conv(x), conv(y)
+    swt = None if sample_weight is None else conv(sample_weight)
+    kmodel.zero_grad()
+    y_pred = kmodel(xt, training=True)
+    if loss is None:
+        value = kmodel.compute_loss(x=xt, y=yt, y_pred=y_pred, sample_weight=swt,
+                                    training=True)
+    else:
+        value = loss(yt, y_pred, sample_weight=swt)
+    value.backward()
+    grads = [np.zeros(tuple(v.shape), np.float32) if v.value.grad is None
+             else v.value.grad.detach().numpy().copy() for v in kmodel.trainable_weights]
+    kmodel.zero_grad()
+    return float(value.detach()), grads
