@@ -11,6 +11,13 @@ Public functions
     explain_mask(model, layer)   the provenance chain of the masks a layer sees, in words
     concrete_masks(model, x)     each mask node's boolean array for a batch ``x``
     debugprint(model, ...)       text dump of the compiled graph, mask edges marked
+    group_calls(model)           one :class:`GroupCall` per custom-layer call (one box each)
+
+Custom layers. A custom layer's ``call`` records many primitive nodes; they carry the ids
+of the enclosing custom-layer calls (node ``groups``, outermost first) and
+``graph.meta["groups"]`` says how each call treated masks. Every report here shows a
+top-level call as one unit named after its layer: the summary row, the steps of the mask
+chains (``read by 'attn' (call takes mask)``), the creator of a mask it made.
 """
 from __future__ import annotations
 
@@ -93,13 +100,150 @@ def mask_nodes(g: Graph) -> list[int]:
     return [n for n in g.order() if is_mask_node(g, n)]
 
 
+# ---- custom-layer calls (groups) ----------------------------------------------------
+def group_path(g: Graph, nid: int) -> tuple:
+    """Ids of the custom-layer calls forward node ``nid`` was recorded in, outermost first.
+
+    A mask node the mask pass added belongs to the calls of the node it was made for;
+    weights and backward nodes belong to none.
+    """
+    n = g.node(nid)
+    if n["phase"] != "forward" or n["op"] == "variable":
+        return ()
+    if n.get("groups"):
+        return tuple(int(i) for i in n["groups"])
+    if "mask_of" in n:
+        return group_path(g, n["mask_of"])
+    return ()
+
+
+@dataclass(frozen=True)
+class GroupCall:
+    """One traced call of a custom layer (or of a model used as a layer).
+
+    ``layer``, ``cls``, ``how`` (how the call treated masks, in words) and
+    ``takes_mask`` come from ``graph.meta["groups"]``; the rest is read from the graph:
+    ``nodes`` its forward nodes (nested calls included, graph order), ``parent`` the
+    enclosing call (or None), ``outputs`` its ``(node, output)`` values, ``received`` the
+    masks its inputs carried or it was handed, ``out`` the mask each output carries (or
+    None) and ``made`` the masks among ``out`` computed inside the call.
+    """
+
+    id: int
+    layer: str
+    cls: str
+    how: str
+    takes_mask: bool
+    parent: int | None
+    nodes: tuple
+    outputs: tuple
+    received: tuple
+    out: tuple
+    made: tuple
+
+    @property
+    def key(self) -> tuple:
+        """How mask chains and views refer to the call: ``("group", id)``."""
+        return ("group", self.id)
+
+    @property
+    def title(self) -> str:
+        """``name (Class)``, as the summary and the pictures label the call."""
+        return f"{self.layer} ({self.cls})"
+
+    @property
+    def rule(self) -> str:
+        """The mask rule shown for the call: its ``how``, or ``none`` when no mask is
+        received or produced."""
+        if not self.received and not any(m is not None for m in self.out):
+            return "none"
+        return self.how or "none"
+
+
+def _group_masks(g: Graph, nodes: list, info: dict) -> tuple[list, list, list, list]:
+    inside = set(nodes)
+    received = [m for m in info.get("mask_in") or [] if m is not None and m in g.nx]
+    for d in nodes:
+        for src, _port, data in g.in_edges(d):
+            if src in inside or g.node(src)["op"] == "variable":
+                continue
+            m = src if data["kind"] == "mask" else edge_mask(g, src, data, d)
+            if m is not None and m not in received:
+                received.append(m)
+    outputs = [(o, k) for o, k in info.get("outputs") or [] if o is not None and o in g.nx]
+    out = [(g.node(o).get("masks") or [None] * (k + 1))[k] for o, k in outputs]
+    made = [m for m in dict.fromkeys(out) if m in inside and m not in received]
+    return received, outputs, out, made
+
+
+def group_calls(model) -> dict[int, GroupCall]:
+    """Every custom-layer call of the compiled graph: ``{group id: GroupCall}``, in call
+    order (an enclosing call before the calls nested in it)."""
+    g = _graph(model)
+    meta = {int(k): v for k, v in (g.meta.get("groups") or {}).items()}
+    members: dict[int, list] = {}
+    parent: dict[int, int | None] = {}
+    for nid in g.order():
+        path = group_path(g, nid)
+        for i, gid in enumerate(path):
+            members.setdefault(gid, []).append(nid)
+            parent.setdefault(gid, path[i - 1] if i else None)
+    calls = {}
+    for gid in sorted(members):
+        nodes = members[gid]
+        info = meta.get(gid) or {"layer": g.node(nodes[0])["layer"], "class": "Layer",
+                                 "outputs": [[nodes[-1], 0]]}
+        received, outputs, out, made = _group_masks(g, nodes, info)
+        calls[gid] = GroupCall(gid, info["layer"], info.get("class", "Layer"),
+                               info.get("how", ""), bool(info.get("takes_mask")),
+                               parent[gid], tuple(nodes), tuple(outputs), tuple(received),
+                               tuple(out), tuple(made))
+    return calls
+
+
+def unit_of(g: Graph, nid: int):
+    """What the views show node ``nid`` as: ``("group", id)`` of its outermost
+    custom-layer call, or the node id itself."""
+    path = group_path(g, nid)
+    return ("group", path[0]) if path else nid
+
+
+def _creator(g: Graph, mid: int):
+    """The unit that made mask ``mid``: the node a mask node was made for, or the call
+    (or node) that computed it."""
+    n = g.node(mid)
+    return unit_of(g, n["mask_of"]) if "mask_of" in n else unit_of(g, mid)
+
+
+def creator_name(g: Graph, mid: int, calls: dict | None = None) -> str:
+    """The name of the layer that made mask ``mid`` (a custom layer's call counts as its
+    layer, whatever it runs inside)."""
+    unit = _creator(g, mid)
+    if isinstance(unit, tuple):
+        calls = group_calls(g) if calls is None else calls
+        return calls[unit[1]].layer
+    return g.node(mid)["layer"]
+
+
+def _made_by(calls: dict) -> dict[int, GroupCall]:
+    """``{mask: the outermost call that computed it}`` for masks made by calls."""
+    made: dict[int, GroupCall] = {}
+    for c in calls.values():
+        for m in c.made:
+            made.setdefault(m, c)
+    return made
+
+
+# ---- how a node (or a call) treats masks -----------------------------------------------
 @dataclass(frozen=True)
 class MaskStatus:
-    """How one node treats masks, read from the annotations.
+    """How one node (or one custom-layer call) treats masks, read from the annotations.
 
     ``received``: masks on its incoming data edges; ``used``: the mask on its ``mask``
-    port (or None); ``out``: the mask its first output carries (or None); ``status``:
-    ``created``, ``merged``, ``passed``, ``consumed``, ``dropped`` or ``none``.
+    port (or None; for a call, the mask its ``call`` reads); ``out``: the mask its first
+    output carries (or None); ``status``: ``created``, ``merged``, ``passed``,
+    ``consumed``, ``dropped`` or ``none``. For a custom-layer call, ``node`` is its first
+    output node, ``group`` its id and ``how`` its mask rule in words.
     """
 
     node: int
@@ -107,6 +251,8 @@ class MaskStatus:
     used: int | None
     out: int | None
     status: str
+    group: int | None = None
+    how: str = ""
 
 
 def node_status(g: Graph, nid: int) -> MaskStatus:
@@ -132,10 +278,35 @@ def node_status(g: Graph, nid: int) -> MaskStatus:
     return MaskStatus(nid, tuple(received), used, out, status)
 
 
+def group_status(call: GroupCall) -> MaskStatus:
+    """:class:`MaskStatus` of one custom-layer call (see :func:`group_calls`)."""
+    used = call.received[0] if call.takes_mask and call.received else None
+    out = call.out[0] if call.out else None
+    if call.made:
+        status = "created"
+    elif out is not None:
+        status = "passed"
+    elif used is not None:
+        status = "consumed"
+    elif call.received:
+        status = "dropped"
+    else:
+        status = "none"
+    first = call.outputs[0][0] if call.outputs else call.nodes[-1]
+    return MaskStatus(first, call.received, used, out, status, call.id, call.rule)
+
+
 def mask_status(model, layer) -> list[MaskStatus]:
-    """:class:`MaskStatus` of each call of ``layer`` (a name or a layer object)."""
+    """:class:`MaskStatus` of each call of ``layer`` (a name or a layer object).
+
+    A custom layer (or a model used as a layer) gets one status per call, its primitive
+    nodes are not listed one by one.
+    """
     g = _graph(model)
     name = layer if isinstance(layer, str) else layer.name
+    calls = [c for c in group_calls(g).values() if c.layer == name]
+    if calls:
+        return [group_status(c) for c in calls]
     return [node_status(g, n) for n in layer_nodes(g, name)]
 
 
@@ -146,6 +317,8 @@ class MaskEdge:
 
     ``kind`` is ``"mask"`` for a mask edge (the boolean mask itself, into a ``mask``
     port) and ``"data"`` (etc.) for a value that carries a mask annotation.
+    ``src_group`` / ``dst_group``: the id of the outermost custom-layer call the end
+    belongs to (a key of ``graph.meta["groups"]``), or None.
     """
 
     src: int
@@ -161,12 +334,15 @@ class MaskEdge:
     mask: int | None
     mask_layer: str | None
     mask_computes: str | None
+    src_group: int | None = None
+    dst_group: int | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def mask_edges(model, include_unmasked: bool = False, backward: bool = True) -> list[MaskEdge]:
+def mask_edges(model, include_unmasked: bool = False, backward: bool = True,
+               expand: bool = True) -> list[MaskEdge]:
     """Per-edge mask annotations of the compiled graph, sorted by (destination, port).
 
     Parameters
@@ -174,22 +350,30 @@ def mask_edges(model, include_unmasked: bool = False, backward: bool = True) -> 
     model : Model or Graph
     include_unmasked : also list edges that carry no mask (``mask=None``).
     backward : include edges into backward (VJP) nodes.
+    expand : with False, leave out the edges inside one custom-layer call (both ends in
+        the same outermost call): the edges of the collapsed pictures.
     """
     g = _graph(model)
+    calls = group_calls(g)
     rows = []
     for dst in g.order():
         dn = g.node(dst)
         if not backward and dn["phase"] == "backward":
             continue
+        dpath = group_path(g, dst)
         for src, port, d in g.in_edges(dst):
             m = edge_mask(g, src, d, dst)
             if m is None and not include_unmasked:
                 continue
+            spath = group_path(g, src)
+            if not expand and spath and dpath and spath[0] == dpath[0]:
+                continue
             sn = g.node(src)
             rows.append(MaskEdge(
                 src, sn["layer"], sn["op"], d["out"], dst, dn["layer"], dn["op"], port,
-                d["kind"], dn["phase"], m, None if m is None else g.node(m)["layer"],
-                None if m is None else mask_computes(g, m)))
+                d["kind"], dn["phase"], m, None if m is None else creator_name(g, m, calls),
+                None if m is None else mask_computes(g, m),
+                spath[0] if spath else None, dpath[0] if dpath else None))
     return rows
 
 
@@ -198,9 +382,11 @@ def _carries(g: Graph, nid: int, mid: int) -> bool:
     return mid in (g.node(nid).get("masks") or [])
 
 
-def _nearest_carriers(g: Graph, nid: int, mid: int) -> list[int]:
-    """Closest upstream nodes (along data edges) whose output carries mask ``mid``."""
-    found, seen, stack = [], set(), [nid]
+def _nearest_carriers(g: Graph, nodes, mid: int) -> list[int]:
+    """Closest upstream nodes (along data edges) whose output carries mask ``mid``,
+    looking up from ``nodes`` (one node, or the nodes of a call, which never count)."""
+    start = [nodes] if isinstance(nodes, int) else list(nodes)
+    found, seen, stack = [], set(start), list(start)
     while stack:
         cur = stack.pop()
         for src, _, d in g.in_edges(cur):
@@ -228,14 +414,14 @@ def _loss_text(g: Graph, nid: int) -> str:
     return f"used by the masked {metric!r} metric of {n['layer'].split(':')[0]!r}"
 
 
-def _event_text(g: Graph, nid: int, mid: int) -> str:
+def _event_text(g: Graph, nid: int, mid: int, calls: dict) -> str:
     """One step of a chain: what node ``nid`` does with mask ``mid``."""
     st = node_status(g, nid)
     name = g.label(nid)
     if st.out is not None and g.node(st.out).get("mask_of") == nid:
         kind = g.node(st.out)["op"]
         if kind in MERGE_MASK_OPS:
-            others = [g.node(m)["layer"] for m in st.received if m != mid]
+            others = [creator_name(g, m, calls) for m in st.received if m != mid]
             with_ = " with the mask of " + ", ".join(repr(o) for o in others) if others else ""
             return f"merged by {name!r} ({MERGE_MASK_OPS[kind]}{with_})"
         return f"created by {name!r} as {mask_computes(g, st.out)}"
@@ -248,13 +434,73 @@ def _event_text(g: Graph, nid: int, mid: int) -> str:
     return f"dropped by {name!r} (one of its inputs has no mask)"
 
 
-def _events(g: Graph):
-    """The mask-flow forest: ``{node: [(parent node, mask), ...]}`` over forward nodes."""
-    parents: dict[int, list] = {}
+def _made_text(g: Graph, call: GroupCall, mid: int) -> str:
+    if "compute_mask" in call.how:
+        return "(compute_mask)"
+    if is_mask_node(g, mid):
+        return f"as {mask_computes(g, mid)}"
+    return "(by the layers inside)"
+
+
+def _group_event_text(g: Graph, call: GroupCall, mid: int) -> str:
+    """One step of a chain: what custom-layer call ``call`` does with mask ``mid``."""
+    name = call.layer
+    if mid not in call.received:  # a mask the call made: where its chain starts
+        return f"created by {name!r} {_made_text(g, call, mid)}"
+    read = f"read by {name!r} (call takes mask)"
+    if mid in call.out:
+        return f"read and passed by {name!r} (call takes mask)" if call.takes_mask \
+            else f"passed by {name!r}"
+    if call.made:
+        made = _made_text(g, call, call.made[0])
+        return f"{read}, new mask computed {made}" if call.takes_mask \
+            else f"computed by {name!r} {made}"
+    if call.takes_mask:
+        return read
+    if any(m is not None for m in call.out):
+        return f"dropped by {name!r} (its outputs carry another mask)"
+    return f"dropped by {name!r} (not read by call(), no output mask)"
+
+
+def _step_text(g: Graph, unit, mid: int, calls: dict) -> str:
+    if isinstance(unit, tuple):
+        return _group_event_text(g, calls[unit[1]], mid)
+    return _event_text(g, unit, mid, calls)
+
+
+def _parents(g: Graph, unit, nodes, masks, calls: dict) -> list:
+    """``[(parent unit, mask), ...]``: the nearest upstream units carrying each mask."""
+    res = []
+    for m in masks:
+        found = []
+        for p in _nearest_carriers(g, nodes, m):
+            pu = unit_of(g, p)
+            if pu != unit and (pu, m) not in found:
+                found.append((pu, m))
+        if not found and isinstance(unit, tuple) and _creator(g, m) != unit:
+            found.append((_creator(g, m), m))  # handed over directly (an explicit mask=)
+        res += found
+    return res
+
+
+def _events(g: Graph, calls: dict):
+    """The mask-flow forest: ``{unit: [(parent unit, mask), ...]}`` over forward nodes;
+    a unit is a node id, or ``("group", id)`` for a whole custom-layer call."""
+    parents: dict = {}
+    seen = set()
     for nid in g.order():
         n = g.node(nid)
         if n["phase"] != "forward" or n["op"] in SOURCE_OPS + SCORE_OPS \
                 or is_mask_node(g, nid):
+            continue
+        unit = unit_of(g, nid)
+        if isinstance(unit, tuple):
+            if unit in seen:
+                continue
+            seen.add(unit)
+            call = calls[unit[1]]
+            if call.received or call.made:
+                parents[unit] = _parents(g, unit, call.nodes, call.received, calls)
             continue
         st = node_status(g, nid)
         masks = list(st.received)
@@ -264,19 +510,28 @@ def _events(g: Graph):
         created = st.out is not None and g.node(st.out).get("mask_of") == nid
         if not masks and not created:
             continue
-        parents[nid] = [(p, m) for m in masks for p in _nearest_carriers(g, nid, m)]
+        parents[nid] = _parents(g, nid, nid, masks, calls)
     return parents
 
 
-def mask_chains(model) -> list[list[tuple[int, int]]]:
+def _root_mask(g: Graph, unit, calls: dict):
+    if isinstance(unit, tuple):
+        c = calls[unit[1]]
+        return (c.made or c.received or c.out or (None,))[0]
+    return node_status(g, unit).out
+
+
+def mask_chains(model) -> list[list[tuple]]:
     """Every path of the mask-flow forest, from a creating node to a last user.
 
-    Each path is a list of ``(node, mask)`` steps, ``mask`` being the mask that node
-    received (or created). At most 64 paths are returned.
+    Each path is a list of ``(unit, mask)`` steps, ``mask`` being the mask that unit
+    received (or created). A unit is a node id, or ``("group", id)`` for a custom-layer
+    call shown as one step (see :func:`group_calls`). At most 64 paths are returned.
     """
     g = _graph(model)
-    parents = _events(g)
-    children: dict[int, list] = {n: [] for n in parents}
+    calls = group_calls(g)
+    parents = _events(g, calls)
+    children: dict = {n: [] for n in parents}
     for n, ps in parents.items():
         for p, m in ps:
             if p in children:
@@ -294,14 +549,26 @@ def mask_chains(model) -> list[list[tuple[int, int]]]:
             walk(path + [(k, m)])
 
     for r in roots:
-        walk([(r, node_status(g, r).out)])
+        walk([(r, _root_mask(g, r, calls))])
     return paths
 
 
 def chain_text(model, path) -> str:
     """One path of :func:`mask_chains` in words, steps joined by `` -> ``."""
     g = _graph(model)
-    return " -> ".join(_event_text(g, n, m) for n, m in path)
+    calls = group_calls(g)
+    return " -> ".join(_step_text(g, n, m, calls) for n, m in path)
+
+
+def _units_named(g: Graph, name: str, calls: dict) -> set:
+    units = {unit_of(g, n) for n in layer_nodes(g, name)}
+    for c in calls.values():
+        if c.layer == name:
+            top = c
+            while top.parent is not None:
+                top = calls[top.parent]
+            units.add(top.key)
+    return units
 
 
 def explain_mask(model, layer) -> str:
@@ -309,19 +576,24 @@ def explain_mask(model, layer) -> str:
 
     One line per path of the mask flow through the layer, for example
     ``created by 'embedding' as ids != 0 -> passed by 'dense' -> used by the masked mse
-    loss``. A layer no mask reaches gets a sentence saying so.
+    loss``. A custom layer is one step, in the words of its mask rule (``read by 'attn'
+    (call takes mask)``, ``computed by 'drop' (compute_mask)``, ``passed by 'block'``);
+    a layer nested in a custom layer is explained through that layer's call. A layer no
+    mask reaches gets a sentence saying so.
     """
     g = _graph(model)
+    calls = group_calls(g)
     name = layer if isinstance(layer, str) else layer.name
-    nodes = set(layer_nodes(g, name))
-    if not nodes:
-        known = sorted({g.node(n)["layer"] for n in g.order() if g.node(n)["layer"]})
+    units = _units_named(g, name, calls)
+    if not units:
+        known = sorted({g.node(n)["layer"] for n in g.order() if g.node(n)["layer"]}
+                       | {c.layer for c in calls.values()})
         from graphmask.errors import ConfigError
         raise ConfigError(f"explain_mask: no layer named {name!r} in the graph; layers: {known}")
     lines = []
     for path in mask_chains(g):
-        if nodes & {n for n, _ in path}:
-            line = chain_text(g, path)
+        if units & {n for n, _ in path}:
+            line = " -> ".join(_step_text(g, n, m, calls) for n, m in path)
             if line not in lines:
                 lines.append(line)
     if not lines:

@@ -6,6 +6,11 @@ mask this layer receives), *mask out* (what the layer does with masks: ``created
 parameter count; then the totals and, when the model has masks, the mask flow chains
 of :func:`graphmask.inspect.explain_mask`.
 
+A custom layer's call (or a model used as a layer) is one row however many primitive
+nodes it recorded: the shape of its outputs, the creators of the masks it received, its
+mask rule (``read by call(), no output mask``, ...) as *mask out*, and all its weights,
+nested layers' included, each counted once.
+
 Everything is read from ``model.graph`` (the compiled graph with the mask pass's
 annotations), so the table shows exactly what runs.
 """
@@ -18,7 +23,10 @@ import numpy as np
 from graphmask.inspect import (
     MERGE_MASK_OPS,
     chain_text,
+    creator_name,
     fmt_shape,
+    group_calls,
+    group_path,
     is_mask_node,
     mask_chains,
     mask_computes,
@@ -49,10 +57,10 @@ def _widths(rows, line_length: int) -> list[int]:
     nat = [max(len(part) for v in col for part in v.split("\n")) for col in cols]
     ws = list(nat)
     words = max(len(w) for v in cols[0] for w in v.split())
-    ws[0] = max(words, ws[0] - max(0, sum(ws) - content))  # "name (Type)" wraps first
+    floor = {0: words, 2: 8, 3: 8}  # "name (Type)" wraps between words only
     while sum(ws) > content:  # shrink the widest wrappable column (never shape or params)
-        k = max((0, 2, 3), key=lambda i: ws[i])
-        if ws[k] <= 8:
+        k = max((i for i in floor if ws[i] > floor[i]), key=lambda i: ws[i], default=None)
+        if k is None:
             break
         ws[k] -= 1
     extra = content - sum(ws)
@@ -73,24 +81,48 @@ def _mask_out(g, st) -> str:
     return st.status
 
 
+def _size(g, nid: int) -> int:
+    return int(np.prod(g.node(nid)["attrs"]["shape"]))
+
+
+def _group_row(g, call, calls, shown: set) -> tuple[str, ...]:
+    """One row for a whole custom-layer call: its outputs, the creators of the masks it
+    received, its mask rule and all its weights (nested layers' included, each once)."""
+    shape = ", ".join(fmt_shape(g.spec(o, k).shape) for o, k in call.outputs)
+    mask_in = ", ".join(dict.fromkeys(creator_name(g, m, calls) for m in call.received))
+    weights = dict.fromkeys(src for nid in call.nodes for src, _, _ in g.in_edges(nid)
+                            if g.node(src)["op"] == "variable")
+    count = "shared" if call.layer in shown else f"{sum(_size(g, v) for v in weights):,}"
+    shown.add(call.layer)
+    return (call.title, shape, mask_in or "-", call.rule, count)
+
+
 def _rows(model, g) -> list[tuple[str, ...]]:
     types = {layer.name: type(layer).__name__ for layer in getattr(model, "layers", [])}
     params: dict[str, int] = {}
     for nid in g.order():
         n = g.node(nid)
         if n["op"] == "variable":
-            params[n["layer"]] = params.get(n["layer"], 0) + int(np.prod(n["attrs"]["shape"]))
-    rows, shown = [], set()
+            params[n["layer"]] = params.get(n["layer"], 0) + _size(g, nid)
+    calls = group_calls(g)
+    rows, shown, done = [], set(), set()
     for nid in g.order():
         n = g.node(nid)
         name = n["layer"]
-        if (n["phase"] != "forward" or n["op"] in NOT_ROWS or is_mask_node(g, nid)
-                or not name or (types and name not in types) or (not types and ":" in name)):
+        if n["phase"] != "forward" or n["op"] in NOT_ROWS or is_mask_node(g, nid):
+            continue
+        path = group_path(g, nid)
+        if path:  # a custom layer's call: one row, at its first node
+            if path[0] not in done:
+                done.add(path[0])
+                rows.append(_group_row(g, calls[path[0]], calls, shown))
+            continue
+        if not name or (types and name not in types) or (not types and ":" in name):
             continue
         st = node_status(g, nid)
         kind = types.get(name, n["op"])
         shape = ", ".join(fmt_shape(s.shape) for s in n.get("specs") or [])
-        mask_in = ", ".join(g.node(m)["layer"] for m in st.received) or "-"
+        mask_in = ", ".join(creator_name(g, m, calls) for m in st.received) or "-"
         count = "shared" if name in shown else f"{params.get(name, 0):,}"
         shown.add(name)
         rows.append((f"{name} ({kind})", shape, mask_in, _mask_out(g, st), count))
