@@ -16,7 +16,7 @@ from graphmask.errors import InputTypeError
 from graphmask.layers.tensors import SymbolicTensor, Variable, calls_of, eager_trace, flatten
 
 
-def _to_input(layer, value, what: str):
+def _to_input(layer, value, what: str, feeds: list):
     from graphmask.layers.base import Input
 
     arr = np.asarray(value)
@@ -28,7 +28,9 @@ def _to_input(layer, value, what: str):
                              f"scalar")
     if arr.dtype.kind == "f":  # Keras casts float inputs to the layer's dtype
         arr = arr.astype(layer.dtype if np.dtype(layer.dtype).kind == "f" else "float32")
-    sym = Input(shape=arr.shape[1:], batch_size=arr.shape[0], dtype=arr.dtype)
+    # a fixed name: a throw-away trace must not use up the automatic layer names
+    sym = Input(shape=arr.shape[1:], batch_size=arr.shape[0], dtype=arr.dtype,
+                name=f"eager_input_{len(feeds)}")
     return sym, arr
 
 
@@ -40,7 +42,7 @@ def _convert(layer, x, feeds, what):
     if isinstance(x, (SymbolicTensor, Variable)) or x is None or isinstance(x, (bool, str)):
         return x
     if isinstance(x, (np.ndarray, np.generic, int, float)):
-        sym, arr = _to_input(layer, x, what)
+        sym, arr = _to_input(layer, x, what, feeds)
         feeds.append((sym, arr))
         return sym
     return x
