@@ -105,7 +105,8 @@ def propagate_masks(graph: Graph) -> Graph:
     for nid in g.order():
         n = g.node(nid)
         rule = g.op(nid).mask_rule(n["attrs"])
-        incoming = _incoming(g, nid)
+        incoming = [(p, m) for p, m in _incoming(g, nid)
+                    if rule.mask_from is None or p in rule.mask_from]
         if any(m is not None for _, m in incoming) and not rule.takes:
             creator = next(m for _, m in incoming if m is not None)
             raise MaskError(

@@ -4,7 +4,8 @@ Layout: every kept (sample, timestep) pair is one *compact row*. Rows are groupe
 processing step: step ``t`` owns rows ``offsets[t]:offsets[t + 1]`` and ``rows[r]`` is
 the sample of row ``r``. Masked pairs have no row at all, so no work is spent on them.
 The state ``h, c`` of a sample simply stays put at a step where the sample has no row
-(the carry of Keras's masked LSTM).
+(the carry of Keras's masked LSTM). It starts from the arrays the caller passes (zeros,
+or an initial state), and the backward pass ends with the gradients w.r.t. them.
 
 Work: the input projection ``x_t @ kernel + bias`` of all kept rows is done up front,
 in GEMMs over many rows; each step then only multiplies ``h_{t-1} @ recurrent_kernel``
@@ -547,8 +548,10 @@ def lstm_forward(x, kb, bp, rkb, uoff, offsets, rows, mask, backwards, act, ract
     """Forward over kept rows. ``kb, rkb, bp``: :func:`pack` of the kernel, the
     recurrent kernel and the bias (zeros without bias), g columns times 2 for the
     default activations (see :func:`_fwd_task`).
-    ``h, c`` (B, H) start at zero and end as the final state; ``y`` (B, T, H) is written
-    when ``ret_seq``. ``ws``: empty, or (inference) a scratch of
+    ``h, c`` (B, H) enter as the initial state (zeros, or the op's ``h0, c0``) and end as
+    the final state; ``y`` (B, T, H) is written when ``ret_seq``, with the carried ``h`` at
+    masked steps (the op zeroes those before a sample's first kept step when it starts
+    from a given state). ``ws``: empty, or (inference) a scratch of
     :func:`forward_workspace_size` elements all the arrays below are carved from. Returns
     the residuals: Xc (N, D) and Hp (N, H), the input and
     ``h_{t-1}`` of every kept row, and flat, cut by unit chunks like the weights: the
@@ -667,7 +670,8 @@ def lstm_backward(A, Cp, Tc, rkT, uoff, offsets, rows, mask, backwards, act, rac
     """Backpropagation through time over kept rows (A, Cp, Tc as left by the forward).
 
     ``dh, dc`` (B, H) enter as the gradients w.r.t. the final state and are updated in
-    place. ``gy`` is the gradient of the (B, T, H) sequence output when ``ret_seq``.
+    place: they leave as the gradients w.r.t. the initial state (``dh0, dc0``). ``gy`` is
+    the gradient of the (B, T, H) sequence output when ``ret_seq``.
     ``rkT`` is :func:`permute` of the recurrent kernel, transposed (4H, H), contiguous.
     ``ws``: a scratch of at least N 4H + B H elements (reused between calls, see
     :func:`workspace`). Returns the gate pre-activation gradients dZ (N, 4H), in packed

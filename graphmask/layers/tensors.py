@@ -357,7 +357,8 @@ MERGE_OPS = ("add", "concatenate")
 def _mask_after(layer, op: str, attrs: dict, ports: dict):
     """The mask the first output of this call carries (what the mask pass will derive)."""
     rule = get_op(op).mask_rule(attrs)
-    data = [v for p, v in ports.items() if isinstance(v, SymbolicTensor) and p != "mask"]
+    data = [v for p, v in ports.items() if isinstance(v, SymbolicTensor) and p != "mask"
+            and (rule.mask_from is None or p in rule.mask_from)]
     if rule.out == "create":
         mask_op, mask_attrs, from_port = rule.create
         return record(layer, mask_op, mask_attrs, {"x": ports[from_port]}, keep=False)

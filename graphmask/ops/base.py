@@ -78,12 +78,15 @@ class MaskRule:
     create: with ``out="create"``: ``(mask_op, mask_attrs, from_port)``: the mask pass
             inserts a node of op ``mask_op`` reading this op's input ``from_port``; its
             output is the new mask (and, if ``uses``, also feeds this op's mask port).
+    mask_from: the data ports whose masks the op receives (``None``: all of them); masks
+            on its other ports are ignored (the LSTM's initial state).
     """
 
     takes: bool = True
     uses: bool = False
     out: str = "pass"
     create: tuple | None = None
+    mask_from: tuple | None = None
 
 
 PASS = MaskRule(takes=True, uses=False, out="pass")
