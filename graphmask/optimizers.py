@@ -1,4 +1,4 @@
-"""Optimizers with Keras 3's update rules (see docs / SEMANTICS.md, "Optimizers").
+"""Optimizers with Keras 3's update rules (see docs/masking.md, "Optimizers").
 
 ``opt.apply(params, grads)`` updates a list of weight arrays in place, one fused numba
 pass per weight. Per-weight state (momentums, velocities, ...) is created on the first

@@ -1,4 +1,4 @@
-"""Hypothesis strategies for graphmask's own tests (DESIGN.md: tests/strategies.py).
+"""Hypothesis strategies for graphmask's own tests (see docs/testing.md).
 
 Re-exports the public strategies of :mod:`graphmask.testing` and adds the combinations
 the project's property suite draws from.

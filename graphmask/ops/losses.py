@@ -1,6 +1,6 @@
 """Loss ops: per-position scores and the un-rewritten ``loss`` node (metrics: ``metrics.py``).
 
-``loss_score`` gives the per-position loss of Keras 3 (SEMANTICS.md, "Losses with a mask"),
+``loss_score`` gives the per-position loss of Keras 3 (docs/masking.md, "The per-position scores"),
 shape ``y_pred.shape[:-1]``; the reductions live in ``ops/reductions.py``. ``loss`` is the
 node ``compile()`` adds; ``passes/losses.py`` replaces it by ``loss_score`` followed by
 ``masked_mean`` (a mask reaches the loss) or ``weighted_mean`` (no mask).
