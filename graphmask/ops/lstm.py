@@ -1,9 +1,18 @@
 """The LSTM op: Keras 3 semantics with a padding mask (see docs/masking.md).
 
 Gates in Keras order i, f, c, o. At a masked step the state is carried (``h_t = h_{t-1}``,
-``c_t = c_{t-1}``) and the output is the carried ``h``; ``zero_output_for_mask`` zeroes the
-sequence output there. ``go_backwards`` processes time reversed and returns outputs in
-processing order. Kernels work on kept (sample, step) rows only (``kernels/lstm.py``).
+``c_t = c_{t-1}``) and the output repeats the previous output: the output of the last kept
+step, or zeros before the first kept step (Keras's ``rnn`` starts its previous output at
+zeros, whatever the initial state). ``zero_output_for_mask`` zeroes the sequence output at
+every masked step. ``go_backwards`` processes time reversed and returns outputs in
+processing order. The single output of ``return_sequences=False`` is the output of the
+last kept step (zeros for a sample with no kept step); the states of ``return_state`` are
+the carried ``h, c`` (the initial state for a sample with no kept step).
+
+The optional ports ``h0``, ``c0`` (both or neither, each (batch, units)) are the initial
+state (zeros without them); they are cast to the op's float dtype, and their gradients
+are the state gradients carried back to the first step. Kernels work on kept
+(sample, step) rows only (``kernels/lstm.py``).
 """
 from __future__ import annotations
 
@@ -83,6 +92,33 @@ def _prepare(attrs, inputs):
     return c, x, k, rk, bias, mask
 
 
+def _initial_state(inputs, B, H, dt):
+    """(h0, c0) as fresh C-contiguous (B, H) arrays of ``dt`` (zeros when not connected);
+    the kernels update them in place into the final state."""
+    if "h0" not in inputs and "c0" not in inputs:
+        return np.zeros((B, H), dt), np.zeros((B, H), dt)
+    if "h0" not in inputs or "c0" not in inputs:
+        raise OpError(f"lstm(units={H}): the initial state needs both h0 and c0")
+    out = [np.array(inputs[p], dtype=dt, order="C", copy=True) for p in ("h0", "c0")]
+    if any(a.shape != (B, H) for a in out):
+        raise OpError(f"lstm(units={H}): the initial state must be two ({B}, {H}) arrays, "
+                      f"got h0 {out[0].shape}, c0 {out[1].shape}")
+    return out
+
+
+def _started(mask, back):
+    """(B, T) in processing order: True from each sample's first kept step on (Keras's
+    previous output is zeros before it)."""
+    pm = mask[:, ::-1] if back else mask
+    return np.logical_or.accumulate(pm, axis=1) if pm.size else pm.copy()
+
+
+def _fits(shape, want):
+    """Same rank, and equal wherever both dimensions are known."""
+    return len(shape) == len(want) and all(
+        a is None or b is None or a == b for a, b in zip(shape, want))
+
+
 def _widest_step(offsets):
     return int(np.diff(offsets).max()) if offsets.size > 1 else 0
 
@@ -90,8 +126,8 @@ def _widest_step(offsets):
 @register
 class LSTM(Op):
     name = "lstm"
-    inputs = ("x", "mask?", "kernel", "recurrent_kernel", "bias?")
-    diff_ports = ("x", "kernel", "recurrent_kernel", "bias")
+    inputs = ("x", "mask?", "kernel", "recurrent_kernel", "bias?", "h0?", "c0?")
+    diff_ports = ("x", "kernel", "recurrent_kernel", "bias", "h0", "c0")
 
     def infer(self, attrs, specs):
         c = _cfg(attrs)
@@ -109,22 +145,30 @@ class LSTM(Op):
             if port not in specs:
                 raise OpError(f"input {port!r} is missing")
             s = specs[port]
-            if not is_float(s.dtype) or len(s.shape) != len(shape) or any(
-                    a is not None and b is not None and a != b for a, b in zip(s.shape, shape)):
+            if not is_float(s.dtype) or not _fits(s.shape, shape):
                 raise OpError(f"{port} must be a float array of shape {shape} for "
                               f"units={H} and {D} input features, got {s}")
         if "mask" in specs:
             m = specs["mask"]
-            if m.dtype != "bool" or m.rank != 2 or any(
-                    a is not None and b is not None and a != b for a, b in zip(m.shape, (B, T))):
+            if m.dtype != "bool" or not _fits(m.shape, (B, T)):
                 raise OpError(f"mask must be a bool array of shape {(B, T)}, got {m}")
+        if ("h0" in specs) != ("c0" in specs):
+            raise OpError(f"the initial state needs both h0 and c0, got only "
+                          f"{'h0' if 'h0' in specs else 'c0'}")
+        for port in ("h0", "c0"):
+            s = specs.get(port)
+            if s is not None and (not is_float(s.dtype) or not _fits(s.shape, (B, H))):
+                raise OpError(f"{port} must be a float array of shape {(B, H)} (batch, units), "
+                              f"got {s}")
         dt = float_dtype(*(specs[p].dtype for p in ["x", *want]))
         y = Spec((B, T, H) if c["return_sequences"] else (B, H), dt)
         return [y] + ([Spec((B, H), dt), Spec((B, H), dt)] if c["return_state"] else [])
 
     def mask_rule(self, attrs):
         seq = bool(attrs.get("return_sequences", False))
-        return MaskRule(takes=True, uses=True, out="pass" if seq else "none")
+        # the masks of the initial state are ignored (Keras reads the sequence's only)
+        return MaskRule(takes=True, uses=True, out="pass" if seq else "none",
+                        mask_from=("x",))
 
     def n_residuals(self, attrs):
         return 7  # offsets, rows, x_t, h_{t-1}, gate activations, c_{t-1}, act(c_t)
@@ -136,8 +180,8 @@ class LSTM(Op):
             x, mask = x[:, ::-1], mask[:, ::-1]
         B, T, _ = x.shape
         H = int(c["units"])
-        h = np.zeros((B, H), x.dtype)
-        cs = np.zeros((B, H), x.dtype)
+        h, cs = _initial_state(inputs, B, H, x.dtype)
+        started = np.zeros((B, 1), bool)  # a kept step was seen: previous output = h
         steps = []
         for t in range(T):
             z = x[:, t] @ k + h @ rk + (0 if bias is None else bias)
@@ -148,23 +192,28 @@ class LSTM(Op):
             cn = f * cs + i * g
             tc = _np_act(c["activation"], cn)
             keep = mask[:, t, None]
+            started = started | keep
             steps.append({"x": x[:, t], "h": h, "c": cs, "i": i, "f": f, "g": g, "o": o,
                           "tc": tc, "keep": keep})
             h = np.where(keep, o * tc, h).astype(x.dtype)
             cs = np.where(keep, cn, cs).astype(x.dtype)
-            steps[-1]["y"] = np.where(keep | (not c["zero_output_for_mask"]), h, 0)
-        return c, steps, h, cs, (B, T, H, x.dtype)
+            # output: h at a kept step; at a masked one the previous output (zeros before
+            # the first kept step), or zeros with zero_output_for_mask
+            vis = keep if c["zero_output_for_mask"] else started
+            steps[-1]["vis"] = vis
+            steps[-1]["y"] = np.where(vis, h, 0)
+        return c, steps, h, cs, started, (B, T, H, x.dtype)
 
     def reference(self, attrs, inputs):
-        c, steps, h, cs, (B, T, H, dt) = self._ref_steps(attrs, inputs)
+        c, steps, h, cs, started, (B, T, H, dt) = self._ref_steps(attrs, inputs)
         if c["return_sequences"]:
             y = np.stack([s["y"] for s in steps], axis=1) if T else np.zeros((B, 0, H), dt)
         else:
-            y = h
+            y = np.where(started, h, 0)  # the output of the last kept step
         return [y.astype(dt)] + ([h, cs] if c["return_state"] else [])
 
     def reference_vjp(self, attrs, inputs, grads, wrt):
-        c, steps, _, _, (B, T, H, dt) = self._ref_steps(attrs, inputs)
+        c, steps, _, _, started, (B, T, H, dt) = self._ref_steps(attrs, inputs)
         _, x, k, rk, _, _ = _prepare(attrs, inputs)
         ra, a = c["recurrent_activation"], c["activation"]
         dh = np.zeros((B, H), dt)
@@ -173,14 +222,13 @@ class LSTM(Op):
             dh = dh + (0 if grads[1] is None else grads[1])
             dc = dc + (0 if grads[2] is None else grads[2])
         if not c["return_sequences"] and grads[0] is not None:
-            dh = dh + grads[0]
+            dh = dh + np.where(started, grads[0], 0)
         dk, drk, db = np.zeros_like(k), np.zeros_like(rk), np.zeros((4 * H,), dt)
         dxs = np.zeros(x.shape, dt)
         for t in range(T - 1, -1, -1):
             s = steps[t]
             if c["return_sequences"] and grads[0] is not None:
-                dh = dh + np.where(s["keep"] | (not c["zero_output_for_mask"]),
-                                   grads[0][:, t], 0)
+                dh = dh + np.where(s["vis"], grads[0][:, t], 0)
             dct = dc + dh * s["o"] * _np_dact(a, s["tc"])
             dz = np.concatenate([dct * s["g"] * _np_dact(ra, s["i"]),
                                  dct * s["c"] * _np_dact(ra, s["f"]),
@@ -195,7 +243,7 @@ class LSTM(Op):
             dc = np.where(s["keep"], dct * s["f"], dc)
         if c["go_backwards"]:
             dxs = dxs[:, ::-1]
-        out = {"x": dxs, "kernel": dk, "recurrent_kernel": drk, "bias": db}
+        out = {"x": dxs, "kernel": dk, "recurrent_kernel": drk, "bias": db, "h0": dh, "c0": dc}
         return {p: np.ascontiguousarray(out[p]).astype(inputs[p].dtype) for p in wrt}
 
     # ---- fast path ----------------------------------------------------------------------
@@ -214,8 +262,7 @@ class LSTM(Op):
             for w in (kb, rkb, bp[None]):
                 w[:, g] *= 2
         y = np.empty((B, T, H) if c["return_sequences"] else (0, 0, 0), x.dtype)
-        h = np.zeros((B, H), x.dtype)
-        cs = np.zeros((B, H), x.dtype)
+        h, cs = _initial_state(inputs, B, H, x.dtype)
         keep = attrs.get("_residuals", True)  # False: no VJP reads them (inference)
         ws = np.empty(0, x.dtype) if keep else K.workspace(
             K.forward_workspace_size(rows.size, B, x.shape[2], H), x.dtype)
@@ -227,6 +274,11 @@ class LSTM(Op):
                 K.ACTIVATIONS.index(c["recurrent_activation"]),
                 c["return_sequences"], c["zero_output_for_mask"], y, h, cs, ws, th.threads)
         vis = [y if c["return_sequences"] else h.copy()]
+        if "h0" in inputs:  # the kernels repeat the carried h, Keras's previous output is 0
+            if not c["return_sequences"]:
+                vis[0][~mask.any(axis=1)] = 0
+            elif not c["zero_output_for_mask"]:
+                y[~_started(mask, back)] = 0
         if c["return_state"]:
             vis += [h, cs]
         if not keep:  # the workspace is reused: hand out nothing that lives in it
@@ -237,6 +289,7 @@ class LSTM(Op):
         c, x, k, rk, _, mask = _prepare(attrs, inputs)
         B = x.shape[0]
         H = int(c["units"])
+        init = "h0" in inputs
         uoff = K.unit_chunks(H)
         offsets, rows, Xc, Hp, A, Cp, Tc = outputs[-7:]
         dh = np.zeros((B, H), x.dtype)
@@ -248,9 +301,11 @@ class LSTM(Op):
                 dc += grads[2]
         seq = c["return_sequences"] and grads[0] is not None
         if not c["return_sequences"] and grads[0] is not None:
-            dh += grads[0]
+            dh += np.where(mask.any(axis=1)[:, None], grads[0], 0) if init else grads[0]
         gy = np.ascontiguousarray(grads[0], dtype=x.dtype) if seq else np.empty(
             (0, 0, 0), x.dtype)
+        if seq and init and not c["zero_output_for_mask"]:  # outputs forced to 0: no gradient
+            gy = np.where(_started(mask, c["go_backwards"])[..., None], gy, 0).astype(x.dtype)
         with parallel_launch(), K.threads_for(_widest_step(offsets), H) as th:
             _, backward, weight_grads = K.drivers(x.dtype)
             rkT = np.ascontiguousarray(K.permute(rk, uoff).T)
@@ -263,7 +318,8 @@ class LSTM(Op):
             dXc = ws[N * 4 * H + B * H:].reshape(N, D)
             dx, dk, drk, db = weight_grads(dZ, Xc, Hp, K.permute(k, uoff), offsets, rows,
                                            c["go_backwards"], B, dXc, th.threads)
+        # dh, dc now hold the state gradients carried back to the first step
         out = {"x": lambda: dx, "kernel": lambda: K.unpermute(dk, uoff),
                "recurrent_kernel": lambda: K.unpermute(drk, uoff),
-               "bias": lambda: K.unpermute(db, uoff)[0]}
+               "bias": lambda: K.unpermute(db, uoff)[0], "h0": lambda: dh, "c0": lambda: dc}
         return {p: out[p]().astype(inputs[p].dtype, copy=False) for p in wrt}
