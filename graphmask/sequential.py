@@ -16,7 +16,7 @@ from graphmask.model import Model
 
 class Sequential(Model):
     def __init__(self, layers=None, name: str | None = None):
-        self.name = name or "sequential"
+        Layer.__init__(self, name=name or "sequential")
         self._stack: list[Layer] = []
         self._input: SymbolicTensor | None = None
         self._pending_compile = None
@@ -58,6 +58,16 @@ class Sequential(Model):
         self.built = True
         if self._pending_compile is not None:
             Model.compile(self, **self._pending_compile)
+
+    def _build_from_tensors(self, first_arg) -> None:
+        """Build on first use as a layer, from the tensor it is called on (its dtype too:
+        integer ids stay integers)."""
+        if not isinstance(first_arg, SymbolicTensor):
+            raise ConfigError(f"Sequential {self.name!r}: call it on one symbolic tensor, "
+                              f"got {type(first_arg).__name__}")
+        if self._input is None:
+            self._input = Input(shape=first_arg.shape[1:], dtype=first_arg.dtype)
+        self._ensure_built()
 
     def build(self, input_shape) -> None:
         """Build for ``input_shape`` (with the batch axis, as Keras's ``build``)."""

@@ -193,6 +193,8 @@ def _call_custom(layer, args, kwargs):
         default = params["training"].default
         arguments["training"] = None if default is inspect.Parameter.empty else default
     # 2. build
+    if not layer.built and hasattr(layer, "_build_from_tensors"):  # a Sequential
+        layer._build_from_tensors(first_arg)
     if not layer.built:
         shapes = map_structure(lambda t: tuple(t.shape) if _is_symbolic_leaf(t) else t, first_arg)
         try:
