@@ -17,30 +17,37 @@ from graphmask.viz.masks_picture import draw_masks
 FORMATS = ("svg", "png", "dot")
 
 
-def to_svg(model, backward: bool = False, engine: str = "matplotlib") -> str:
-    """SVG text of the mask-flow picture of ``model.graph``."""
-    return render_bytes(model, "svg", backward=backward, engine=engine).decode("utf-8")
+def to_svg(model, backward: bool = False, engine: str = "matplotlib",
+           expand: bool = False) -> str:
+    """SVG text of the mask-flow picture of ``model.graph`` (``expand``: see :func:`render`)."""
+    return render_bytes(model, "svg", backward=backward, engine=engine,
+                        expand=expand).decode("utf-8")
 
 
-def to_png(model, backward: bool = False, engine: str = "matplotlib", dpi: int = 144) -> bytes:
-    """PNG bytes of the mask-flow picture of ``model.graph``."""
-    return render_bytes(model, "png", backward=backward, engine=engine, dpi=dpi)
+def to_png(model, backward: bool = False, engine: str = "matplotlib", dpi: int = 144,
+           expand: bool = False) -> bytes:
+    """PNG bytes of the mask-flow picture of ``model.graph`` (``expand``: see :func:`render`)."""
+    return render_bytes(model, "png", backward=backward, engine=engine, dpi=dpi,
+                        expand=expand)
 
 
 def render(model, path, format: str | None = None, backward: bool = False,
-           engine: str = "matplotlib", dpi: int = 144) -> str:
+           engine: str = "matplotlib", dpi: int = 144, expand: bool = False) -> str:
     """Write the mask-flow picture to ``path`` (``svg``, ``png`` or ``dot``).
 
-    ``format`` defaults to the file's extension. Returns the path written.
+    ``format`` defaults to the file's extension. A custom layer's call is one box with
+    its mask rule; ``expand=True`` draws its nodes inside a cluster instead. Returns the
+    path written.
     """
     path = os.fspath(path)
     fmt = (format or os.path.splitext(path)[1].lstrip(".") or "svg").lower()
     if fmt not in FORMATS:
         raise ConfigError(f"render: format must be one of {FORMATS}, got {fmt!r}")
     if fmt == "dot":
-        data = to_dot(model, backward=backward).encode("utf-8")
+        data = to_dot(model, backward=backward, expand=expand).encode("utf-8")
     else:
-        data = render_bytes(model, fmt, backward=backward, engine=engine, dpi=dpi)
+        data = render_bytes(model, fmt, backward=backward, engine=engine, dpi=dpi,
+                            expand=expand)
     with open(path, "wb") as f:
         f.write(data)
     return path

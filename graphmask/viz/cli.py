@@ -5,6 +5,8 @@ MODEL is a saved model file (read with ``graphmask.saving.load_model``) or
 not). ``--format`` is ``svg``, ``png``, ``dot`` or ``txt`` (the summary, the mask
 chains and the debugprint dump); by default it comes from the extension of ``--out``.
 Without ``--out``, ``dot`` and ``txt`` are printed and pictures go to ``flow.<format>``.
+A custom layer's call is one box (one debugprint line); ``--expand`` shows its nodes
+inside a cluster (beneath a header line) instead.
 """
 from __future__ import annotations
 
@@ -26,6 +28,9 @@ def add_arguments(parser) -> None:
                         help="output format (default: from the --out extension, else svg)")
     parser.add_argument("--backward", action="store_true",
                         help="also show the backward (gradient) graph")
+    parser.add_argument("--expand", action="store_true",
+                        help="draw the nodes of each custom layer call (a cluster) instead "
+                             "of one box; txt: debugprint them under a header line")
     parser.add_argument("--engine", choices=("matplotlib", "graphviz"), default="matplotlib",
                         help="renderer for svg/png (graphviz needs the 'dot' program)")
 
@@ -53,11 +58,11 @@ def load(spec: str):
     return model
 
 
-def text_report(model, backward: bool = False) -> str:
+def text_report(model, backward: bool = False, expand: bool = False) -> str:
     from graphmask.inspect import debugprint
     from graphmask.summary import summary
     return (summary(model, return_string=True) + "\n"
-            + debugprint(model, backward=backward))
+            + debugprint(model, backward=backward, expand=expand))
 
 
 def run(args) -> int:
@@ -68,8 +73,9 @@ def run(args) -> int:
         fmt = ext if ext in FORMATS else "svg"
     if fmt in ("dot", "txt"):
         from graphmask.viz import to_dot
-        text = to_dot(model, backward=args.backward) if fmt == "dot" else \
-            text_report(model, backward=args.backward)
+        expand = getattr(args, "expand", False)
+        text = to_dot(model, backward=args.backward, expand=expand) if fmt == "dot" else \
+            text_report(model, backward=args.backward, expand=expand)
         if args.out is None:
             sys.stdout.write(text)
             return 0
@@ -78,7 +84,8 @@ def run(args) -> int:
     else:
         from graphmask.viz import render
         out = args.out or f"flow.{fmt}"
-        render(model, out, format=fmt, backward=args.backward, engine=args.engine)
+        render(model, out, format=fmt, backward=args.backward, engine=args.engine,
+               expand=getattr(args, "expand", False))
         args.out = out
     print(f"wrote {args.out}")
     return 0

@@ -3,23 +3,28 @@
 Node names are ``n<id>`` with the graph's stable node ids. Mask edges (the boolean mask
 flowing into a ``mask`` port) are orange, dashed and labelled ``mask``; data edges whose
 value carries a mask are blue and bold; mask nodes are orange hexagons. With
-``backward=True`` the backward graph sits in ``cluster_backward``.
+``backward=True`` the backward graph sits in ``cluster_backward``. A custom layer's call
+is one purple box ``g<id>`` (``kind="group"``); with ``expand=True`` its nodes sit in
+``cluster_g<id>`` instead, labelled with the layer and its mask rule.
 """
 from __future__ import annotations
 
-from graphmask.viz.view import EDGE_STYLE, STYLE, View, build_view
+from graphmask.viz.view import CLUSTER_STYLE, EDGE_STYLE, STYLE, View, build_view
 
 
 def _q(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _label(lines) -> str:
+    return "\\n".join(line.replace("\\", "\\\\").replace('"', '\\"') for line in lines)
+
+
 def _node(vn) -> str:
     fill, border = STYLE[vn.kind]
     shape = {"mask": "hexagon", "source": "ellipse"}.get(vn.kind, "box")
     style = "filled,rounded" if shape == "box" else "filled"
-    label = "\\n".join(line.replace("\\", "\\\\").replace('"', '\\"') for line in vn.lines)
-    return (f'n{vn.id} [label="{label}", shape={shape}, style="{style}", '
+    return (f'{vn.id} [label="{_label(vn.lines)}", shape={shape}, style="{style}", '
             f'fillcolor="{fill}", color="{border}", kind={_q(vn.kind)}];')
 
 
@@ -30,8 +35,23 @@ def _edge(e) -> str:
     if e.label:
         attrs += [f"label={_q(e.label)}", f'fontcolor="{colour}"']
     if e.mask is not None:
-        attrs.append(f'mask="n{e.mask}"')
-    return f"n{e.src} -> n{e.dst} [{', '.join(attrs)}];"
+        attrs.append(f'mask="{e.mask}"')
+    return f"{e.src} -> {e.dst} [{', '.join(attrs)}];"
+
+
+def _cluster(view: View, cid: str, indent: str) -> list[str]:
+    """A call drawn expanded: its nodes and nested calls inside ``cluster_<id>``."""
+    fill, border = CLUSTER_STYLE
+    out = [f"{indent}subgraph cluster_{cid} {{",
+           f'{indent}  label="{_label(view.clusters[cid].lines)}"; labeljust=l;',
+           f'{indent}  style="rounded,filled"; fillcolor="{fill}"; color="{border}";']
+    out += [f"{indent}  " + _node(vn) for vn in view.nodes.values()
+            if vn.cluster == cid and vn.phase == "forward"]
+    for sub in view.clusters.values():
+        if sub.parent == cid:
+            out += _cluster(view, sub.id, indent + "  ")
+    out.append(f"{indent}}}")
+    return out
 
 
 def view_to_dot(view: View) -> str:
@@ -40,9 +60,12 @@ def view_to_dot(view: View) -> str:
              f"  label={_q(view.title)}; labelloc=t;",
              '  node [fontname="DejaVu Sans Mono", fontsize=10];',
              '  edge [fontname="DejaVu Sans Mono", fontsize=9];']
-    fwd = [vn for vn in view.nodes.values() if vn.phase == "forward"]
+    fwd = [vn for vn in view.nodes.values() if vn.phase == "forward" and not vn.cluster]
     bwd = [vn for vn in view.nodes.values() if vn.phase == "backward"]
     lines += ["  " + _node(vn) for vn in fwd]
+    for c in view.clusters.values():
+        if c.parent is None:
+            lines += _cluster(view, c.id, "  ")
     if bwd:
         lines += ["  subgraph cluster_backward {", '    label="backward";',
                   '    style=dashed; color="#999999";']
@@ -53,7 +76,8 @@ def view_to_dot(view: View) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_dot(model, backward: bool = False, variables: bool = False) -> str:
+def to_dot(model, backward: bool = False, variables: bool = False,
+           expand: bool = False) -> str:
     """DOT text of ``model.graph`` (forward; ``backward=True`` adds the backward graph).
 
     Parameters
@@ -61,5 +85,7 @@ def to_dot(model, backward: bool = False, variables: bool = False) -> str:
     model : Model or Graph
     backward : include the backward (VJP) nodes in a ``cluster_backward`` subgraph.
     variables : draw the weight (``variable``) nodes too.
+    expand : draw each custom-layer call's nodes in a cluster instead of one box.
     """
-    return view_to_dot(build_view(model, backward=backward, variables=variables))
+    return view_to_dot(build_view(model, backward=backward, variables=variables,
+                                  expand=expand))

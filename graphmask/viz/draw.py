@@ -17,7 +17,15 @@ import subprocess
 import networkx as nx
 
 from graphmask.errors import ConfigError
-from graphmask.viz.view import EDGE_STYLE, LEGEND, NODE_LEGEND, STYLE, View, build_view
+from graphmask.viz.view import (
+    CLUSTER_STYLE,
+    EDGE_STYLE,
+    LEGEND,
+    NODE_LEGEND,
+    STYLE,
+    View,
+    build_view,
+)
 
 FONT = 9.0                  # points
 CHAR_W = 0.602 * FONT        # DejaVu Sans Mono advance width
@@ -38,25 +46,33 @@ def _import_mpl():
 
 
 # ---- layout ----------------------------------------------------------------------------
-def _layers(view: View) -> dict:
+def _ranks(order: list, edges: list, phase: dict, entries: list, exits: list) -> dict:
+    """Rank of each item: forward generations (sources moved down next to their first
+    consumer), then the backward ones; entry stubs above everything, exit stubs below."""
     h = nx.DiGraph()
-    h.add_nodes_from(view.nodes)
-    h.add_edges_from((e.src, e.dst) for e in view.edges)
+    h.add_nodes_from(order)
+    h.add_edges_from((a, b) for a, b, _ in edges if a in h and b in h)
     layer = {}
-    fwd = h.subgraph([n for n, v in view.nodes.items() if v.phase == "forward"])
+    fwd = h.subgraph([n for n in order if phase[n] == "forward"])
     for i, gen in enumerate(nx.topological_generations(fwd)):
         for n in gen:
             layer[n] = i
-    for n in sorted(fwd, reverse=True):  # sources sit right above their first consumer
-        if fwd.in_degree(n) == 0 and fwd.out_degree(n) > 0:
+    for n in reversed(order):  # sources sit right above their first consumer
+        if n in fwd and fwd.in_degree(n) == 0 and fwd.out_degree(n) > 0:
             layer[n] = min(layer[s] for s in fwd.successors(n)) - 1
     base = max(layer.values(), default=-1) + 1
-    bwd = h.subgraph([n for n, v in view.nodes.items() if v.phase == "backward"])
+    bwd = h.subgraph([n for n in order if phase[n] == "backward"])
     for i, gen in enumerate(nx.topological_generations(bwd)):
         for n in gen:
             layer[n] = base + i
-    low = min(layer.values(), default=0)
-    return {n: v - low for n, v in layer.items()}
+    low = min(layer.values(), default=0) - (1 if entries else 0)
+    layer = {n: v - low for n, v in layer.items()}
+    for n in entries:
+        layer[n] = 0
+    bottom = max(layer.values(), default=-1) + 1
+    for n in exits:
+        layer[n] = bottom
+    return layer
 
 
 def _size(lines) -> tuple[float, float]:
@@ -64,38 +80,51 @@ def _size(lines) -> tuple[float, float]:
             len(lines) * LINE_H + 2 * PAD_Y)
 
 
-class Layout:
-    """Positions (centres, in points, y downwards) of nodes and edge bend points."""
+class _Level:
+    """A layered (Sugiyama-style) layout of items: boxes, thin bend points (dummies) and
+    stubs (where an edge enters or leaves the cluster this level is the inside of).
 
-    def __init__(self, view: View):
-        self.view = view
-        self.layer = _layers(view)
-        self.size = {n: _size(v.lines) for n, v in view.nodes.items()}
-        self.chains = []                      # per edge: [src, dummies..., dst]
+    ``x``/``y`` are centres in points, y downwards, relative to the level's top-left
+    corner plus ``margin`` (and ``top`` above the first rank); ``chains[i]`` lists the
+    items edge ``i`` passes through, ends included.
+    """
+
+    def __init__(self, order: list, size: dict, edges: list, phase: dict, entries=(),
+                 exits=(), margin: float = 0.0, top: float = 0.0):
+        entries, exits = list(entries), list(exits)
+        self.size = dict(size)
+        self.thin = set(entries) | set(exits)
+        self.layer = _ranks(order, edges, phase, entries, exits)
+        self.chains: dict[int, list] = {}
         rank: dict[int, list] = {}
-        for n in view.nodes:
+        for n in entries + order + exits:
             rank.setdefault(self.layer[n], []).append(n)
-        next_id = -1
-        for e in view.edges:
-            a, b = self.layer[e.src], self.layer[e.dst]
-            chain = [e.src]
-            for r in range(a + 1, b):
-                self.layer[next_id] = r
-                self.size[next_id] = (DUMMY_W, 0.0)
-                rank.setdefault(r, []).append(next_id)
-                chain.append(next_id)
-                next_id -= 1
-            chain.append(e.dst)
-            self.chains.append(chain)
+        shared: dict = {}
+        for a, b, i in edges:
+            if (a, b) in shared:  # one value through one stub: one line up to it
+                self.chains[i] = shared[(a, b)]
+                continue
+            chain = [a]
+            for r in range(self.layer[a] + 1, self.layer[b]):
+                d = ("dummy", i, r)
+                self.layer[d] = r
+                self.size[d] = (DUMMY_W, 0.0)
+                self.thin.add(d)
+                rank.setdefault(r, []).append(d)
+                chain.append(d)
+            chain.append(b)
+            self.chains[i] = chain
+            if a in self.thin or b in self.thin:
+                shared[(a, b)] = chain
         self.ranks = [rank.get(r, []) for r in range(max(rank, default=-1) + 1)]
-        self.up: dict[int, list] = {}
-        self.down: dict[int, list] = {}
-        for chain in self.chains:
+        self.up: dict = {}
+        self.down: dict = {}
+        for chain in {id(c): c for c in self.chains.values()}.values():
             for u, v in itertools.pairwise(chain):
                 self.down.setdefault(u, []).append(v)
                 self.up.setdefault(v, []).append(u)
         self._order()
-        self._place()
+        self._place(margin, top)
 
     def _order(self, sweeps: int = 6) -> None:
         pos = {n: i for r in self.ranks for i, n in enumerate(r)}
@@ -110,6 +139,9 @@ class Layout:
                 for i, n in enumerate(self.ranks[r]):
                     pos[n] = i
 
+    def _gap(self, a, b) -> float:
+        return GAP_X * 0.8 if a in self.thin or b in self.thin else GAP_X
+
     def _pack(self, r: list, want: dict) -> None:
         """Place rank ``r`` near ``want`` x positions, in order, without overlaps."""
         xs = []
@@ -117,8 +149,8 @@ class Layout:
             x = want[n]
             if i:
                 prev = r[i - 1]
-                gap = GAP_X if prev >= 0 and n >= 0 else GAP_X * 0.8
-                x = max(x, xs[-1] + (self.size[prev][0] + self.size[n][0]) / 2 + gap)
+                x = max(x, xs[-1] + (self.size[prev][0] + self.size[n][0]) / 2
+                        + self._gap(prev, n))
             xs.append(x)
         # shift left as a block so the rank's mean offset from ``want`` is zero
         shift = sum(want[n] - x for n, x in zip(r, xs)) / max(1, len(r))
@@ -126,11 +158,10 @@ class Layout:
             self.x[n] = x + shift
         for i in range(len(r) - 2, -1, -1):  # keep order after the shift
             n, m = r[i], r[i + 1]
-            gap = GAP_X if n >= 0 and m >= 0 else GAP_X * 0.8
-            limit = self.x[m] - (self.size[n][0] + self.size[m][0]) / 2 - gap
+            limit = self.x[m] - (self.size[n][0] + self.size[m][0]) / 2 - self._gap(n, m)
             self.x[n] = min(self.x[n], limit)
 
-    def _place(self, rounds: int = 8) -> None:
+    def _place(self, margin: float, top: float, rounds: int = 8) -> None:
         self.x = {}
         for r in self.ranks:
             x = 0.0
@@ -147,11 +178,12 @@ class Layout:
                     ns = nbr.get(n, []) or self.up.get(n, []) + self.down.get(n, [])
                     want[n] = sum(self.x[m] for m in ns) / len(ns) if ns else self.x[n]
                 self._pack(r, want)
-        left = min(self.x[n] - self.size[n][0] / 2 for n in self.x)
+        left = min((self.x[n] - self.size[n][0] / 2 for n in self.x), default=0.0)
         for n in self.x:
-            self.x[n] -= left - MARGIN
-        self.width = max(self.x[n] + self.size[n][0] / 2 for n in self.x) + MARGIN
-        self.y, y = {}, TITLE_H + MARGIN
+            self.x[n] -= left - margin
+        self.width = max((self.x[n] + self.size[n][0] / 2 for n in self.x),
+                         default=0.0) + margin
+        self.y, y = {}, top
         self.rank_y = []
         for r in self.ranks:
             h = max((self.size[n][1] for n in r), default=0.0)
@@ -159,31 +191,166 @@ class Layout:
                 self.y[n] = y + h / 2
             self.rank_y.append((y, y + h))
             y += h + GAP_Y
-        self.height = y - GAP_Y + MARGIN
+        self.height = (y - GAP_Y if self.ranks else y) + margin
+
+
+CLUSTER_PAD = 10.0   # inside a call's cluster, around its layout
+
+
+class Layout:
+    """Positions of the view's boxes (centres, in points, y downwards), of the clusters
+    of expanded calls (``cluster_box``) and the bend points of every edge (``paths``).
+
+    Each cluster is laid out on its own (its items: nodes and nested clusters, plus a
+    stub where an edge enters or leaves it) and then placed as one big box in the level
+    around it, so clusters never overlap other boxes.
+    """
+
+    def __init__(self, view: View):
+        self.view = view
+        self.size = {n: _size(v.lines) for n, v in view.nodes.items()}
+        self.levels: dict = {}
+        self.cluster_box: dict = {}
+        self.x: dict = {}
+        self.y: dict = {}
+        self._offset: dict = {}
+        top = self._build(None)
+        self.width, self.height = top.width, top.height
+        self._put(None, 0.0, 0.0)
+        self.paths = [self._path(i) for i in range(len(view.edges))]
+
+    # -- structure -------------------------------------------------------------------
+    def _clusters_of(self, n) -> list:
+        """The clusters around node ``n``, outermost first."""
+        out, c = [], self.view.nodes[n].cluster
+        while c is not None:
+            out.append(c)
+            c = self.view.clusters[c].parent
+        return out[::-1]
+
+    def _item(self, level, n):
+        """What node ``n`` is at ``level`` (a cluster id, or None for the top): the node,
+        the cluster directly inside ``level`` holding it, or None when outside."""
+        chain = self._clusters_of(n)
+        if level is None:
+            return chain[0] if chain else n
+        if level not in chain:
+            return None
+        k = chain.index(level)
+        return chain[k + 1] if k + 1 < len(chain) else n
+
+    def _title_h(self, cid) -> float:
+        return len(self.view.clusters[cid].lines) * LINE_H + PAD_Y
+
+    def _build(self, level) -> _Level:
+        order, phase = [], {}
+        for n, vn in self.view.nodes.items():
+            item = self._item(level, n)
+            if item is not None and item not in phase:
+                order.append(item)
+                phase[item] = vn.phase
+        for item in order:
+            if item in self.view.clusters:
+                inner = self._build(item)
+                title_w = _size(self.view.clusters[item].lines)[0]
+                self.size[item] = (max(inner.width + 2 * CLUSTER_PAD, title_w),
+                                   inner.height + self._title_h(item) + CLUSTER_PAD)
+        edges, entries, exits = [], [], []
+        for i, e in enumerate(self.view.edges):
+            a, b = self._item(level, e.src), self._item(level, e.dst)
+            if a is not None and b is not None and a != b:
+                edges.append((a, b, i))
+            elif a is None and b is not None:
+                stub = ("entry", e.src)
+                if stub not in entries:
+                    entries.append(stub)
+                edges.append((stub, b, i))
+            elif a is not None and b is None:
+                stub = ("exit", e.src)
+                if stub not in exits:
+                    exits.append(stub)
+                edges.append((a, stub, i))
+        size = {n: self.size[n] for n in order}
+        size.update({s: (DUMMY_W, 0.0) for s in entries + exits})
+        lay = _Level(order, size, edges, phase, entries, exits,
+                     margin=MARGIN if level is None else 0.0,
+                     top=TITLE_H + MARGIN if level is None else 0.0)
+        self.levels[level] = lay
+        return lay
+
+    def _put(self, level, ox: float, oy: float) -> None:
+        """Absolute positions of ``level``'s items, its inside starting at (ox, oy)."""
+        lay = self.levels[level]
+        self._offset[level] = (ox, oy)
+        for n in lay.x:
+            if n in lay.thin:
+                continue
+            x, y = ox + lay.x[n], oy + lay.y[n]
+            self.x[n], self.y[n] = x, y
+            if n in self.view.clusters:
+                w, h = self.size[n]
+                box = (x - w / 2, y - h / 2, x + w / 2, y + h / 2)
+                self.cluster_box[n] = box
+                inner = self.levels[n]
+                self._put(n, box[0] + (w - inner.width) / 2, box[1] + self._title_h(n))
 
     def box(self, n) -> tuple[float, float, float, float]:
         w, h = self.size[n]
         return (self.x[n] - w / 2, self.y[n] - h / 2, self.x[n] + w / 2, self.y[n] + h / 2)
 
+    def shift(self, dx: float) -> None:
+        """Move everything ``dx`` points to the right."""
+        for n in self.x:
+            self.x[n] += dx
+        self.cluster_box = {c: (x0 + dx, y0, x1 + dx, y1)
+                            for c, (x0, y0, x1, y1) in self.cluster_box.items()}
+        self.paths = [[(x + dx, y) for x, y in pts] for pts in self.paths]
+
+    # -- edges -----------------------------------------------------------------------
+    def _through(self, level, i: int) -> list:
+        """Points where edge ``i`` crosses ``level``: down each bend point's rank band,
+        and from the cluster's border to a stub (or back)."""
+        lay, (ox, oy) = self.levels[level], self._offset[level]
+        chain = lay.chains.get(i, [])
+        pts = []
+        for n in chain[1:-1]:
+            top, bottom = lay.rank_y[lay.layer[n]]
+            pts += [(ox + lay.x[n], oy + top), (ox + lay.x[n], oy + bottom)]
+        if chain and isinstance(chain[0], tuple) and chain[0][0] == "entry":
+            x, y = ox + lay.x[chain[0]], oy + lay.y[chain[0]]
+            pts = [(x, self.cluster_box[level][1]), (x, y)] + pts
+        if chain and isinstance(chain[-1], tuple) and chain[-1][0] == "exit":
+            x, y = ox + lay.x[chain[-1]], oy + lay.y[chain[-1]]
+            pts += [(x, y), (x, self.cluster_box[level][3])]
+        return pts
+
+    def _path(self, i: int) -> list:
+        """The points edge ``i`` passes, from the bottom of its source to the top of its
+        destination."""
+        e = self.view.edges[i]
+        out_of, into = self._clusters_of(e.src), self._clusters_of(e.dst)
+        common = 0
+        while common < min(len(out_of), len(into)) and out_of[common] == into[common]:
+            common += 1
+        pts = [(self.x[e.src], self.y[e.src] + self.size[e.src][1] / 2)]
+        for c in reversed(out_of[common:]):
+            pts += self._through(c, i)
+        pts += self._through(out_of[common - 1] if common else None, i)
+        for c in into[common:]:
+            pts += self._through(c, i)
+        pts.append((self.x[e.dst], self.y[e.dst] - self.size[e.dst][1] / 2))
+        return pts
+
 
 # ---- drawing ---------------------------------------------------------------------------
-def _curve(lay: Layout, chain):
-    """Vertices and codes of a smooth path from the bottom of src to the top of dst.
+def _curve(pts):
+    """Vertices and codes of a smooth path through ``pts`` (from the bottom of the source
+    to the top of the destination).
 
     A bend point (dummy) crosses its whole rank band straight down, so the curve only
     turns in the gaps between ranks, never beside a box.
     """
     from matplotlib.path import Path
-    pts = []
-    for i, n in enumerate(chain):
-        x, y = lay.x[n], lay.y[n]
-        if i == 0:
-            pts.append((x, y + lay.size[n][1] / 2))
-        elif i == len(chain) - 1:
-            pts.append((x, y - lay.size[n][1] / 2))
-        else:
-            top, bottom = lay.rank_y[lay.layer[n]]
-            pts += [(x, top), (x, bottom)]
     verts, codes = [pts[0]], [Path.MOVETO]
     for (x1, y1), (x2, y2) in itertools.pairwise(pts):
         ym = (y1 + y2) / 2
@@ -192,7 +359,7 @@ def _curve(lay: Layout, chain):
         else:
             verts += [(x1, ym), (x2, ym), (x2, y2)]
         codes += [Path.CURVE4] * 3
-    return verts, codes, pts
+    return verts, codes
 
 
 def _bezier_point(p0, p1, p2, p3, t):
@@ -205,12 +372,18 @@ def _overlaps(a, b, pad=2.0) -> bool:
     return not (a[2] + pad < b[0] or b[2] + pad < a[0] or a[3] + pad < b[1] or b[3] + pad < a[1])
 
 
-def _label_spot(lay, verts, text, taken):
-    """A point on the curve where a label of ``text`` overlaps no box and no label."""
+def _segments(verts) -> list:
+    return [verts[i:i + 4] for i in range(0, len(verts) - 1, 3)]
+
+
+def _label_spot(lay, verts, text, taken, only=None):
+    """A point on the curve (on segments ``only``, default all) where a label of
+    ``text`` overlaps no box and no label."""
     w, h = len(text) * CHAR_W * 0.95 + 6, LINE_H
-    segs = [verts[i:i + 4] for i in range(0, len(verts) - 1, 3)]
+    segs = _segments(verts)
     boxes = [lay.box(n) for n in lay.view.nodes]
-    tries = [(k, t) for t in (0.5, 0.35, 0.65, 0.2, 0.8) for k in range(len(segs))]
+    ks = range(len(segs)) if only is None else only
+    tries = [(k, t) for t in (0.5, 0.35, 0.65, 0.2, 0.8) for k in ks]
     for k, t in tries:
         x, y = _bezier_point(*segs[k], t)
         for dx in (0.0, w / 2 + 4, -w / 2 - 4):
@@ -232,10 +405,12 @@ def draw(view: View, legend: bool = True):
     lay = Layout(view)
     kinds_e = [k for k in EDGE_STYLE if any(e.kind == k for e in view.edges)]
     kinds_n = [k for k in STYLE if any(v.kind == k for v in view.nodes.values())]
+    if view.clusters:
+        kinds_n.append("cluster")
     leg_rows = max(len(kinds_e), len(kinds_n))
     leg_h = (leg_rows * LINE_H * 1.45 + 40) if legend else 0.0
     width = max(lay.width, 560.0 if legend else 0.0)
-    dx = (width - lay.width) / 2
+    lay.shift((width - lay.width) / 2)
     height = lay.height + leg_h
     fig = Figure(figsize=(width / 72, height / 72), dpi=72)
     FigureCanvasAgg(fig)
@@ -249,31 +424,47 @@ def draw(view: View, legend: bool = True):
 
     bwd = [n for n, v in view.nodes.items() if v.phase == "backward"]
     if bwd:
-        x0 = min(lay.box(n)[0] for n in bwd) - 10 + dx
+        x0 = min(lay.box(n)[0] for n in bwd) - 10
         y0 = min(lay.box(n)[1] for n in bwd) - 18
-        x1 = max(lay.box(n)[2] for n in bwd) + 10 + dx
+        x1 = max(lay.box(n)[2] for n in bwd) + 10
         y1 = max(lay.box(n)[3] for n in bwd) + 10
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ls="--", lw=1,
                                ec="#999999", zorder=0))
         ax.text(x0 + 6, y0 + 8, "backward", va="center", fontdict=font, color="#777777")
 
-    for n in lay.x:
-        lay.x[n] += dx
+    fill, border = CLUSTER_STYLE
+    for depth, (cid, cl) in enumerate(view.clusters.items()):  # outer clusters first
+        x0, y0, x1, y1 = lay.cluster_box[cid]
+        ax.add_patch(FancyBboxPatch((x0, y0), x1 - x0, y1 - y0,
+                                    boxstyle="round,pad=0,rounding_size=8", fc=fill,
+                                    ec=border, lw=1.3, zorder=0.5 + depth * 1e-3))
+        for k, text in enumerate(cl.lines):
+            ax.text(x0 + PAD_X, y0 + PAD_Y / 2 + (k + 0.5) * LINE_H, text, ha="left",
+                    va="center", zorder=5, color="#3d2a66" if k == 0 else "#5a4a80",
+                    fontdict={**font, "weight": "bold" if k == 0 else "normal"},
+                    bbox={"boxstyle": "square,pad=0.1", "fc": fill, "ec": "none"})
+
     taken = []
     order = sorted(range(len(view.edges)), key=lambda i: view.edges[i].kind == "mask")
     labels = []
     for i in order:
-        e, chain = view.edges[i], lay.chains[i]
+        e = view.edges[i]
         colour, line, lw = EDGE_STYLE[e.kind]
-        verts, codes, _ = _curve(lay, chain)
+        verts, codes = _curve(lay.paths[i])
         arrow = FancyArrowPatch(path=Path(verts, codes), arrowstyle="-|>", mutation_scale=10,
                                 color=colour, lw=lw, linestyle=line, zorder=2 if e.kind in (
                                     "mask", "masked") else 1, shrinkA=0, shrinkB=0)
         ax.add_patch(arrow)
         if e.label:
             labels.append((e, verts, colour))
+    labelled: set = set()  # segments already labelled (edges sharing a line to a stub)
     for e, verts, colour in labels:
-        x, y = _label_spot(lay, verts, e.label, taken)
+        keys = [(e.label, *(round(c, 1) for p in seg for c in p)) for seg in _segments(verts)]
+        free = [k for k, key in enumerate(keys) if key not in labelled]
+        labelled.update(keys)
+        if not free:
+            continue
+        x, y = _label_spot(lay, verts, e.label, taken, free)
         ax.text(x, y, e.label, ha="center", va="center", color=colour, zorder=4,
                 fontdict={**font, "size": FONT - 0.5, "style": "italic"},
                 bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.9})
@@ -284,7 +475,7 @@ def draw(view: View, legend: bool = True):
         style = "round,pad=0,rounding_size=6" if vn.kind != "mask" else \
             "round4,pad=0,rounding_size=6"
         ax.add_patch(FancyBboxPatch((x0, y0), x1 - x0, y1 - y0, boxstyle=style, fc=fill,
-                                    ec=border, lw=1.6 if vn.kind == "mask" else 1.1,
+                                    ec=border, lw=1.6 if vn.kind in ("mask", "group") else 1.1,
                                     ls="--" if vn.kind == "mask" else "-", zorder=3))
         for k, text in enumerate(vn.lines):
             ax.text(lay.x[n], y0 + PAD_Y + (k + 0.5) * LINE_H, text, ha="center",
@@ -305,7 +496,7 @@ def draw(view: View, legend: bool = True):
             ax.text(MARGIN + 44, y, LEGEND[kind], va="center", fontdict=font)
         for k, kind in enumerate(kinds_n):
             y = top + 6 + (k + 1) * LINE_H * 1.45
-            fill, border = STYLE[kind]
+            fill, border = CLUSTER_STYLE if kind == "cluster" else STYLE[kind]
             ax.add_patch(FancyBboxPatch((width / 2 + 10, y - 5), 30, 10,
                                         boxstyle="round,pad=0,rounding_size=3", fc=fill,
                                         ec=border, ls="--" if kind == "mask" else "-"))
@@ -327,11 +518,12 @@ def _graphviz(view: View, fmt: str) -> bytes:
 
 
 def render_bytes(model, fmt: str = "svg", backward: bool = False, engine: str = "matplotlib",
-                 variables: bool = False, dpi: int = 144) -> bytes:
-    """The picture of ``model`` as bytes in ``fmt`` (``svg`` or ``png``)."""
+                 variables: bool = False, dpi: int = 144, expand: bool = False) -> bytes:
+    """The picture of ``model`` as bytes in ``fmt`` (``svg`` or ``png``); ``expand=True``
+    draws each custom-layer call's nodes inside a cluster instead of one box."""
     if fmt not in ("svg", "png"):
         raise ConfigError(f"render: format must be 'svg' or 'png', got {fmt!r}")
-    view = build_view(model, backward=backward, variables=variables)
+    view = build_view(model, backward=backward, variables=variables, expand=expand)
     if engine == "graphviz":
         return _graphviz(view, fmt)
     if engine != "matplotlib":

@@ -6,14 +6,31 @@ Weights (``variable`` nodes) are hidden unless asked for; the backward graph onl
 
 * ``data``   a value without a mask;
 * ``masked`` a value that carries a mask (the mask pass's annotation);
-* ``mask``   the boolean mask itself, flowing into a ``mask`` port;
+* ``mask``   the boolean mask itself, flowing into a ``mask`` port, or into a custom
+  layer whose ``call`` (or ``compute_mask``) reads it;
 * ``grad``   anything inside the backward graph (gradients, residuals).
+
+Custom layers. Each top-level call of a custom layer (or of a model used as a layer) is
+one box ``g<id>`` labelled ``name (Class)``, its output shapes and its mask rule; a mask
+the call computed stays a mask box of its own (``mask of 'name'``). With
+``expand=True`` the call's nodes are drawn instead, inside a cluster carrying the same
+label (nested calls in nested clusters). Node ids are ``n<node id>`` and ``g<group
+id>`` (keys of ``graph.meta["groups"]``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from graphmask.inspect import edge_mask, fmt_shape, is_mask_node, mask_computes, node_status
+from graphmask.inspect import (
+    creator_name,
+    edge_mask,
+    fmt_shape,
+    group_calls,
+    group_path,
+    is_mask_node,
+    mask_computes,
+    node_status,
+)
 
 SOURCE_OPS = ("input", "target", "sample_weight", "constant", "variable")
 LOSS_OPS = ("loss", "loss_score", "masked_mean", "weighted_mean", "metric_score",
@@ -23,6 +40,7 @@ STYLE = {
     # node kind: (fill, border)
     "source": ("#eeeeee", "#777777"),
     "layer": ("#dbe9f6", "#3b6ea5"),
+    "group": ("#e6def5", "#6a4fa3"),
     "mask": ("#fde2c8", "#d9731a"),
     "loss": ("#f7d9d9", "#b04040"),
     "backward": ("#f2f2f2", "#999999"),
@@ -43,28 +61,41 @@ LEGEND = {
 NODE_LEGEND = {
     "source": "model input / target / weight",
     "layer": "layer (op)",
+    "group": "custom layer call (one box)",
     "mask": "mask node: computes a mask",
+    "cluster": "custom layer call, expanded",
     "loss": "loss / metric",
     "backward": "backward (VJP) node",
 }
 
 
+CLUSTER_STYLE = ("#f6f2fc", "#6a4fa3")  # fill, border of an expanded call
+
+
 @dataclass
 class VNode:
-    id: int
-    kind: str            # source | layer | mask | loss | backward
+    id: str              # "n<node id>", or "g<group id>" for a collapsed call
+    kind: str            # source | layer | group | mask | loss | backward
     lines: list          # label lines: title, op, shape
     phase: str = "forward"
+    cluster: str | None = None   # expanded: the innermost call drawn around it
 
 
 @dataclass
 class VEdge:
-    src: int
-    dst: int
+    src: str
+    dst: str
     port: str
     kind: str            # data | masked | mask | grad
     label: str = ""
-    mask: int | None = None
+    mask: str | None = None
+
+
+@dataclass
+class VCluster:
+    id: str              # "g<group id>"
+    lines: list          # "name (Class)" and the mask rule
+    parent: str | None = None
 
 
 @dataclass
@@ -72,12 +103,13 @@ class View:
     nodes: dict = field(default_factory=dict)   # id -> VNode, in graph order
     edges: list = field(default_factory=list)
     title: str = ""
+    clusters: dict = field(default_factory=dict)  # id -> VCluster, outer before inner
 
 
-def _kind(n: dict, g, nid: int) -> str:
+def _kind(n: dict, g, nid: int, made: dict) -> str:
     if n["phase"] == "backward":
         return "backward"
-    if is_mask_node(g, nid):
+    if is_mask_node(g, nid) or nid in made:
         return "mask"
     if n["op"] in SOURCE_OPS:
         return "source"
@@ -86,12 +118,18 @@ def _kind(n: dict, g, nid: int) -> str:
     return "layer"
 
 
-def _lines(g, nid: int, kind: str) -> list[str]:
+def rule_lines(call) -> list[str]:
+    """A call's mask rule, one clause a line (``read by call()``, ``no output mask``);
+    nothing for a call no mask reaches or leaves."""
+    return [] if call.rule == "none" else call.rule.split(", ")
+
+
+def _lines(g, nid: int, kind: str, made: dict) -> list[str]:
     n = g.node(nid)
     specs = n.get("specs") or []
     shape = " ".join(fmt_shape(s.shape) for s in specs[:1])
     if kind == "mask":
-        return [f"mask of {n['layer']!r}", mask_computes(g, nid),
+        return [f"mask of {creator_name(g, nid)!r}", mask_computes(g, nid),
                 f"{shape} bool"]
     if n["op"] == "variable":
         return [n["attrs"]["var"], f"weight {shape}"]
@@ -108,33 +146,89 @@ def _lines(g, nid: int, kind: str) -> list[str]:
         lines.append("mean over all steps")
     if kind == "layer":
         st = node_status(g, nid)
+        in_call = bool(group_path(g, nid))  # the call's box states what it does
         lines.append({"created": "creates a mask", "merged": "merges masks",
                       "passed": "uses + passes mask" if st.used == st.out else "passes mask",
-                      "consumed": "consumes mask", "dropped": "drops mask",
+                      "consumed": "consumes mask", "dropped": "" if in_call else "drops mask",
                       "none": ""}[st.status])
     return [s for s in lines if s]
 
 
-def build_view(model, backward: bool = False, variables: bool = False) -> View:
-    """The nodes and edges a picture of ``model.graph`` shows (see module doc)."""
+def _group_lines(g, call) -> list[str]:
+    shapes = ", ".join(fmt_shape(g.spec(o, k).shape) for o, k in call.outputs)
+    return [call.title, shapes, *rule_lines(call)]
+
+
+def build_view(model, backward: bool = False, variables: bool = False,
+               expand: bool = False) -> View:
+    """The nodes and edges a picture of ``model.graph`` shows (see module doc).
+
+    Parameters
+    ----------
+    model : Model or Graph
+    backward : include the backward (VJP) nodes.
+    variables : include the weight (``variable``) nodes.
+    expand : draw each custom-layer call's nodes inside a cluster instead of one box.
+    """
     g = model if not hasattr(model, "graph") else model.graph
     view = View(title=f"mask flow of model {getattr(model, 'name', '')!r}".replace(" ''", ""))
+    calls = group_calls(g)
+    made: dict = {}
+    for c in calls.values():  # the outermost call that computed each mask
+        for m in c.made:
+            made.setdefault(m, c)
+
+    def key(nid: int) -> str:
+        path = group_path(g, nid)
+        if expand or not path or nid in calls[path[0]].made:
+            return f"n{nid}"
+        return f"g{path[0]}"
+
     for nid in g.order():
         n = g.node(nid)
         if n["phase"] == "backward" and not backward:
             continue
         if n["op"] == "variable" and not variables:
             continue
-        kind = _kind(n, g, nid)
-        view.nodes[nid] = VNode(nid, kind, _lines(g, nid, kind), n["phase"])
-    for dst in view.nodes:
+        k = key(nid)
+        if k.startswith("g"):
+            if k not in view.nodes:
+                call = calls[int(k[1:])]
+                view.nodes[k] = VNode(k, "group", _group_lines(g, call))
+            continue
+        kind = _kind(n, g, nid, made)
+        path = group_path(g, nid)
+        cluster = f"g{path[-1]}" if expand and path else None
+        view.nodes[k] = VNode(k, kind, _lines(g, nid, kind, made), n["phase"], cluster)
+    if expand:
+        used = {v.cluster for v in view.nodes.values() if v.cluster}
+        for c in calls.values():
+            while c.parent is not None and f"g{c.id}" in used:  # the calls around it too
+                used.add(f"g{c.parent}")
+                c = calls[c.parent]
+        for c in calls.values():
+            if f"g{c.id}" in used:
+                view.clusters[f"g{c.id}"] = VCluster(
+                    f"g{c.id}", [c.title, *rule_lines(c)],
+                    None if c.parent is None else f"g{c.parent}")
+    seen = set()
+    for dst in g.order():
+        dk = key(dst)
+        if dk not in view.nodes:
+            continue
         for src, port, d in g.in_edges(dst):
-            if src not in view.nodes:
+            sk = key(src)
+            if sk not in view.nodes or sk == dk:
                 continue
+            if src in made and dk == f"g{made[src].id}":
+                continue  # the call attaching the mask it computed: inside its box
+            if dk.startswith("g") and g.node(dst)["op"] == "attach_mask" and port == "mask":
+                continue  # a call passing a mask on: its outgoing edge carries the mask
             m = edge_mask(g, src, d, dst)
+            reads = any(src in calls[c].received for c in group_path(g, dst))
             if g.node(dst)["phase"] == "backward":
                 kind, label = ("mask" if d["kind"] == "mask" else "grad"), ""
-            elif d["kind"] == "mask":
+            elif d["kind"] == "mask" or reads:
                 kind, label = "mask", "mask"
             elif m is not None:
                 kind, label = "masked", ""
@@ -142,5 +236,10 @@ def build_view(model, backward: bool = False, variables: bool = False) -> View:
                 kind, label = "data", ""
             if kind == "mask" and not label:
                 label = "mask"
-            view.edges.append(VEdge(src, dst, port, kind, label, m))
+            if dk.startswith("g") or sk.startswith("g"):
+                if (sk, dk, kind) in seen:
+                    continue  # one arrow per value kind between a call's box and a node
+                seen.add((sk, dk, kind))
+            view.edges.append(VEdge(sk, dk, port, kind, label,
+                                    None if m is None else key(m)))
     return view
