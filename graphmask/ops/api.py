@@ -208,8 +208,9 @@ logical_not = _unary("logical_not")
 
 def clip(x, x_min, x_max):
     """``min(max(x, x_min), x_max)`` (as ``keras.ops.clip``)."""
-    try:
-        lo, hi = float(x_min), float(x_max)
+    try:  # int bounds keep an int tensor int, as in Keras
+        lo, hi = (int(b) if isinstance(b, (int, np.integer)) and not isinstance(b, bool)
+                  else float(b) for b in (x_min, x_max))
     except (TypeError, ValueError):
         raise ConfigError(f"graphmask.ops.clip: x_min and x_max must be numbers, got "
                           f"{x_min!r}, {x_max!r}") from None
@@ -304,7 +305,11 @@ def _ints(values, what):
 
 
 def reshape(x, newshape):
-    return _apply("prim.reshape", {"shape": _ints(newshape, "reshape's newshape")}, x=x)
+    """``x`` with shape ``newshape`` (batch axis included; one ``-1`` or ``None`` entry
+    takes what is left, as ``keras.ops.reshape``)."""
+    dims = list(newshape) if isinstance(newshape, (list, tuple)) else [newshape]
+    dims = [-1 if d is None else d for d in dims]
+    return _apply("prim.reshape", {"shape": _ints(dims, "reshape's newshape")}, x=x)
 
 
 def transpose(x, axes=None):
