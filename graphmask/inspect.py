@@ -85,19 +85,29 @@ def mask_computes(g: Graph, mid: int) -> str:
     if n["op"] in MERGE_MASK_OPS:
         parents = [g.node(src)["layer"] for src, _, _ in g.in_edges(mid)]
         return f"{MERGE_MASK_OPS[n['op']]} of " + ", ".join(repr(p) for p in parents)
+    path = group_path(g, mid)
+    if path and "compute_mask" in _call_meta(g, path[-1]).get("how", ""):
+        return "compute_mask()"  # computed by the compute_mask() of a custom layer
     return n["op"]
 
 
 def mask_label(g: Graph, mid: int) -> str:
     """The name of a mask: its creating layer, with ``#id`` if that layer made several."""
-    layer = g.node(mid)["layer"]
-    same = [m for m in g.order() if is_mask_node(g, m) and g.node(m)["layer"] == layer]
-    return layer if len(same) == 1 else f"{layer}#{mid}"
+    layer = creator_name(g, mid)
+    same = [m for m in mask_values(g) if creator_name(g, m) == layer]
+    return layer if len(same) <= 1 else f"{layer}#{mid}"
 
 
 def mask_nodes(g: Graph) -> list[int]:
     """Ids of all mask nodes, in graph order."""
     return [n for n in g.order() if is_mask_node(g, n)]
+
+
+def mask_values(g: Graph) -> list[int]:
+    """Every mask of the graph, in graph order: the mask nodes, and the masks that
+    custom layers compute in ``call`` or ``compute_mask`` and attach to their outputs."""
+    made = {m for c in group_calls(g).values() for m in c.made}
+    return [n for n in g.order() if is_mask_node(g, n) or n in made]
 
 
 # ---- custom-layer calls (groups) ----------------------------------------------------
@@ -121,8 +131,9 @@ def group_path(g: Graph, nid: int) -> tuple:
 class GroupCall:
     """One traced call of a custom layer (or of a model used as a layer).
 
-    ``layer``, ``cls``, ``how`` (how the call treated masks, in words) and
-    ``takes_mask`` come from ``graph.meta["groups"]``; the rest is read from the graph:
+    ``id`` is its key in ``graph.meta["groups"]``, whose ``layer``, ``cls``, ``how`` (how
+    the call treated masks, in words) and ``takes_mask`` it repeats; the rest is read
+    from the graph:
     ``nodes`` its forward nodes (nested calls included, graph order), ``parent`` the
     enclosing call (or None), ``outputs`` its ``(node, output)`` values, ``received`` the
     masks its inputs carried or it was handed, ``out`` the mask each output carries (or
@@ -140,6 +151,14 @@ class GroupCall:
     received: tuple
     out: tuple
     made: tuple
+    index: int = 0
+
+    @property
+    def ref(self) -> str:
+        """``g<index>``: how debugprint, the pictures and :class:`MaskEdge` name the call;
+        ``index`` counts the calls of this graph in call order (1, 2, ...), so the same
+        model always gets the same names."""
+        return f"g{self.index}"
 
     @property
     def key(self) -> tuple:
@@ -189,7 +208,7 @@ def group_calls(model) -> dict[int, GroupCall]:
             members.setdefault(gid, []).append(nid)
             parent.setdefault(gid, path[i - 1] if i else None)
     calls = {}
-    for gid in sorted(members):
+    for index, gid in enumerate(sorted(members), 1):
         nodes = members[gid]
         info = meta.get(gid) or {"layer": g.node(nodes[0])["layer"], "class": "Layer",
                                  "outputs": [[nodes[-1], 0]]}
@@ -197,7 +216,7 @@ def group_calls(model) -> dict[int, GroupCall]:
         calls[gid] = GroupCall(gid, info["layer"], info.get("class", "Layer"),
                                info.get("how", ""), bool(info.get("takes_mask")),
                                parent[gid], tuple(nodes), tuple(outputs), tuple(received),
-                               tuple(out), tuple(made))
+                               tuple(out), tuple(made), index)
     return calls
 
 
@@ -215,13 +234,17 @@ def _creator(g: Graph, mid: int):
     return unit_of(g, n["mask_of"]) if "mask_of" in n else unit_of(g, mid)
 
 
-def creator_name(g: Graph, mid: int, calls: dict | None = None) -> str:
+def _call_meta(g: Graph, gid: int) -> dict:
+    meta = g.meta.get("groups") or {}
+    return meta.get(gid) or meta.get(str(gid)) or {}
+
+
+def creator_name(g: Graph, mid: int) -> str:
     """The name of the layer that made mask ``mid`` (a custom layer's call counts as its
     layer, whatever it runs inside)."""
     unit = _creator(g, mid)
     if isinstance(unit, tuple):
-        calls = group_calls(g) if calls is None else calls
-        return calls[unit[1]].layer
+        return _call_meta(g, unit[1]).get("layer") or g.node(mid)["layer"]
     return g.node(mid)["layer"]
 
 
@@ -243,7 +266,7 @@ class MaskStatus:
     port (or None; for a call, the mask its ``call`` reads); ``out``: the mask its first
     output carries (or None); ``status``: ``created``, ``merged``, ``passed``,
     ``consumed``, ``dropped`` or ``none``. For a custom-layer call, ``node`` is its first
-    output node, ``group`` its id and ``how`` its mask rule in words.
+    output node, ``group`` its :attr:`GroupCall.ref` and ``how`` its mask rule in words.
     """
 
     node: int
@@ -251,7 +274,7 @@ class MaskStatus:
     used: int | None
     out: int | None
     status: str
-    group: int | None = None
+    group: str | None = None
     how: str = ""
 
 
@@ -293,7 +316,7 @@ def group_status(call: GroupCall) -> MaskStatus:
     else:
         status = "none"
     first = call.outputs[0][0] if call.outputs else call.nodes[-1]
-    return MaskStatus(first, call.received, used, out, status, call.id, call.rule)
+    return MaskStatus(first, call.received, used, out, status, call.ref, call.rule)
 
 
 def mask_status(model, layer) -> list[MaskStatus]:
@@ -317,8 +340,8 @@ class MaskEdge:
 
     ``kind`` is ``"mask"`` for a mask edge (the boolean mask itself, into a ``mask``
     port) and ``"data"`` (etc.) for a value that carries a mask annotation.
-    ``src_group`` / ``dst_group``: the id of the outermost custom-layer call the end
-    belongs to (a key of ``graph.meta["groups"]``), or None.
+    ``src_group`` / ``dst_group``: the outermost custom-layer call the end belongs to, as
+    :attr:`GroupCall.ref` (``"g1"``, ...), or None.
     """
 
     src: int
@@ -334,8 +357,8 @@ class MaskEdge:
     mask: int | None
     mask_layer: str | None
     mask_computes: str | None
-    src_group: int | None = None
-    dst_group: int | None = None
+    src_group: str | None = None
+    dst_group: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -371,9 +394,9 @@ def mask_edges(model, include_unmasked: bool = False, backward: bool = True,
             sn = g.node(src)
             rows.append(MaskEdge(
                 src, sn["layer"], sn["op"], d["out"], dst, dn["layer"], dn["op"], port,
-                d["kind"], dn["phase"], m, None if m is None else creator_name(g, m, calls),
+                d["kind"], dn["phase"], m, None if m is None else creator_name(g, m),
                 None if m is None else mask_computes(g, m),
-                spath[0] if spath else None, dpath[0] if dpath else None))
+                calls[spath[0]].ref if spath else None, calls[dpath[0]].ref if dpath else None))
     return rows
 
 
@@ -421,7 +444,7 @@ def _event_text(g: Graph, nid: int, mid: int, calls: dict) -> str:
     if st.out is not None and g.node(st.out).get("mask_of") == nid:
         kind = g.node(st.out)["op"]
         if kind in MERGE_MASK_OPS:
-            others = [creator_name(g, m, calls) for m in st.received if m != mid]
+            others = [creator_name(g, m) for m in st.received if m != mid]
             with_ = " with the mask of " + ", ".join(repr(o) for o in others) if others else ""
             return f"merged by {name!r} ({MERGE_MASK_OPS[kind]}{with_})"
         return f"created by {name!r} as {mask_computes(g, st.out)}"
@@ -603,12 +626,13 @@ def explain_mask(model, layer) -> str:
 
 # ---- concrete masks --------------------------------------------------------------------
 def compute_masks(model, x, extra: tuple = ()) -> dict[int, np.ndarray]:
-    """``{mask node id: bool array}`` for the batch ``x`` (plus any ``extra`` (node, out))."""
+    """``{mask id: bool array}`` for the batch ``x``, for every mask of
+    :func:`mask_values` (plus any ``extra`` (node, out))."""
     from graphmask import passes
     from graphmask.data import prepare_inputs
     from graphmask.runtime import run
     g = _graph(model)
-    mids = mask_nodes(g)
+    mids = mask_values(g)
     if not mids:
         return {}
     fetches = [(m, 0) for m in mids] + list(extra)
@@ -622,7 +646,8 @@ def compute_masks(model, x, extra: tuple = ()) -> dict[int, np.ndarray]:
 def concrete_masks(model, x) -> dict[str, np.ndarray]:
     """Each mask of the model evaluated on the batch ``x``: ``{mask label: bool (B, T)}``.
 
-    The label is the name of the layer that created the mask (see :func:`mask_label`).
+    The label is the name of the layer that created the mask (see :func:`mask_label`);
+    a mask a custom layer computed (``compute_mask``) is labelled with that layer.
     """
     g = _graph(model)
     return {mask_label(g, m): np.asarray(v, dtype=bool)
@@ -630,7 +655,7 @@ def concrete_masks(model, x) -> dict[str, np.ndarray]:
 
 
 # ---- debugprint ------------------------------------------------------------------------
-def _node_line(g: Graph, nid: int) -> str:
+def _node_line(g: Graph, nid: int, calls: dict, made_by: dict) -> str:
     n = g.node(nid)
     specs = n.get("specs") or []
     shapes = " ".join(f"{fmt_shape(s.shape)} {s.dtype}" for s in specs)
@@ -644,13 +669,138 @@ def _node_line(g: Graph, nid: int) -> str:
     text += f"  {shapes}"
     if is_mask_node(g, nid):
         text += f"  MASK ({mask_computes(g, nid)}) made for [{n['mask_of']}]"
+        path = group_path(g, nid)
+        if path:
+            text += f" in [{calls[path[0]].ref}]"
+    elif nid in made_by:
+        text += f"  MASK made by [{made_by[nid].ref}] {made_by[nid].layer!r}"
     masks = [m for m in (n.get("masks") or []) if m is not None]
     if masks:
         text += "  carries mask " + ", ".join(f"[{m}]" for m in masks)
     return text
 
 
-def debugprint(model, backward: bool = True, file=None) -> str:
+def _group_line(g: Graph, call: GroupCall, shapes: bool) -> str:
+    text = f"[{call.ref}] group {call.layer!r} ({call.cls})"
+    if shapes:
+        text += "  " + " ".join(f"{fmt_shape(g.spec(o, k).shape)} {g.spec(o, k).dtype}"
+                                for o, k in call.outputs)
+        masks = [m for m in dict.fromkeys(call.out) if m is not None]
+        if masks:
+            text += "  carries mask " + ", ".join(f"[{m}]" for m in masks)
+    return text + f"  mask: {call.rule}"
+
+
+def _tag(port: str, d: dict, m) -> str:
+    if d["kind"] == "mask":
+        return f"{port} ~mask~> "
+    if m is not None:
+        return f"{port} {{mask [{m}]}}: "
+    if d["kind"] in ("residual", "grad"):
+        return f"{port} ({d['kind']}): "
+    return f"{port}: "
+
+
+class _Printer:
+    """The debugprint tree; ``expand`` shows each custom-layer call as a header line
+    with its nodes beneath, else as one line whose children are the call's inputs."""
+
+    def __init__(self, g: Graph, expand: bool):
+        self.g, self.expand = g, expand
+        self.calls = group_calls(g)
+        self.made_by = _made_by(self.calls)
+        self.lines: list[str] = []
+        self.done: set = set()
+        self.headed: set = set()
+
+    # -- collapsed: units are nodes, whole calls and the masks calls made ------------
+    def unit(self, nid: int):
+        path = group_path(self.g, nid)
+        if not path or nid in self.calls[path[0]].made:
+            return nid
+        return ("group", path[0])
+
+    def group_inputs(self, call: GroupCall) -> list:
+        """``(tag, source node)`` for each value entering the call from outside."""
+        seen, res = set(), []
+        for dst in call.nodes:
+            if dst in call.made:  # a mask the call made has a line of its own
+                continue
+            for src, _port, d in self.g.in_edges(dst):
+                if self.unit(src) == call.key or src in call.made or (src, d["out"]) in seen:
+                    continue
+                seen.add((src, d["out"]))
+                m = edge_mask(self.g, src, d, dst)
+                if d["kind"] == "mask" or src in call.received:
+                    tag = "mask ~mask~> "
+                elif self.g.node(src)["op"] == "variable":
+                    tag = "weight: "
+                else:
+                    tag = "in " + _tag("", d, m)[1:] if m is not None else "in: "
+                res.append((tag, src))
+        return res
+
+    def visit_unit(self, unit, prefix: str, head: str) -> None:
+        key = unit if isinstance(unit, tuple) else ("node", unit)
+        if key in self.done:
+            ref = f"[{self.calls[unit[1]].ref}]" if isinstance(unit, tuple) else f"[{unit}]"
+            self.lines.append(f"{head}{ref} ...")
+            return
+        self.done.add(key)
+        if isinstance(unit, tuple):
+            call = self.calls[unit[1]]
+            self.lines.append(head + _group_line(self.g, call, shapes=True))
+            children = self.group_inputs(call)
+        else:
+            self.lines.append(head + _node_line(self.g, unit, self.calls, self.made_by))
+            children, calls_seen = [], set()
+            for src, port, d in self.g.in_edges(unit):
+                child = self.unit(src)
+                if child in calls_seen:  # a mask computed from several values of a call
+                    continue
+                if isinstance(child, tuple):
+                    calls_seen.add(child)
+                children.append((_tag(port, d, edge_mask(self.g, src, d, unit)), child))
+        for i, (tag, child) in enumerate(children):
+            last = i == len(children) - 1
+            branch, cont = ("└─ ", "   ") if last else ("├─ ", "│  ")
+            self.visit_unit(child if isinstance(child, tuple) else self.unit(child),
+                            prefix + cont, prefix + branch + tag)
+
+    # -- expanded: every node, a header line where the tree enters a call ------------
+    def visit(self, nid: int, prefix: str, head: str, ctx: tuple) -> None:
+        path = group_path(self.g, nid)
+        if nid in self.done:
+            self.lines.append(f"{head}[{nid}] ...")
+            return
+        common = 0
+        while common < min(len(ctx), len(path)) and ctx[common] == path[common]:
+            common += 1
+        for gid in path[common:]:
+            call = self.calls[gid]
+            text = _group_line(self.g, call, shapes=False)
+            if gid in self.headed:
+                text = f"[{call.ref}] group {call.layer!r} ({call.cls}) ..."
+            self.headed.add(gid)
+            self.lines.append(head + text)
+            head, prefix = prefix + "└─ ", prefix + "   "
+        self.done.add(nid)
+        self.lines.append(head + _node_line(self.g, nid, self.calls, self.made_by))
+        edges = self.g.in_edges(nid)
+        for i, (src, port, d) in enumerate(edges):
+            last = i == len(edges) - 1
+            branch, cont = ("└─ ", "   ") if last else ("├─ ", "│  ")
+            m = edge_mask(self.g, src, d, nid)
+            self.visit(src, prefix + cont, prefix + branch + _tag(port, d, m), path)
+
+    def root(self, nid: int) -> None:
+        if self.expand:
+            self.visit(nid, "", "", ())
+        else:
+            self.visit_unit(self.unit(nid), "", "")
+
+
+def debugprint(model, backward: bool = True, file=None, expand: bool = True) -> str:
     """A ``debugprint``-style tree of the compiled graph, read from the outputs up.
 
     Each line is ``[id] op 'layer' shape dtype``; ids are the graph's node ids (stable:
@@ -659,6 +809,13 @@ def debugprint(model, backward: bool = True, file=None) -> str:
     mask ``{mask [id]}``. A node already printed is shown again as ``[id] ...``.
     Roots: the model outputs, the losses and metrics, then (``backward=True``) the
     gradient of every trainable weight. Printed to ``file`` when given; returned.
+
+    A custom layer's call is ``[g<n>] group 'name' (Class)  mask: <its mask rule>``
+    (``g<n>``: :attr:`GroupCall.ref`, stable for a given model). With ``expand=True`` that line is
+    a header and the call's nodes are indented beneath it; with ``expand=False`` the
+    call is that one line (with its output shapes and masks), its children are the
+    values entering the call (``in:``, ``weight:``, and ``mask ~mask~>`` for a mask it
+    receives), and a mask the call computed keeps its own ``[id]`` line.
     """
     g = _graph(model)
     roots = [("output", n) for n, _ in g.meta["outputs"]]
@@ -667,33 +824,11 @@ def debugprint(model, backward: bool = True, file=None) -> str:
     if backward:
         roots += [(f"gradient of {v!r}", n) for v, (n, _) in sorted(g.meta.get("grads",
                                                                            {}).items())]
-    lines, done = [], set()
-
-    def visit(nid, prefix, head):
-        if nid in done:
-            lines.append(f"{head}[{nid}] ...")
-            return
-        done.add(nid)
-        lines.append(head + _node_line(g, nid))
-        edges = g.in_edges(nid)
-        for i, (src, port, d) in enumerate(edges):
-            last = i == len(edges) - 1
-            branch, cont = ("└─ ", "   ") if last else ("├─ ", "│  ")
-            m = edge_mask(g, src, d, nid)
-            if d["kind"] == "mask":
-                tag = f"{port} ~mask~> "
-            elif m is not None:
-                tag = f"{port} {{mask [{m}]}}: "
-            elif d["kind"] in ("residual", "grad"):
-                tag = f"{port} ({d['kind']}): "
-            else:
-                tag = f"{port}: "
-            visit(src, prefix + cont, prefix + branch + tag)
-
+    printer = _Printer(g, expand)
     for what, nid in roots:
-        lines.append(f"# {what}")
-        visit(nid, "", "")
-    text = "\n".join(lines) + "\n"
+        printer.lines.append(f"# {what}")
+        printer.root(nid)
+    text = "\n".join(printer.lines) + "\n"
     if file is not None:
         file.write(text)
     return text

@@ -85,16 +85,19 @@ def _size(g, nid: int) -> int:
     return int(np.prod(g.node(nid)["attrs"]["shape"]))
 
 
-def _group_row(g, call, calls, shown: set) -> tuple[str, ...]:
+def _group_row(g, call, shown: set) -> tuple[str, ...]:
     """One row for a whole custom-layer call: its outputs, the creators of the masks it
     received, its mask rule and all its weights (nested layers' included, each once)."""
     shape = ", ".join(fmt_shape(g.spec(o, k).shape) for o, k in call.outputs)
-    mask_in = ", ".join(dict.fromkeys(creator_name(g, m, calls) for m in call.received))
+    mask_in = ", ".join(dict.fromkeys(creator_name(g, m) for m in call.received))
     weights = dict.fromkeys(src for nid in call.nodes for src, _, _ in g.in_edges(nid)
                             if g.node(src)["op"] == "variable")
     count = "shared" if call.layer in shown else f"{sum(_size(g, v) for v in weights):,}"
     shown.add(call.layer)
-    return (call.title, shape, mask_in or "-", call.rule, count)
+    rule = call.rule
+    if call.made and is_mask_node(g, call.made[0]):  # e.g. an Embedding inside the call
+        rule += f" ({mask_computes(g, call.made[0])})"
+    return (call.title, shape, mask_in or "-", rule, count)
 
 
 def _rows(model, g) -> list[tuple[str, ...]]:
@@ -115,14 +118,14 @@ def _rows(model, g) -> list[tuple[str, ...]]:
         if path:  # a custom layer's call: one row, at its first node
             if path[0] not in done:
                 done.add(path[0])
-                rows.append(_group_row(g, calls[path[0]], calls, shown))
+                rows.append(_group_row(g, calls[path[0]], shown))
             continue
         if not name or (types and name not in types) or (not types and ":" in name):
             continue
         st = node_status(g, nid)
         kind = types.get(name, n["op"])
         shape = ", ".join(fmt_shape(s.shape) for s in n.get("specs") or [])
-        mask_in = ", ".join(creator_name(g, m, calls) for m in st.received) or "-"
+        mask_in = ", ".join(creator_name(g, m) for m in st.received) or "-"
         count = "shared" if name in shown else f"{params.get(name, 0):,}"
         shown.add(name)
         rows.append((f"{name} ({kind})", shape, mask_in, _mask_out(g, st), count))

@@ -4,8 +4,8 @@ Node names are ``n<id>`` with the graph's stable node ids. Mask edges (the boole
 flowing into a ``mask`` port) are orange, dashed and labelled ``mask``; data edges whose
 value carries a mask are blue and bold; mask nodes are orange hexagons. With
 ``backward=True`` the backward graph sits in ``cluster_backward``. A custom layer's call
-is one purple box ``g<id>`` (``kind="group"``); with ``expand=True`` its nodes sit in
-``cluster_g<id>`` instead, labelled with the layer and its mask rule.
+is one purple box ``g<n>`` (``kind="group"``); with ``expand=True`` its nodes sit in
+``cluster_g<n>`` instead, labelled with the layer and its mask rule.
 """
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
 """Concrete masks of a batch, drawn as samples x timesteps grids.
 
-One panel per mask of the model (``per="mask"``) or per mask edge (``per="edge"``: one
-panel for each consumer a mask flows into). A cell is blue where the position is kept
-(mask True) and light grey where it is masked. When the mask was computed from ids
-(``ids != 0``) and the batch is small, each cell shows its id, so padding is easy to
-spot. The masks are computed by running the compiled graph on the batch
+One panel per mask of the model (``per="mask"``; masks a custom layer computes included)
+or per mask edge (``per="edge"``: one panel for each consumer a mask flows into, a
+custom layer whose ``call`` takes the mask counting as one). A cell is blue where the
+position is kept (mask True) and light grey where it is masked. When the mask was
+computed from ids (``ids != 0``) and the batch is small, each cell shows its id, so
+padding is easy to spot. The masks are computed by running the compiled graph on the batch
 (:func:`graphmask.inspect.compute_masks`), exactly as training and evaluation do.
 """
 from __future__ import annotations
@@ -12,31 +13,57 @@ from __future__ import annotations
 import io
 import os
 
+import networkx as nx
 import numpy as np
 
 from graphmask.errors import ConfigError
-from graphmask.inspect import compute_masks, mask_computes, mask_edges, mask_label, mask_nodes
+from graphmask.inspect import (
+    compute_masks,
+    group_calls,
+    mask_computes,
+    mask_edges,
+    mask_label,
+    mask_nodes,
+    mask_values,
+)
 
 KEPT, MASKED = "#1f6fb4", "#e9e9e9"
 MAX_ANNOTATED = 600   # cells; above this the ids are not written in the cells
 
 
+def _users(model, mid: int) -> list[tuple[str, str]]:
+    """``(user, how)`` for each layer that reads mask ``mid``: a mask edge into a layer's
+    ``mask`` port, a custom layer whose ``call`` takes the mask, or one that computes its
+    output mask from it (one entry per call)."""
+    g = model.graph
+    calls = {c.ref: c for c in group_calls(g).values()}
+    users = []
+    for e in mask_edges(model, backward=False, expand=False):
+        if e.mask != mid or e.kind != "mask" or e.dst_op == "attach_mask":
+            continue  # attach_mask: a custom layer passing the mask on, not reading it
+        name = calls[e.dst_group].layer if e.dst_group else e.dst_layer
+        users.append((name, f"port {e.dst_port!r}"))
+    for c in calls.values():
+        if c.parent is None and mid in c.received:
+            if c.takes_mask:
+                users.append((c.layer, "call takes mask"))
+            if any(nx.has_path(g.nx, mid, m) for m in c.made):
+                users.append((c.layer, "its output mask is computed from it"))
+    return users
+
+
 def _panels(model, per: str):
     g = model.graph
-    edges = [e for e in mask_edges(model, backward=False)]
     panels = []
-    for mid in mask_nodes(g):
-        users = []
-        for e in edges:
-            if e.mask == mid and e.kind == "mask" and e.dst_layer not in users:
-                users.append(e.dst_layer)
+    for mid in mask_values(g):
+        users = _users(model, mid)
         name = f"mask of {mask_label(g, mid)!r}: {mask_computes(g, mid)}"
         if per == "mask":
-            panels.append((mid, name, "used by " + (", ".join(repr(u) for u in users)
-                                                    if users else "nothing yet")))
+            names = list(dict.fromkeys(u for u, _ in users))
+            panels.append((mid, name, "used by " + (", ".join(repr(u) for u in names)
+                                                    if names else "nothing yet")))
         else:
-            panels += [(mid, name, f"-> {e.dst_layer!r} (port {e.dst_port!r})")
-                       for e in edges if e.mask == mid and e.kind == "mask"]
+            panels += [(mid, name, f"-> {u!r} ({how})") for u, how in users]
     return panels
 
 

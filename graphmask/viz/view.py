@@ -11,11 +11,11 @@ Weights (``variable`` nodes) are hidden unless asked for; the backward graph onl
 * ``grad``   anything inside the backward graph (gradients, residuals).
 
 Custom layers. Each top-level call of a custom layer (or of a model used as a layer) is
-one box ``g<id>`` labelled ``name (Class)``, its output shapes and its mask rule; a mask
+one box ``g<n>`` labelled ``name (Class)``, its output shapes and its mask rule; a mask
 the call computed stays a mask box of its own (``mask of 'name'``). With
 ``expand=True`` the call's nodes are drawn instead, inside a cluster carrying the same
-label (nested calls in nested clusters). Node ids are ``n<node id>`` and ``g<group
-id>`` (keys of ``graph.meta["groups"]``).
+label (nested calls in nested clusters). Node ids are ``n<node id>`` and, for calls,
+``g<n>`` (:attr:`graphmask.inspect.GroupCall.ref`: calls numbered in call order).
 """
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ CLUSTER_STYLE = ("#f6f2fc", "#6a4fa3")  # fill, border of an expanded call
 
 @dataclass
 class VNode:
-    id: str              # "n<node id>", or "g<group id>" for a collapsed call
+    id: str              # "n<node id>", or "g<n>" for a collapsed call
     kind: str            # source | layer | group | mask | loss | backward
     lines: list          # label lines: title, op, shape
     phase: str = "forward"
@@ -93,7 +93,7 @@ class VEdge:
 
 @dataclass
 class VCluster:
-    id: str              # "g<group id>"
+    id: str              # "g<n>"
     lines: list          # "name (Class)" and the mask rule
     parent: str | None = None
 
@@ -124,13 +124,13 @@ def rule_lines(call) -> list[str]:
     return [] if call.rule == "none" else call.rule.split(", ")
 
 
-def _lines(g, nid: int, kind: str, made: dict) -> list[str]:
+def _lines(g, nid: int, kind: str, expand: bool) -> list[str]:
     n = g.node(nid)
     specs = n.get("specs") or []
     shape = " ".join(fmt_shape(s.shape) for s in specs[:1])
-    if kind == "mask":
-        return [f"mask of {creator_name(g, nid)!r}", mask_computes(g, nid),
-                f"{shape} bool"]
+    if kind == "mask":  # expanded, the layer inside the call that made it
+        who = n["layer"] if expand else creator_name(g, nid)
+        return [f"mask of {who!r}", mask_computes(g, nid), f"{shape} bool"]
     if n["op"] == "variable":
         return [n["attrs"]["var"], f"weight {shape}"]
     title = n["layer"] or f"{n['op']}#{nid}"
@@ -182,7 +182,7 @@ def build_view(model, backward: bool = False, variables: bool = False,
         path = group_path(g, nid)
         if expand or not path or nid in calls[path[0]].made:
             return f"n{nid}"
-        return f"g{path[0]}"
+        return calls[path[0]].ref
 
     for nid in g.order():
         n = g.node(nid)
@@ -193,24 +193,22 @@ def build_view(model, backward: bool = False, variables: bool = False,
         k = key(nid)
         if k.startswith("g"):
             if k not in view.nodes:
-                call = calls[int(k[1:])]
-                view.nodes[k] = VNode(k, "group", _group_lines(g, call))
+                view.nodes[k] = VNode(k, "group", _group_lines(g, calls[group_path(g, nid)[0]]))
             continue
         kind = _kind(n, g, nid, made)
         path = group_path(g, nid)
-        cluster = f"g{path[-1]}" if expand and path else None
-        view.nodes[k] = VNode(k, kind, _lines(g, nid, kind, made), n["phase"], cluster)
+        cluster = calls[path[-1]].ref if expand and path else None
+        view.nodes[k] = VNode(k, kind, _lines(g, nid, kind, expand), n["phase"], cluster)
     if expand:
         used = {v.cluster for v in view.nodes.values() if v.cluster}
+        for c in reversed(calls.values()):  # inner calls first: the calls around them too
+            if c.ref in used and c.parent is not None:
+                used.add(calls[c.parent].ref)
         for c in calls.values():
-            while c.parent is not None and f"g{c.id}" in used:  # the calls around it too
-                used.add(f"g{c.parent}")
-                c = calls[c.parent]
-        for c in calls.values():
-            if f"g{c.id}" in used:
-                view.clusters[f"g{c.id}"] = VCluster(
-                    f"g{c.id}", [c.title, *rule_lines(c)],
-                    None if c.parent is None else f"g{c.parent}")
+            if c.ref in used:
+                view.clusters[c.ref] = VCluster(
+                    c.ref, [c.title, *rule_lines(c)],
+                    None if c.parent is None else calls[c.parent].ref)
     seen = set()
     for dst in g.order():
         dk = key(dst)
@@ -220,7 +218,7 @@ def build_view(model, backward: bool = False, variables: bool = False,
             sk = key(src)
             if sk not in view.nodes or sk == dk:
                 continue
-            if src in made and dk == f"g{made[src].id}":
+            if src in made and dk == made[src].ref:
                 continue  # the call attaching the mask it computed: inside its box
             if dk.startswith("g") and g.node(dst)["op"] == "attach_mask" and port == "mask":
                 continue  # a call passing a mask on: its outgoing edge carries the mask
