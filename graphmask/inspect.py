@@ -53,13 +53,14 @@ def is_mask_node(g: Graph, nid: int) -> bool:
 def edge_mask(g: Graph, src: int, data: dict, dst: int | None = None) -> int | None:
     """The mask the value on an edge carries.
 
-    Its ``mask`` annotation; for a mask edge, its source mask node; for a forward data
-    edge without an annotation (edges the loss pass added), the mask annotated on the
-    source's output (node ``masks``), which is the same value.
+    Its ``mask`` annotation; for a mask edge, its source mask node (or the mask a custom
+    layer computed and attaches); for a forward data edge without an annotation (edges
+    the loss pass added), the mask annotated on the source's output (node ``masks``),
+    which is the same value.
     """
     if data.get("mask") is not None:
         return data["mask"]
-    if data["kind"] == "mask" and is_mask_node(g, src):
+    if data["kind"] == "mask" and (is_mask_node(g, src) or group_path(g, src)):
         return src
     if data["kind"] == "data" and dst is not None and g.node(dst)["phase"] == "forward":
         masks = g.node(src).get("masks") or []
@@ -458,8 +459,14 @@ def _event_text(g: Graph, nid: int, mid: int, calls: dict) -> str:
 
 
 def _made_text(g: Graph, call: GroupCall, mid: int) -> str:
-    if "compute_mask" in call.how:
+    """How ``call`` computed mask ``mid``: by its compute_mask, by the compute_mask of a
+    custom layer nested in it, or by a layer inside (``as ids != 0``)."""
+    inner = group_path(g, mid)[-1]
+    if inner == call.id and "compute_mask" in call.how:
         return "(compute_mask)"
+    meta = _call_meta(g, inner)
+    if inner != call.id and "compute_mask" in meta.get("how", ""):
+        return f"(compute_mask of {meta.get('layer')!r})"
     if is_mask_node(g, mid):
         return f"as {mask_computes(g, mid)}"
     return "(by the layers inside)"
@@ -790,8 +797,10 @@ class _Printer:
         for i, (src, port, d) in enumerate(edges):
             last = i == len(edges) - 1
             branch, cont = ("└─ ", "   ") if last else ("├─ ", "│  ")
-            m = edge_mask(self.g, src, d, nid)
-            self.visit(src, prefix + cont, prefix + branch + _tag(port, d, m), path)
+            tag = _tag(port, d, edge_mask(self.g, src, d, nid))
+            if any(src in self.calls[gid].received for gid in path):
+                tag = f"{port} ~mask~> "  # the mask a call received, read as a value
+            self.visit(src, prefix + cont, prefix + branch + tag, path)
 
     def root(self, nid: int) -> None:
         if self.expand:
