@@ -25,7 +25,7 @@ def check_masked_steps(model, x, *, dtype="float64", rtol=0.0, atol=0.0) -> Chec
       output (zeros before the first kept step; zeros everywhere masked with
       ``zero_output_for_mask=True``). ``go_backwards`` is read in processing order.
     * ``LSTM`` final output (and ``return_state`` states) of a sample with no kept
-      step: zeros.
+      step: zeros (the states: the ``initial_state``, when one is given).
     * ``Masking``: masked steps are exactly zero, kept steps unchanged.
     * ``Embedding(mask_zero=True)``: the padding id still gets its embedding row.
 
@@ -53,7 +53,7 @@ def check_masked_steps(model, x, *, dtype="float64", rtol=0.0, atol=0.0) -> Chec
     for nid in checks:
         fetches += [(nid, k) for k in range(len(g.node(nid)["specs"]))]
         fetches += [src for p, src in g.in_ports(nid).items()
-                    if p in ("x", "mask", "ids", "embeddings")]
+                    if p in ("x", "mask", "ids", "embeddings", "h0", "c0")]
     if not fetches:
         return rec.report()
     vals = values(model, batch, fetches, dtype)
@@ -63,7 +63,8 @@ def check_masked_steps(model, x, *, dtype="float64", rtol=0.0, atol=0.0) -> Chec
         name = n["layer"]
         mask = vals[ports["mask"]].astype(bool) if "mask" in ports else None
         if n["op"] == "lstm" and mask is not None:
-            _check_lstm_steps(name, n["attrs"], vals, nid, mask, rtol, atol, rec)
+            init = [vals[ports[p]] for p in ("h0", "c0") if p in ports]
+            _check_lstm_steps(name, n["attrs"], vals, nid, mask, rtol, atol, rec, init)
         elif n["op"] == "masking":
             xin = vals[ports["x"]]
             m = mask if mask is not None else np.any(xin != n["attrs"]["mask_value"], -1)
@@ -91,7 +92,7 @@ def check_masked_steps(model, x, *, dtype="float64", rtol=0.0, atol=0.0) -> Chec
     return rec.report()
 
 
-def _check_lstm_steps(name, attrs, vals, nid, mask, rtol, atol, rec):
+def _check_lstm_steps(name, attrs, vals, nid, mask, rtol, atol, rec, init=()):
     back = bool(attrs.get("go_backwards"))
     zero = bool(attrs.get("zero_output_for_mask"))
     pm = mask[:, ::-1] if back else mask  # mask in processing order
@@ -122,8 +123,10 @@ def _check_lstm_steps(name, attrs, vals, nid, mask, rtol, atol, rec):
             rec.skip(f"{what}: no such sample in this batch")
             continue
         v = vals[(nid, k)]
-        compare(what, np.zeros_like(v), v, empty[:, None] & np.ones(v.shape, bool), rtol,
-                atol, "\n  the initial state is zero and no step was computed", time_axis=False)
+        want = init[k - 1] if k and init else np.zeros_like(v)
+        compare(what, want, v, empty[:, None] & np.ones(v.shape, bool), rtol, atol,
+                "\n  no step was computed: the output is zero, the states are the initial "
+                "state (zero unless initial_state is given)", time_axis=False)
         rec.ok(what)
 
 

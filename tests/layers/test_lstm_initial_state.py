@@ -343,3 +343,29 @@ def test_states_passed_as_inputs_is_an_error():
     assert str(e.value) == ("LSTM 'dec': call it on one (batch, timesteps, features) tensor "
                             "and pass the state as initial_state=[h, c], got 3 input tensors")
     assert not layer.built
+
+
+def test_check_masked_steps_knows_the_initial_state(monkeypatch):
+    """graphmask.testing's masked-step check: an empty target row keeps the encoder's
+    states (not zeros), and the check still catches a wrong state."""
+    from graphmask.testing import invariants
+
+    src, tgt = Input((6,), dtype="int32"), Input((5,), dtype="int32")
+    _, h, c = LSTM(4, return_state=True)(Embedding(V, 3, mask_zero=True)(src))
+    out = LSTM(4, return_sequences=True, return_state=True, name="dec")(
+        Embedding(V, 3, mask_zero=True)(tgt), initial_state=[h, c])
+    model = Model([src, tgt], out)
+    report = invariants.check_masked_steps(model, [SRC, TGT])
+    assert "layer 'dec' (LSTM) final state h of a sample with no kept step" in report.checked
+    assert "layer 'dec' (LSTM) final state c of a sample with no kept step" in report.checked
+    original = OP.forward
+
+    def forgetful(attrs, inputs):  # an LSTM that drops the initial state of empty samples
+        outs = original(attrs, inputs)
+        if "h0" in inputs:
+            outs[1][~inputs["mask"].any(axis=1)] = 0
+        return outs
+
+    monkeypatch.setattr(OP, "forward", forgetful)
+    with pytest.raises(AssertionError, match="final state h of a sample with no kept step"):
+        invariants.check_masked_steps(model, [SRC, TGT])
