@@ -6,6 +6,11 @@ several layers get invisible bend points; a few barycenter sweeps order each lay
 reduce crossings; x positions follow the neighbours' average and are then pushed apart
 so boxes never overlap. Edges are smooth curves; mask-edge labels are placed where they
 overlap no box and no other label. A legend explains edge and node styles.
+
+An expanded custom-layer call (a cluster) is laid out on its own, with a stub at its top
+for each value entering it and one at its bottom for each value leaving it, and then
+placed as one big box in the level around it; edges cross its border at the stubs. So
+clusters, nested ones included, never overlap other boxes.
 """
 from __future__ import annotations
 

@@ -144,7 +144,9 @@ def _lines(g, nid: int, kind: str, expand: bool) -> list[str]:
         lines.append("mean over kept steps")
     elif n["op"] == "weighted_mean":
         lines.append("mean over all steps")
-    if kind == "layer":
+    if kind == "layer" and n["op"] == "attach_mask" and group_path(g, nid):
+        lines.append("attaches mask")  # a custom layer's output mask
+    elif kind == "layer":
         st = node_status(g, nid)
         in_call = bool(group_path(g, nid))  # the call's box states what it does
         lines.append({"created": "creates a mask", "merged": "merges masks",
