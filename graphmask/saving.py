@@ -66,7 +66,8 @@ VERSION = 2  # 2: layer calls with their argument structure (custom layers)
 LAYER_CLASSES: dict[str, type] = {c.__name__: c for c in (
     InputLayer, L.Embedding, L.Dense, L.LSTM, L.Masking, L.Flatten, L.Activation,
     L.Dropout, L.GlobalAveragePooling1D, L.GlobalMaxPooling1D, L.TimeDistributed, L.Add,
-    L.Concatenate, L.Lambda)}
+    L.Concatenate, L.Lambda, L.LayerNormalization, L.Subtract, L.Multiply, L.Average,
+    L.Maximum, L.Minimum, L.Dot, L.RepeatVector, L.Reshape, L.Permute)}
 
 _MAX_CONFIG_BYTES = 64 * 2**20
 #: Largest uncompressed size of one member of a model file (``weights.npz`` holds all

@@ -14,8 +14,13 @@ from graphmask.layers.core import (
     TimeDistributed,
 )
 from graphmask.layers.lambda_layer import Lambda
+from graphmask.layers.merging import Average, Dot, Maximum, Minimum, Multiply, Subtract
+from graphmask.layers.normalization import LayerNormalization
 from graphmask.layers.recurrent import LSTM
+from graphmask.layers.reshaping import Permute, RepeatVector, Reshape
 
 __all__ = ["Input", "InputLayer", "Layer", "SymbolicTensor", "Variable", "Activation", "Add",
            "Concatenate", "Dense", "Dropout", "Embedding", "Flatten", "GlobalAveragePooling1D",
-           "GlobalMaxPooling1D", "Lambda", "Masking", "TimeDistributed", "LSTM"]
+           "GlobalMaxPooling1D", "Lambda", "Masking", "TimeDistributed", "LSTM",
+           "Average", "Dot", "LayerNormalization", "Maximum", "Minimum", "Multiply", "Permute",
+           "RepeatVector", "Reshape", "Subtract"]
