@@ -86,10 +86,8 @@ class LayerNormalization(Layer):
         self.center = bool(center)
         self.scale = bool(scale)
         self.rms_scaling = bool(rms_scaling)
-        self.beta_initializer = initializers.get(beta_initializer, self.name,
-                                                 "beta_initializer")
-        self.gamma_initializer = initializers.get(gamma_initializer, self.name,
-                                                  "gamma_initializer")
+        self.beta_initializer = initializers.get(beta_initializer, who, "beta_initializer")
+        self.gamma_initializer = initializers.get(gamma_initializer, who, "gamma_initializer")
         self.supports_masking = True
         if self.rms_scaling:
             warnings.warn(f"{who}: rms_scaling=True is deprecated in Keras 3: it divides by "

@@ -3,8 +3,7 @@
 
 None of the three supports masking in Keras 3, which only warns when a mask reaches one
 and drops it. graphmask refuses at model-building time: a :class:`MaskError` naming the
-layer that made the mask and the layer it reaches. To go on without the mask, drop it on
-purpose before the layer (``Lambda(lambda t: t, mask=lambda inputs, mask: None)``).
+layer that made the mask and the layer it reaches, as for graphmask's ``Flatten``.
 """
 from __future__ import annotations
 
@@ -38,8 +37,8 @@ class _NoMask(Layer):
                 f"the mask created by {mask_creator(arriving[0])} reaches layer "
                 f"{self.name!r} ({type(self).__name__}), which cannot take a mask. Keras 3 "
                 f"would only warn and drop it, and padded positions would count in "
-                f"everything after it. Drop it on purpose before this layer: "
-                f"Lambda(lambda t: t, mask=lambda inputs, mask: None).")
+                f"everything after it. Consume the mask first (LSTM, "
+                f"GlobalAveragePooling1D) or do not create it.")
         return cast_floats(self, inputs)
 
 
