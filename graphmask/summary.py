@@ -85,14 +85,19 @@ def _size(g, nid: int) -> int:
     return int(np.prod(g.node(nid)["attrs"]["shape"]))
 
 
-def _group_row(g, call, shown: set) -> tuple[str, ...]:
+def _group_row(g, call, layer, shown: set) -> tuple[str, ...]:
     """One row for a whole custom-layer call: its outputs, the creators of the masks it
-    received, its mask rule and all its weights (nested layers' included, each once)."""
+    received, its mask rule and all its weights (nested layers' included, each once; as
+    Keras, also those its ``call`` does not use)."""
     shape = ", ".join(fmt_shape(g.spec(o, k).shape) for o, k in call.outputs)
     mask_in = ", ".join(dict.fromkeys(creator_name(g, m) for m in call.received))
-    weights = dict.fromkeys(src for nid in call.nodes for src, _, _ in g.in_edges(nid)
-                            if g.node(src)["op"] == "variable")
-    count = "shared" if call.layer in shown else f"{sum(_size(g, v) for v in weights):,}"
+    if layer is not None:
+        size = sum(int(np.prod(w.shape)) for w in {id(w): w for w in layer.weights}.values())
+    else:
+        weights = dict.fromkeys(src for nid in call.nodes for src, _, _ in g.in_edges(nid)
+                                if g.node(src)["op"] == "variable")
+        size = sum(_size(g, v) for v in weights)
+    count = "shared" if call.layer in shown else f"{size:,}"
     shown.add(call.layer)
     rule = call.rule
     if call.made and is_mask_node(g, call.made[0]):  # e.g. an Embedding inside the call
@@ -101,7 +106,8 @@ def _group_row(g, call, shown: set) -> tuple[str, ...]:
 
 
 def _rows(model, g) -> list[tuple[str, ...]]:
-    types = {layer.name: type(layer).__name__ for layer in getattr(model, "layers", [])}
+    layers = {layer.name: layer for layer in getattr(model, "layers", [])}
+    types = {name: type(layer).__name__ for name, layer in layers.items()}
     params: dict[str, int] = {}
     for nid in g.order():
         n = g.node(nid)
@@ -118,7 +124,8 @@ def _rows(model, g) -> list[tuple[str, ...]]:
         if path:  # a custom layer's call: one row, at its first node
             if path[0] not in done:
                 done.add(path[0])
-                rows.append(_group_row(g, calls[path[0]], shown))
+                call = calls[path[0]]
+                rows.append(_group_row(g, call, layers.get(call.layer), shown))
             continue
         if not name or (types and name not in types) or (not types and ":" in name):
             continue
@@ -161,17 +168,34 @@ def _table(rows, widths) -> list[str]:
     return out
 
 
-def _totals(g) -> list[str]:
-    total = trainable = total_b = trainable_b = 0
+def _weights(model, g) -> list[tuple[int, int, bool]]:
+    """(size, bytes, trainable) of each weight: the graph's ``variable`` nodes, then the
+    model's weights no node reads (a custom layer's weight its ``call`` does not use),
+    which Keras counts too."""
+    out, names = [], set()
     for nid in g.order():
         n = g.node(nid)
-        if n["op"] != "variable":
-            continue
-        a = n["attrs"]
-        size = int(np.prod(a["shape"]))
-        nbytes = size * np.dtype(a.get("dtype", "float32")).itemsize
+        if n["op"] == "variable":
+            a = n["attrs"]
+            size = int(np.prod(a["shape"]))
+            names.add(a["var"])
+            out.append((size, size * np.dtype(a.get("dtype", "float32")).itemsize,
+                        bool(a.get("trainable", True))))
+    if not hasattr(model, "trainable_weights"):
+        return out
+    trainable = {id(w) for w in model.trainable_weights}
+    for w in {id(w): w for w in model.weights}.values():
+        if w.name not in names:
+            size = int(np.prod(w.shape))
+            out.append((size, w.value.nbytes, id(w) in trainable))
+    return out
+
+
+def _totals(model, g) -> list[str]:
+    total = trainable = total_b = trainable_b = 0
+    for size, nbytes, train in _weights(model, g):
         total, total_b = total + size, total_b + nbytes
-        if a.get("trainable", True):
+        if train:
             trainable, trainable_b = trainable + size, trainable_b + nbytes
     return [f" Total params: {total:,} ({_fmt_bytes(total_b)})",
             f" Trainable params: {trainable:,} ({_fmt_bytes(trainable_b)})",
@@ -209,7 +233,7 @@ def summary(model, print_fn=None, line_length=None, return_string=False):
     lines = [f'Model: "{getattr(model, "name", "functional")}"']
     rows = _rows(model, g)
     lines += _table(rows, _widths(rows, width))
-    lines += _totals(g)
+    lines += _totals(model, g)
     lines += _flow(g, width)
     text = "\n".join(lines) + "\n"
     if return_string:

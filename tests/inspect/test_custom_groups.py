@@ -172,6 +172,30 @@ def test_summary_second_call_of_a_custom_layer_is_shared():
                          "'block'\n")
 
 
+def test_summary_counts_weights_a_call_does_not_use_as_keras_does():
+    class Counted(gm.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.supports_masking = True
+
+        def build(self, input_shape):
+            self.scale = self.add_weight(shape=(3,), initializer="ones", name="scale")
+            self.count = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                         name="count")
+
+        def call(self, x):
+            return x * self.scale
+
+    x = Input(shape=(5,), dtype="int32", name="ids")
+    text = Model(x, Counted(name="b")(Embedding(7, 3, mask_zero=True, name="emb")(x))
+                 ).summary(return_string=True)
+    # Keras 3.15's summary of the same model: b has 4 params; 25 = 24 trainable + 1
+    assert rows(text)[2][0] == "b (Counted)" and rows(text)[2][4] == "4"
+    assert text.splitlines()[-5:-2] == [" Total params: 25 (100.00 B)",
+                                        " Trainable params: 24 (96.00 B)",
+                                        " Non-trainable params: 1 (4.00 B)"]
+
+
 def test_summary_nested_custom_layers_are_one_row_of_the_outer_call():
     text = nested_model().summary(return_string=True)
     assert rows(text)[2:] == [
