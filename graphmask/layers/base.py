@@ -64,6 +64,8 @@ class Layer:
 
     #: extra keyword arguments a built-in layer's ``call`` takes (LSTM: ``initial_state``)
     _call_kwargs: tuple = ()
+    #: a built-in layer whose op behaves differently while training (Dropout)
+    _training_sensitive: bool = False
 
     def __init__(self, name: str | None = None, trainable: bool = True, dtype=None, **kwargs):
         unsupported = sorted(k for k in KERAS_ONLY if kwargs.get(k) is not None)

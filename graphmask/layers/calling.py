@@ -99,7 +99,7 @@ def _record_node(layer, args, kwargs, out, start: int):
     return out
 
 
-def _check_mask_arg(layer, mask, like):
+def _check_mask_arg(layer, mask):
     """An explicit ``mask=`` must be a symbolic bool tensor (or a structure of them)."""
     for m in flatten(mask):
         if m is None:
@@ -116,7 +116,10 @@ def _check_mask_arg(layer, mask, like):
 def _call_builtin(layer, args, kwargs):
     kwargs = dict(kwargs)
     mask = kwargs.pop("mask", None)
-    kwargs.pop("training", None)  # dropout follows the plan (training in fit only)
+    training = kwargs.pop("training", None)
+    if training is not None and layer._training_sensitive:
+        raise ConfigError(f"{_who(layer)}: training={training!r} at call time is not supported: "
+                          f"it is active while fitting and off in predict/evaluate")
     extra = {k: kwargs.pop(k) for k in list(kwargs) if k in layer._call_kwargs}
     if kwargs or len(args) != 1:
         bad = sorted(kwargs) or [f"{len(args)} positional arguments"]
@@ -128,7 +131,7 @@ def _call_builtin(layer, args, kwargs):
             raise ConfigError(f"layer {layer.name!r}: expected a symbolic tensor (from Input "
                               f"or another layer), got {type(t).__name__}")
     if mask is not None:
-        _check_mask_arg(layer, mask, inputs)
+        _check_mask_arg(layer, mask)
         masks = mask if isinstance(inputs, (list, tuple)) else [mask]
         if not isinstance(masks, (list, tuple)) or len(masks) != len(tensors):
             raise MaskError(f"{_who(layer)}: mask= needs one mask (or None) per input "
@@ -164,7 +167,7 @@ def _call_custom(layer, args, kwargs):
     first_arg = args[0]
     # 3. mask hand-over
     if arguments.get("mask") is not None:
-        _check_mask_arg(layer, arguments["mask"], first_arg)
+        _check_mask_arg(layer, arguments["mask"])
     if len(tensor_args) == 1:
         if "mask" in params and arguments.get("mask") is None:
             only = next(iter(tensor_args.values()))

@@ -129,6 +129,8 @@ class Dropout(Layer):
     """Zeroes inputs with probability ``rate`` while training (scaling the rest by
     ``1 / (1 - rate)``); the identity in predict and evaluate. Passes the mask."""
 
+    _training_sensitive = True
+
     def __init__(self, rate, noise_shape=None, seed=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:

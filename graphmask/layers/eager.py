@@ -96,7 +96,8 @@ def eager_call(layer, args, kwargs):
         feeds: list = []
         sym_args = tuple(_convert(layer, a, feeds, f"argument {i}") for i, a in enumerate(args))
         sym_kwargs = {k: (v if k == "training" else _convert(layer, v, feeds, k))
-                      for k, v in kwargs.items()}
+                      for k, v in kwargs.items()
+                      if not (k == "training" and layer._builtin)}  # built-ins: the plan
         if not feeds:
             raise InputTypeError(f"layer {layer.name!r}: call it on symbolic tensors or on "
                                  f"NumPy arrays, got {[type(a).__name__ for a in args]}")

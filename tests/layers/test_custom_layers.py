@@ -286,3 +286,15 @@ def test_the_graph_groups_a_custom_layers_primitives_under_its_name():
     assert "prim.add" in ops_of["blk"] and "prim.multiply" in ops_of["blk"]
     nested = [g.node(n) for n in g.order() if g.node(n)["layer"] == "blk_proj"]
     assert nested and all(n.get("scope") == ["blk"] for n in nested)
+
+
+def test_dropout_training_follows_fit_and_eager_calls_but_not_a_symbolic_argument():
+    x = np.ones((4, 50), dtype="float32")
+    drop = gm.Dropout(0.5)
+    np.testing.assert_array_equal(drop(x), x)
+    np.testing.assert_array_equal(drop(x, training=False), x)
+    out = drop(x, training=True)
+    assert set(np.unique(out)) <= {0.0, 2.0} and 0 < (out == 0).sum() < out.size
+    with pytest.raises(ConfigError, match=r"layer 'dropout_1' \(Dropout\): training=True at "
+                                          r"call time is not supported"):
+        gm.Dropout(0.5)(Input((3,)), training=True)
