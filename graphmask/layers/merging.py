@@ -11,8 +11,8 @@ masks follow Keras 3's ``Merge``:
   positions no input keeps are 0;
 * ``Maximum`` / ``Minimum`` take the extreme over the inputs that keep a position (a
   position no input keeps holds the first input's value);
-* inputs of different ranks get axes of size 1 inserted after the batch axis, and then,
-  as in Keras, ``Multiply`` / ``Maximum`` / ``Minimum`` do not look at the masks.
+* inputs of lower rank get axes of size 1 inserted after the batch axis; as in Keras,
+  ``Multiply`` / ``Maximum`` / ``Minimum`` then do not see those inputs' masks.
 
 ``Dot`` ignores masks in Keras 3 and gives its output none, without a warning: padded
 positions count in the products and the mask is lost. graphmask refuses a masked input
@@ -99,17 +99,17 @@ class _Merge(Layer):
 
     def _same_rank(self, inputs, masks):
         """Keras's reshaping: axes of size 1 after the batch axis until the ranks agree;
-        the reshaped inputs carry no mask (as in Keras, where they are new tensors)."""
-        ranks = [len(t.shape) for t in inputs]
-        if len(set(ranks)) == 1:
-            return inputs, masks
-        top = max(ranks)
-        out = []
-        for t in inputs:
-            for _ in range(top - len(t.shape)):
-                t = gops.expand_dims(t, 1)
+        a reshaped input's mask is not seen (in Keras it is a new tensor, without one)."""
+        top = max(len(t.shape) for t in inputs)
+        out, seen = [], []
+        for t, m in zip(inputs, masks):
+            if len(t.shape) < top:
+                for _ in range(top - len(t.shape)):
+                    t = gops.expand_dims(t, 1)
+                m = None
             out.append(t)
-        return out, [None] * len(out)
+            seen.append(m)
+        return out, seen
 
     def _input_masks(self, inputs, mask) -> list:
         """One mask (or None) per input: what ``call`` / ``compute_mask`` received."""

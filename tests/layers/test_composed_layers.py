@@ -318,6 +318,24 @@ def test_merges_of_inputs_with_different_ranks_broadcast_as_keras():
         np.testing.assert_allclose(got, want, RTOL, ATOL)
 
 
+def test_a_masked_sequence_merged_with_a_vector_keeps_its_mask_in_the_merge():
+    """Keras expands only the lower-rank input; the sequence is passed as it is, so
+    Multiply / Maximum / Minimum still see its mask (the output has none: the vector is
+    unmasked)."""
+    ids, vec = Input((5,), dtype="int32"), Input((3,))
+    e = Embedding(7, 3, mask_zero=True, name="emb")(ids)
+    outs = [cls()([e, vec]) for cls in (Multiply, Maximum, Minimum)]
+    assert all(o.keras_mask is None for o in outs)
+    model = Model([ids, vec], outs)
+    v = _rand((5, 3), 10)
+    seq, w = model.get_layer("emb").get_weights()[0][IDS_A], v[:, None, :]
+    m = (IDS_A != 0)[..., None]
+    mul, top, low = model.predict([IDS_A, v])
+    np.testing.assert_allclose(mul, np.where(m, seq, 1) * w, RTOL, ATOL)
+    np.testing.assert_allclose(top, np.where(m, np.maximum(seq, w), w), RTOL, ATOL)
+    np.testing.assert_allclose(low, np.where(m, np.minimum(seq, w), w), RTOL, ATOL)
+
+
 def test_average_and_multiply_take_any_number_of_inputs():
     xs = [Input((3,)) for _ in range(3)]
     model = Model(xs, [Average()(xs), Multiply()(xs), Average()(xs[:1])])
