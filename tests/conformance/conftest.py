@@ -5,8 +5,18 @@ the torch backend before Keras is first imported and skips, naming what is missi
 when Keras 3 or torch is not installed.
 """
 import os
+import sys
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_names():
+    """Keras's automatic layer names restart in every test, as graphmask's do
+    (tests/conftest.py), so tests comparing the two libraries' names need no order."""
+    if "keras" in sys.modules:
+        sys.modules["keras"].backend.clear_session()
+    yield
 
 
 def pytest_collection_modifyitems(config, items):
