@@ -50,6 +50,16 @@ CASES = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_layer_names():
+    """Leave graphmask's automatic layer names as a fresh session has them (the eager
+    calls make Inputs and LSTMs Keras does not see), so that other modules' graphmask and
+    Keras twins still get the same automatic names."""
+    gm.clear_session()
+    yield
+    gm.clear_session()
+
+
 def _layer(module, **kw):
     init = module.initializers
     return module.layers.LSTM(2, kernel_initializer=init.Constant(0.01),
@@ -79,5 +89,8 @@ def test_the_copied_numbers_are_what_keras_computes(case):
 
     keras = import_keras()
     _, layer_kw, call_kw, expected = case
-    out = _layer(keras, **layer_kw)(SEQUENCE, **call_kw)
+    try:
+        out = _layer(keras, **layer_kw)(SEQUENCE, **call_kw)
+    finally:
+        keras.backend.clear_session()  # Keras's automatic names: fresh again, as graphmask's
     np.testing.assert_allclose(keras.ops.convert_to_numpy(out), expected, **TOL)
