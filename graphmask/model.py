@@ -432,9 +432,11 @@ class Model(TrainingMixin, Layer):
         one batch (as ``predict_on_batch``)."""
         if any(isinstance(t, SymbolicTensor) for t in flatten((list(args), kwargs))):
             return Layer.__call__(self, *args, **kwargs)
-        if len(args) != 1 or set(kwargs) - {"training"}:
+        if len(args) != 1:
             raise ConfigError(f"Model {self.name!r}: call it on the input array(s), e.g. "
                               f"model(x) or model([x1, x2])")
+        if kwargs.get("mask") is not None or kwargs.get("training"):
+            return Layer.__call__(self, *args, **kwargs)  # eager, as any layer
         return self.predict_on_batch(args[0])
 
     def call(self, inputs, training=None, mask=None):

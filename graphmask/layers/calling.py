@@ -21,6 +21,8 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from graphmask.errors import ConfigError, GraphmaskError, MaskError
 from graphmask.layers.tensors import (
     Group,
@@ -64,33 +66,33 @@ def _is_symbolic_leaf(x) -> bool:
 
 def call_layer(layer, args: tuple, kwargs: dict):
     """``layer(*args, **kwargs)``: trace, or compute at once on NumPy arrays."""
-    if not args:
-        raise ConfigError(f"{_who(layer)}: call it on a tensor, e.g. layer(x)")
     leaves = flatten((list(args), kwargs))
+    if not args and not any(isinstance(t, (SymbolicTensor, np.ndarray)) for t in leaves):
+        raise ConfigError(f"{_who(layer)}: call it on a tensor, e.g. layer(x)")
     if not any(isinstance(t, SymbolicTensor) for t in leaves):
         from graphmask.layers.eager import eager_call
         return eager_call(layer, args, kwargs)
-    start = next_order()
     if layer._builtin:
         out = _call_builtin(layer, args, kwargs)
     else:
         out = _call_custom(layer, args, kwargs)
-    return _record_node(layer, args, kwargs, out, start)
+    return _record_node(layer, args, kwargs, out)
 
 
-def _record_node(layer, args, kwargs, out, start: int):
-    """Mark each output with this layer call (Keras's ``_keras_history``). An output that
-    is a tensor from before (``call`` returned its input) gets its own identity node, as
-    each Keras layer call makes new tensors."""
-    flat = flatten(out)
+def _fresh_outputs(layer, out, start: int):
+    """An output that is a tensor from before the call (``call`` returned its input) gets
+    its own identity node, as each Keras layer call makes new tensors."""
     fresh = {}
-    for t in flat:
-        if t.call.order < start and id(t) not in fresh:
+    for t in flatten(out):
+        if isinstance(t, SymbolicTensor) and t.call.order < start and id(t) not in fresh:
             copy = record(layer, "identity", {}, {"x": t}, keep=False)
             copy.keras_mask = t.keras_mask
             fresh[id(t)] = copy
-    if fresh:
-        out = map_structure(lambda t: fresh.get(id(t), t), out)
+    return map_structure(lambda t: fresh.get(id(t), t), out) if fresh else out
+
+
+def _record_node(layer, args, kwargs, out):
+    """Mark each output with this layer call (Keras's ``_keras_history``)."""
     node = LayerNode(layer, tuple(args), dict(kwargs), flatten(out))
     for t in node.outputs:
         t.node = node
@@ -164,7 +166,10 @@ def _call_custom(layer, args, kwargs):
     tensor_args = {k: v for k, v in arguments.items()
                    if k not in ("mask", "training") and not k.endswith("_mask")
                    and any(isinstance(t, SymbolicTensor) for t in flatten(v))}
-    first_arg = args[0]
+    # Keras's first_arg: the first positional argument, else the first tensor argument
+    first_arg = args[0] if args else next(iter(tensor_args.values()), None)
+    if first_arg is None:
+        raise ConfigError(f"{_who(layer)}: call it on a tensor, e.g. layer(x)")
     # 3. mask hand-over
     if arguments.get("mask") is not None:
         _check_mask_arg(layer, arguments["mask"])
@@ -210,9 +215,10 @@ def _call_custom(layer, args, kwargs):
                               f"{type(e).__name__}: {e}") from e
         layer.built = True
     # 5. trace call
+    start = next_order()
     try:
         with tracing(layer, group):
-            out = layer.call(*bound.args, **bound.kwargs)
+            out = _fresh_outputs(layer, layer.call(*bound.args, **bound.kwargs), start)
     except GraphmaskError as e:
         if f"{layer.name!r}" in str(e):
             raise
@@ -266,12 +272,9 @@ def _set_output_masks(layer, inputs, out, previous_mask, group=None):
                           f"{e}") from e
     if masks is None:
         return out
+    # as Keras's _set_mask_metadata: masks pair with outputs in order (zip), so one mask
+    # for several outputs goes to the first, and surplus masks are ignored
     flat_out, flat_masks = flatten(out), flatten(masks)
-    if len(flat_masks) == 1 and len(flat_out) > 1:
-        flat_masks = flat_masks * len(flat_out)
-    if len(flat_masks) != len(flat_out):
-        raise MaskError(f"{_who(layer)}: compute_mask() returned {len(flat_masks)} masks for "
-                        f"{len(flat_out)} outputs")
     replaced = {}
     with tracing(layer, group):
         for t, m in zip(flat_out, flat_masks):

@@ -50,18 +50,10 @@ Keras 3.15 behaviours met here (graphmask does not copy them):
   when the model runs the inner layers' mask travels on the output tensor and the loss
   is masked; graphmask's output carries the mask. Predictions and losses agree.
 
-graphmask gaps, each a strict ``xfail`` (it fails today; once fixed it passes, the
-strict marker turns that into a failure and the marker must go):
-
-* ``model(x, mask=m)`` on arrays: ``Model.__call__`` accepts no ``mask=`` there
-  (``test_eager_model_call_with_a_mask_matches_keras``).
-* ``layer(x1=a, x2=b)``: tensors passed by keyword only are refused ("call it on a
-  tensor"), where Keras hands over ``x1_mask`` / ``x2_mask``
-  (``test_keras_masking_keyword_inputs_get_their_own_masks``).
-* ``supports_masking`` with a nested first argument ``(a1, a2)``: the default
-  ``compute_mask`` returns ``(m1, m2)`` for one output; graphmask raises ``MaskError``,
-  Keras gives the output ``m1``
-  (``test_keras_masking_positional_nested_inputs_with_supports_masking``).
+Three former gaps, now closed and kept as tests: ``model(x, mask=m)`` on arrays,
+tensors passed by keyword only (``layer(x1=a, x2=b)`` hands over ``x1_mask`` /
+``x2_mask``), and ``compute_mask`` returning more masks than outputs (paired in order,
+as Keras's ``_set_mask_metadata``).
 """
 from __future__ import annotations
 
@@ -472,9 +464,6 @@ def test_eager_calls_match_keras(name):
     tw.assert_close(ours, theirs, what=name)
 
 
-@pytest.mark.xfail(strict=True, raises=gm.errors.ConfigError,
-                   reason="graphmask's Model.__call__ on arrays takes no mask= (ConfigError "
-                          "'call it on the input array(s)'); Keras's functional model does")
 def test_eager_model_call_with_a_mask_matches_keras():
     x, _, m, _ = _eager_data()
     km, g = lib("keras")["inner_model"](), lib("graphmask")["inner_model"]()
@@ -563,10 +552,6 @@ def test_keras_masking_positional_inputs_get_their_own_masks():
     assert layer.seen[-1] == (ma, mb)
 
 
-@pytest.mark.xfail(strict=True, raises=gm.errors.ConfigError,
-                   reason="graphmask's Layer.__call__ requires a positional tensor "
-                          "(ConfigError 'call it on a tensor'); Keras takes layer(x1=x1, "
-                          "x2=x2) and hands over x1_mask / x2_mask")
 def test_keras_masking_keyword_inputs_get_their_own_masks():
     (a, ma), (b, mb) = _masked(name="a"), _masked(name="b")
     layer = PositionalInputsMaskedLayer()
@@ -588,10 +573,6 @@ def test_keras_masking_positional_nested_inputs_keep_their_structure():
     assert out.keras_mask is None
 
 
-@pytest.mark.xfail(strict=True, raises=MaskError,
-                   reason="graphmask refuses compute_mask's (m1, m2) for the one output "
-                          "('compute_mask() returned 2 masks for 1 outputs'); Keras's "
-                          "_set_mask_metadata zips them and the output carries m1")
 def test_keras_masking_positional_nested_inputs_with_supports_masking():
     (a1, m1), (a2, m2), (b, mb) = _masked(name="a1"), _masked(name="a2"), _masked(name="b")
     layer = PositionalNestedInputsMaskedLayer()
