@@ -69,7 +69,6 @@ keras = import_keras()
 
 import graphmask as gm  # noqa: E402
 from graphmask import ops  # noqa: E402
-from graphmask.errors import MaskError  # noqa: E402
 from tests.conformance import twin as tw  # noqa: E402
 
 # Keras warns when a mask reaches a layer that reads it but does not pass it on
