@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphmask.errors import GraphError
-from graphmask.layers.base import Layer, SymbolicTensor
+from graphmask.layers.base import Layer, SymbolicTensor, calls_of
 
 __all__ = ["KERAS_RULES", "WRAPPER_RULES", "KerasRule", "KerasTensor", "MaskOps",
            "keras_layer_order", "rule_for"]
@@ -483,21 +483,6 @@ def _in_custom_layer(call) -> bool:
     return bool(getattr(call, "scope", ())) or call.op == "identity"
 
 
-def _calls_in_order(outputs) -> list:
-    """The calls the outputs depend on, in creation order (a call is made after the
-    calls it reads, and a tensor's mask right after the tensor)."""
-    calls, stack, seen = [], [t.call for t in outputs], set()
-    while stack:
-        c = stack.pop()
-        if id(c) in seen:
-            continue
-        seen.add(id(c))
-        calls.append(c)
-        stack.extend(v.call for v in c.inputs.values() if isinstance(v, SymbolicTensor))
-    calls.sort(key=lambda c: c.order)
-    return calls
-
-
 def _walk(roots):
     """Keras's depth-first walk from the outputs: the nodes in post-order (inputs first)
     and, per operation (by id), when the walk first reached it."""
@@ -546,7 +531,7 @@ def keras_layer_order(inputs, outputs) -> list[Layer]:
         tensor that has no single counterpart in Keras's graph.
     """
     b = _Builder()
-    for call in _calls_in_order(outputs):
+    for call in calls_of(outputs):
         b.add(call)
     roots = [b.tensor(t, t.call).node for t in outputs]
     post, first_seen = _walk(roots)
