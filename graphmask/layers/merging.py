@@ -207,8 +207,8 @@ class _Extreme(_Merge):
     """Keras's ``_apply_merge_op_and_or_mask``: the extreme over the inputs that keep
     each position."""
 
-    def _pick(self, a, b):
-        raise NotImplementedError
+    def _pick(self, a, b):  # Maximum and Minimum define it
+        raise TypeError(f"{type(self).__name__} defines no _pick")
 
     def call(self, inputs, mask=None):
         xs = self._check(inputs)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphmask.kernels.primitives import elementwise as K
-from graphmask.ops.base import register
+from graphmask.ops.base import MissingKernel, register
 from graphmask.ops.primitives.common import DTYPES, Prim, float_of, kind, spec, zeros_or
 
 _QUIET = {"all": "ignore"}  # inf/NaN results are values here, as in keras.ops
@@ -71,17 +71,18 @@ class Unary(Prim):
         return [spec(x.shape, self.out_dtype(x.dtype))]
 
     # definitions, on x already cast to the result dtype
+    # each unary primitive defines these four; the base class has none (MissingKernel)
     def ref(self, x):
-        raise NotImplementedError
+        raise MissingKernel(f"{self.name}: no reference definition")
 
     def ref_grad(self, x, y, g):
-        raise NotImplementedError
+        raise MissingKernel(f"{self.name}: no reference gradient")
 
     def fast(self, x, out):
-        raise NotImplementedError
+        raise MissingKernel(f"{self.name}: no forward kernel")
 
     def grad(self, x, y, g):
-        raise NotImplementedError
+        raise MissingKernel(f"{self.name}: no VJP kernel")
 
     def reference(self, attrs, inputs):
         x = inputs["x"]
