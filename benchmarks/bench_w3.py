@@ -6,6 +6,7 @@ command only (as for bench_lstm.py):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_w3.py
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_w3.py --check
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_w3.py --profile
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_w3.py --profile predict
 
 Workload W3 (float32, seeded data, right padding, lengths uniform in [10, T]):
 
@@ -27,10 +28,16 @@ Method (bench_lstm.py's): each library runs in its own fresh process, the librar
 alternate for ``--rounds`` rounds, each keeps its best median of ``--steps`` timed steps
 after warm-up, and every ratio is graphmask / the fastest peer of this same run.
 
+``--single-thread`` runs every library on one thread (numba, PyTorch's intra-op pool,
+XLA's Eigen pool, BLAS): on a shared machine whose other load leaves each process less
+than its cores, multithreaded runs measure mostly how each library's thread pool copes
+with descheduled workers, a one-thread run the work itself.
+
 ``--check`` first puts graphmask's initial weights into the PyTorch (and Keras) model and
 compares the losses of one batch, so the peers provably compute the same function.
-``--profile`` times graphmask's train step per node of the plan (summed by op name, the
-VJPs by the op they differentiate) and runs cProfile over it.
+``--profile [train|predict]`` times graphmask's train (default) or predict step per node of
+the plan and summed by op name (a VJP under the op it differentiates), then runs cProfile
+over the same steps.
 """
 from __future__ import annotations
 
@@ -53,6 +60,23 @@ from bench_lstm import EMB, VOCAB, batch, find_keras_python, machine, median_tim
 
 CLASSES = 5
 NEG = -1e9  # the score of a padded step
+
+
+def threads():
+    """Threads for each library: 1 with ``--single-thread`` (the worker's environment
+    says so), else the machine's cores."""
+    return int(os.environ.get("W3_THREADS", 0)) or os.cpu_count() or 1
+
+
+def thread_env(single):
+    """Environment of a worker process; ``single``: one thread in every library."""
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    if single:
+        env.update(W3_THREADS="1", NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1",
+                   OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                   XLA_FLAGS=(env.get("XLA_FLAGS", "") +
+                              " --xla_cpu_multi_thread_eigen=false").strip())
+    return env
 
 
 def labels(b):
@@ -150,7 +174,7 @@ def torch_load(model, weights):
 def torch_setup(b, t, h, padding, weights=None):
     import torch
     torch.manual_seed(0)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads())
     ids_np, lengths_np = batch(b, t, padding)
     ids = torch.from_numpy(ids_np.astype(np.int64))
     model = torch_model(h)
@@ -238,7 +262,7 @@ def check(b, t, h, keras_py):
             out = subprocess.run([py, os.path.abspath(__file__), "--check-worker", lib,
                                   json.dumps([b, t, h, path])],
                                  capture_output=True, text=True, timeout=900,
-                                 env={**os.environ, "KERAS_BACKEND": "jax"})
+                                 env=thread_env(False))
             if out.returncode != 0:
                 raise RuntimeError(f"{lib} check failed:\n{out.stderr[-2000:]}")
             res.update(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -280,58 +304,80 @@ class _Timed:
         return getattr(self._op, name)
 
 
-def profile(b, t, h, steps, top):
-    """Per-node medians of graphmask's W3 train step, summed by op, then cProfile."""
+def _describe(st):
+    """What a plan step computes: its op (the VJP's forward op) and an einsum's subscripts."""
+    attrs = st.attrs
+    if st.op.name == "vjp":
+        name, attrs = f"vjp of {attrs.get('op')}", attrs.get("attrs", {}) or {}
+    else:
+        name = st.op.name
+    sub = attrs.get("subscripts") if isinstance(attrs, dict) else None
+    return name, f"{name} {sub}" if sub else name
+
+
+def profile(kind, b, t, h, steps, top):
+    """Per-node medians of graphmask's W3 ``kind`` ("train" or "predict") step, by node
+    and summed by op, then cProfile over the same steps."""
     ids, _ = batch(b, t, None)
     y = labels(b)
     m = gm_model(t, h)
+    if kind == "train":
+        def step():
+            m.train_on_batch(ids, y)
+    else:
+        def step():
+            m.predict_on_batch(ids)
     for _ in range(5):
-        m.train_on_batch(ids, y)
-    plan = m._plan("train")  # the cached plan train_on_batch runs
+        step()
+    plan = m._plan(kind)  # the cached plan the step runs
     acc: dict = defaultdict(list)
     originals = [st.op for st in plan.steps]
     for st in plan.steps:
-        what = st.attrs.get("op") if st.op.name == "vjp" else None
-        st.op = _Timed(st.op, (st.node, f"vjp of {what}" if what else st.op.name), acc)
+        st.op = _Timed(st.op, (st.node, st.label, *_describe(st)), acc)
     totals = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        m.train_on_batch(ids, y)
-        totals.append(time.perf_counter() - t0)
-    for st, op in zip(plan.steps, originals):
-        st.op = op
+    try:
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            step()
+            totals.append(time.perf_counter() - t0)
+    finally:
+        for st, op in zip(plan.steps, originals):
+            st.op = op
+    per_node = {key: float(np.median(times)) for key, times in acc.items()}
     by_op: dict = defaultdict(lambda: [0.0, 0])
-    for (_, name), times in acc.items():
-        by_op[name][0] += float(np.median(times))
+    for (_, _, name, _), sec in per_node.items():
+        by_op[name][0] += sec
         by_op[name][1] += 1
     total = float(np.median(totals))
-    nodes = sum(v[0] for v in by_op.values())
-    print(f"W3 train step (B={b}, T={t}, H={h}): median {total * 1e3:.2f} ms over {steps} "
-          f"steps; plan steps {len(plan.steps)}, their kernels {nodes * 1e3:.2f} ms, "
-          f"outside them (train_on_batch, runtime loop, optimizer) "
+    nodes = sum(per_node.values())
+    print(f"W3 {kind} step (B={b}, T={t}, H={h}): median {total * 1e3:.2f} ms over {steps} "
+          f"steps; the {len(plan.steps)} plan steps' op calls {nodes * 1e3:.2f} ms, the "
+          f"rest (the model's API, the runtime loop{', the optimizer' * (kind == 'train')}) "
           f"{(total - nodes) * 1e3:.2f} ms")
-    print(f"{'op':<32}{'nodes':>6}{'median ms':>11}{'share':>8}")
+    print(f"\n{'op':<40}{'nodes':>6}{'median ms':>11}{'share':>8}")
     for name, (sec, n) in sorted(by_op.items(), key=lambda kv: -kv[1][0]):
-        print(f"{name:<32}{n:>6}{sec * 1e3:>11.3f}{sec / total:>8.1%}")
+        print(f"{name:<40}{n:>6}{sec * 1e3:>11.3f}{sec / total:>8.1%}")
+    print(f"\n{'node':>5}  {'layer':<18}{'op':<40}{'median ms':>10}")
+    for (nid, label, _, what), sec in sorted(per_node.items(), key=lambda kv: -kv[1]):
+        print(f"{nid:>5}  {label:<18}{what:<40}{sec * 1e3:>10.3f}")
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(steps):
-        m.train_on_batch(ids, y)
+        step()
     prof.disable()
     buf = io.StringIO()
     pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(top)
-    print(f"\ncProfile over {steps} train steps, top {top} by own time:")
+    print(f"\ncProfile over {steps} {kind} steps, top {top} by own time:")
     print(buf.getvalue())
-    return {"total_s": total, "by_op_s": {k: v[0] for k, v in by_op.items()}}
 
 
 # ------------------------------------------------------------------------ driver
-def worker(python, lib, kind, b, t, h, padding, steps):
+def worker(python, lib, kind, b, t, h, padding, steps, single=False):
     """Measure one library in a fresh process (no other library's thread pools in it)."""
     cmd = [python, os.path.abspath(__file__), "--worker", lib,
            json.dumps([kind, b, t, h, padding, steps])]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800,
-                         env={**os.environ, "KERAS_BACKEND": "jax"})
+                         env=thread_env(single))
     if out.returncode != 0:
         if lib == "torch" and "No module named 'torch'" in out.stderr:
             return {}
@@ -342,7 +388,7 @@ def worker(python, lib, kind, b, t, h, padding, steps):
 CASES = {"graphmask": gm_case, "torch": torch_cases, "keras": keras_cases}
 
 
-def run_case(label, kind, b, t, h, padding, steps, keras_py, rounds):
+def run_case(label, kind, b, t, h, padding, steps, keras_py, rounds, single=False):
     """Alternate the libraries for ``rounds`` rounds; keep each one's best median."""
     best: dict[str, float] = {}
     libs = [("graphmask", sys.executable), ("torch", sys.executable)]
@@ -350,7 +396,8 @@ def run_case(label, kind, b, t, h, padding, steps, keras_py, rounds):
         libs.append(("keras", keras_py))
     for r in range(rounds):
         for lib, py in (libs if r % 2 == 0 else libs[::-1]):
-            for name, sec in worker(py, lib, kind, b, t, h, padding, steps).items():
+            for name, sec in worker(py, lib, kind, b, t, h, padding, steps,
+                                    single).items():
                 best[name] = min(sec, best.get(name, float("inf")))
     ours = best.pop("graphmask")
     top = min(best, key=best.get) if best else None
@@ -358,7 +405,7 @@ def run_case(label, kind, b, t, h, padding, steps, keras_py, rounds):
     row = {"case": label, "graphmask_ms": ours * 1e3,
            **{f"{p}_ms": v * 1e3 for p, v in best.items()}, "best_peer": top, "ratio": ratio}
     peers = "  ".join(f"{p} {v * 1e3:7.2f} ms" for p, v in best.items())
-    print(f"{label:<12} graphmask {ours * 1e3:7.2f} ms  {peers}  ratio vs {top}: {ratio:.2f}",
+    print(f"{label:<24} graphmask {ours * 1e3:7.2f} ms  {peers}  ratio vs {top}: {ratio:.2f}",
           flush=True)
     return row
 
@@ -373,10 +420,13 @@ def main(argv=None):
     ap.add_argument("--units", type=int, default=128)
     ap.add_argument("--no-keras", action="store_true")
     ap.add_argument("--keras-python", help="a Python with keras and jax installed")
+    ap.add_argument("--single-thread", action="store_true",
+                    help="every library on one thread (see the module docstring)")
     ap.add_argument("--check", action="store_true",
                     help="first compare the peers' losses on graphmask's weights")
-    ap.add_argument("--profile", action="store_true",
-                    help="only profile graphmask's train step (per op, then cProfile)")
+    ap.add_argument("--profile", nargs="?", const="train", choices=("train", "predict"),
+                    help="only profile graphmask's train (default) or predict step: per "
+                         "node, per op, then cProfile")
     ap.add_argument("--top", type=int, default=30, help="cProfile rows for --profile")
     ap.add_argument("--json", help="write all rows to this file")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
@@ -391,7 +441,7 @@ def main(argv=None):
         return
     b, t, h = args.batch, args.time, args.units
     if args.profile:
-        profile(b, t, h, args.steps, args.top)
+        profile(args.profile, b, t, h, args.steps, args.top)
         return
     if os.environ.get("OPENBLAS_CORETYPE"):
         print("note: OPENBLAS_CORETYPE is set; run with `env -u OPENBLAS_CORETYPE -u "
@@ -402,8 +452,9 @@ def main(argv=None):
         losses = check(b, t, h, keras_py)
         print("loss with graphmask's initial weights: "
               + "  ".join(f"{k} {v:.6f}" for k, v in losses.items()), flush=True)
-    rows = [run_case(kind, kind, b, t, h, None, args.steps, keras_py, args.rounds)
-            for kind in ("W3", "W3-predict")]
+    suffix = ", 1 thread" if args.single_thread else ""
+    rows = [run_case(kind + suffix, kind, b, t, h, None, args.steps, keras_py, args.rounds,
+                     args.single_thread) for kind in ("W3", "W3-predict")]
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
