@@ -7,6 +7,7 @@ command only (as for bench_lstm.py):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_w3.py --check
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_w3.py --profile
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_w3.py --profile predict
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_w3.py --primitives
 
 Workload W3 (float32, seeded data, right padding, lengths uniform in [10, T]):
 
@@ -37,7 +38,8 @@ with descheduled workers, a one-thread run the work itself.
 compares the losses of one batch, so the peers provably compute the same function.
 ``--profile [train|predict]`` times graphmask's train (default) or predict step per node of
 the plan and summed by op name (a VJP under the op it differentiates), then runs cProfile
-over the same steps.
+over the same steps. ``--primitives`` times the attention layer's primitive ops alone
+on W3's shapes, each beside the plain NumPy expression of the same result.
 """
 from __future__ import annotations
 
@@ -371,6 +373,99 @@ def profile(kind, b, t, h, steps, top):
     print(buf.getvalue())
 
 
+# ------------------------------------------------------------------------ --primitives
+def _ms(fn, n=200):
+    """Median milliseconds of ``n`` calls after 10 warm-up calls."""
+    for _ in range(10):
+        fn()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1e3
+
+
+def primitives(b, t, h):
+    """The attention layer's primitive ops alone on W3's shapes, each against the plain
+    NumPy expression of the same result (checked equal first), BLAS on one thread as
+    while a plan runs; then the fixed cost per call on tiny arrays."""
+    import math
+
+    from graphmask.ops import get_op
+    from graphmask.runtime import single_threaded_blas
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((b, t, h)).astype(np.float32)       # the LSTM output
+    q = rng.standard_normal(h).astype(np.float32)               # the query
+    mask = rng.random((b, t)) > 0.4
+    neg = np.array(NEG, np.float32)
+    g_bt = rng.standard_normal((b, t)).astype(np.float32)       # cotangents
+    g_bd = rng.standard_normal((b, h)).astype(np.float32)
+    ein, where, soft = get_op("prim.einsum"), get_op("prim.where"), get_op("prim.softmax")
+    score, pool = {"subscripts": "btd,d->bt"}, {"subscripts": "bt,btd->bd"}
+    s = ein.forward(score, {"x": x, "y": q})[0]
+    w = soft.forward({"axis": -1}, {"x": where.forward(
+        {}, {"condition": mask, "x": s, "y": neg})[0]})[0]
+    o_score, o_pool = ein.forward(score, {"x": x, "y": q}), ein.forward(pool, {"x": w, "y": x})
+
+    def vjp(attrs, ins, outs, g, port):
+        return lambda: ein.vjp(attrs, ins, outs, [g], [port])[port]
+
+    cases = [  # (what, graphmask call, NumPy call)
+        ('einsum "btd,d->bt"', lambda: ein.forward(score, {"x": x, "y": q})[0],
+         lambda: x @ q),
+        ('einsum "bt,btd->bd"', lambda: ein.forward(pool, {"x": w, "y": x})[0],
+         lambda: np.matmul(w[:, None, :], x)[:, 0]),
+        ('vjp "btd,d->bt" into the LSTM output',
+         vjp(score, {"x": x, "y": q}, o_score, g_bt, "x"), lambda: g_bt[:, :, None] * q),
+        ('vjp "btd,d->bt" into the query',
+         vjp(score, {"x": x, "y": q}, o_score, g_bt, "y"),
+         lambda: g_bt.reshape(-1) @ x.reshape(-1, h)),
+        ('vjp "bt,btd->bd" into the weights',
+         vjp(pool, {"x": w, "y": x}, o_pool, g_bd, "x"),
+         lambda: np.matmul(x, g_bd[:, :, None])[:, :, 0]),
+        ('vjp "bt,btd->bd" into the LSTM output',
+         vjp(pool, {"x": w, "y": x}, o_pool, g_bd, "y"),
+         lambda: w[:, :, None] * g_bd[:, None, :]),
+        ("where", lambda: where.forward({}, {"condition": mask, "x": s, "y": neg})[0],
+         lambda: np.where(mask, s, neg)),
+    ]
+    print(f"attention primitives on W3's shapes (B={b}, T={t}, D={h}, float32), "
+          f"median of 200 calls:")
+    print(f"{'case':<42}{'graphmask ms':>13}{'NumPy ms':>10}")
+    with single_threaded_blas():
+        for what, ours, numpy_ in cases:
+            np.testing.assert_allclose(ours(), numpy_(), rtol=2e-5, atol=2e-5)
+            print(f"{what:<42}{_ms(ours):>13.3f}{_ms(numpy_):>10.3f}")
+        inner = np.matmul(g_bd[:, :, None], w[:, None, :])
+        print(f"{'  batched matmul (b,d,1) x (b,1,t) alone':<42}"
+              f"{_ms(lambda: np.matmul(g_bd[:, :, None], w[:, None, :])):>13.3f}")
+        print(f"{'  C-order copy of its (b,t,d) transpose':<42}"
+              f"{_ms(lambda: np.array(inner.transpose(0, 2, 1), order='C')):>13.3f}")
+        print(f"{'  np.array copy of a C-contiguous gradient':<42}"
+              f"{_ms(lambda: np.array(x, order='C')):>13.3f}")
+        tiny = np.ones((2, 3, 4), np.float32)
+        tq, tg, tm = tiny[0, 0], np.ones((2, 3), np.float32), np.ones((2, 3), bool)
+        t_out = ein.forward(score, {"x": tiny, "y": tq})
+        fixed = [
+            ("einsum forward", lambda: ein.forward(score, {"x": tiny, "y": tq})),
+            ("einsum vjp (both operands)",
+             lambda: ein.vjp(score, {"x": tiny, "y": tq}, t_out, [tg], ["x", "y"])),
+            ("where forward", lambda: where.forward({}, {"condition": tm, "x": tg, "y": neg})),
+            ("softmax forward", lambda: soft.forward({"axis": -1}, {"x": tg})),
+        ]
+        print("\nfixed cost per call on tiny arrays (us):")
+        for what, fn in fixed:
+            print(f"  {what:<40}{_ms(fn, 2000) * 1e3:>8.1f}")
+    sizes, letters = {"b": b, "t": t, "d": h}, ["b", "t"]
+    for what, fn in (
+            ("np.prod of a 2-item list (contract)",
+             lambda: int(np.prod([sizes[c] for c in letters], dtype=np.int64))),
+            ("math.prod of the same", lambda: math.prod(sizes[c] for c in letters))):
+        print(f"  {what:<40}{_ms(fn, 2000) * 1e3:>8.1f}")
+
+
 # ------------------------------------------------------------------------ driver
 def worker(python, lib, kind, b, t, h, padding, steps, single=False):
     """Measure one library in a fresh process (no other library's thread pools in it)."""
@@ -427,6 +522,9 @@ def main(argv=None):
     ap.add_argument("--profile", nargs="?", const="train", choices=("train", "predict"),
                     help="only profile graphmask's train (default) or predict step: per "
                          "node, per op, then cProfile")
+    ap.add_argument("--primitives", action="store_true",
+                    help="only time the attention layer's primitive ops on W3's shapes "
+                         "against plain NumPy")
     ap.add_argument("--top", type=int, default=30, help="cProfile rows for --profile")
     ap.add_argument("--json", help="write all rows to this file")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
@@ -442,6 +540,9 @@ def main(argv=None):
     b, t, h = args.batch, args.time, args.units
     if args.profile:
         profile(args.profile, b, t, h, args.steps, args.top)
+        return
+    if args.primitives:
+        primitives(b, t, h)
         return
     if os.environ.get("OPENBLAS_CORETYPE"):
         print("note: OPENBLAS_CORETYPE is set; run with `env -u OPENBLAS_CORETYPE -u "
