@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from graphmask.errors import MaskError
 from graphmask.graph import Graph
+from graphmask.ops.merge import MERGE_OPS
 
 from .shapes import infer_node
 
 NAME = "masks"
-MERGE_OPS = ("add", "concatenate")
 
 
 def _describe(g: Graph, mask_id: int) -> str:

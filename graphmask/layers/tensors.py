@@ -29,6 +29,7 @@ import numpy as np
 
 from graphmask.errors import MaskError, ShapeError
 from graphmask.ops.base import OpError, Spec, get_op
+from graphmask.ops.merge import MERGE_OPS
 
 _call_counter = itertools.count()
 
@@ -303,10 +304,6 @@ def layer_nodes_of(outputs) -> list[LayerNode]:
     return nodes
 
 
-def is_symbolic(x) -> bool:
-    return isinstance(x, SymbolicTensor)
-
-
 def calls_of(outputs) -> list[Call]:
     """Every call the ``outputs`` depend on, in creation (so topological) order."""
     calls, stack, seen = [], [t.call for t in outputs], set()
@@ -322,10 +319,6 @@ def calls_of(outputs) -> list[Call]:
 
 
 # ---- recording ------------------------------------------------------------------------
-def _input_spec(v) -> Spec:
-    return v.spec
-
-
 def record(layer, op: str, attrs: dict, ports: dict, keep: bool = True):
     """Record a call of ``op`` made by ``layer``; one symbolic tensor per visible output.
 
@@ -334,7 +327,7 @@ def record(layer, op: str, attrs: dict, ports: dict, keep: bool = True):
     calls, which ``layer.input``/``layer.output`` read).
     """
     ports = {p: v for p, v in ports.items() if v is not None}
-    specs_in = {p: _input_spec(v) for p, v in ports.items()}
+    specs_in = {p: v.spec for p, v in ports.items()}
     try:
         specs = get_op(op).infer(attrs, specs_in)
     except OpError as e:
@@ -349,9 +342,6 @@ def record(layer, op: str, attrs: dict, ports: dict, keep: bool = True):
     if keep and not in_eager_trace():
         layer._calls.append(call)
     return call.outputs[0] if len(call.outputs) == 1 else list(call.outputs)
-
-
-MERGE_OPS = ("add", "concatenate")
 
 
 def _mask_after(layer, op: str, attrs: dict, ports: dict):

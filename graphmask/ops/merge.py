@@ -21,6 +21,9 @@ from graphmask.ops.base import NO_MASK, MaskRule, Op, OpError, Spec, float_dtype
 from graphmask.ops.structural import VARIADIC_PORTS, SumOp, variadic_ports
 
 MERGE_MASK = MaskRule(takes=True, uses=False, out="pass")
+#: ops whose masked inputs merge (OR; none if an input is unmasked), for the mask pass
+#: and the front end's ``keras_mask`` alike
+MERGE_OPS = ("add", "concatenate")
 
 
 @register
