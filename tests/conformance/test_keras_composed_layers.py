@@ -306,22 +306,8 @@ def test_loss_and_gradients_match_torch_autograd(case):
 @pytest.mark.parametrize("case", CASES)
 def test_train_on_batch(case, optimizer):
     g, k = twin(case)
-    cfg = OPTIMIZERS[optimizer]
-    go, ko = tw.optimizer_pair(optimizer, **cfg)
-    g.compile(optimizer=go, loss="mse")
-    k.compile(optimizer=ko, loss="mse")
-    if optimizer == "SGD":
-        rtol, atol = tw.TRAIN_RTOL, tw.TRAIN_ATOL
-    else:
-        rtol, atol = 1e-4, ADAM_TOL * cfg["learning_rate"] * len(PADDINGS)
-    rng = np.random.default_rng(2)
-    names = [v.name for v in g.weights]
-    for step, padding in enumerate(PADDINGS):
-        xs, y = batch(k, padding, rng), targets(k, rng)
-        tw.assert_close(g.train_on_batch(xs, y), k.train_on_batch(xs, y), rtol, atol,
-                        f"{case} loss at step {step} ({padding} padding)")
-        for name, a, b in zip(names, g.get_weights(), k.get_weights()):
-            tw.assert_close(a, b, rtol, atol, f"{case} {name} after step {step} ({padding})")
+    tw.check_train_steps(g, k, optimizer, OPTIMIZERS[optimizer], PADDINGS, batch, targets,
+                         case, ADAM_TOL)
 
 
 # ---- eager calls ---------------------------------------------------------------------------

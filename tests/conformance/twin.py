@@ -243,3 +243,27 @@ def keras_loss_and_gradients(kmodel, x, y, sample_weight=None, loss=None):
              else v.value.grad.detach().numpy().copy() for v in kmodel.trainable_weights]
     kmodel.zero_grad()
     return float(value.detach()), grads
+
+
+def check_train_steps(g, k, optimizer, cfg, paddings, make_batch, make_targets, case,
+                      adam_tol):
+    """Compile both models with ``optimizer`` (``cfg`` its arguments), take one
+    ``train_on_batch`` step per padding kind, and compare the loss and every weight after
+    each step. SGD uses the default training tolerances; an adaptive optimizer
+    ``adam_tol * learning_rate * steps`` absolute (its step does not shrink with the
+    gradient, so rounding-level gradients still move weights)."""
+    go, ko = optimizer_pair(optimizer, **cfg)
+    g.compile(optimizer=go, loss="mse")
+    k.compile(optimizer=ko, loss="mse")
+    if optimizer == "SGD":
+        rtol, atol = TRAIN_RTOL, TRAIN_ATOL
+    else:
+        rtol, atol = 1e-4, adam_tol * cfg["learning_rate"] * len(paddings)
+    rng = np.random.default_rng(2)
+    names = [v.name for v in g.weights]
+    for step, padding in enumerate(paddings):
+        xs, ys = make_batch(k, padding, rng), make_targets(k, rng)
+        assert_close(g.train_on_batch(xs, ys), k.train_on_batch(xs, ys), rtol, atol,
+                     f"{case} loss at step {step} ({padding} padding)")
+        for name, a, b in zip(names, g.get_weights(), k.get_weights()):
+            assert_close(a, b, rtol, atol, f"{case} {name} after step {step} ({padding})")
