@@ -9,15 +9,18 @@ from graphmask import (  # noqa: E402
     callbacks,
     errors,
     initializers,
+    inspect,
     layers,
     losses,
     metrics,
     models,
     ops,
     optimizers,
+    saving,
     utils,
 )
 from graphmask.callbacks import Callback, EarlyStopping, History, ModelCheckpoint  # noqa: E402
+from graphmask.io.saving import load_model  # noqa: E402
 from graphmask.layers import (  # noqa: E402
     LSTM,
     Activation,
@@ -45,10 +48,9 @@ from graphmask.layers import (  # noqa: E402
     Subtract,
     TimeDistributed,
 )
-from graphmask.model import Model  # noqa: E402
+from graphmask.models.functional import Model  # noqa: E402
+from graphmask.models.sequential import Sequential  # noqa: E402
 from graphmask.runtime import clear_workspaces  # noqa: E402
-from graphmask.saving import load_model  # noqa: E402
-from graphmask.sequential import Sequential  # noqa: E402
 from graphmask.utils import clear_session, set_random_seed  # noqa: E402
 
 __all__ = [
@@ -56,7 +58,8 @@ __all__ = [
     "GlobalAveragePooling1D", "GlobalMaxPooling1D", "Input", "Lambda", "Layer", "Masking",
     "TimeDistributed", "Model", "Sequential", "Callback", "EarlyStopping", "History",
     "ModelCheckpoint", "callbacks", "errors", "initializers", "layers", "losses", "metrics",
-    "models", "ops", "optimizers", "utils", "clear_session", "set_random_seed", "load_model",
+    "models", "ops", "optimizers", "utils", "inspect", "saving", "clear_session",
+    "set_random_seed", "load_model",
     "clear_workspaces", "Average", "Dot", "LayerNormalization", "Maximum", "Minimum",
     "Multiply", "Permute", "RepeatVector", "Reshape", "Subtract",
 ]

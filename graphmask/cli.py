@@ -10,7 +10,7 @@ import importlib
 import sys
 
 COMMANDS = {
-    "demo": ("graphmask.demo", "train a masked character-level language model "
+    "demo": ("graphmask.demo.run", "train a masked character-level language model "
                                "(or 'demo seed': the masking checks)"),
     "show": ("graphmask.viz.cli", "draw the mask flow of a saved model or module:function"),
 }

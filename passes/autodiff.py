@@ -15,7 +15,7 @@ from collections import defaultdict
 import networkx as nx
 
 from graphmask.errors import GraphError
-from graphmask.graph import Graph
+from graphmask.ir.graph import Graph
 from graphmask.ops.base import is_float
 
 from .masks import annotate_edges

@@ -13,7 +13,7 @@ from __future__ import annotations
 import networkx as nx
 
 from graphmask.errors import GraphError
-from graphmask.graph import Graph
+from graphmask.ir.graph import Graph
 
 
 def lint(g: Graph, after: str) -> None:

@@ -23,7 +23,7 @@ them as zeros.
 from __future__ import annotations
 
 from graphmask.errors import MaskError
-from graphmask.graph import Graph
+from graphmask.ir.graph import Graph
 from graphmask.ops.base import get_op
 from graphmask.ops.losses import ignore_class
 

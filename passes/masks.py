@@ -17,7 +17,7 @@ producing that mask, or ``None``) and every edge has ``mask`` (what its value ca
 from __future__ import annotations
 
 from graphmask.errors import MaskError
-from graphmask.graph import Graph
+from graphmask.ir.graph import Graph
 from graphmask.ops.merge import MERGE_OPS
 
 from .shapes import infer_node

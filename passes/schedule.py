@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from graphmask.graph import Graph
+from graphmask.ir.graph import Graph
 from graphmask.ops import get_op
 
 SOURCES = ("input", "target", "sample_weight", "variable")

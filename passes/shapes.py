@@ -6,7 +6,7 @@ rule, in topological order. Unconnected required ports are graph errors.
 from __future__ import annotations
 
 from graphmask.errors import GraphError, ShapeError
-from graphmask.graph import Graph
+from graphmask.ir.graph import Graph
 from graphmask.ops import OpError, Spec
 
 NAME = "shapes"

@@ -4,8 +4,8 @@ import pytest
 
 import graphmask as gm
 from graphmask import Dense, EarlyStopping, Input, Model, ModelCheckpoint
-from graphmask.callbacks import Callback
 from graphmask.errors import ConfigError
+from graphmask.training.callbacks import Callback
 
 X = np.linspace(-1, 1, 64, dtype=np.float32).reshape(32, 2)
 Y = (X @ np.array([[2.0], [-1.0]], np.float32)) + 0.5

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import graphmask as gm
-from graphmask import demo
-from graphmask import demo_data as D
+from graphmask.demo import data as D
+from graphmask.demo import run as demo
 
 
 def _cli(*argv, timeout=300):

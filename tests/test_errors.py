@@ -147,7 +147,7 @@ def test_nonfinite_inputs_switch(monkeypatch):
     bad = np.array([[[1.0, np.inf, 0.0], [0.0, 0.0, 0.0]]])
     with pytest.raises(InputError, match="inf at position"):
         m.predict(bad)
-    monkeypatch.setattr(gm.data, "ALLOW_NONFINITE", True)
+    monkeypatch.setattr(gm.training.data, "ALLOW_NONFINITE", True)
     assert not np.all(np.isfinite(m.predict(bad)))
 
 

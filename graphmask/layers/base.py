@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from graphmask import initializers
 from graphmask.errors import ConfigError, GraphmaskError, ShapeError
+from graphmask.layers import initializers
 from graphmask.layers.tensors import (
     Call,
     LayerNode,

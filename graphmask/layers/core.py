@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphmask import initializers
 from graphmask.errors import ConfigError, ShapeError
+from graphmask.layers import initializers
 from graphmask.layers.base import Layer, coarse_call
 from graphmask.ops.activation import check_activation
 

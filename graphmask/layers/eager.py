@@ -64,7 +64,7 @@ def _unflatten(structure, values):
 def run_symbolic(inputs_and_arrays, outputs, training: bool = False) -> list[np.ndarray]:
     """Compile the graph from ``inputs`` to ``outputs`` and run it on the arrays."""
     from graphmask import passes
-    from graphmask.model import forward_graph
+    from graphmask.models.functional import forward_graph
     from graphmask.runtime import run
 
     calls = calls_of(outputs)

@@ -11,9 +11,9 @@ import warnings
 
 import numpy as np
 
-from graphmask import initializers
 from graphmask import ops as gops
 from graphmask.errors import ConfigError, ShapeError
+from graphmask.layers import initializers
 from graphmask.layers.base import Layer
 
 __all__ = ["LayerNormalization"]

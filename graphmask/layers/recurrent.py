@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphmask import initializers
 from graphmask.errors import ConfigError, ShapeError
+from graphmask.layers import initializers
 from graphmask.layers.base import Layer, SymbolicTensor, Variable, coarse_call
 from graphmask.layers.core import _positive_int
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from graphmask import passes
-from graphmask.data import prepare_inputs, prepare_targets, prepare_weights
 from graphmask.errors import ConfigError
 from graphmask.runtime import run
+from graphmask.training.data import prepare_inputs, prepare_targets, prepare_weights
 
 SOURCES = ("input", "target", "sample_weight", "variable", "constant", "literal")
 REDUCTIONS = ("loss_score", "masked_mean", "weighted_mean", "weighted_average",

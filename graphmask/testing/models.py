@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import strategies as st
 
-from graphmask import losses as losses_mod
 from graphmask.layers import LSTM, Dense, Embedding, Input, Masking
-from graphmask.model import Model
+from graphmask.models.functional import Model
 from graphmask.testing import strategies as gst
+from graphmask.training import losses as losses_mod
 
 LOSSES = ("mse", "mae", "binary_crossentropy", "categorical_crossentropy",
           "sparse_categorical_crossentropy")

@@ -38,7 +38,7 @@ def add_arguments(parser) -> None:
 def load(spec: str):
     """A model from a saved file or from ``module:function``."""
     if os.path.exists(spec):
-        from graphmask.saving import load_model
+        from graphmask.io.saving import load_model
         return load_model(spec)
     if ":" not in spec:
         raise ConfigError(f"show: {spec!r} is neither an existing file nor module:function")
@@ -59,8 +59,8 @@ def load(spec: str):
 
 
 def text_report(model, backward: bool = False, expand: bool = False) -> str:
-    from graphmask.inspect import debugprint
-    from graphmask.summary import summary
+    from graphmask.inspect.explain import debugprint
+    from graphmask.inspect.summary import summary
     return (summary(model, return_string=True) + "\n"
             + debugprint(model, backward=backward, expand=expand))
 

@@ -17,7 +17,7 @@ import networkx as nx
 import numpy as np
 
 from graphmask.errors import ConfigError
-from graphmask.inspect import (
+from graphmask.inspect.explain import (
     compute_masks,
     group_calls,
     mask_computes,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from graphmask.inspect import (
+from graphmask.inspect.explain import (
     creator_name,
     edge_mask,
     fmt_shape,

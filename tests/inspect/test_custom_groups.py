@@ -13,7 +13,7 @@ import pytest
 
 import graphmask as gm
 from graphmask import LSTM, Embedding, Input, Model
-from graphmask.inspect import (
+from graphmask.inspect.explain import (
     concrete_masks,
     debugprint,
     explain_mask,

@@ -4,7 +4,13 @@ import pytest
 
 from graphmask import LSTM, Dense, Embedding, Input, Model
 from graphmask.errors import ConfigError
-from graphmask.inspect import concrete_masks, debugprint, explain_mask, mask_edges, mask_status
+from graphmask.inspect.explain import (
+    concrete_masks,
+    debugprint,
+    explain_mask,
+    mask_edges,
+    mask_status,
+)
 from tests.inspect import models
 
 

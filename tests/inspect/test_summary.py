@@ -1,5 +1,5 @@
 """model.summary(): exact rows (mask in / mask out) for several graphs, widths, totals."""
-from graphmask.summary import summary
+from graphmask.inspect.summary import summary
 from tests.inspect import models
 
 SEED = """\

@@ -5,7 +5,7 @@ import pytest
 import graphmask as gm
 from graphmask import LSTM, Dense, Embedding, Input, Model, ops
 from graphmask.errors import ConfigError, FileFormatError
-from graphmask.saving import get_registered_name, register_serializable
+from graphmask.io.saving import get_registered_name, register_serializable
 
 IDS = np.array([[3, 1, 4, 0, 0], [0, 0, 2, 5, 1], [1, 0, 3, 0, 4], [0, 0, 0, 0, 0]])
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from graphmask.errors import ConfigError, InputError, InputTypeError, ShapeError
 
-#: Set ``graphmask.data.ALLOW_NONFINITE = True`` to let NaN/inf in inputs and targets
+#: Set ``graphmask.training.data.ALLOW_NONFINITE = True`` to let NaN/inf in inputs and targets
 #: through (they are an error by default: they would silently poison the loss).
 ALLOW_NONFINITE = False
 
@@ -34,7 +34,7 @@ def _check_finite(arr: np.ndarray, what: str) -> None:
     if bad.any():
         pos = tuple(int(i) for i in np.argwhere(bad)[0])
         raise InputError(f"{what}: contains {arr[pos]} at position {pos} (NaN/inf are not "
-                         f"accepted; set graphmask.data.ALLOW_NONFINITE = True to allow)")
+                         f"accepted; set graphmask.training.data.ALLOW_NONFINITE = True to allow)")
 
 
 def _cast(arr: np.ndarray, dtype: str, what: str) -> np.ndarray:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from graphmask.graph import Graph
+from graphmask.ir.graph import Graph
 
 SOURCE_OPS = ("input", "target", "sample_weight", "variable", "constant")
 # per-position scores: their reduction (masked_mean / weighted_average) uses the mask
@@ -636,8 +636,8 @@ def compute_masks(model, x, extra: tuple = ()) -> dict[int, np.ndarray]:
     """``{mask id: bool array}`` for the batch ``x``, for every mask of
     :func:`mask_values` (plus any ``extra`` (node, out))."""
     from graphmask import passes
-    from graphmask.data import prepare_inputs
     from graphmask.runtime import run
+    from graphmask.training.data import prepare_inputs
     g = _graph(model)
     mids = mask_values(g)
     if not mids:

@@ -11,19 +11,19 @@ import weakref
 
 import numpy as np
 
-from graphmask import losses as losses_mod
-from graphmask import metrics as metrics_mod
-from graphmask import optimizers as optimizers_mod
 from graphmask import passes
-from graphmask.data import batches, prepare_inputs, prepare_targets, prepare_weights
 from graphmask.errors import ConfigError, GraphError, ShapeError
-from graphmask.graph import Graph
+from graphmask.ir.graph import Graph
 from graphmask.layers.base import InputLayer, Layer, SymbolicTensor, calls_of
 from graphmask.layers.order import keras_layer_order
 from graphmask.layers.tensors import attach_mask, flatten, layer_nodes_of, map_structure
 from graphmask.runtime import release_workspaces_on_gc, run
-from graphmask.tracking import Tracker
-from graphmask.training import TrainingMixin
+from graphmask.training import losses as losses_mod
+from graphmask.training import metrics as metrics_mod
+from graphmask.training import optimizers as optimizers_mod
+from graphmask.training.data import batches, prepare_inputs, prepare_targets, prepare_weights
+from graphmask.training.loop import TrainingMixin
+from graphmask.training.tracking import Tracker
 
 
 def _unsupported(who: str, **given) -> None:
@@ -487,7 +487,7 @@ class Model(TrainingMixin, Layer):
     # ---- inspection and files (implemented in their own modules) -----------------------
     def summary(self, print_fn=None, line_length=None, return_string=False):
         """Table of layers with output shape, mask in/out and parameters (see inspect)."""
-        from graphmask.summary import summary
+        from graphmask.inspect.summary import summary
         return summary(self, print_fn=print_fn, line_length=line_length,
                        return_string=return_string)
 
@@ -497,15 +497,15 @@ class Model(TrainingMixin, Layer):
 
     def save(self, filepath, overwrite=True):
         """Write graph config, weights and optimizer state to one file (no pickle)."""
-        from graphmask.saving import save_model
+        from graphmask.io.saving import save_model
         save_model(self, filepath, overwrite=overwrite)
 
     def save_weights(self, filepath, overwrite=True):
-        from graphmask.saving import save_weights
+        from graphmask.io.saving import save_weights
         save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath):
-        from graphmask.saving import load_weights
+        from graphmask.io.saving import load_weights
         load_weights(self, filepath)
 
     def __repr__(self) -> str:

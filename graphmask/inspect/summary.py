@@ -20,7 +20,7 @@ import textwrap
 
 import numpy as np
 
-from graphmask.inspect import (
+from graphmask.inspect.explain import (
     MERGE_MASK_OPS,
     chain_text,
     creator_name,

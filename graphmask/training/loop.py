@@ -10,10 +10,10 @@ import time
 
 import numpy as np
 
-from graphmask.callbacks import CallbackList, History
 from graphmask.errors import ConfigError, NumericalError
 from graphmask.runtime import run
-from graphmask.tracking import Tracker
+from graphmask.training.callbacks import CallbackList, History
+from graphmask.training.tracking import Tracker
 from graphmask.utils import rng
 
 
@@ -93,7 +93,7 @@ class TrainingMixin:
             raise ConfigError("fit: give validation_split or validation_data, not both")
         xs, ys, sws = self._prepare_xy(x, y, sample_weight)
         n = len(xs[0])
-        from graphmask.data import batches
+        from graphmask.training.data import batches
         batches(n, batch_size, "fit")  # validates batch_size before anything runs
         val = None
         if validation_split:

@@ -126,7 +126,7 @@ def generate(model, prompt: str, seed: int, max_chars: int = 60,
 
     ``temperature=0`` is greedy. Sampling uses its own generator seeded with ``seed``.
     """
-    from graphmask.demo_data import END, START, decode, encode
+    from graphmask.demo.data import END, START, decode, encode
     r = np.random.default_rng(seed)
     ids = [START, *encode(prompt)]
     for _ in range(max_chars):
@@ -159,7 +159,7 @@ def run_lm(args) -> int:
 def train_lm(args) -> dict:
     """Run the demo; returns the model, corpus, history and output paths (for tests)."""
     import graphmask as gm
-    from graphmask import demo_data as D
+    from graphmask.demo import data as D
     s = settings(args)
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)

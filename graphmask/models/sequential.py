@@ -11,7 +11,7 @@ import numpy as np
 
 from graphmask.errors import ConfigError
 from graphmask.layers.base import Input, InputLayer, Layer, SymbolicTensor
-from graphmask.model import Model
+from graphmask.models.functional import Model
 
 
 class Sequential(Model):

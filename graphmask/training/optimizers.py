@@ -1,0 +1,323 @@
+"""Optimizers with Keras 3's update rules (see docs/masking.md, "Optimizers").
+
+``opt.apply(params, grads)`` updates a list of weight arrays in place, one fused numba
+pass per weight. Per-weight state (momentums, velocities, ...) is created on the first
+``apply`` (or ``build``); ``iterations`` counts applied steps and the step number inside
+an update is ``t = iterations + 1``.
+
+Arithmetic follows Keras 3 operation by operation in the weight's dtype. As in Keras,
+the learning rate is held as a float32 value (Keras keeps it in a float32 variable), so
+float64 weights see ``float64(float32(learning_rate))``. Every weight is updated at every
+step, also where its gradient is zero (Adam's moments decay); a ``None`` gradient is a
+zero gradient (Keras would skip that weight).
+
+Gradient clipping, applied before the update as in Keras: ``clipnorm`` (each gradient
+scaled to L2 norm <= clipnorm), ``global_clipnorm`` (all gradients scaled together) or
+``clipvalue`` (elementwise clip); at most one of them.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any
+
+import numpy as np
+
+from graphmask.errors import ConfigError, InputError
+from graphmask.kernels import optimizers as K
+
+__all__ = ["SGD", "Adam", "Optimizer", "RMSprop", "deserialize", "get", "serialize"]
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def _check(name, value, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
+    """Validate a float hyper-parameter against [lo, hi] (open ends where asked)."""
+    v = _number(name, value)
+    if lo is not None and (v < lo or (lo_open and v == lo)):
+        raise ConfigError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {value!r}")
+    if hi is not None and (v > hi or (hi_open and v == hi)):
+        raise ConfigError(f"{name} must be {'<' if hi_open else '<='} {hi}, got {value!r}")
+    return v
+
+
+def _flag(name, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+class Optimizer:
+    """Base class: learning rate, clipping, lazily created state, save/restore."""
+
+    _hyper: tuple[str, ...] = ()  # extra get_config keys
+
+    def __init__(self, learning_rate: float, clipnorm: float | None = None,
+                 clipvalue: float | None = None, global_clipnorm: float | None = None,
+                 name: str | None = None) -> None:
+        self.learning_rate = learning_rate
+        for arg, val in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
+                         ("global_clipnorm", global_clipnorm)):
+            setattr(self, arg, None if val is None else _check(arg, val, lo=0, lo_open=True))
+        given = [a for a in ("clipnorm", "clipvalue", "global_clipnorm")
+                 if getattr(self, a) is not None]
+        if len(given) > 1:
+            raise ConfigError(f"only one of clipnorm, clipvalue and global_clipnorm can be "
+                              f"set; got {', '.join(f'{a}={getattr(self, a)}' for a in given)}")
+        self.name = name or type(self).__name__.lower()
+        self._iterations = 0
+        self._slots: dict[str, list[np.ndarray]] | None = None
+        self._pending: list[np.ndarray] | None = None
+
+    # ---- hyper-parameters -------------------------------------------------------
+    @property
+    def learning_rate(self) -> float:
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self._learning_rate = _check("learning_rate", value, lo=0, lo_open=True)
+
+    @property
+    def iterations(self) -> int:
+        """Number of steps applied so far."""
+        return self._iterations
+
+    def slot_names(self) -> tuple[str, ...]:
+        """Per-weight state arrays, in the order of ``get_state`` (Keras's order)."""
+        return ()
+
+    # ---- state ------------------------------------------------------------------
+    @property
+    def built(self) -> bool:
+        return self._slots is not None
+
+    def build(self, params: list[np.ndarray]) -> None:
+        """Create zero state for these weights (done by the first ``apply``)."""
+        self._slots = {s: [np.zeros_like(p) for p in params] for s in self.slot_names()}
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self.set_state(pending)
+
+    def get_state(self) -> list[np.ndarray]:
+        """``[iterations (int64 scalar)] + every slot of every weight`` (copies)."""
+        state = [np.array(self._iterations, dtype=np.int64)]
+        if self._slots is not None:
+            for s in self.slot_names():
+                state += [a.copy() for a in self._slots[s]]
+        elif self._pending is not None:
+            state += [a.copy() for a in self._pending[1:]]
+        return state
+
+    def set_state(self, state: list[np.ndarray]) -> None:
+        """Restore what ``get_state`` returned (before or after the first ``apply``)."""
+        state = [np.asarray(a) for a in state]
+        if not state or state[0].shape != () or state[0].dtype.kind not in "iu":
+            raise ConfigError(f"{self.name}: optimizer state must start with the integer "
+                              f"iteration count")
+        if self._slots is None:
+            self._iterations = int(state[0])
+            self._pending = [a.copy() for a in state]
+            return
+        arrays = [a for s in self.slot_names() for a in self._slots[s]]
+        if len(state) - 1 != len(arrays):
+            raise ConfigError(f"{self.name}: optimizer state has {len(state) - 1} arrays, "
+                              f"expected {len(arrays)} ({len(self.slot_names())} slot(s) for "
+                              f"each of {len(arrays) // max(len(self.slot_names()), 1)} "
+                              f"weights)")
+        for k, (dst, src) in enumerate(zip(arrays, state[1:])):
+            if dst.shape != src.shape:
+                raise ConfigError(f"{self.name}: optimizer state array {k + 1} has shape "
+                                  f"{src.shape}, expected {dst.shape}")
+        for dst, src in zip(arrays, state[1:]):
+            dst[...] = src
+        self._iterations = int(state[0])
+
+    # ---- the step ---------------------------------------------------------------
+    def _clip(self, grads: list[np.ndarray]) -> list[np.ndarray]:
+        if self.clipnorm is not None:
+            out = []
+            for g in grads:
+                norm = g.dtype.type(math.sqrt(K.sum_squares(g.reshape(-1))))
+                c = g.dtype.type(self.clipnorm)
+                out.append(g * c / max(norm, c))
+            return out
+        if self.global_clipnorm is not None:
+            norm = math.sqrt(sum(K.sum_squares(g.reshape(-1)) for g in grads))
+            scale = self.global_clipnorm * min(1.0 / norm if norm else math.inf,
+                                               1.0 / self.global_clipnorm)
+            return [g * g.dtype.type(scale) for g in grads]
+        if self.clipvalue is not None:
+            return [np.clip(g, -self.clipvalue, self.clipvalue).astype(g.dtype) for g in grads]
+        return grads
+
+    def apply(self, params: list[np.ndarray], grads: list[np.ndarray | None]) -> None:
+        """Update ``params`` in place from ``grads`` (same order, same shapes)."""
+        params, grads = list(params), list(grads)
+        if len(params) != len(grads):
+            raise InputError(f"{self.name}: {len(params)} weights but {len(grads)} gradients")
+        flat_g = []
+        for k, (p, g) in enumerate(zip(params, grads)):
+            if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
+                raise InputError(f"{self.name}: weight {k} must be a float ndarray")
+            if not (p.flags.c_contiguous and p.flags.writeable):
+                raise InputError(f"{self.name}: weight {k} must be C-contiguous and writeable "
+                                 f"(it is updated in place)")
+            g = np.zeros_like(p) if g is None else np.asarray(g)
+            if g.shape != p.shape:
+                raise InputError(f"{self.name}: gradient {k} has shape {g.shape}, weight has "
+                                 f"{p.shape}")
+            flat_g.append(np.ascontiguousarray(g, dtype=p.dtype))
+        if self._slots is None:
+            self.build(params)
+        else:
+            n = len(next(iter(self._slots.values()), params))
+            if n != len(params):
+                raise InputError(f"{self.name}: built for {n} weights, got {len(params)}")
+        flat_g = self._clip(flat_g)
+        t = self._iterations + 1
+        for k, (p, g) in enumerate(zip(params, flat_g)):
+            slots = {s: self._slots[s][k].reshape(-1) for s in self.slot_names()}
+            self._update(p.reshape(-1), g.reshape(-1), slots, t, p.dtype.type)
+        self._iterations += 1
+
+    def _update(self, w, g, slots, t, dt) -> None:
+        raise TypeError(f"{type(self).__name__} defines no update rule")
+
+    def _lr(self, dt):
+        # Keras holds the learning rate in a float32 variable and casts it to the weight dtype
+        return dt(np.float32(self._learning_rate))
+
+    # ---- config -----------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        cfg = {"name": self.name, "learning_rate": self.learning_rate,
+               "clipnorm": self.clipnorm, "clipvalue": self.clipvalue,
+               "global_clipnorm": self.global_clipnorm}
+        cfg.update({k: getattr(self, k) for k in self._hyper})
+        return cfg
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Optimizer:
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items()
+                         if v is not None and k != "name")
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Gradient descent, optionally with (Nesterov) momentum.
+
+    ``m = momentum * m - lr * g``; ``w += m`` (nesterov: ``w += momentum * m - lr * g``);
+    without momentum ``w -= lr * g``.
+    """
+
+    _hyper = ("momentum", "nesterov")
+
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0,
+                 nesterov: bool = False, **kwargs: Any) -> None:
+        super().__init__(learning_rate, **kwargs)
+        self.momentum = _check("momentum", momentum, lo=0.0, hi=1.0)
+        self.nesterov = _flag("nesterov", nesterov)
+
+    def slot_names(self):
+        return ("momentum",) if self.momentum != 0 else ()
+
+    def _update(self, w, g, slots, t, dt):
+        if self.momentum != 0:
+            K.sgd_momentum(w, g, slots["momentum"], self._lr(dt), dt(self.momentum),
+                           self.nesterov)
+        else:
+            K.sgd(w, g, self._lr(dt))
+
+
+class Adam(Optimizer):
+    """Adam with Keras's epsilon placement (``sqrt(v) + epsilon``, rate bias-corrected)."""
+
+    _hyper = ("beta_1", "beta_2", "epsilon", "amsgrad")
+
+    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = 1e-7, amsgrad: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = _check("beta_1", beta_1, lo=0.0, hi=1.0, hi_open=True)
+        self.beta_2 = _check("beta_2", beta_2, lo=0.0, hi=1.0, hi_open=True)
+        self.epsilon = _check("epsilon", epsilon, lo=0.0)
+        self.amsgrad = _flag("amsgrad", amsgrad)
+
+    def slot_names(self):
+        return ("momentum", "velocity") + (("velocity_hat",) if self.amsgrad else ())
+
+    def _update(self, w, g, slots, t, dt):
+        step = dt(t)
+        b1p = dt(self.beta_1) ** step
+        b2p = dt(self.beta_2) ** step
+        alpha = self._lr(dt) * np.sqrt(dt(1) - b2p) / (dt(1) - b1p)
+        vhat = slots.get("velocity_hat", slots["velocity"])
+        K.adam(w, g, slots["momentum"], slots["velocity"], vhat, dt(alpha),
+               dt(1 - self.beta_1), dt(1 - self.beta_2), dt(self.epsilon), self.amsgrad)
+
+
+class RMSprop(Optimizer):
+    """RMSprop, optionally centered and with plain momentum (Keras 3 rules)."""
+
+    _hyper = ("rho", "momentum", "epsilon", "centered")
+
+    def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, momentum: float = 0.0,
+                 epsilon: float = 1e-7, centered: bool = False, **kwargs: Any) -> None:
+        super().__init__(learning_rate, **kwargs)
+        self.rho = _check("rho", rho, lo=0.0, hi=1.0, hi_open=True)
+        self.momentum = _check("momentum", momentum, lo=0.0, hi=1.0)
+        self.epsilon = _check("epsilon", epsilon, lo=0.0)
+        self.centered = _flag("centered", centered)
+
+    def slot_names(self):
+        return (("velocity",) + (("momentum",) if self.momentum > 0 else ())
+                + (("average_gradient",) if self.centered else ()))
+
+    def _update(self, w, g, slots, t, dt):
+        v = slots["velocity"]
+        K.rmsprop(w, g, v, slots.get("average_gradient", v), slots.get("momentum", v),
+                  self._lr(dt), dt(self.rho), dt(1 - self.rho), dt(self.epsilon),
+                  dt(self.momentum), self.centered, self.momentum > 0)
+
+
+_CLASSES = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+
+
+def serialize(optimizer: Optimizer) -> dict[str, Any]:
+    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
+
+
+def deserialize(config: dict[str, Any]) -> Optimizer:
+    cls = _lookup(str(config.get("class_name", "")))
+    return cls.from_config(dict(config.get("config", {})))
+
+
+def _lookup(name: str) -> type[Optimizer]:
+    key = name.lower()
+    if key in _CLASSES:
+        return _CLASSES[key]
+    close = difflib.get_close_matches(key, list(_CLASSES), n=1, cutoff=0.4)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"unknown optimizer {name!r}{hint} (known: {sorted(_CLASSES)})")
+
+
+def get(identifier: str | dict | Optimizer) -> Optimizer:
+    """An optimizer from a name ('sgd', 'adam', 'rmsprop'; any case), a config or itself."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str):
+        return _lookup(identifier)()
+    raise ConfigError(f"cannot interpret {identifier!r} as an optimizer; give 'sgd', 'adam', "
+                      f"'rmsprop' or an Optimizer instance")
