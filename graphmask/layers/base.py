@@ -343,6 +343,24 @@ def _check_input_shape(shape, name):
     return shape
 
 
-def Input(shape=None, dtype="float32", name: str | None = None, batch_size=None):
-    """A symbolic model input, as ``keras.Input``: ``shape`` excludes the batch axis."""
+def Input(shape=None, dtype="float32", name: str | None = None, batch_size=None,
+          batch_shape=None):
+    """A symbolic model input, as ``keras.Input``: ``shape`` excludes the batch axis;
+    ``batch_shape`` (as Keras) includes it, e.g. ``batch_shape=(None, 20)``."""
+    if batch_shape is not None:
+        for arg, val in (("shape", shape), ("batch_size", batch_size)):
+            if val is not None:
+                raise ConfigError(f"Input {name or 'input_layer'!r}: give batch_shape or "
+                                  f"{arg}, not both (got {arg}={val!r}, "
+                                  f"batch_shape={batch_shape!r})")
+        if isinstance(batch_shape, (str, bytes)) or not hasattr(batch_shape, "__len__") \
+                or len(batch_shape) < 2:
+            raise ConfigError(f"Input {name or 'input_layer'!r}: batch_shape must be a tuple "
+                              f"of the batch size (or None) and at least one more axis, e.g. "
+                              f"(None, 20); got {batch_shape!r}")
+        shape, batch_size = tuple(batch_shape)[1:], batch_shape[0]
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
+            batch_size, (int, np.integer)) or batch_size <= 0):
+        raise ConfigError(f"Input {name or 'input_layer'!r}: the batch size must be a positive "
+                          f"int or None, got {batch_size!r}")
     return InputLayer(shape=shape, dtype=dtype, name=name, batch_size=batch_size).output
