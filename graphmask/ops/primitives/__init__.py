@@ -4,6 +4,7 @@ Each family module registers its ops on import; every primitive follows the op c
 of ``graphmask/ops/base.py`` and ignores masks (:data:`~graphmask.ops.base.IGNORES_MASK`).
 """
 from graphmask.ops.primitives import (  # noqa: F401
+    attention,
     binary,
     index,
     join,

@@ -14,7 +14,8 @@ BINARY = ["add", "subtract", "multiply", "divide", "power", "maximum", "minimum"
           "not_equal", "greater", "greater_equal", "less", "less_equal", "logical_and",
           "logical_or", "matmul", "einsum"]
 PORTS = {**{n: ("x",) for n in UNARY}, **{n: ("x", "y") for n in BINARY},
-         "where": ("condition", "x", "y"), "take": ("x", "indices")}
+         "where": ("condition", "x", "y"), "take": ("x", "indices"),
+         "masked_softmax": ("x", "keep?")}
 VARIADIC = ["concatenate", "stack"]
 NO_GRADIENT = {"logical_not", "stop_gradient", "one_hot", "any", "all", "argmax", "equal",
                "not_equal", "greater", "greater_equal", "less", "less_equal", "logical_and",
