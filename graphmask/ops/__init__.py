@@ -8,6 +8,7 @@ and give it a test module in ``tests/ops/`` that runs the shared harness.
 # Importing a module registers its ops.
 from graphmask.ops import (  # noqa: F401
     activation,
+    conv,
     dense,
     dropout,
     embedding,
@@ -19,6 +20,7 @@ from graphmask.ops import (  # noqa: F401
     merge,
     metrics,
     pooling,
+    pooling1d,
     primitives,
     reductions,
     sources,
