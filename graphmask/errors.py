@@ -46,3 +46,8 @@ class FileFormatError(GraphmaskError, ValueError):
 
 class NumericalError(GraphmaskError, FloatingPointError):
     """Training produced a non-finite loss; the weights were left as before the step."""
+
+
+class DistributedError(GraphmaskError, RuntimeError):
+    """Distributed training lost its workers or their data more often than it may retry;
+    the weights are those from before the step that failed."""
