@@ -13,6 +13,7 @@ from graphmask.ops import (  # noqa: F401
     dropout,
     embedding,
     flatten,
+    gru,
     losses,
     lstm,
     mask_ops,
