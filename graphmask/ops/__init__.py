@@ -8,6 +8,7 @@ and give it a test module in ``tests/ops/`` that runs the shared harness.
 # Importing a module registers its ops.
 from graphmask.ops import (  # noqa: F401
     activation,
+    batch_norm,
     conv,
     dense,
     dropout,
@@ -24,7 +25,9 @@ from graphmask.ops import (  # noqa: F401
     pooling1d,
     primitives,
     reductions,
+    simple_rnn,
     sources,
+    spatial_dropout,
     structural,
     vjp,
 )
