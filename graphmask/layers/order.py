@@ -198,6 +198,11 @@ KERAS_RULES: dict[str, KerasRule] = {
     "lstm": KerasRule(mask_arg=True, compute_mask=_rnn_mask),
     "add": KerasRule(compute_mask=_or_mask),
     "concatenate": KerasRule(compute_mask=_concatenate_mask),
+    "conv1d": KerasRule(compute_mask=None),
+    "max_pooling_1d": KerasRule(compute_mask=None),
+    "average_pooling_1d": KerasRule(compute_mask=None),
+    "spatial_dropout_1d": KerasRule(),
+    "batch_normalization": KerasRule(mask_arg=True),
 }
 
 #: Wrappers whose call records the wrapped layer's op, keyed by the wrapper's class name.
@@ -407,6 +412,10 @@ class _Builder:
         if layer.supports_masking:
             if type(layer).compute_mask is Layer.compute_mask:
                 masks = _keras_leaves(previous)  # the default compute_mask
+            elif getattr(layer, "_compute_mask_selects", False):
+                # a compute_mask that only picks among its masks (Bidirectional) records
+                # no op: run it on Keras's masks
+                masks = _keras_leaves(layer.compute_mask(first, previous))
             else:
                 masks = self._traced_masks(layer, who, outs, first, previous, gm_previous)
         self._outputs(outs, node, [x.dtype for x in outs], masks)
