@@ -20,8 +20,10 @@ inflate past :data:`MAX_MEMBER_BYTES` each or :data:`MAX_TOTAL_BYTES` together (
 bomb): the sizes the zip declares are checked before anything is read, and every read is
 bounded, so a header that lies cannot make graphmask read more.
 
-``.keras``, ``.h5`` and ``.hdf5`` names are refused when saving: graphmask writes its own
-format, which Keras cannot read, so it must not be written under Keras's names.
+A ``.keras`` name (``save``, ``load_model``) or a ``.weights.h5`` name (``save_weights``,
+``load_weights``) means Keras 3's own format instead, read and written by
+:mod:`graphmask.io.keras_format` (needs h5py). Other ``.h5`` and ``.hdf5`` names are
+refused when saving: those are Keras 2's legacy formats.
 
 Files are written atomically: to a temporary file in the destination folder, then moved
 over the destination with ``os.replace``, so a crash mid-write leaves the old file intact.
@@ -67,7 +69,8 @@ LAYER_CLASSES: dict[str, type] = {c.__name__: c for c in (
     InputLayer, L.Embedding, L.Dense, L.LSTM, L.Masking, L.Flatten, L.Activation,
     L.Dropout, L.GlobalAveragePooling1D, L.GlobalMaxPooling1D, L.TimeDistributed, L.Add,
     L.Concatenate, L.Lambda, L.LayerNormalization, L.Subtract, L.Multiply, L.Average,
-    L.Maximum, L.Minimum, L.Dot, L.RepeatVector, L.Reshape, L.Permute)}
+    L.Maximum, L.Minimum, L.Dot, L.RepeatVector, L.Reshape, L.Permute,
+    L.Bidirectional)}
 
 _MAX_CONFIG_BYTES = 64 * 2**20
 #: Largest uncompressed size of one member of a model file (``weights.npz`` holds all
@@ -222,6 +225,14 @@ def _npz_bytes(arrays: list[np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
+def _keras_file(filepath, suffixes) -> bool:
+    """Whether ``filepath`` names a Keras 3 file (dispatched to ``keras_format``)."""
+    try:
+        return os.fsdecode(os.fspath(filepath)).lower().endswith(suffixes)
+    except TypeError:
+        return False
+
+
 def _refuse_keras_names(filepath, who: str) -> None:
     """Refuse Keras's file names before anything is computed or written."""
     try:
@@ -233,9 +244,9 @@ def _refuse_keras_names(filepath, who: str) -> None:
     suffix = next((s for s in KERAS_SUFFIXES if name.lower().endswith(s)), None)
     if suffix is not None:
         raise ConfigError(f"{who}: filepath {name!r} ends with {name[-len(suffix):]!r}, a Keras "
-                          f"file name, "
-                          f"but graphmask writes its own format (a zip of JSON and .npz "
-                          f"arrays) that Keras cannot read; use a '.gmz' name, e.g. "
+                          f"file name graphmask does not write with {who} (Keras 3 files are "
+                          f"'.keras' for save and '.weights.h5' for save_weights); for "
+                          f"graphmask's own format use a '.gmz' name, e.g. "
                           f"{name[:-len(suffix)] + '.gmz'!r}")
 
 
@@ -278,6 +289,9 @@ def save_model(model, filepath, overwrite: bool = True) -> None:
         ``filepath`` ends with ``.keras``, ``.h5`` or ``.hdf5`` (Keras's names for files
         graphmask does not write); nothing is written.
     """
+    if _keras_file(filepath, ".keras"):
+        from graphmask.io.keras_format import save_keras_model
+        return save_keras_model(model, filepath, overwrite)
     _refuse_keras_names(filepath, "save")
     weights = model.get_weights()
     config = {"format": FORMAT, "version": VERSION, "model": _model_config(model),
@@ -298,6 +312,9 @@ def save_weights(model, filepath, overwrite: bool = True) -> None:
     ``filepath`` must not end with ``.keras``, ``.h5`` or ``.hdf5`` (``ConfigError``,
     nothing written): graphmask writes its own format, not Keras's ``.weights.h5``.
     """
+    if _keras_file(filepath, ".weights.h5"):
+        from graphmask.io.keras_format import save_keras_weights
+        return save_keras_weights(model, filepath, overwrite)
     _refuse_keras_names(filepath, "save_weights")
     weights = model.get_weights()
     config = {"format": WEIGHTS_FORMAT, "version": VERSION,
@@ -687,6 +704,9 @@ def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: b
     FileFormatError
         The file is truncated, corrupted or not a graphmask model file.
     """
+    if _keras_file(filepath, ".keras"):
+        from graphmask.io.keras_format import load_keras_model
+        return load_keras_model(filepath, compile=compile)
     config, zf = _open(filepath)
     with zf:
         if config["format"] != FORMAT:
@@ -727,7 +747,11 @@ def _restore_optimizer(model, state, path) -> None:
 
 
 def load_weights(model, filepath) -> None:
-    """Set ``model``'s weights from a weights file or a full model file (matched by order)."""
+    """Set ``model``'s weights from a weights file or a full model file (matched by order);
+    a Keras ``.weights.h5`` or ``.keras`` file is matched by Keras's layout."""
+    if _keras_file(filepath, (".h5", ".keras")):
+        from graphmask.io.keras_format import load_keras_weights
+        return load_keras_weights(model, filepath)
     config, zf = _open(filepath)
     with zf:
         weights = _read_arrays(zf, "weights.npz", config.get("weights"), filepath)
