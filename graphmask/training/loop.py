@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from graphmask.errors import ConfigError, NumericalError
+from graphmask.ops import state
 from graphmask.runtime import run
 from graphmask.training.callbacks import CallbackList, History
 from graphmask.training.tracking import Tracker
@@ -25,7 +26,8 @@ class TrainingMixin:
         return total, pairs, dict(zip(self._grad_names, grads))
 
     def _train_step(self, xs, ys, sws):
-        losses, pairs, by_name = self._gradients(xs, ys, sws)
+        with state.collecting() as updates:  # moving statistics (BatchNormalization)
+            losses, pairs, by_name = self._gradients(xs, ys, sws)
         total = losses[0]
         if not np.isfinite(total):
             raise NumericalError(f"the loss is {total}; the weights were left as they were "
@@ -38,6 +40,7 @@ class TrainingMixin:
         grads = [by_name.get(var.name, np.zeros_like(var.value))
                  for var in self.trainable_weights]
         self.optimizer.apply(params, grads)
+        state.apply_updates(updates, self.weights)
         return losses, pairs
 
     def loss_and_gradients(self, x, y=None, sample_weight=None):
