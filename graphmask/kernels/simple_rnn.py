@@ -1,0 +1,127 @@
+"""numba kernels of the SimpleRNN op (forward and backward), mask-aware.
+
+The compact-row layout of the LSTM and GRU kernels (``kernels/lstm.py``): every kept
+(sample, timestep) pair is one row, grouped by processing step, and a sample's state
+stays put at a step where it has no row. The input projection ``x @ kernel + bias`` of
+all kept rows is one GEMM up front; each step multiplies its rows' ``h_{t-1}`` by the
+recurrent kernel and applies the activation; the backward pass gets the pre-activation
+gradients step by step (``dh_{t-1} = dA_t @ U.T``), then the weight and input gradients
+as GEMMs over all kept rows. One thread (a SimpleRNN step is a single H x H product);
+BLAS calls stay under ``SERIAL_MNK`` so OpenBLAS runs on the calling thread.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphmask.kernels import jit
+from graphmask.kernels.lstm import (
+    ACTIVATIONS,
+    _act_inplace,
+    _add_gy,
+    _dact,
+    _row_block,
+    _write_y,
+    lstm_schedule,
+)
+
+__all__ = ["ACTIVATIONS", "schedule", "simple_rnn_forward", "simple_rnn_backward"]
+
+schedule = lstm_schedule
+
+
+@jit
+def _gemm_rows(A, W, OUT):
+    """OUT = A @ W in row blocks under SERIAL_MNK."""
+    n = A.shape[0]
+    mr = _row_block(W.shape[0] * W.shape[1])
+    for a in range(0, n, mr):
+        e = min(n, a + mr)
+        np.dot(A[a:e], W, OUT[a:e])
+
+
+@jit
+def simple_rnn_forward(x, k, b, rk, offsets, rows, mask, backwards, act, ret_seq,
+                       zero_masked, y, h):
+    """Forward over kept rows; ``h`` (B, H) enters as the initial state and ends as the
+    final one, ``y`` (B, T, H) is written when ``ret_seq`` (the carried ``h`` at masked
+    steps). Returns the residuals Xc (N, D), Hp (N, H) (``h_{t-1}`` of each row) and Y
+    (N, H) (each row's new state)."""
+    B, T, D = x.shape
+    H = h.shape[1]
+    N = rows.size
+    Xc = np.empty((N, D), x.dtype)
+    for t in range(T):
+        ts = T - 1 - t if backwards else t
+        for r in range(offsets[t], offsets[t + 1]):
+            Xc[r] = x[rows[r], ts, :]
+    Y = np.empty((N, H), x.dtype)
+    Hp = np.empty((N, H), x.dtype)
+    if N > 0:
+        _gemm_rows(Xc, k, Y)
+    G = np.empty((B, H), x.dtype)
+    for t in range(T):
+        o0 = offsets[t]
+        n = offsets[t + 1] - o0
+        for j in range(n):
+            Hp[o0 + j] = h[rows[o0 + j]]
+        if n > 0:
+            _gemm_rows(Hp[o0:o0 + n], rk, G[:n])
+        for j in range(n):
+            yr = Y[o0 + j]
+            g = G[j]
+            for u in range(H):
+                yr[u] += g[u] + b[u]
+        _act_inplace(Y[o0:o0 + n].reshape(n * H), act)
+        for j in range(n):
+            h[rows[o0 + j]] = Y[o0 + j]
+        if ret_seq:
+            _write_y(y, h, mask, t, backwards, zero_masked)
+    return Xc, Hp, Y
+
+
+@jit
+def simple_rnn_backward(Xc, Hp, Y, k, rk, offsets, rows, mask, backwards, act, ret_seq,
+                        zero_masked, gy, dh, B):
+    """Backpropagation through time over kept rows. ``dh`` (B, H) enters as the
+    gradient w.r.t. the final state and leaves as the one w.r.t. the initial state.
+    Returns dx (B, T, D), d kernel, d recurrent kernel, d bias."""
+    N, D = Xc.shape
+    H = Hp.shape[1]
+    T = offsets.size - 1
+    one = Y.dtype.type(1.0)
+    sixth = one / Y.dtype.type(6.0)
+    dA = np.empty((N, H), Y.dtype)
+    DH = np.empty((B, H), Y.dtype)
+    rkT = np.ascontiguousarray(rk.T)
+    for t in range(T - 1, -1, -1):
+        if ret_seq:
+            _add_gy(dh, gy, mask, t, backwards, zero_masked)
+        o0 = offsets[t]
+        n = offsets[t + 1] - o0
+        for j in range(n):
+            b = rows[o0 + j]
+            yr = Y[o0 + j]
+            da = dA[o0 + j]
+            for u in range(H):
+                da[u] = dh[b, u] * _dact(yr[u], act, one, sixth)
+        if n > 0:
+            _gemm_rows(dA[o0:o0 + n], rkT, DH[:n])
+        for j in range(n):
+            dh[rows[o0 + j]] = DH[j]
+    dK = np.zeros((D, H), Y.dtype)
+    dR = np.zeros((H, H), Y.dtype)
+    dXc = np.empty((N, D), Y.dtype)
+    db = np.zeros(H, Y.dtype)
+    if N > 0:
+        np.dot(Xc.T, dA, dK)
+        np.dot(Hp.T, dA, dR)
+        _gemm_rows(dA, np.ascontiguousarray(k.T), dXc)
+    for r in range(N):
+        for u in range(H):
+            db[u] += dA[r, u]
+    dx = np.zeros((B, T, D), Y.dtype)
+    for t in range(T):
+        ts = T - 1 - t if backwards else t
+        for r in range(offsets[t], offsets[t + 1]):
+            dx[rows[r], ts, :] = dXc[r]
+    return dx, dK, dR, db

@@ -1,0 +1,147 @@
+"""The SimpleRNN op: ``h_t = act(x_t W + b + h_{t-1} U)``, Keras 3 semantics with a
+padding mask.
+
+The mask rules are the LSTM's and GRU's (``ops/lstm.py``, ``ops/gru.py``): at a masked
+step the state is carried and the output repeats the previous output (zeros before the
+first kept step); ``zero_output_for_mask`` zeroes the sequence output at masked steps;
+``go_backwards`` processes time reversed; the single output of
+``return_sequences=False`` is the output of the last kept step (zeros for a sample with
+no kept step), the state of ``return_state`` the carried ``h``. The optional port ``h0``
+(batch, units) is the initial state. Kernels work on kept rows only
+(``kernels/simple_rnn.py``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphmask.kernels import simple_rnn as K
+from graphmask.ops.base import Op, OpError, float_dtype, register
+from graphmask.ops.gru import (
+    _initial_state,
+    finish_outputs,
+    infer_recurrent,
+    initial_dh,
+    recurrent_mask_rule,
+    ref_initial_dh,
+    ref_outputs,
+)
+from graphmask.ops.lstm import _ACTIVATION, _np_act, _np_dact
+
+
+def _cfg(attrs):
+    c = {"units": attrs.get("units"), "activation": attrs.get("activation", "tanh"),
+         "use_bias": bool(attrs.get("use_bias", True))}
+    for flag in ("return_sequences", "return_state", "go_backwards", "zero_output_for_mask"):
+        c[flag] = bool(attrs.get(flag, False))
+    if not isinstance(c["units"], (int, np.integer)) or isinstance(c["units"], bool) \
+            or c["units"] <= 0:
+        raise OpError(f"units must be a positive int, got {c['units']!r}")
+    if c["activation"] not in _ACTIVATION:
+        raise OpError(f"activation must be one of {_ACTIVATION}, got {c['activation']!r}")
+    return c
+
+
+def _prepare(attrs, inputs):
+    c = _cfg(attrs)
+    ws = [inputs["x"], inputs["kernel"], inputs["recurrent_kernel"]]
+    if "bias" in inputs:
+        ws.append(inputs["bias"])
+    dt = np.dtype(float_dtype(*(str(w.dtype) for w in ws)))
+    x, k, rk = (np.ascontiguousarray(w, dtype=dt) for w in ws[:3])
+    H = int(c["units"])
+    bias = np.ascontiguousarray(inputs["bias"], dtype=dt) if (
+        c["use_bias"] and "bias" in inputs) else None
+    mask = inputs.get("mask")
+    mask = (np.ones(x.shape[:2], dtype=bool) if mask is None
+            else np.ascontiguousarray(mask, dtype=bool))
+    if (x.ndim != 3 or k.shape != (x.shape[2], H) or rk.shape != (H, H)
+            or mask.shape != x.shape[:2] or (bias is not None and bias.shape != (H,))):
+        raise OpError(f"simple_rnn(units={H}): shapes do not fit: x {x.shape}, "
+                      f"mask {mask.shape}, kernel {k.shape}, recurrent_kernel {rk.shape}, "
+                      f"bias {None if bias is None else bias.shape}")
+    return c, x, k, rk, (np.zeros(H, dt) if bias is None else bias), mask
+
+
+@register
+class SimpleRNN(Op):
+    name = "simple_rnn"
+    inputs = ("x", "mask?", "kernel", "recurrent_kernel", "bias?", "h0?")
+    diff_ports = ("x", "kernel", "recurrent_kernel", "bias", "h0")
+
+    def infer(self, attrs, specs):
+        c = _cfg(attrs)
+        return infer_recurrent(c, specs, 1, (int(c["units"]),))
+
+    def mask_rule(self, attrs):
+        return recurrent_mask_rule(attrs)
+
+    def n_residuals(self, attrs):
+        return 5  # offsets, rows, x_t, h_{t-1}, h_t of every kept row
+
+    def _ref_steps(self, attrs, inputs):
+        c, x, k, rk, b, mask = _prepare(attrs, inputs)
+        if c["go_backwards"]:
+            x, mask = x[:, ::-1], mask[:, ::-1]
+        B, T, _ = x.shape
+        H = int(c["units"])
+        h = _initial_state(inputs, B, H, x.dtype)
+        started = np.zeros((B, 1), bool)
+        steps = []
+        for t in range(T):
+            out = _np_act(c["activation"], x[:, t] @ k + b + h @ rk)
+            keep = mask[:, t, None]
+            started = started | keep
+            steps.append({"x": x[:, t], "h": h, "out": out, "keep": keep})
+            h = np.where(keep, out, h).astype(x.dtype)
+            vis = keep if c["zero_output_for_mask"] else started
+            steps[-1]["vis"] = vis
+            steps[-1]["y"] = np.where(vis, h, 0)
+        return c, steps, h, started, (B, T, H, x.dtype)
+
+    def reference(self, attrs, inputs):
+        c, steps, h, started, (B, T, H, dt) = self._ref_steps(attrs, inputs)
+        return ref_outputs(c, steps, h, started, B, T, H, dt)
+
+    def reference_vjp(self, attrs, inputs, grads, wrt):
+        c, steps, _, started, (B, T, H, dt) = self._ref_steps(attrs, inputs)
+        _, x, k, rk, _, _ = _prepare(attrs, inputs)
+        dh = ref_initial_dh(c, grads, started, B, H, dt)
+        dk, drk, db = np.zeros_like(k), np.zeros_like(rk), np.zeros(H, dt)
+        dxs = np.zeros(x.shape, dt)
+        for t in range(T - 1, -1, -1):
+            s = steps[t]
+            if c["return_sequences"] and grads[0] is not None:
+                dh = dh + np.where(s["vis"], grads[0][:, t], 0)
+            da = np.where(s["keep"], dh * _np_dact(c["activation"], s["out"]), 0)
+            dk += s["x"].T @ da
+            drk += s["h"].T @ da
+            db += da.sum(0)
+            dxs[:, t] = da @ k.T
+            dh = np.where(s["keep"], da @ rk.T, dh)
+        if c["go_backwards"]:
+            dxs = dxs[:, ::-1]
+        out = {"x": dxs, "kernel": dk, "recurrent_kernel": drk, "bias": db, "h0": dh}
+        return {p: np.ascontiguousarray(out[p]).astype(inputs[p].dtype) for p in wrt}
+
+    def forward(self, attrs, inputs):
+        c, x, k, rk, b, mask = _prepare(attrs, inputs)
+        B, T, _ = x.shape
+        H = int(c["units"])
+        h = _initial_state(inputs, B, H, x.dtype)
+        y = np.empty((B, T, H) if c["return_sequences"] else (0, 0, 0), x.dtype)
+        offsets, rows = K.schedule(mask, c["go_backwards"])
+        res = K.simple_rnn_forward(x, k, b, rk, offsets, rows, mask, c["go_backwards"],
+                                   K.ACTIVATIONS.index(c["activation"]),
+                                   c["return_sequences"], c["zero_output_for_mask"], y, h)
+        return finish_outputs(c, inputs, mask, y, h) + [offsets, rows, *res]
+
+    def vjp(self, attrs, inputs, outputs, grads, wrt):
+        c, x, k, rk, _, mask = _prepare(attrs, inputs)
+        dh, seq, gy = initial_dh(c, inputs, mask, grads, x.dtype)
+        offsets, rows, Xc, Hp, Y = outputs[-5:]
+        dx, dk, drk, db = K.simple_rnn_backward(
+            Xc, Hp, Y, k, rk, offsets, rows, mask, c["go_backwards"],
+            K.ACTIVATIONS.index(c["activation"]), seq, c["zero_output_for_mask"], gy, dh,
+            x.shape[0])
+        out = {"x": dx, "kernel": dk, "recurrent_kernel": drk, "bias": db, "h0": dh}
+        return {p: out[p].astype(inputs[p].dtype, copy=False) for p in wrt}
