@@ -1,4 +1,7 @@
 """fit's callbacks and display: History, EarlyStopping, ModelCheckpoint, verbose levels."""
+import re
+import sys
+
 import numpy as np
 import pytest
 
@@ -70,14 +73,22 @@ def test_model_checkpoint_best_only(tmp_path):
     assert last.predict(X).shape == (32, 1)
 
 
-def test_verbose_levels(capsys):
+def test_verbose_levels(capsys, monkeypatch):
     m = _model()
     m.fit(X, Y, epochs=2, batch_size=8, verbose=0)
     assert capsys.readouterr().out == ""
     m.fit(X, Y, epochs=2, batch_size=8, verbose=2)
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2
-    assert lines[0].startswith("Epoch 1/2 - loss: ") and " - mae: " in lines[0]
+    assert [ln[:9] for ln in lines[::2]] == ["Epoch 1/2", "Epoch 2/2"]
+    # Keras's verbose=2 line: steps, epoch time, time per step, the logs
+    assert re.fullmatch(r"4/4 - \d+s - \d+(us|ms|s)/step - loss: \S+ - mae: \S+", lines[1])
+    assert len(lines) == 4
+    # verbose=1 when stdout is not a terminal (a log): the same line, no bar redrawn
     m.fit(X, Y, epochs=1, batch_size=8, verbose=1)
     out = capsys.readouterr().out
-    assert "Epoch 1/1" in out and "4/4" in out and "samples_per_s" in out and "loss" in out
+    assert re.fullmatch(r"4/4 - \d+s - \d+(us|ms|s)/step - loss: \S+ - mae: \S+\n", out)
+    # on a terminal: a bar with samples per second, then the summary line
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    m.fit(X, Y, epochs=1, batch_size=8, verbose=1)
+    out = capsys.readouterr().out
+    assert "samples_per_s" in out and "4/4" in out and "loss" in out

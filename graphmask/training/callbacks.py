@@ -1,25 +1,41 @@
-"""Callbacks for ``fit``: History, EarlyStopping, ModelCheckpoint and the progress display.
+"""Callbacks for ``fit`` / ``evaluate`` / ``predict``, with Keras 3's hooks and arguments.
 
-The hooks and arguments follow Keras's: ``on_train_begin/end``,
-``on_epoch_begin/end(epoch, logs)``, ``on_train_batch_end(step, logs)``.
+``History``, ``EarlyStopping``, ``ModelCheckpoint``, ``ReduceLROnPlateau``,
+``LearningRateScheduler``, ``CSVLogger``, ``TerminateOnNaN``, ``LambdaCallback``,
+``BackupAndRestore`` and the progress display (``ProgressBar``, added by ``verbose``).
+Callbacks run in Keras's order: the user's, then History, then the progress display.
 """
 from __future__ import annotations
 
+import csv
+import json
 import math
+import os
 import sys
+import time
+import warnings
 
 import numpy as np
 
 from graphmask.errors import ConfigError
 
+HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+         "on_train_batch_begin", "on_train_batch_end", "on_test_begin", "on_test_end",
+         "on_test_batch_begin", "on_test_batch_end", "on_predict_begin", "on_predict_end",
+         "on_predict_batch_begin", "on_predict_batch_end")
+
 
 class Callback:
-    """Base class; ``self.model`` is set by ``fit`` before training begins."""
+    """Base class; ``self.model`` and ``self.params`` are set before training begins."""
 
     model = None
+    params: dict = {}
 
     def set_model(self, model):
         self.model = model
+
+    def set_params(self, params):
+        self.params = params
 
     def on_train_begin(self, logs=None):
         pass
@@ -33,7 +49,34 @@ class Callback:
     def on_epoch_end(self, epoch, logs=None):
         pass
 
+    def on_train_batch_begin(self, batch, logs=None):
+        pass
+
     def on_train_batch_end(self, batch, logs=None):
+        pass
+
+    def on_test_begin(self, logs=None):
+        pass
+
+    def on_test_end(self, logs=None):
+        pass
+
+    def on_test_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_test_batch_end(self, batch, logs=None):
+        pass
+
+    def on_predict_begin(self, logs=None):
+        pass
+
+    def on_predict_end(self, logs=None):
+        pass
+
+    def on_predict_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_predict_batch_end(self, batch, logs=None):
         pass
 
 
@@ -53,82 +96,212 @@ class History(Callback):
             self.history.setdefault(k, []).append(v)
 
 
+# ---- the progress display ------------------------------------------------------------------
+def _fmt_value(v) -> str:
+    v = float(v)
+    return f"{v:.4f}" if abs(v) > 1e-3 else f"{v:.4e}"
+
+
+def _fmt_step(seconds: float) -> str:
+    if seconds >= 1 or seconds == 0:
+        return f"{seconds:.0f}s/step"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms/step"
+    return f"{seconds * 1e6:.0f}us/step"
+
+
+def _interactive() -> bool:
+    return hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
+
+
 class ProgressBar(Callback):
-    """verbose=1: a tqdm bar per epoch with loss and throughput; verbose=2: one line."""
+    """What ``verbose`` shows. On a terminal, ``verbose=1`` draws a bar per epoch (steps,
+    samples per second, the running loss); when stdout is not a terminal (a log file, a
+    CI job) it prints one line per epoch instead of redrawing. ``verbose=2`` prints one
+    line per epoch: ``"4/4 - 0s - 3ms/step - loss: 0.1234"`` (steps, epoch time, time per
+    step, the epoch's logs). ``evaluate`` and ``predict`` show the same for their pass.
+    """
 
-    def __init__(self, verbose: int, epochs: int, steps: int):
+    def __init__(self, verbose: int, epochs: int, steps):
         self.verbose, self.epochs, self.steps = verbose, epochs, steps
-        self.bar = None
+        self.bar, self.in_fit = None, False
 
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.verbose == 1:
+    def _start(self):
+        self.t0, self.seen, self.samples = time.perf_counter(), 0, 0
+        if self.verbose == 1 and _interactive():
             from tqdm.auto import tqdm
-            self.bar = tqdm(total=self.steps, desc=f"Epoch {epoch + 1}/{self.epochs}",
-                            unit="batch", leave=True, file=sys.stdout, dynamic_ncols=True)
+            self.bar = tqdm(total=self.steps, unit="step", leave=False, file=sys.stdout,
+                            dynamic_ncols=True)
 
-    def on_train_batch_end(self, batch, logs=None):
+    def _step(self, batch, logs, size):
+        self.seen, self.samples = batch + 1, self.samples + (size or 0)
         if self.bar is not None:
-            secs = max(logs.get("seconds", 0.0), 1e-9)
-            self.bar.set_postfix(loss=f"{logs['loss']:.4f}",
-                                 samples_per_s=f"{logs['samples'] / secs:.0f}")
+            secs = max(time.perf_counter() - self.t0, 1e-9)
+            shown = {k: _fmt_value(v) for k, v in (logs or {}).items() if k != "outputs"}
+            self.bar.set_postfix(samples_per_s=f"{self.samples / secs:.0f}", **shown)
             self.bar.update(1)
 
-    def on_epoch_end(self, epoch, logs=None):
-        text = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+    def _finish(self, logs):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-            print(f"  {text}", file=sys.stdout)
-        elif self.verbose == 2:
-            print(f"Epoch {epoch + 1}/{self.epochs} - {text}", file=sys.stdout)
+        secs = time.perf_counter() - self.t0
+        steps = self.steps or self.seen
+        width = len(str(steps))
+        line = f"{self.seen:>{width}}/{steps} - {secs:.0f}s"
+        line += f" - {_fmt_step(secs / self.seen if self.seen else 0.0)}"
+        for k, v in (logs or {}).items():
+            line += f" - {k}: {_fmt_value(v)}"
+        print(line, file=sys.stdout, flush=True)
+
+    def on_train_begin(self, logs=None):
+        self.in_fit = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.epochs > 1:
+            print(f"Epoch {epoch + 1}/{self.epochs}", file=sys.stdout)
+        self._start()
+
+    def on_train_batch_end(self, batch, logs=None, size=None):
+        self._step(batch, logs, size)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._finish(logs)
+
+    def on_test_begin(self, logs=None):
+        if not self.in_fit:
+            self._start()
+
+    def on_test_batch_end(self, batch, logs=None, size=None):
+        if not self.in_fit:
+            self._step(batch, logs, size)
+
+    def on_test_end(self, logs=None):
+        if not self.in_fit:
+            self._finish(logs)
+
+    def on_predict_begin(self, logs=None):
+        self._start()
+
+    def on_predict_batch_end(self, batch, logs=None, size=None):
+        self._step(batch, None, size)
+
+    def on_predict_end(self, logs=None):
+        self._finish(None)
 
 
 class CallbackList:
-    def __init__(self, callbacks, model, verbose, epochs, steps):
+    """The callbacks of one ``fit`` / ``evaluate`` / ``predict`` call, in Keras's order."""
+
+    def __init__(self, callbacks, model, verbose, epochs, steps, history=None):
+        callbacks = [] if callbacks is None else callbacks
+        if not isinstance(callbacks, (list, tuple)):
+            raise ConfigError(f"callbacks must be a list of Callback instances, got "
+                              f"{type(callbacks).__name__}")
         self.callbacks = list(callbacks)
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
-                raise ConfigError(f"fit: callbacks must be Callback instances, got {cb!r}")
-        if verbose:
-            self.callbacks.append(ProgressBar(verbose, epochs, steps))
+                raise ConfigError(f"callbacks must be Callback instances, got {cb!r}")
+        if history is not None:
+            self.callbacks.append(history)
+        self.progress = ProgressBar(verbose, epochs, steps) if verbose else None
+        if self.progress is not None:
+            self.callbacks.append(self.progress)
+        params = {"verbose": verbose, "epochs": epochs, "steps": steps}
         for cb in self.callbacks:
             cb.set_model(model)
+            cb.set_params(params)
+
+    def handles_nan(self) -> bool:
+        return any(isinstance(cb, TerminateOnNaN) for cb in self.callbacks)
+
+    def _call(self, hook, *args):
+        for cb in self.callbacks:
+            getattr(cb, hook)(*args)
+
+    def _batch_end(self, hook, step, logs, size):
+        for cb in self.callbacks:
+            if cb is self.progress:
+                getattr(cb, hook)(step, logs, size=size)
+            else:
+                getattr(cb, hook)(step, logs)
+
+    def on_train_batch_end(self, step, logs=None, size=None):
+        self._batch_end("on_train_batch_end", step, logs, size)
+
+    def on_test_batch_end(self, step, logs=None, size=None):
+        self._batch_end("on_test_batch_end", step, logs, size)
+
+    def on_predict_batch_end(self, step, logs=None, size=None):
+        self._batch_end("on_predict_batch_end", step, logs, size)
 
     def __getattr__(self, hook):
+        if hook not in HOOKS:
+            raise AttributeError(hook)
+
         def call(*args):
-            for cb in self.callbacks:
-                getattr(cb, hook)(*args)
+            self._call(hook, *args)
         return call
+
+
+# ---- monitoring -----------------------------------------------------------------------------
+_UP = ("acc", "auc", "precision", "recall")
 
 
 def _mode(monitor, mode, who):
     if mode not in ("auto", "min", "max"):
         raise ConfigError(f"{who}: mode must be 'auto', 'min' or 'max', got {mode!r}")
     if mode == "auto":
-        mode = "max" if ("acc" in monitor or monitor.endswith("auc")) else "min"
+        name = str(monitor).removeprefix("val_")
+        mode = "max" if any(k in name for k in _UP) else "min"
     return mode
 
 
-class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
+class _Monitor(Callback):
+    """Keras's MonitorCallback: is ``current`` better than ``reference`` by min_delta."""
 
-    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto",
-                 baseline=None, restore_best_weights=False, start_from_epoch=0):
-        self.monitor, self.patience, self.verbose = monitor, int(patience), verbose
-        self.mode = _mode(monitor, mode, "EarlyStopping")
-        self.min_delta = abs(float(min_delta)) * (1 if self.mode == "max" else -1)
-        self.baseline, self.restore_best_weights = baseline, restore_best_weights
-        self.start_from_epoch = int(start_from_epoch)
-        self.stopped_epoch = 0
+    def __init__(self, monitor, mode, min_delta, who):
+        self.monitor = monitor
+        self.mode = _mode(monitor, mode, who)
+        delta = _nonneg(who, "min_delta", min_delta, float)
+        self.min_delta = abs(delta) * (1 if self.mode == "max" else -1)
 
     def _better(self, current, reference):
+        if reference is None:
+            return True
         if self.mode == "max":
             return current - self.min_delta > reference
         return current - self.min_delta < reference
 
+
+def _nonneg(who, arg, value, kind=int):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+            or not math.isfinite(value) or value < 0 or (kind is int and value != int(value)):
+        what = "a non-negative int" if kind is int else "a finite number >= 0"
+        raise ConfigError(f"{who}: {arg} must be {what}, got {value!r}")
+    return kind(value)
+
+
+class EarlyStopping(_Monitor):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    As Keras 3: with ``restore_best_weights`` the weights of the best epoch are restored
+    when training ends (stopped early or not), and ``verbose`` prints
+    ``"Restoring model weights from the end of the best epoch: N."``.
+    """
+
+    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto",
+                 baseline=None, restore_best_weights=False, start_from_epoch=0):
+        super().__init__(monitor, mode, min_delta, "EarlyStopping")
+        self.patience = _nonneg("EarlyStopping", "patience", patience)
+        self.verbose = verbose
+        self.baseline, self.restore_best_weights = baseline, bool(restore_best_weights)
+        self.start_from_epoch = _nonneg("EarlyStopping", "start_from_epoch", start_from_epoch)
+        self.stopped_epoch = 0
+
     def on_train_begin(self, logs=None):
         self.wait, self.stopped_epoch, self.best_weights, self.best_epoch = 0, 0, None, 0
-        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best = None
 
     def on_epoch_end(self, epoch, logs=None):
         current = (logs or {}).get(self.monitor)
@@ -138,7 +311,7 @@ class EarlyStopping(Callback):
         if epoch < self.start_from_epoch:
             return
         if self.restore_best_weights and self.best_weights is None:
-            self.best_weights = self.model.get_weights()
+            self.best_weights, self.best_epoch = self.model.get_weights(), epoch
         self.wait += 1
         if self._better(current, self.best):
             self.best, self.best_epoch = current, epoch
@@ -154,7 +327,10 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs=None):
         if self.stopped_epoch and self.verbose:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
-        if self.restore_best_weights and self.best_weights is not None and self.stopped_epoch:
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose:
+                print(f"Restoring model weights from the end of the best epoch: "
+                      f"{self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)
 
 
@@ -193,3 +369,216 @@ class ModelCheckpoint(Callback):
             self.model.save(path)
         if self.verbose:
             print(f"Epoch {epoch + 1}: saved model to {path}")
+
+
+# ---- learning rate -------------------------------------------------------------------------
+def _current_lr(model) -> float:
+    """The optimizer's learning rate as Keras reports it (its float32 value)."""
+    return float(np.float32(model.optimizer.current_learning_rate()))
+
+
+class ReduceLROnPlateau(_Monitor):
+    """Multiply the learning rate by ``factor`` when ``monitor`` stalls for ``patience``
+    epochs (Keras 3's rule: never below ``min_lr``, then ``cooldown`` epochs of rest).
+    Adds ``learning_rate`` to the epoch logs."""
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
+                 min_delta=1e-4, cooldown=0, min_lr=0.0):
+        who = "ReduceLROnPlateau"
+        super().__init__(monitor, mode, min_delta, who)
+        factor = _nonneg(who, "factor", factor, float)
+        if not 0 < factor < 1:
+            raise ConfigError(f"{who}: factor must be in (0, 1), got {factor!r}")
+        self.factor, self.min_lr = factor, _nonneg(who, "min_lr", min_lr, float)
+        self.patience, self.cooldown = _nonneg(who, "patience", patience), \
+            _nonneg(who, "cooldown", cooldown)
+        self.verbose = verbose
+        self._reset()
+
+    def _reset(self):
+        self.best, self.cooldown_counter, self.wait = None, 0, 0
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+        self.model.optimizer.learning_rate_settable("ReduceLROnPlateau")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        logs["learning_rate"] = _current_lr(self.model)
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"ReduceLROnPlateau: monitor {self.monitor!r} is not among the "
+                          f"logged values {sorted(logs)}", stacklevel=2)
+            return
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._better(current, self.best):
+            self.best, self.wait = current, 0
+        elif self.cooldown_counter <= 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                old = _current_lr(self.model)
+                if old > np.float32(self.min_lr):
+                    new = max(old * self.factor, self.min_lr)
+                    self.model.optimizer.learning_rate = new
+                    if self.verbose:
+                        print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning "
+                              f"rate to {new}.")
+                    self.cooldown_counter, self.wait = self.cooldown, 0
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at the start of each epoch to ``schedule(epoch, lr)`` (or
+    ``schedule(epoch)``), as Keras; adds ``learning_rate`` to the epoch logs."""
+
+    def __init__(self, schedule, verbose=0):
+        if not callable(schedule):
+            raise ConfigError(f"LearningRateScheduler: schedule must be callable, got "
+                              f"{schedule!r}")
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_train_begin(self, logs=None):
+        self.model.optimizer.learning_rate_settable("LearningRateScheduler")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        lr = _current_lr(self.model)
+        try:
+            new = self.schedule(epoch, lr)
+        except TypeError:  # a schedule of the epoch only, as Keras allows
+            new = self.schedule(epoch)
+        if isinstance(new, bool) or not isinstance(new, (int, float, np.floating)) \
+                or not math.isfinite(new) or new <= 0:
+            raise ConfigError(f"LearningRateScheduler: schedule({epoch}) must return a "
+                              f"positive finite float, got {new!r}")
+        self.model.optimizer.learning_rate = float(new)
+        if self.verbose:
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to "
+                  f"{float(new)}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = _current_lr(self.model)
+
+
+# ---- files and control -----------------------------------------------------------------------
+class CSVLogger(Callback):
+    """Write the epoch logs to a CSV file (``epoch`` then the log names, sorted), as Keras.
+
+    With ``append=True`` rows are added to an existing file (the header is written only
+    to an empty or new file).
+    """
+
+    def __init__(self, filename, separator=",", append=False):
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise ConfigError(f"CSVLogger: separator must be one character, got "
+                              f"{separator!r}")
+        self.filename, self.sep, self.append = os.fspath(filename), separator, bool(append)
+        self.keys, self.writer, self.file = None, None, None
+
+    def on_train_begin(self, logs=None):
+        header = True
+        if self.append and os.path.exists(self.filename):
+            with open(self.filename) as f:
+                header = not f.readline()
+        self.file = open(self.filename, "a" if self.append else "w", newline="")
+        self.header, self.keys, self.writer = header, None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+            self.writer = csv.DictWriter(self.file, fieldnames=["epoch", *self.keys],
+                                         delimiter=self.sep)
+            if self.header:
+                self.writer.writeheader()
+        row = {"epoch": epoch, **{k: logs.get(k, "NA") for k in self.keys}}
+        self.writer.writerow(row)
+        self.file.flush()
+
+    def on_train_end(self, logs=None):
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+class TerminateOnNaN(Callback):
+    """Stop training at the first batch whose loss is NaN or infinite.
+
+    graphmask never applies such a step (the weights stay as they were before it); with
+    this callback ``fit`` stops there and returns instead of raising ``NumericalError``.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.model.stop_training = True
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions, as Keras: ``LambdaCallback(on_epoch_end=f, ...)``
+    (any hook name; epoch and batch hooks get ``(epoch_or_batch, logs)``, the others
+    ``(logs)``)."""
+
+    def __init__(self, **hooks):
+        for name, fn in hooks.items():
+            if name not in HOOKS:
+                raise ConfigError(f"LambdaCallback: unknown hook {name!r}; hooks: "
+                                  f"{list(HOOKS)}")
+            if fn is not None and not callable(fn):
+                raise ConfigError(f"LambdaCallback: {name} must be callable, got {fn!r}")
+            if fn is not None:
+                setattr(self, name, fn)
+
+
+class BackupAndRestore(Callback):
+    """Back up weights, optimizer state and the epoch at the end of every epoch, and
+    resume from the backup when ``fit`` starts again after an interruption (as Keras).
+
+    The backup lives in ``backup_dir`` (``weights.gmz``, ``optimizer.npz``,
+    ``training_metadata.json``); it is deleted when training ends normally unless
+    ``delete_checkpoint=False``.
+    """
+
+    def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False,
+                 delete_checkpoint=True):
+        if not backup_dir:
+            raise ConfigError("BackupAndRestore: backup_dir is required")
+        if save_freq != "epoch":
+            raise ConfigError(f"BackupAndRestore: only save_freq='epoch' is supported, got "
+                              f"{save_freq!r}")
+        if double_checkpoint:
+            raise ConfigError("BackupAndRestore: double_checkpoint=True is not supported")
+        self.backup_dir, self.delete_checkpoint = os.fspath(backup_dir), bool(delete_checkpoint)
+
+    def _path(self, name):
+        return os.path.join(self.backup_dir, name)
+
+    def on_train_begin(self, logs=None):
+        meta = self._path("training_metadata.json")
+        if not os.path.exists(meta):
+            return
+        with open(meta) as f:
+            epoch = int(json.load(f)["epoch"])
+        self.model.load_weights(self._path("weights.gmz"))
+        with np.load(self._path("optimizer.npz"), allow_pickle=False) as z:
+            state = [z[f"state_{i}"] for i in range(len(z.files))]
+        if len(state) > 1 and not self.model.optimizer.built:
+            self.model.optimizer.build([v.value for v in self.model.trainable_weights])
+        self.model.optimizer.set_state(state)
+        self.model._initial_epoch = epoch + 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        self.model.save_weights(self._path("weights.gmz"))
+        state = self.model.optimizer.get_state()
+        np.savez(self._path("optimizer.npz"), **{f"state_{i}": a for i, a in enumerate(state)})
+        with open(self._path("training_metadata.json"), "w") as f:
+            json.dump({"epoch": epoch}, f)
+
+    def on_train_end(self, logs=None):
+        if self.delete_checkpoint:  # only reached when fit ends without an error
+            for name in ("weights.gmz", "optimizer.npz", "training_metadata.json"):
+                if os.path.exists(self._path(name)):
+                    os.remove(self._path(name))

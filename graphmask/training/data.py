@@ -271,3 +271,47 @@ def batches(n: int, batch_size, who: str):
             or batch_size <= 0:
         raise ConfigError(f"{who}: batch_size must be a positive int, got {batch_size!r}")
     return [slice(i, min(i + int(batch_size), n)) for i in range(0, n, int(batch_size))]
+
+
+def check_class_weight(model, class_weight, who: str) -> dict | None:
+    """``{class id: weight}`` checked (int ids, finite non-negative weights), or None."""
+    if class_weight is None:
+        return None
+    if not isinstance(class_weight, dict):
+        raise ConfigError(f"{who}: class_weight must be a dict {{class id: weight}}, got "
+                          f"{type(class_weight).__name__}")
+    targets = model.graph.meta.get("targets", {})
+    if len(model.outputs) > 1 or len(targets) != 1:
+        raise ConfigError(f"{who}: class_weight is only supported for models with a single "
+                          f"output (this one has {len(model.outputs)}: {model.output_names}); "
+                          f"give sample_weight per output")
+    out = {}
+    for key, val in class_weight.items():
+        if isinstance(key, bool) or not isinstance(key, (int, np.integer)):
+            raise ConfigError(f"{who}: class_weight keys must be int class ids, got {key!r}")
+        if isinstance(val, bool) or not isinstance(val, (int, float, np.number)) \
+                or not np.isfinite(val) or val < 0:
+            raise ConfigError(f"{who}: class_weight[{key}] must be a finite number >= 0, got "
+                              f"{val!r}")
+        out[int(key)] = float(val)
+    return out
+
+
+def class_weights(model, ys: list, class_weight: dict) -> list:
+    """``sample_weight`` from ``class_weight``, as Keras 3: the class of a target is its id
+    (sparse), its argmax (one-hot, last axis > 1) or its rounded value (last axis 1);
+    classes missing from the dict weigh 1. Per sample for a (B,) score, and per position
+    for sequence outputs (B, T) (Keras 3 only handles per-sample targets)."""
+    out = [None] * len(ys)
+    for k in model.graph.meta.get("targets", {}):
+        y = ys[k]
+        if _sparse(model, k):
+            ids = y.astype(np.int64)
+        elif y.shape[-1] > 1:
+            ids = np.argmax(y, axis=-1)
+        else:
+            ids = np.round(y[..., 0]).astype(np.int64)
+        uniq, inv = np.unique(ids, return_inverse=True)
+        w = np.array([class_weight.get(int(c), 1.0) for c in uniq])[inv].reshape(ids.shape)
+        out[k] = np.ascontiguousarray(w, dtype=_float_dtype(model, k))
+    return out

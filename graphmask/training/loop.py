@@ -1,21 +1,41 @@
-"""Training: ``train_on_batch`` and ``fit`` (mixed into :class:`graphmask.Model`).
+"""Training: ``train_on_batch``, ``fit``, ``evaluate`` and ``predict`` (mixed into
+:class:`graphmask.Model`).
 
 One step runs the ``train`` plan (forward, masked losses, backward graph) and hands
 the gradients to the optimizer, which updates the weights in place. A non-finite loss
 stops before the update, so the weights stay as they were.
+
+Data comes as arrays (checked in full before the first step), a
+:class:`graphmask.utils.PyDataset` or a Python generator (each batch checked when it
+arrives, so each may have its own sequence length); see ``sources.py`` for how
+``steps_per_epoch`` / ``validation_steps`` / ``steps`` walk them, as Keras 3 does.
 """
 from __future__ import annotations
 
-import time
+import math
 
 import numpy as np
 
-from graphmask.errors import ConfigError, NumericalError
+from graphmask.errors import ConfigError, GraphmaskError, InputError, NumericalError, ShapeError
 from graphmask.ops import state
 from graphmask.runtime import run
 from graphmask.training.callbacks import CallbackList, History
+from graphmask.training.data import (
+    batches,
+    check_class_weight,
+    class_weights,
+    prepare_inputs,
+)
+from graphmask.training.sources import ArraySource, Epochs, is_batch_source, source_for
 from graphmask.training.tracking import Tracker
-from graphmask.utils import rng
+
+
+def _verbose(verbose, who: str) -> int:
+    if verbose == "auto":
+        return 1
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        raise ConfigError(f"{who}: verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+    return int(verbose)
 
 
 class TrainingMixin:
@@ -53,35 +73,60 @@ class TrainingMixin:
         xs, ys, sws = self._prepare_xy(x, y, sample_weight)
         losses, _, by_name = self._gradients(xs, ys, sws)
         return losses[0], {v.name: by_name.get(v.name, np.zeros_like(v.value))
-                       for v in self.trainable_weights}
+                           for v in self.trainable_weights}
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
                        return_dict=False):
         """One optimizer step on one batch; returns the loss before the step."""
         self._require_compiled("train_on_batch")
-        if class_weight is not None:
-            raise ConfigError("train_on_batch: class_weight is not supported; "
-                              "use sample_weight")
-        xs, ys, sws = self._prepare_xy(x, y, sample_weight)
+        xs, ys, sws = self._xy_weighted(x, y, sample_weight,
+                                        check_class_weight(self, class_weight,
+                                                           "train_on_batch"),
+                                        "train_on_batch")
         tracker = Tracker()
         tracker.add(*self._train_step(xs, ys, sws), 1)
         return self._format(tracker.values(), return_dict)
 
+    # ---- data ---------------------------------------------------------------------------
+    def _xy_weighted(self, x, y, sample_weight, class_weight, who):
+        """``_prepare_xy`` plus sample weights from ``class_weight`` (Keras refuses both)."""
+        if class_weight is not None and sample_weight is not None:
+            raise ConfigError(f"{who}: give class_weight or sample_weight, not both")
+        xs, ys, sws = self._prepare_xy(x, y, sample_weight)
+        if class_weight is not None:
+            sws = class_weights(self, ys, class_weight)
+        return xs, ys, sws
+
+    def _source(self, x, y, sample_weight, batch_size, shuffle, class_weight, who):
+        """A batch source for ``x`` (arrays are checked in full here)."""
+        if is_batch_source(x):
+            return source_for(x, y, sample_weight, who, shuffle, batch_size, class_weight)
+        xs, ys, sws = self._xy_weighted(x, y, sample_weight, class_weight, who)
+        return ArraySource(xs, ys, sws, batch_size, shuffle, who)
+
+    def _batch(self, source, raw, class_weight, who, step):
+        """One batch as checked arrays ``(xs, ys, sws)``."""
+        if source.prepared:
+            return raw
+        x, y, sw = raw
+        try:
+            return self._xy_weighted(x, y, sw, class_weight, who)
+        except GraphmaskError as e:
+            raise type(e)(f"{who}: batch {step}: {e}") from None
+
+    # ---- fit ----------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
-            sample_weight=None, initial_epoch=0, steps_per_epoch=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
             validation_batch_size=None, validation_freq=1):
         """Train for ``epochs`` epochs, as ``keras.Model.fit``; returns a :class:`History`.
 
-        The reported epoch loss is the batch-size-weighted mean of the batch losses and
-        metrics accumulate kept positions over the epoch (Keras's trackers).
+        ``x`` is arrays (with ``y``), a :class:`graphmask.utils.PyDataset` or a generator of
+        ``(x, y[, sample_weight])`` batches. The reported epoch loss is the
+        batch-size-weighted mean of the batch losses and metrics accumulate kept positions
+        over the epoch (Keras's trackers).
         """
         self._require_compiled("fit")
-        if class_weight is not None:
-            raise ConfigError("fit: class_weight is not supported; use sample_weight")
-        if steps_per_epoch is not None:
-            raise ConfigError("fit: steps_per_epoch is not supported for array data; an "
-                              "epoch is one pass over x in batches of batch_size")
         if isinstance(validation_freq, bool) or not isinstance(validation_freq, int) \
                 or validation_freq < 1:
             raise ConfigError(f"fit: validation_freq must be a positive int, got "
@@ -94,57 +139,157 @@ class TrainingMixin:
                               f"{validation_split!r}")
         if validation_split and validation_data is not None:
             raise ConfigError("fit: give validation_split or validation_data, not both")
-        xs, ys, sws = self._prepare_xy(x, y, sample_weight)
-        n = len(xs[0])
-        from graphmask.training.data import batches
-        batches(n, batch_size, "fit")  # validates batch_size before anything runs
+        verbose = _verbose(verbose, "fit")
+        cw = check_class_weight(self, class_weight, "fit")
         val = None
         if validation_split:
+            if is_batch_source(x):
+                raise ConfigError("fit: validation_split needs array data; give "
+                                  "validation_data for a PyDataset or generator")
+            xs, ys, sws = self._xy_weighted(x, y, sample_weight, cw, "fit")
+            n = len(xs[0])
             cut = int(n * (1 - validation_split))
             if cut == 0 or cut == n:
                 raise ConfigError(f"fit: validation_split={validation_split} leaves an empty "
                                   f"training or validation set for {n} samples")
-            val = ([a[cut:] for a in xs], [None if a is None else a[cut:] for a in ys],
-                   [None if a is None else a[cut:] for a in sws])
-            xs, ys, sws = ([a[:cut] for a in xs], [None if a is None else a[:cut] for a in ys],
-                           [None if a is None else a[:cut] for a in sws])
-            n = cut
-        elif validation_data is not None:
-            if not isinstance(validation_data, (list, tuple)) or len(validation_data) not in (2, 3):
-                raise ConfigError("fit: validation_data must be (x_val, y_val) or "
-                                  "(x_val, y_val, sample_weight_val)")
-            vx, vy, *vw = validation_data
-            val = self._prepare_xy(vx, vy, vw[0] if vw else None)
-        verbose = 1 if verbose == "auto" else int(verbose)
+            head = [[None if a is None else a[:cut] for a in part] for part in (xs, ys, sws)]
+            tail = [[None if a is None else a[cut:] for a in part] for part in (xs, ys, sws)]
+            train = ArraySource(*head, batch_size, shuffle, "fit")
+            val = ArraySource(*tail, validation_batch_size or batch_size, False, "fit")
+        else:
+            train = self._source(x, y, sample_weight, batch_size, shuffle, cw, "fit")
+            if validation_data is not None:
+                val = self._validation_source(validation_data,
+                                              validation_batch_size or batch_size)
+        epochs_it = Epochs(train, steps_per_epoch, "fit")
+        val_it = None if val is None else Epochs(val, validation_steps, "fit",
+                                                 "validation_steps")
         history = History()
-        cbs = CallbackList([history, *(callbacks or [])], model=self, verbose=verbose,
-                           epochs=epochs, steps=len(batches(n, batch_size, "fit")))
-        self.stop_training = False
+        cbs = CallbackList(callbacks, model=self, verbose=verbose, epochs=epochs,
+                           steps=epochs_it.num_batches, history=history)
+        self.stop_training, self._initial_epoch = False, None
         cbs.on_train_begin()
+        if self._initial_epoch is not None:  # resumed by BackupAndRestore, as in Keras
+            initial_epoch, self._initial_epoch = max(initial_epoch, self._initial_epoch), None
+        done, logs = 0, {}
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
-            order = rng().permutation(n) if shuffle else np.arange(n)
             tracker = Tracker()
-            t0 = time.perf_counter()
-            for step, sl in enumerate(batches(n, batch_size, "fit")):
-                idx = order[sl]
+            logs = {}
+            for step, raw in epochs_it.epoch():
+                cbs.on_train_batch_begin(step)
+                xs, ys, sws = self._batch(train, raw, cw, "fit", step)
                 try:
-                    losses, pairs = self._train_step(
-                        [a[idx] for a in xs], [None if a is None else a[idx] for a in ys],
-                        [None if a is None else a[idx] for a in sws])
+                    losses, pairs = self._train_step(xs, ys, sws)
                 except NumericalError as e:
-                    raise NumericalError(f"fit: epoch {epoch + 1}, step {step + 1}: {e}") from None
-                tracker.add(losses, pairs, len(idx))
+                    if not cbs.handles_nan():
+                        raise NumericalError(f"fit: epoch {epoch + 1}, step {step + 1}: {e}") \
+                            from None
+                    cbs.on_train_batch_end(step, {**logs, "loss": math.nan}, size=len(xs[0]))
+                    break  # TerminateOnNaN: the step was not applied; stop here
+                tracker.add(losses, pairs, len(xs[0]))
                 logs = dict(zip(self._result_names(), tracker.values()))
-                cbs.on_train_batch_end(step, {**logs, "samples": tracker.n,
-                                              "seconds": time.perf_counter() - t0})
-            logs = dict(zip(self._result_names(), tracker.values()))
-            if val is not None and (epoch + 1) % validation_freq == 0:
-                vres = self.evaluate(val[0], val[1], batch_size=validation_batch_size or
-                                     batch_size, sample_weight=val[2], return_dict=True)
+                cbs.on_train_batch_end(step, logs, size=len(xs[0]))
+                if self.stop_training:
+                    break
+            if tracker.n == 0:
+                if done == 0 and not self.stop_training:
+                    raise InputError("fit: the training data gave no batches")
+                break
+            done += 1
+            if val_it is not None and (epoch + 1) % validation_freq == 0:
+                vres = self._evaluate_epoch(val_it, "fit: validation", None)
                 logs.update({f"val_{k}": v for k, v in vres.items()})
             cbs.on_epoch_end(epoch, logs)
-            if self.stop_training:
+            if self.stop_training or epochs_it.ran_out:
                 break
-        cbs.on_train_end()
+        cbs.on_train_end(logs if done else None)
         return history
+
+    def _validation_source(self, validation_data, batch_size):
+        if is_batch_source(validation_data):
+            return source_for(validation_data, None, None, "fit: validation_data", False)
+        if not isinstance(validation_data, (list, tuple)) or len(validation_data) not in (2, 3):
+            raise ConfigError("fit: validation_data must be (x_val, y_val), "
+                              "(x_val, y_val, sample_weight_val), a PyDataset or a generator")
+        vx, vy, *vw = validation_data
+        xs, ys, sws = self._prepare_xy(vx, vy, vw[0] if vw else None)
+        return ArraySource(xs, ys, sws, batch_size, False, "fit")
+
+    # ---- evaluate / predict --------------------------------------------------------------
+    def _evaluate_epoch(self, epochs_it, who, cbs):
+        tracker = Tracker()
+        source = epochs_it.source
+        for step, raw in epochs_it.epoch():
+            if cbs is not None:
+                cbs.on_test_batch_begin(step)
+            xs, ys, sws = self._batch(source, raw, None, who, step)
+            losses, pairs, _ = self._evaluate_batch(xs, ys, sws)
+            tracker.add(losses, pairs, len(xs[0]))
+            if cbs is not None:
+                cbs.on_test_batch_end(step, dict(zip(self._result_names(), tracker.values())),
+                                      size=len(xs[0]))
+        if tracker.n == 0:
+            raise InputError(f"{who}: the data gave no batches")
+        return dict(zip(self._result_names(), tracker.values()))
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False):
+        """Loss (and metrics) over ``x, y``: Keras's batch-size-weighted mean of batch losses.
+
+        ``x`` may also be a PyDataset or a generator (then ``steps`` batches, or all).
+        Metrics accumulate their kept positions over all batches, as Keras metrics do.
+        """
+        self._require_compiled("evaluate")
+        verbose = _verbose(verbose, "evaluate")
+        source = self._source(x, y, sample_weight, batch_size, False, None, "evaluate")
+        it = Epochs(source, steps, "evaluate", "steps")
+        cbs = CallbackList(callbacks, model=self, verbose=verbose, epochs=1,
+                           steps=it.num_batches)
+        cbs.on_test_begin()
+        logs = self._evaluate_epoch(it, "evaluate", cbs)
+        cbs.on_test_end(logs)
+        return self._format(list(logs.values()), return_dict)
+
+    def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
+        """Outputs for ``x`` (an array, a list for several inputs, a PyDataset or a
+        generator of input batches), batch by batch."""
+        verbose = _verbose(verbose, "predict")
+        if is_batch_source(x):
+            source = source_for(x, None, None, "predict", False, batch_size)
+        else:
+            xs = prepare_inputs(self, x)
+            batches(len(xs[0]), batch_size, "predict")
+            source = ArraySource(xs, None, None, batch_size, False, "predict")
+        it = Epochs(source, steps, "predict", "steps")
+        cbs = CallbackList(callbacks, model=self, verbose=verbose, epochs=1,
+                           steps=it.num_batches)
+        cbs.on_predict_begin()
+        parts = []
+        for step, raw in it.epoch():
+            cbs.on_predict_batch_begin(step)
+            xs = raw[0] if source.prepared else self._inputs_of(raw, step)
+            outs = self._predict_arrays(xs)
+            parts.append([outs] if self._single_output else list(outs))
+            cbs.on_predict_batch_end(step, {"outputs": outs}, size=len(xs[0]))
+        cbs.on_predict_end()
+        if not parts:
+            raise InputError("predict: the data gave no batches")
+        result = [_stack([p[k] for p in parts], k) for k in range(len(parts[0]))]
+        return result[0] if self._single_output else result
+
+    def _inputs_of(self, raw, step):
+        try:
+            return prepare_inputs(self, raw[0])
+        except GraphmaskError as e:
+            raise type(e)(f"predict: batch {step}: {e}") from None
+
+
+def _stack(arrays, k):
+    shapes = {a.shape[1:] for a in arrays}
+    if len(shapes) > 1:
+        seen = ", ".join(f"batch {i}: {a.shape}" for i, a in enumerate(arrays[:3]))
+        raise ShapeError(f"predict: output {k} has different shapes in different batches "
+                         f"({seen}, ...) and cannot be stacked; pad every batch to the same "
+                         f"length or call predict_on_batch on each")
+    return np.concatenate(arrays, axis=0)

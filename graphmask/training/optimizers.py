@@ -85,6 +85,13 @@ class Optimizer:
     def learning_rate(self, value: float) -> None:
         self._learning_rate = _check("learning_rate", value, lo=0, lo_open=True)
 
+    def current_learning_rate(self) -> float:
+        """The learning rate the next step uses (a schedule's value at ``iterations``)."""
+        return self._learning_rate
+
+    def learning_rate_settable(self, who: str) -> None:
+        """Raise unless ``learning_rate`` can be assigned (not a schedule), naming ``who``."""
+
     @property
     def iterations(self) -> int:
         """Number of steps applied so far."""
