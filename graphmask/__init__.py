@@ -26,6 +26,7 @@ from graphmask.layers import (  # noqa: E402
     Activation,
     Add,
     Average,
+    Bidirectional,
     Concatenate,
     Dense,
     Dot,
@@ -61,5 +62,5 @@ __all__ = [
     "models", "ops", "optimizers", "utils", "inspect", "saving", "clear_session",
     "set_random_seed", "load_model",
     "clear_workspaces", "Average", "Dot", "LayerNormalization", "Maximum", "Minimum",
-    "Multiply", "Permute", "RepeatVector", "Reshape", "Subtract",
+    "Multiply", "Permute", "RepeatVector", "Reshape", "Subtract", "Bidirectional",
 ]

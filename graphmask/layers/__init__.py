@@ -18,9 +18,10 @@ from graphmask.layers.merging import Average, Dot, Maximum, Minimum, Multiply, S
 from graphmask.layers.normalization import LayerNormalization
 from graphmask.layers.recurrent import LSTM
 from graphmask.layers.reshaping import Permute, RepeatVector, Reshape
+from graphmask.layers.wrappers import Bidirectional
 
 __all__ = ["Input", "InputLayer", "Layer", "SymbolicTensor", "Variable", "Activation", "Add",
            "Concatenate", "Dense", "Dropout", "Embedding", "Flatten", "GlobalAveragePooling1D",
            "GlobalMaxPooling1D", "Lambda", "Masking", "TimeDistributed", "LSTM",
            "Average", "Dot", "LayerNormalization", "Maximum", "Minimum", "Multiply", "Permute",
-           "RepeatVector", "Reshape", "Subtract"]
+           "RepeatVector", "Reshape", "Subtract", "Bidirectional"]
