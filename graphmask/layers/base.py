@@ -184,7 +184,8 @@ class Layer:
         full = f"{self.name}/{name}"
         if any(v.name == full for v in self._own_weights):
             raise ConfigError(f"{who}: the layer already has a weight named {name!r}")
-        var = Variable(full, np.ascontiguousarray(value, dtype=dt), bool(trainable))
+        # np.array, not ascontiguousarray: that makes a scalar weight shape (1,)
+        var = Variable(full, np.array(value, dtype=dt, order="C"), bool(trainable))
         self._own_weights.append(var)
         return var
 
@@ -238,7 +239,7 @@ class Layer:
                                  f"{var.shape}, got {tuple(arr.shape)}")
             if not np.all(np.isfinite(arr)):
                 raise ShapeError(f"layer {self.name!r}: weight {var.name!r} contains NaN or inf")
-            new.append(np.ascontiguousarray(arr, dtype=var.value.dtype))
+            new.append(np.array(arr, dtype=var.value.dtype, order="C"))
         for var, arr in zip(own, new):
             var.value[...] = arr  # in place: compiled plans keep referring to the same array
 
