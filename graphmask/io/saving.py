@@ -70,6 +70,7 @@ LAYER_CLASSES: dict[str, type] = {c.__name__: c for c in (
     L.Dropout, L.GlobalAveragePooling1D, L.GlobalMaxPooling1D, L.TimeDistributed, L.Add,
     L.Concatenate, L.Lambda, L.LayerNormalization, L.Subtract, L.Multiply, L.Average,
     L.Maximum, L.Minimum, L.Dot, L.RepeatVector, L.Reshape, L.Permute,
+    L.Conv1D, L.MaxPooling1D, L.AveragePooling1D, L.SpatialDropout1D, L.BatchNormalization,
     L.Bidirectional)}
 
 _MAX_CONFIG_BYTES = 64 * 2**20

@@ -1,5 +1,12 @@
 """Keras-style layers. Each layer records op applications; see ``base.py``."""
 from graphmask.layers.base import Input, InputLayer, Layer, SymbolicTensor, Variable
+from graphmask.layers.batch_norm import BatchNormalization
+from graphmask.layers.convolutional import (
+    AveragePooling1D,
+    Conv1D,
+    MaxPooling1D,
+    SpatialDropout1D,
+)
 from graphmask.layers.core import (
     Activation,
     Add,
@@ -25,3 +32,4 @@ __all__ = ["Input", "InputLayer", "Layer", "SymbolicTensor", "Variable", "Activa
            "GlobalMaxPooling1D", "Lambda", "Masking", "TimeDistributed", "LSTM",
            "Average", "Dot", "LayerNormalization", "Maximum", "Minimum", "Multiply", "Permute",
            "RepeatVector", "Reshape", "Subtract", "Bidirectional"]
+__all__ += ["AveragePooling1D", "BatchNormalization", "Conv1D", "MaxPooling1D", "SpatialDropout1D"]
