@@ -71,7 +71,8 @@ LAYER_CLASSES: dict[str, type] = {c.__name__: c for c in (
     L.Concatenate, L.Lambda, L.LayerNormalization, L.Subtract, L.Multiply, L.Average,
     L.Maximum, L.Minimum, L.Dot, L.RepeatVector, L.Reshape, L.Permute,
     L.Conv1D, L.MaxPooling1D, L.AveragePooling1D, L.SpatialDropout1D, L.BatchNormalization,
-    L.Bidirectional)}
+    L.Bidirectional,
+    L.EinsumDense, L.MultiHeadAttention, L.Attention, L.AdditiveAttention)}
 
 _MAX_CONFIG_BYTES = 64 * 2**20
 #: Largest uncompressed size of one member of a model file (``weights.npz`` holds all

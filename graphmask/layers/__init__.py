@@ -1,4 +1,5 @@
 """Keras-style layers. Each layer records op applications; see ``base.py``."""
+from graphmask.layers.attention import AdditiveAttention, Attention, MultiHeadAttention
 from graphmask.layers.base import Input, InputLayer, Layer, SymbolicTensor, Variable
 from graphmask.layers.batch_norm import BatchNormalization
 from graphmask.layers.convolutional import (
@@ -20,6 +21,7 @@ from graphmask.layers.core import (
     Masking,
     TimeDistributed,
 )
+from graphmask.layers.einsum_dense import EinsumDense
 from graphmask.layers.lambda_layer import Lambda
 from graphmask.layers.merging import Average, Dot, Maximum, Minimum, Multiply, Subtract
 from graphmask.layers.normalization import LayerNormalization
@@ -31,5 +33,6 @@ __all__ = ["Input", "InputLayer", "Layer", "SymbolicTensor", "Variable", "Activa
            "Concatenate", "Dense", "Dropout", "Embedding", "Flatten", "GlobalAveragePooling1D",
            "GlobalMaxPooling1D", "Lambda", "Masking", "TimeDistributed", "LSTM",
            "Average", "Dot", "LayerNormalization", "Maximum", "Minimum", "Multiply", "Permute",
-           "RepeatVector", "Reshape", "Subtract", "Bidirectional"]
+           "RepeatVector", "Reshape", "Subtract", "Bidirectional", "AdditiveAttention",
+           "Attention", "EinsumDense", "MultiHeadAttention"]
 __all__ += ["AveragePooling1D", "BatchNormalization", "Conv1D", "MaxPooling1D", "SpatialDropout1D"]
