@@ -495,6 +495,12 @@ class Model(TrainingMixin, Layer):
         from graphmask.viz import to_svg
         return to_svg(self)
 
+    def _repr_html_(self):
+        """The interactive mask-flow explorer (``graphmask.viz.to_html``) in an iframe:
+        notebooks show it in place of the static picture."""
+        from graphmask.viz.html import iframe, to_html
+        return iframe(to_html(self))
+
     def save(self, filepath, overwrite=True):
         """Write graph config, weights and optimizer state to one file (no pickle)."""
         from graphmask.io.saving import save_model
