@@ -21,7 +21,7 @@ RANKS = {
     "training": 6,
     "io": 7,
     "models": 8,
-    "inspect": 9, "viz": 9,
+    "inspect": 9, "viz": 9, "distribute": 9,
     "testing": 10,
     "cli": 11, "demo": 11,
 }
