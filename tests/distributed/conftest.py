@@ -1,0 +1,34 @@
+"""A 2-process Dask cluster for the whole session (started once, closed at the end).
+
+Before the workers start, every kernel the tests use is compiled into numba's on-disk
+cache, so the worker processes load it instead of compiling; ``worker_env()`` pins
+numba, OpenMP and BLAS to one thread per worker.
+"""
+import pytest
+
+pytest.importorskip("distributed", reason="Dask distributed is not installed: "
+                    "pip install -e '.[distributed]'")
+
+
+@pytest.fixture(scope="session")
+def client():
+    from distributed import Client, LocalCluster
+
+    from graphmask.distribute import worker_env
+    from tests.distributed.models import warm_up
+
+    warm_up()
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                           dashboard_address=":0", env=worker_env())
+    c = Client(cluster)
+    c.run(__import__, "graphmask.distribute.worker")
+    yield c
+    c.close()
+    cluster.close()
+
+
+@pytest.fixture
+def strategy(client):
+    from graphmask.distribute import DaskStrategy
+    client.wait_for_workers(2)
+    return DaskStrategy(client)
