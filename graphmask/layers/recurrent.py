@@ -1,4 +1,5 @@
-"""The LSTM layer (Keras 3 signature, defaults, initializers and weight order)."""
+"""The recurrent layers LSTM, GRU and SimpleRNN (Keras 3 signatures, defaults,
+initializers and weight order)."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,10 +13,10 @@ LSTM_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
 LSTM_RECURRENT_ACTIVATIONS = ("sigmoid", "hard_sigmoid", "tanh", "linear")
 
 
-def _choice(layer, arg, value, valid):
+def _choice(who, arg, value, valid):
     v = "linear" if value is None else value
     if not isinstance(v, str) or v.lower() not in valid:
-        raise ConfigError(f"LSTM {layer!r}: {arg} must be one of {list(valid)}, got {value!r}")
+        raise ConfigError(f"{who}: {arg} must be one of {list(valid)}, got {value!r}")
     return v.lower()
 
 
@@ -32,31 +33,43 @@ def _shape_and_dtype(value):
     return None
 
 
+def _is_state_tensor(value) -> bool:
+    """One state tensor (not a list of them): symbolic, or an array of rank >= 1."""
+    return isinstance(value, (SymbolicTensor, Variable, np.ndarray))
+
+
 def check_initial_state(layer, x, initial_state):
-    """Validate ``initial_state`` of an LSTM call on ``x``: a list or tuple ``[h, c]`` of
-    two float tensors (or arrays) of shape (batch, units), the batch of ``x``.
+    """Validate ``initial_state`` of a recurrent layer's call on ``x``: LSTM takes a list
+    or tuple ``[h, c]`` of two float tensors (or arrays) of shape (batch, units), the
+    batch of ``x``; GRU and SimpleRNN take ``h`` alone or a list ``[h]``.
 
     Returns
     -------
     tuple
-        ``(h, c)``.
+        The states (``(h, c)`` or ``(h,)``).
 
     Raises
     ------
     ConfigError
-        Not a list/tuple of two tensors, or a NumPy array where ``x`` is symbolic.
+        Not a tensor / list of the right number of tensors, or a NumPy array where ``x``
+        is symbolic.
     ShapeError
         A state of another rank, width, batch or a non-float dtype.
     """
-    who = f"LSTM {layer.name!r}: initial_state"
-    if not isinstance(initial_state, (list, tuple)) or len(initial_state) != 2:
+    parts = layer._state_names
+    n = len(parts)
+    who = f"{type(layer).__name__} {layer.name!r}: initial_state"
+    if n == 1 and _is_state_tensor(initial_state):
+        initial_state = [initial_state]
+    if not isinstance(initial_state, (list, tuple)) or len(initial_state) != n:
         got = (f"{len(initial_state)} tensors" if isinstance(initial_state, (list, tuple))
                else type(initial_state).__name__)
-        raise ConfigError(f"{who} must be a list [h, c] of 2 tensors of shape "
-                          f"(batch, {layer.units}), got {got}")
+        what = ("a list [h, c] of 2 tensors" if n == 2
+                else "a tensor h or a list [h] of 1 tensor")
+        raise ConfigError(f"{who} must be {what} of shape (batch, {layer.units}), got {got}")
     x_info = _shape_and_dtype(x)
     symbolic = isinstance(x, SymbolicTensor)
-    for i, (state, part) in enumerate(zip(initial_state, "hc")):
+    for i, (state, part) in enumerate(zip(initial_state, parts)):
         what = f"{who}[{i}] ({part})"
         info = _shape_and_dtype(state)
         if info is None:
@@ -77,7 +90,77 @@ def check_initial_state(layer, x, initial_state):
     return tuple(initial_state)
 
 
-class LSTM(Layer):
+class _Recurrent(Layer):
+    """What Keras 3's recurrent layers share: the options of ``keras.layers.RNN``
+    (``return_sequences``, ``return_state``, ``go_backwards``, ``zero_output_for_mask``,
+    ``unroll``), the three initializers, the ``initial_state`` call argument and input
+    checks. Subclasses set ``_state_names`` and build their weights."""
+
+    _call_kwargs = ("initial_state",)
+    _state_names: tuple = ("h",)
+
+    def _init_common(self, units, activation, use_bias, kernel_initializer,
+                     recurrent_initializer, bias_initializer, dropout, recurrent_dropout,
+                     return_sequences, return_state, go_backwards, stateful, unroll,
+                     zero_output_for_mask):
+        who = self._who()
+        self.units = _positive_int(who, "units", units)
+        self.activation = _choice(who, "activation", activation, LSTM_ACTIVATIONS)
+        for arg, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+            if value not in (0, 0.0, None):
+                raise ConfigError(f"{who}: {arg}={value!r} is not supported "
+                                  f"(graphmask's {type(self).__name__} has no dropout); "
+                                  f"use 0.0")
+        if stateful:
+            raise ConfigError(f"{who}: stateful=True is not supported")
+        self.use_bias = bool(use_bias)
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.unroll = bool(unroll)  # accepted for Keras compatibility; no effect
+        self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.kernel_initializer = initializers.get(kernel_initializer, self.name,
+                                                   "kernel_initializer")
+        self.recurrent_initializer = initializers.get(recurrent_initializer, self.name,
+                                                      "recurrent_initializer")
+        self.bias_initializer = initializers.get(bias_initializer, self.name, "bias_initializer")
+
+    def _who(self) -> str:
+        return f"{type(self).__name__} {self.name!r}"
+
+    def _check_input(self, spec):
+        if isinstance(spec, (list, tuple)):
+            states = "[h, c]" if len(self._state_names) == 2 else "h"
+            raise ConfigError(f"{self._who()}: call it on one (batch, timesteps, features) "
+                              f"tensor and pass the state as initial_state={states}, got "
+                              f"{len(spec)} input tensors")
+        if spec.rank != 3 or spec.shape[-1] is None:
+            raise ShapeError(f"{self._who()}: input must be (batch, timesteps, features) "
+                             f"with known features, got shape {spec.shape}")
+
+    def __call__(self, *args, **kwargs):
+        # checked before anything changes (the first call builds the weights)
+        if args and kwargs.get("initial_state") is not None:
+            check_initial_state(self, args[0], kwargs["initial_state"])
+        return super().__call__(*args, **kwargs)
+
+    def _common_attrs(self):
+        return {"units": self.units, "activation": self.activation, "use_bias": self.use_bias,
+                "return_sequences": self.return_sequences, "return_state": self.return_state,
+                "go_backwards": self.go_backwards,
+                "zero_output_for_mask": self.zero_output_for_mask}
+
+    def _common_config(self):
+        return {**super().get_config(), "units": self.units, "activation": self.activation,
+                "use_bias": self.use_bias, "return_sequences": self.return_sequences,
+                "return_state": self.return_state, "go_backwards": self.go_backwards,
+                "zero_output_for_mask": self.zero_output_for_mask,
+                "kernel_initializer": initializers.name_of(self.kernel_initializer),
+                "recurrent_initializer": initializers.name_of(self.recurrent_initializer),
+                "bias_initializer": initializers.name_of(self.bias_initializer)}
+
+
+class LSTM(_Recurrent):
     """Long short-term memory, gates in Keras order (i, f, c, o).
 
     With a mask the state is carried over masked timesteps and the previous output is
@@ -93,7 +176,7 @@ class LSTM(Layer):
     while the returned states are then the initial state.
     """
 
-    _call_kwargs = ("initial_state",)
+    _state_names = ("h", "c")
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
                  use_bias=True, kernel_initializer="glorot_uniform",
@@ -105,37 +188,16 @@ class LSTM(Layer):
         kwargs.pop("seed", None)
         kwargs.pop("use_cudnn", None)
         super().__init__(name=name, **kwargs)
-        self.units = _positive_int(f"LSTM {self.name!r}", "units", units)
-        self.activation = _choice(self.name, "activation", activation, LSTM_ACTIVATIONS)
-        self.recurrent_activation = _choice(self.name, "recurrent_activation",
+        self._init_common(units, activation, use_bias, kernel_initializer,
+                          recurrent_initializer, bias_initializer, dropout, recurrent_dropout,
+                          return_sequences, return_state, go_backwards, stateful, unroll,
+                          zero_output_for_mask)
+        self.recurrent_activation = _choice(self._who(), "recurrent_activation",
                                             recurrent_activation, LSTM_RECURRENT_ACTIVATIONS)
-        for arg, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
-            if value not in (0, 0.0, None):
-                raise ConfigError(f"LSTM {self.name!r}: {arg}={value!r} is not supported "
-                                  f"(graphmask's LSTM has no dropout); use 0.0")
-        if stateful:
-            raise ConfigError(f"LSTM {self.name!r}: stateful=True is not supported")
-        self.use_bias = bool(use_bias)
         self.unit_forget_bias = bool(unit_forget_bias)
-        self.return_sequences = bool(return_sequences)
-        self.return_state = bool(return_state)
-        self.go_backwards = bool(go_backwards)
-        self.unroll = bool(unroll)  # accepted for Keras compatibility; no effect
-        self.zero_output_for_mask = bool(zero_output_for_mask)
-        self.kernel_initializer = initializers.get(kernel_initializer, self.name,
-                                                   "kernel_initializer")
-        self.recurrent_initializer = initializers.get(recurrent_initializer, self.name,
-                                                      "recurrent_initializer")
-        self.bias_initializer = initializers.get(bias_initializer, self.name, "bias_initializer")
 
     def build(self, spec):
-        if isinstance(spec, (list, tuple)):
-            raise ConfigError(f"LSTM {self.name!r}: call it on one (batch, timesteps, features) "
-                              f"tensor and pass the state as initial_state=[h, c], got "
-                              f"{len(spec)} input tensors")
-        if spec.rank != 3 or spec.shape[-1] is None:
-            raise ShapeError(f"LSTM {self.name!r}: input must be (batch, timesteps, features) "
-                             f"with known features, got shape {spec.shape}")
+        self._check_input(spec)
         h = self.units
         self.kernel = self.add_weight(shape=(spec.shape[-1], 4 * h),
                                       initializer=self.kernel_initializer, name="kernel")
@@ -155,34 +217,132 @@ class LSTM(Layer):
         else:
             self.bias = None
 
-    def __call__(self, *args, **kwargs):
-        # checked before anything changes (the first call builds the weights)
-        if args and kwargs.get("initial_state") is not None:
-            check_initial_state(self, args[0], kwargs["initial_state"])
-        return super().__call__(*args, **kwargs)
-
     @coarse_call
     def call(self, x, initial_state=None):
         """Record the ``lstm`` op on ``x`` (and ``initial_state=[h, c]``, if given)."""
         h0 = c0 = None
         if initial_state is not None:
             h0, c0 = check_initial_state(self, x, initial_state)
-        attrs = {"units": self.units, "activation": self.activation,
-                 "recurrent_activation": self.recurrent_activation, "use_bias": self.use_bias,
-                 "return_sequences": self.return_sequences, "return_state": self.return_state,
-                 "go_backwards": self.go_backwards,
-                 "zero_output_for_mask": self.zero_output_for_mask}
+        attrs = {**self._common_attrs(), "recurrent_activation": self.recurrent_activation}
         return self._apply("lstm", attrs, {"x": x, "kernel": self.kernel,
                                            "recurrent_kernel": self.recurrent_kernel,
                                            "bias": self.bias, "h0": h0, "c0": c0})
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "activation": self.activation,
-                "recurrent_activation": self.recurrent_activation, "use_bias": self.use_bias,
-                "unit_forget_bias": self.unit_forget_bias,
-                "return_sequences": self.return_sequences, "return_state": self.return_state,
-                "go_backwards": self.go_backwards,
-                "zero_output_for_mask": self.zero_output_for_mask,
-                "kernel_initializer": initializers.name_of(self.kernel_initializer),
-                "recurrent_initializer": initializers.name_of(self.recurrent_initializer),
-                "bias_initializer": initializers.name_of(self.bias_initializer)}
+        return {**self._common_config(), "recurrent_activation": self.recurrent_activation,
+                "unit_forget_bias": self.unit_forget_bias}
+
+
+class GRU(_Recurrent):
+    """Gated recurrent unit (Cho et al. 2014), gates in Keras order (z, r, h).
+
+    ``reset_after=True`` (Keras 3's default, cuDNN's convention) applies the reset gate
+    after the recurrent product, with separate input and recurrent biases; ``False``
+    applies it to the state before. Weights: ``[kernel (D, 3H), recurrent_kernel
+    (H, 3H), bias]``, the bias (2, 3H) with ``reset_after`` (row 0 for the input, row 1
+    for the recurrent product), else (3H,).
+
+    With a mask the state is carried over masked timesteps and the previous output is
+    repeated there (zeros before the first kept step; see docs/masking.md);
+    ``zero_output_for_mask=True`` gives zeros at masked steps. Called as
+    ``gru(x, initial_state=h, mask=None)`` (``h`` or ``[h]``, float (batch, units); zeros
+    when omitted; gradients flow into it). ``return_state=True`` returns ``[output, h]``.
+    """
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
+                 use_bias=True, kernel_initializer="glorot_uniform",
+                 recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 dropout=0.0, recurrent_dropout=0.0, seed=None,
+                 return_sequences=False, return_state=False, go_backwards=False,
+                 stateful=False, unroll=False, reset_after=True, use_cudnn="auto",
+                 zero_output_for_mask=False, name=None, **kwargs):
+        kwargs.pop("implementation", None)
+        super().__init__(name=name, **kwargs)
+        if use_cudnn not in ("auto", True, False):
+            raise ConfigError(f"{self._who()}: use_cudnn must be 'auto', True or False, got "
+                              f"{use_cudnn!r}")
+        if not isinstance(reset_after, (bool, np.bool_)):
+            raise ConfigError(f"{self._who()}: reset_after must be True or False, got "
+                              f"{reset_after!r}")
+        self._init_common(units, activation, use_bias, kernel_initializer,
+                          recurrent_initializer, bias_initializer, dropout, recurrent_dropout,
+                          return_sequences, return_state, go_backwards, stateful, unroll,
+                          zero_output_for_mask)
+        self.recurrent_activation = _choice(self._who(), "recurrent_activation",
+                                            recurrent_activation, LSTM_RECURRENT_ACTIVATIONS)
+        self.reset_after = bool(reset_after)
+
+    def build(self, spec):
+        self._check_input(spec)
+        h = self.units
+        self.kernel = self.add_weight(shape=(spec.shape[-1], 3 * h),
+                                      initializer=self.kernel_initializer, name="kernel")
+        self.recurrent_kernel = self.add_weight(shape=(h, 3 * h),
+                                                initializer=self.recurrent_initializer,
+                                                name="recurrent_kernel")
+        self.bias = self.add_weight(
+            shape=(2, 3 * h) if self.reset_after else (3 * h,),
+            initializer=self.bias_initializer, name="bias") if self.use_bias else None
+
+    @coarse_call
+    def call(self, x, initial_state=None):
+        """Record the ``gru`` op on ``x`` (and ``initial_state=h``, if given)."""
+        h0 = None
+        if initial_state is not None:
+            (h0,) = check_initial_state(self, x, initial_state)
+        attrs = {**self._common_attrs(), "recurrent_activation": self.recurrent_activation,
+                 "reset_after": self.reset_after}
+        return self._apply("gru", attrs, {"x": x, "kernel": self.kernel,
+                                          "recurrent_kernel": self.recurrent_kernel,
+                                          "bias": self.bias, "h0": h0})
+
+    def get_config(self):
+        return {**self._common_config(), "recurrent_activation": self.recurrent_activation,
+                "reset_after": self.reset_after}
+
+
+class SimpleRNN(_Recurrent):
+    """Fully-connected RNN: ``h_t = activation(x_t kernel + bias + h_{t-1}
+    recurrent_kernel)``, the output fed back as the state.
+
+    Weights: ``[kernel (D, H), recurrent_kernel (H, H), bias (H,)]``. Masks, ``initial_state``
+    (``h`` or ``[h]``), ``return_state`` (``[output, h]``), ``go_backwards`` and
+    ``zero_output_for_mask`` as :class:`GRU`.
+    """
+
+    def __init__(self, units, activation="tanh", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", dropout=0.0, recurrent_dropout=0.0,
+                 return_sequences=False, return_state=False, go_backwards=False,
+                 stateful=False, unroll=False, seed=None, zero_output_for_mask=False,
+                 name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self._init_common(units, activation, use_bias, kernel_initializer,
+                          recurrent_initializer, bias_initializer, dropout, recurrent_dropout,
+                          return_sequences, return_state, go_backwards, stateful, unroll,
+                          zero_output_for_mask)
+
+    def build(self, spec):
+        self._check_input(spec)
+        h = self.units
+        self.kernel = self.add_weight(shape=(spec.shape[-1], h),
+                                      initializer=self.kernel_initializer, name="kernel")
+        self.recurrent_kernel = self.add_weight(shape=(h, h),
+                                                initializer=self.recurrent_initializer,
+                                                name="recurrent_kernel")
+        self.bias = self.add_weight(shape=(h,), initializer=self.bias_initializer,
+                                    name="bias") if self.use_bias else None
+
+    @coarse_call
+    def call(self, x, initial_state=None):
+        """Record the ``simple_rnn`` op on ``x`` (and ``initial_state=h``, if given)."""
+        h0 = None
+        if initial_state is not None:
+            (h0,) = check_initial_state(self, x, initial_state)
+        return self._apply("simple_rnn", self._common_attrs(),
+                           {"x": x, "kernel": self.kernel,
+                            "recurrent_kernel": self.recurrent_kernel, "bias": self.bias,
+                            "h0": h0})
+
+    def get_config(self):
+        return self._common_config()
