@@ -25,13 +25,13 @@ from graphmask.layers.einsum_dense import EinsumDense
 from graphmask.layers.lambda_layer import Lambda
 from graphmask.layers.merging import Average, Dot, Maximum, Minimum, Multiply, Subtract
 from graphmask.layers.normalization import LayerNormalization
-from graphmask.layers.recurrent import LSTM
+from graphmask.layers.recurrent import GRU, LSTM, SimpleRNN
 from graphmask.layers.reshaping import Permute, RepeatVector, Reshape
 from graphmask.layers.wrappers import Bidirectional
 
 __all__ = ["Input", "InputLayer", "Layer", "SymbolicTensor", "Variable", "Activation", "Add",
            "Concatenate", "Dense", "Dropout", "Embedding", "Flatten", "GlobalAveragePooling1D",
-           "GlobalMaxPooling1D", "Lambda", "Masking", "TimeDistributed", "LSTM",
+           "GlobalMaxPooling1D", "Lambda", "Masking", "TimeDistributed", "LSTM", "GRU", "SimpleRNN",
            "Average", "Dot", "LayerNormalization", "Maximum", "Minimum", "Multiply", "Permute",
            "RepeatVector", "Reshape", "Subtract", "Bidirectional", "AdditiveAttention",
            "Attention", "EinsumDense", "MultiHeadAttention"]
