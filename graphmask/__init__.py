@@ -22,6 +22,7 @@ from graphmask import (  # noqa: E402
 from graphmask.callbacks import Callback, EarlyStopping, History, ModelCheckpoint  # noqa: E402
 from graphmask.io.saving import load_model  # noqa: E402
 from graphmask.layers import (  # noqa: E402
+    GRU,
     LSTM,
     Activation,
     Add,
@@ -55,6 +56,7 @@ from graphmask.layers import (  # noqa: E402
     RepeatVector,
     Reshape,
     SpatialDropout1D,
+    SimpleRNN,
     Subtract,
     TimeDistributed,
 )
@@ -64,7 +66,8 @@ from graphmask.runtime import clear_workspaces  # noqa: E402
 from graphmask.utils import clear_session, set_random_seed  # noqa: E402
 
 __all__ = [
-    "LSTM", "Activation", "Add", "Concatenate", "Dense", "Dropout", "Embedding", "Flatten",
+    "LSTM", "GRU", "SimpleRNN",
+    "Activation", "Add", "Concatenate", "Dense", "Dropout", "Embedding", "Flatten",
     "GlobalAveragePooling1D", "GlobalMaxPooling1D", "Input", "Lambda", "Layer", "Masking",
     "TimeDistributed", "Model", "Sequential", "Callback", "EarlyStopping", "History",
     "ModelCheckpoint", "callbacks", "errors", "initializers", "layers", "losses", "metrics",
