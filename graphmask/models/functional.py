@@ -33,6 +33,15 @@ def _unsupported(who: str, **given) -> None:
         raise ConfigError(f"{who}: {bad} not supported for array data (leave at None)")
 
 
+def _distributed(strategy, method, model, *args, **kwargs):
+    """Hand a ``fit``/``evaluate``/``predict`` call to a distribution strategy."""
+    from graphmask.distribute.strategy import DaskStrategy
+    if not isinstance(strategy, DaskStrategy):
+        raise ConfigError(f"{method}: distribute must be a graphmask.distribute.DaskStrategy "
+                          f"or None, got {strategy!r}")
+    return getattr(strategy, method)(model, *args, **kwargs)
+
+
 def _as_list(x, what):
     items = list(x) if isinstance(x, (list, tuple)) else [x]
     for t in items:
@@ -355,8 +364,13 @@ class Model(TrainingMixin, Layer):
         outs = run(self._plan("predict"), self._feeds(xs), self._variables())
         return outs[0] if self._single_output else outs
 
-    def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
-        """Outputs for ``x`` (an array, or a list for several inputs), batch by batch."""
+    def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None,
+                distribute=None):
+        """Outputs for ``x`` (an array, or a list for several inputs), batch by batch;
+        ``distribute``: a ``graphmask.distribute.DaskStrategy`` shards every batch."""
+        if distribute is not None:
+            return _distributed(distribute, "predict", self, x, batch_size=batch_size,
+                                verbose=verbose, steps=steps, callbacks=callbacks)
         _unsupported("predict", steps=steps, callbacks=callbacks)
         xs = prepare_inputs(self, x)
         parts = [self._predict_arrays([a[sl] for a in xs])
@@ -405,11 +419,16 @@ class Model(TrainingMixin, Layer):
         return self._format(tracker.values(), return_dict)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
-                 steps=None, callbacks=None, return_dict=False):
+                 steps=None, callbacks=None, return_dict=False, distribute=None):
         """Loss (and metrics) over ``x, y``: Keras's batch-size-weighted mean of batch losses.
 
         Metrics accumulate their kept positions over all batches, as Keras metrics do.
+        ``distribute``: a ``graphmask.distribute.DaskStrategy`` shards every batch.
         """
+        if distribute is not None:
+            return _distributed(distribute, "evaluate", self, x, y, batch_size=batch_size,
+                                verbose=verbose, sample_weight=sample_weight, steps=steps,
+                                callbacks=callbacks, return_dict=return_dict)
         self._require_compiled("evaluate")
         _unsupported("evaluate", steps=steps, callbacks=callbacks)
         xs, ys, sws = self._prepare_xy(x, y, sample_weight)
@@ -419,6 +438,13 @@ class Model(TrainingMixin, Layer):
                                                     [a[sl] for a in sws])
             tracker.add(losses, pairs, sl.stop - sl.start)
         return self._format(tracker.values(), return_dict)
+
+    def fit(self, *args, distribute=None, **kwargs):
+        """Train as ``keras.Model.fit`` (see ``TrainingMixin.fit``); ``distribute``: a
+        ``graphmask.distribute.DaskStrategy`` runs every step data-parallel on Dask."""
+        if distribute is not None:
+            return _distributed(distribute, "fit", self, *args, **kwargs)
+        return TrainingMixin.fit(self, *args, **kwargs)
 
     def _format(self, values, return_dict):
         """Keras's return value: a float, a list, or a dict of the named results."""
