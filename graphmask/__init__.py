@@ -55,8 +55,8 @@ from graphmask.layers import (  # noqa: E402
     Permute,
     RepeatVector,
     Reshape,
-    SpatialDropout1D,
     SimpleRNN,
+    SpatialDropout1D,
     Subtract,
     TimeDistributed,
 )
