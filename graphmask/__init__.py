@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 
 from graphmask import (  # noqa: E402
     callbacks,
+    distribute,
     errors,
     initializers,
     inspect,
@@ -72,7 +73,7 @@ __all__ = [
     "TimeDistributed", "Model", "Sequential", "Callback", "EarlyStopping", "History",
     "ModelCheckpoint", "callbacks", "errors", "initializers", "layers", "losses", "metrics",
     "models", "ops", "optimizers", "utils", "inspect", "saving", "clear_session",
-    "set_random_seed", "load_model",
+    "set_random_seed", "load_model", "distribute",
     "clear_workspaces", "Average", "Dot", "LayerNormalization", "Maximum", "Minimum",
     "Multiply", "Permute", "RepeatVector", "Reshape", "Subtract", "Bidirectional",
     "AveragePooling1D", "BatchNormalization", "Conv1D", "MaxPooling1D", "SpatialDropout1D",
