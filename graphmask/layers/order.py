@@ -150,7 +150,8 @@ def _masking_mask(ops, call, inputs, masks):
 
 def _rnn_mask(ops, call, inputs, masks):
     out = masks[0] if call.attrs.get("return_sequences") else None
-    return [out, None, None] if call.attrs.get("return_state") else out
+    states = 2 if call.op == "lstm" else 1  # LSTM: [h, c]; GRU, SimpleRNN: [h]
+    return [out] + [None] * states if call.attrs.get("return_state") else out
 
 
 def _or_mask(ops, call, inputs, masks):
@@ -196,6 +197,8 @@ KERAS_RULES: dict[str, KerasRule] = {
     "global_max_pooling_1d": KerasRule(compute_mask=None),
     "global_average_pooling_1d": KerasRule(mask_arg=True, compute_mask=None),
     "lstm": KerasRule(mask_arg=True, compute_mask=_rnn_mask),
+    "gru": KerasRule(mask_arg=True, compute_mask=_rnn_mask),
+    "simple_rnn": KerasRule(mask_arg=True, compute_mask=_rnn_mask),
     "add": KerasRule(compute_mask=_or_mask),
     "concatenate": KerasRule(compute_mask=_concatenate_mask),
     "conv1d": KerasRule(compute_mask=None),
