@@ -3,7 +3,10 @@
 ``to_dot(model)`` gives Graphviz text; ``to_svg(model)`` / ``render(model, path)`` draw
 with matplotlib (no Graphviz binary needed; ``engine="graphviz"`` uses ``dot`` when it
 is installed); ``draw_masks(model, x, path)`` shows each mask of a batch as a samples x
-timesteps grid. ``Model._repr_svg_`` uses ``to_svg``, so notebooks show the picture.
+timesteps grid; ``to_html(model, batch=None)`` is the interactive explorer (one
+self-contained HTML page: click, search, zoom, expand calls, a weight's gradient path,
+the batch's masks), ``show(model)`` the same inside a notebook.
+``Model._repr_svg_`` uses ``to_svg`` and ``Model._repr_html_`` the explorer.
 """
 from __future__ import annotations
 
@@ -12,9 +15,10 @@ import os
 from graphmask.errors import ConfigError
 from graphmask.viz.dot import to_dot
 from graphmask.viz.draw import render_bytes
+from graphmask.viz.html import show, to_html, write_html
 from graphmask.viz.masks_picture import draw_masks
 
-FORMATS = ("svg", "png", "dot")
+FORMATS = ("svg", "png", "dot", "html")
 
 
 def to_svg(model, backward: bool = False, engine: str = "matplotlib",
@@ -33,9 +37,10 @@ def to_png(model, backward: bool = False, engine: str = "matplotlib", dpi: int =
 
 def render(model, path, format: str | None = None, backward: bool = False,
            engine: str = "matplotlib", dpi: int = 144, expand: bool = False) -> str:
-    """Write the mask-flow picture to ``path`` (``svg``, ``png`` or ``dot``).
+    """Write the mask-flow picture to ``path`` (``svg``, ``png``, ``dot`` or ``html``).
 
-    ``format`` defaults to the file's extension. A custom layer's call is one box with
+    ``format`` defaults to the file's extension; ``html`` is the interactive explorer
+    (:func:`to_html`). A custom layer's call is one box with
     its mask rule; ``expand=True`` draws its nodes inside a cluster instead. Returns the
     path written.
     """
@@ -43,6 +48,8 @@ def render(model, path, format: str | None = None, backward: bool = False,
     fmt = (format or os.path.splitext(path)[1].lstrip(".") or "svg").lower()
     if fmt not in FORMATS:
         raise ConfigError(f"render: format must be one of {FORMATS}, got {fmt!r}")
+    if fmt == "html":
+        return write_html(model, path)
     if fmt == "dot":
         data = to_dot(model, backward=backward, expand=expand).encode("utf-8")
     else:
@@ -53,4 +60,5 @@ def render(model, path, format: str | None = None, backward: bool = False,
     return path
 
 
-__all__ = ["draw_masks", "render", "to_dot", "to_png", "to_svg"]
+__all__ = ["draw_masks", "render", "show", "to_dot", "to_html", "to_png", "to_svg",
+           "write_html"]

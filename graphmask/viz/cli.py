@@ -2,9 +2,12 @@
 
 MODEL is a saved model file (read with ``graphmask.saving.load_model``) or
 ``module:function``, a function taking no arguments that returns a model (compiled or
-not). ``--format`` is ``svg``, ``png``, ``dot`` or ``txt`` (the summary, the mask
-chains and the debugprint dump); by default it comes from the extension of ``--out``.
-Without ``--out``, ``dot`` and ``txt`` are printed and pictures go to ``flow.<format>``.
+not). ``--format`` is ``svg``, ``png``, ``dot``, ``txt`` (the summary, the mask
+chains and the debugprint dump) or ``html`` (the interactive explorer, one
+self-contained file); by default it comes from the extension of ``--out``. Without
+``--out``, ``dot`` and ``txt`` are printed and pictures go to ``flow.<format>``.
+``--batch data.npz`` (html only) embeds the concrete masks and sequence values of that
+batch: the file's one array, or one array per model input named after the input.
 A custom layer's call is one box (one debugprint line); ``--expand`` shows its nodes
 inside a cluster (beneath a header line) instead.
 """
@@ -16,7 +19,7 @@ import sys
 
 from graphmask.errors import ConfigError
 
-FORMATS = ("svg", "png", "dot", "txt")
+FORMATS = ("svg", "png", "dot", "txt", "html")
 
 
 def add_arguments(parser) -> None:
@@ -31,6 +34,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--expand", action="store_true",
                         help="draw the nodes of each custom layer call (a cluster) instead "
                              "of one box; txt: debugprint them under a header line")
+    parser.add_argument("--batch", default=None, metavar="DATA.npz",
+                        help="html: embed this batch's masks and values (an .npz file: one "
+                             "array, or one per model input named after it)")
     parser.add_argument("--engine", choices=("matplotlib", "graphviz"), default="matplotlib",
                         help="renderer for svg/png (graphviz needs the 'dot' program)")
 
@@ -58,6 +64,25 @@ def load(spec: str):
     return model
 
 
+def load_batch(path: str, model):
+    """The batch in ``path`` (``.npz``): its only array, or a dict by model input name."""
+    import numpy as np
+    if not os.path.exists(path):
+        raise ConfigError(f"show: --batch file {path!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"show: --batch {path!r} is not a readable .npz file: {e}") from None
+    names = [t.call.layer.name for t in model.inputs]
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    if set(names) <= set(arrays):
+        return {n: arrays[n] for n in names}
+    raise ConfigError(f"show: --batch {path!r} holds arrays {sorted(arrays)}; expected one "
+                      f"array, or one per model input named {names}")
+
+
 def text_report(model, backward: bool = False, expand: bool = False) -> str:
     from graphmask.inspect.explain import debugprint
     from graphmask.inspect.summary import summary
@@ -71,7 +96,15 @@ def run(args) -> int:
     if fmt is None:
         ext = os.path.splitext(args.out)[1].lstrip(".").lower() if args.out else ""
         fmt = ext if ext in FORMATS else "svg"
-    if fmt in ("dot", "txt"):
+    if args.batch is not None and fmt != "html":
+        raise ConfigError(f"show: --batch is for --format html, got --format {fmt}")
+    if fmt == "html":
+        from graphmask.viz.html import write_html
+        batch = None if args.batch is None else load_batch(args.batch, model)
+        out = args.out or "flow.html"
+        write_html(model, out, batch=batch)
+        args.out = out
+    elif fmt in ("dot", "txt"):
         from graphmask.viz import to_dot
         expand = getattr(args, "expand", False)
         text = to_dot(model, backward=args.backward, expand=expand) if fmt == "dot" else \
