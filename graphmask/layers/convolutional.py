@@ -196,6 +196,10 @@ class AveragePooling1D(_Pooling1D):
 
     op = "average_pooling_1d"
 
+    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, name=None,
+                 **kwargs):  # pool_size has no default here, as in Keras 3
+        super().__init__(pool_size, strides, padding, data_format, name=name, **kwargs)
+
 
 class SpatialDropout1D(Layer):
     """Drops whole channels: while training each (sample, channel) is zeroed for every

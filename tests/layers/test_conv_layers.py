@@ -105,6 +105,8 @@ def test_pooling_defaults_and_configs():
         gm.MaxPooling1D(2, padding="causal", name="p")
     with pytest.raises(ConfigError, match="AveragePooling1D 'p': pool_size must be a positive"):
         gm.AveragePooling1D(0, name="p")
+    with pytest.raises(TypeError, match="pool_size"):
+        gm.AveragePooling1D()  # required, as in Keras 3
 
 
 def test_pooling_values():
@@ -118,7 +120,7 @@ def test_pooling_values():
 
 @pytest.mark.parametrize("layer", [
     lambda: gm.Conv1D(2, 2, name="conv"), lambda: gm.MaxPooling1D(name="conv"),
-    lambda: gm.AveragePooling1D(name="conv")])
+    lambda: gm.AveragePooling1D(2, name="conv")])
 def test_a_mask_reaching_conv_or_pooling_is_a_compile_time_error_naming_both(layer):
     ids = gm.Input((6,), dtype="int32")
     h = gm.Embedding(9, 3, mask_zero=True, name="tokens")(ids)
