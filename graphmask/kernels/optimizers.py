@@ -69,3 +69,65 @@ def sum_squares(g):
     for i in range(g.size):
         s += float(g[i]) * float(g[i])
     return s
+
+
+@jit
+def scale(w, factor):
+    # decoupled weight decay: w *= 1 - weight_decay * lr
+    for i in range(w.size):
+        w[i] *= factor
+
+
+@jit
+def adagrad(w, g, acc, lr, eps):
+    # acc += g^2; w -= g * lr / sqrt(acc + eps)
+    for i in range(w.size):
+        gi = g[i]
+        acc[i] += gi * gi
+        w[i] -= (gi * lr) / np.sqrt(acc[i] + eps)
+
+
+@jit
+def adamax(w, g, m, u, lr, b1, c1, b2, eps, corr):
+    # m = m b1 + (1 - b1) g; u = max(u b2, |g|); w -= m lr / ((u + eps) (1 - b1^t))
+    for i in range(w.size):
+        gi = g[i]
+        m[i] = m[i] * b1 + gi * c1
+        u[i] = max(u[i] * b2, abs(gi))
+        w[i] -= (m[i] * lr) / ((u[i] + eps) * corr)
+
+
+@jit
+def nadam(w, g, m, v, lr, b1, c1, b2, c2, u_t, u_t_1, den_m, den_g, den_v, eps):
+    # m, v as Adam; m_hat = m u_{t+1} / (1 - prod_{t+1}) + g (1 - u_t) / (1 - prod_t)
+    # v_hat = v / (1 - b2^t); w -= m_hat lr / (sqrt(v_hat) + eps)
+    cg = 1 - u_t
+    for i in range(w.size):
+        gi = g[i]
+        m[i] = m[i] * b1 + gi * c1
+        v[i] = v[i] * b2 + (gi * gi) * c2
+        m_hat = (m[i] * u_t_1) / den_m + (gi * cg) / den_g
+        v_hat = v[i] / den_v
+        w[i] -= (m_hat * lr) / (np.sqrt(v_hat) + eps)
+
+
+@jit
+def adadelta(w, g, ag, adv, lr, rho, c_rho, eps):
+    # ag = rho ag + (1 - rho) g^2; d = -sqrt(adv + eps) g / sqrt(ag + eps)
+    # adv = rho adv + (1 - rho) d^2; w += lr d
+    for i in range(w.size):
+        gi = g[i]
+        ag[i] = ag[i] * rho + (gi * gi) * c_rho
+        d = -((np.sqrt(adv[i] + eps) * gi) / np.sqrt(ag[i] + eps))
+        adv[i] = adv[i] * rho + (d * d) * c_rho
+        w[i] += d * lr
+
+
+@jit
+def lion(w, g, m, lr, b1, c1, b2, c2):
+    # w -= lr sign(m b1 + (1 - b1) g); m = m b2 + (1 - b2) g
+    for i in range(w.size):
+        gi = g[i]
+        c = m[i] * b1 + gi * c1
+        w[i] -= np.sign(c) * lr
+        m[i] = m[i] * b2 + gi * c2

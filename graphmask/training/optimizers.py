@@ -25,8 +25,10 @@ import numpy as np
 
 from graphmask.errors import ConfigError, InputError
 from graphmask.kernels import optimizers as K
+from graphmask.training import schedules
 
-__all__ = ["SGD", "Adam", "Optimizer", "RMSprop", "deserialize", "get", "serialize"]
+__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "Nadam",
+           "Optimizer", "RMSprop", "deserialize", "get", "serialize"]
 
 
 def _number(name: str, value: Any) -> float:
@@ -61,8 +63,12 @@ class Optimizer:
 
     def __init__(self, learning_rate: float, clipnorm: float | None = None,
                  clipvalue: float | None = None, global_clipnorm: float | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, weight_decay: float | None = None) -> None:
+        if isinstance(learning_rate, dict) and "class_name" in learning_rate:
+            learning_rate = schedules.deserialize(learning_rate)  # a saved config
         self.learning_rate = learning_rate
+        self.weight_decay = None if weight_decay is None else \
+            _check("weight_decay", weight_decay, lo=0)
         for arg, val in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
                          ("global_clipnorm", global_clipnorm)):
             setattr(self, arg, None if val is None else _check(arg, val, lo=0, lo_open=True))
@@ -79,18 +85,33 @@ class Optimizer:
     # ---- hyper-parameters -------------------------------------------------------
     @property
     def learning_rate(self) -> float:
-        return self._learning_rate
+        """The learning rate of the next step (a schedule's value at ``iterations``)."""
+        return self.current_learning_rate()
 
     @learning_rate.setter
-    def learning_rate(self, value: float) -> None:
+    def learning_rate(self, value) -> None:
+        if isinstance(value, schedules.LearningRateSchedule):
+            self._learning_rate = value
+            return
         self._learning_rate = _check("learning_rate", value, lo=0, lo_open=True)
 
     def current_learning_rate(self) -> float:
         """The learning rate the next step uses (a schedule's value at ``iterations``)."""
-        return self._learning_rate
+        lr = self._learning_rate
+        if isinstance(lr, schedules.LearningRateSchedule):
+            return float(lr(self._iterations))
+        return lr
 
     def learning_rate_settable(self, who: str) -> None:
         """Raise unless ``learning_rate`` can be assigned (not a schedule), naming ``who``."""
+        if isinstance(self._learning_rate, schedules.LearningRateSchedule):
+            raise ConfigError(f"{who}: the optimizer's learning rate is the schedule "
+                              f"{self._learning_rate!r}, which cannot be changed by a "
+                              f"callback; give the optimizer a float learning_rate")
+
+    def slot_init(self, slot: str) -> float:
+        """The initial value of a state slot (0 unless the rule says otherwise)."""
+        return 0.0
 
     @property
     def iterations(self) -> int:
@@ -108,7 +129,8 @@ class Optimizer:
 
     def build(self, params: list[np.ndarray]) -> None:
         """Create zero state for these weights (done by the first ``apply``)."""
-        self._slots = {s: [np.zeros_like(p) for p in params] for s in self.slot_names()}
+        self._slots = {s: [np.full_like(p, self.slot_init(s)) for p in params]
+                       for s in self.slot_names()}
         if self._pending is not None:
             pending, self._pending = self._pending, None
             self.set_state(pending)
@@ -190,6 +212,13 @@ class Optimizer:
                 raise InputError(f"{self.name}: built for {n} weights, got {len(params)}")
         flat_g = self._clip(flat_g)
         t = self._iterations + 1
+        self._lr_now = np.float32(self.current_learning_rate())
+        if self.weight_decay:  # decoupled, before the update (Keras on torch)
+            for p in params:
+                dt = p.dtype.type
+                K.scale(p.reshape(-1), dt(np.float32(1) - np.float32(self.weight_decay)
+                                          * self._lr_now))
+        self._begin_step(t)
         for k, (p, g) in enumerate(zip(params, flat_g)):
             slots = {s: self._slots[s][k].reshape(-1) for s in self.slot_names()}
             self._update(p.reshape(-1), g.reshape(-1), slots, t, p.dtype.type)
@@ -198,13 +227,20 @@ class Optimizer:
     def _update(self, w, g, slots, t, dt) -> None:
         raise TypeError(f"{type(self).__name__} defines no update rule")
 
+    def _begin_step(self, t) -> None:
+        """Per-step work shared by all weights (before the first weight's update)."""
+
     def _lr(self, dt):
         # Keras holds the learning rate in a float32 variable and casts it to the weight dtype
-        return dt(np.float32(self._learning_rate))
+        return dt(self._lr_now)
 
     # ---- config -----------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        cfg = {"name": self.name, "learning_rate": self.learning_rate,
+        lr = self._learning_rate
+        cfg = {"name": self.name,
+               "learning_rate": schedules.serialize(lr)
+               if isinstance(lr, schedules.LearningRateSchedule) else lr,
+               "weight_decay": self.weight_decay,
                "clipnorm": self.clipnorm, "clipvalue": self.clipvalue,
                "global_clipnorm": self.global_clipnorm}
         cfg.update({k: getattr(self, k) for k in self._hyper})
@@ -297,7 +333,146 @@ class RMSprop(Optimizer):
                   dt(self.momentum), self.centered, self.momentum > 0)
 
 
-_CLASSES = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+class AdamW(Adam):
+    """Adam with decoupled weight decay: ``w *= 1 - weight_decay * lr`` before each Adam
+    update (Keras 3's rule; default ``weight_decay=0.004``)."""
+
+    def __init__(self, learning_rate: float = 0.001, weight_decay: float = 0.004,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+                 amsgrad: bool = False, **kwargs: Any) -> None:
+        if weight_decay is None:
+            raise ConfigError("AdamW: weight_decay must be a float, got None")
+        super().__init__(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+                         amsgrad=amsgrad, weight_decay=weight_decay, **kwargs)
+
+
+class Adagrad(Optimizer):
+    """``acc += g**2``; ``w -= lr * g / sqrt(acc + epsilon)``; ``acc`` starts at
+    ``initial_accumulator_value``."""
+
+    _hyper = ("initial_accumulator_value", "epsilon")
+
+    def __init__(self, learning_rate: float = 0.001, initial_accumulator_value: float = 0.1,
+                 epsilon: float = 1e-7, **kwargs: Any) -> None:
+        super().__init__(learning_rate, **kwargs)
+        self.initial_accumulator_value = _check("initial_accumulator_value",
+                                                initial_accumulator_value, lo=0.0)
+        self.epsilon = _check("epsilon", epsilon, lo=0.0)
+
+    def slot_names(self):
+        return ("accumulator",)
+
+    def slot_init(self, slot):
+        return self.initial_accumulator_value
+
+    def _update(self, w, g, slots, t, dt):
+        K.adagrad(w, g, slots["accumulator"], self._lr(dt), dt(self.epsilon))
+
+
+class Adamax(Optimizer):
+    """Adam on the infinity norm: ``m = beta_1 m + (1 - beta_1) g``,
+    ``u = max(beta_2 u, |g|)``, ``w -= lr m / ((u + epsilon) (1 - beta_1**t))``."""
+
+    _hyper = ("beta_1", "beta_2", "epsilon")
+
+    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = 1e-7, **kwargs: Any) -> None:
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = _check("beta_1", beta_1, lo=0.0, hi=1.0, hi_open=True)
+        self.beta_2 = _check("beta_2", beta_2, lo=0.0, hi=1.0, hi_open=True)
+        self.epsilon = _check("epsilon", epsilon, lo=0.0)
+
+    def slot_names(self):
+        return ("momentum", "norm")
+
+    def _update(self, w, g, slots, t, dt):
+        corr = dt(1) - dt(self.beta_1) ** dt(t)
+        K.adamax(w, g, slots["momentum"], slots["norm"], self._lr(dt), dt(self.beta_1),
+                 dt(1 - self.beta_1), dt(self.beta_2), dt(self.epsilon), dt(corr))
+
+
+class Nadam(Optimizer):
+    """Adam with Nesterov momentum and Keras's momentum schedule
+    ``u_t = beta_1 (1 - 0.5 * 0.96**t)`` (its running product is derived from
+    ``iterations``, so saved state restores it)."""
+
+    _hyper = ("beta_1", "beta_2", "epsilon")
+
+    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = 1e-7, **kwargs: Any) -> None:
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = _check("beta_1", beta_1, lo=0.0, hi=1.0, hi_open=True)
+        self.beta_2 = _check("beta_2", beta_2, lo=0.0, hi=1.0, hi_open=True)
+        self.epsilon = _check("epsilon", epsilon, lo=0.0)
+        self._product = (0, np.float32(1.0))  # (step, prod of u_1..u_step) in float32
+
+    def slot_names(self):
+        return ("momentum", "velocity")
+
+    def _u(self, step):
+        f = np.float32
+        return f(self.beta_1) * (f(1.0) - f(0.5) * f(0.96) ** f(step))
+
+    def _begin_step(self, t):
+        step, prod = self._product
+        if step > t - 1:
+            step, prod = 0, np.float32(1.0)
+        while step < t:
+            step += 1
+            prod = np.float32(prod * self._u(step))
+        self._product = (step, prod)
+
+    def _update(self, w, g, slots, t, dt):
+        u_t, u_t_1 = self._u(t), self._u(t + 1)
+        prod = self._product[1]
+        prod_1 = np.float32(prod * u_t_1)
+        K.nadam(w, g, slots["momentum"], slots["velocity"], self._lr(dt), dt(self.beta_1),
+                dt(1 - self.beta_1), dt(self.beta_2), dt(1 - self.beta_2), dt(u_t), dt(u_t_1),
+                dt(1 - prod_1), dt(1 - prod), dt(1) - dt(self.beta_2) ** dt(t),
+                dt(self.epsilon))
+
+
+class Adadelta(Optimizer):
+    """``a = rho a + (1 - rho) g**2``; ``d = -sqrt(s + eps) g / sqrt(a + eps)``;
+    ``s = rho s + (1 - rho) d**2``; ``w += lr d``."""
+
+    _hyper = ("rho", "epsilon")
+
+    def __init__(self, learning_rate: float = 0.001, rho: float = 0.95, epsilon: float = 1e-7,
+                 **kwargs: Any) -> None:
+        super().__init__(learning_rate, **kwargs)
+        self.rho = _check("rho", rho, lo=0.0, hi=1.0)
+        self.epsilon = _check("epsilon", epsilon, lo=0.0)
+
+    def slot_names(self):
+        return ("accumulated_grad", "accumulated_delta_var")
+
+    def _update(self, w, g, slots, t, dt):
+        K.adadelta(w, g, slots["accumulated_grad"], slots["accumulated_delta_var"],
+                   self._lr(dt), dt(self.rho), dt(1 - self.rho), dt(self.epsilon))
+
+
+class Lion(Optimizer):
+    """``w -= lr * sign(beta_1 m + (1 - beta_1) g)``; ``m = beta_2 m + (1 - beta_2) g``."""
+
+    _hyper = ("beta_1", "beta_2")
+
+    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9,
+                 beta_2: float = 0.99, **kwargs: Any) -> None:
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = _check("beta_1", beta_1, lo=0.0, hi=1.0, lo_open=True)
+        self.beta_2 = _check("beta_2", beta_2, lo=0.0, hi=1.0)
+
+    def slot_names(self):
+        return ("momentum",)
+
+    def _update(self, w, g, slots, t, dt):
+        K.lion(w, g, slots["momentum"], self._lr(dt), dt(self.beta_1), dt(1 - self.beta_1),
+               dt(self.beta_2), dt(1 - self.beta_2))
+
+
+_CLASSES = {c.__name__.lower(): c for c in (SGD, Adam, RMSprop, AdamW, Adagrad, Adamax,
+                                            Nadam, Adadelta, Lion)}
 
 
 def serialize(optimizer: Optimizer) -> dict[str, Any]:
@@ -319,12 +494,13 @@ def _lookup(name: str) -> type[Optimizer]:
 
 
 def get(identifier: str | dict | Optimizer) -> Optimizer:
-    """An optimizer from a name ('sgd', 'adam', 'rmsprop'; any case), a config or itself."""
+    """An optimizer from a name ('sgd', 'adam', 'adamw', 'nadam', ...; any case), a config
+    or itself."""
     if isinstance(identifier, Optimizer):
         return identifier
     if isinstance(identifier, dict):
         return deserialize(identifier)
     if isinstance(identifier, str):
         return _lookup(identifier)()
-    raise ConfigError(f"cannot interpret {identifier!r} as an optimizer; give 'sgd', 'adam', "
-                      f"'rmsprop' or an Optimizer instance")
+    raise ConfigError(f"cannot interpret {identifier!r} as an optimizer; give a name "
+                      f"({sorted(_CLASSES)}) or an Optimizer instance")
