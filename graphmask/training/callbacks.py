@@ -216,6 +216,9 @@ class CallbackList:
         return any(isinstance(cb, TerminateOnNaN) for cb in self.callbacks)
 
     def _call(self, hook, *args):
+        # every hook gets its logs argument (None when there are none), as in Keras
+        want = 2 if ("epoch" in hook or "batch" in hook) else 1
+        args = args + (None,) * (want - len(args))
         for cb in self.callbacks:
             getattr(cb, hook)(*args)
 
