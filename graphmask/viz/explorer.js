@@ -119,7 +119,7 @@
     state.layout = name;
     backBox.checked = name === "backward";
     applyLayout();
-    if (changed) fit(0.75);
+    if (changed) fit(1);
     if (changed && name === "backward") showBackward();
   }
   function showBackward() {
@@ -145,6 +145,10 @@
     if (!L) return;
     for (var c = gid; c; c = L.clusters[c].parent) state.folded.delete(c);
     if (state.layout !== "expanded") setLayout("expanded"); else applyLayout();
+    var b = L.clusters[gid].box, v = view;
+    if (b[0] < v.x || b[1] < v.y || b[2] > v.x + v.w || b[3] > v.y + v.h) {
+      centerOn({ x: b[0], y: b[1], width: b[2] - b[0], height: Math.min(b[3] - b[1], v.h * 0.9) });
+    }
   }
   function collapse(gid) {
     state.folded.add(gid);
@@ -263,10 +267,30 @@
     });
     return t;
   }
+  function chainEl(text) {
+    /* a long run of "passed by" steps is shortened; a click shows the whole chain */
+    var steps = text.split(" -> "), out = [], i = 0;
+    while (i < steps.length) {
+      var j = i;
+      while (j < steps.length && steps[j].indexOf("passed by '") === 0) j++;
+      if (j - i > 4) {
+        out.push(steps[i], steps[i + 1], "\u2026 " + (j - i - 3) + " more layers pass it on \u2026",
+                 steps[j - 1]);
+        i = j;
+      } else { out.push(steps[i]); i++; }
+    }
+    var div = el("div", { "class": "gm-chain" }, out.join(" -> "));
+    if (out.length < steps.length) {
+      div.title = "click to show the whole chain";
+      div.style.cursor = "pointer";
+      div.addEventListener("click", function () { div.textContent = text; });
+    }
+    return div;
+  }
   function chainsBlock(ids, box) {
     box.appendChild(el("h3", null, "Mask provenance"));
     if (!ids || !ids.length) { box.appendChild(el("p", { "class": "gm-hint" }, "no mask reaches it and it creates none")); return; }
-    ids.forEach(function (i) { box.appendChild(el("div", { "class": "gm-chain" }, D.chains[i])); });
+    ids.forEach(function (i) { box.appendChild(chainEl(D.chains[i])); });
   }
   function showNode(id) {
     var n = D.nodes[id];
@@ -490,8 +514,8 @@
     r.appendChild(sw); r.appendChild(el("span", null, D.legend.nodes[k])); leg.appendChild(r);
   });
   applyLayout();
-  fit(0.75);
-  window.addEventListener("resize", function () { fit(0.75); });
+  fit(1);
+  window.addEventListener("resize", function () { fit(1); });
   window.gmExplorer = { state: state, data: D, select: select, expand: expand, collapse: collapse,
                         setLayout: setLayout, ready: performance.now() - t0 };
   root.setAttribute("data-ready", "1");

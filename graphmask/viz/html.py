@@ -102,19 +102,25 @@ def backward_view(model):
     forward values a VJP node reads are not drawn, and a mask it reads is one more line
     of its box (``reads mask of 'emb'``) instead of a long edge."""
     view = build_view(model, backward=True)
-    g = model.graph
+    labels = mask_labels(model.graph)
     phase = {k: v.phase for k, v in view.nodes.items()}
     keep = []
     for e in view.edges:
         if phase[e.dst] == "forward" or phase[e.src] == "backward":
             keep.append(e)
         elif e.kind == "mask":
-            line = f"reads mask of {mask_label(g, int(e.src[1:]))!r}"
+            line = f"reads mask of {labels[int(e.src[1:])]!r}"
             if line not in view.nodes[e.dst].lines:
                 view.nodes[e.dst].lines.append(line)
     view.edges = keep
     view.title += " with its backward graph"
     return view
+
+
+def mask_labels(g) -> dict:
+    """``{mask id: its label}`` (:func:`graphmask.inspect.explain.mask_label`) for every
+    mask of ``g``, computed once."""
+    return {m: mask_label(g, m) for m in mask_values(g)}
 
 
 # ---- SVG -------------------------------------------------------------------------------
@@ -277,7 +283,7 @@ def _units(g, key: str, calls_by_ref: dict):
     return unit_of(g, n["mask_of"]) if "mask_of" in n else unit_of(g, nid)
 
 
-def _node_details(model, g, key, layers, calls_by_ref, grads_by_node) -> dict:
+def _node_details(model, g, key, layers, calls_by_ref, grads_by_node, labels) -> dict:
     if key.startswith("g"):
         c = calls_by_ref[key]
         st = group_status(c)
@@ -320,7 +326,7 @@ def _node_details(model, g, key, layers, calls_by_ref, grads_by_node) -> dict:
         out["computes"] = mask_computes(g, nid)
         out["mask"] = key
         out["status"] = "mask node"
-        out["rule"] = f"computes {mask_computes(g, nid)} (bool), mask of {mask_label(g, nid)!r}"
+        out["rule"] = f"computes {mask_computes(g, nid)} (bool), mask of {labels[nid]!r}"
     elif n["phase"] == "forward" and n["op"] not in SOURCE_OPS:
         st = node_status(g, nid)
         out["status"] = st.status
@@ -358,7 +364,7 @@ def _graph_edge(g, e, calls_by_ref):
     return best
 
 
-def _edge_details(g, e, calls_by_ref) -> dict:
+def _edge_details(g, e, calls_by_ref, labels) -> dict:
     found = _graph_edge(g, e, calls_by_ref)
     out = {"src": e.src, "dst": e.dst, "port": e.port, "kind": e.kind, "mask": e.mask}
     if found is not None:
@@ -368,7 +374,7 @@ def _edge_details(g, e, calls_by_ref) -> dict:
                    src_node=src, dst_node=dst, out=k)
     if e.mask is not None:
         mid = int(e.mask[1:])
-        out["mask_text"] = f"mask of {mask_label(g, mid)!r}: {mask_computes(g, mid)}"
+        out["mask_text"] = f"mask of {labels[mid]!r}: {mask_computes(g, mid)}"
     return out
 
 
@@ -444,6 +450,7 @@ def explorer_data(model, batch=None, max_samples: int = 16) -> tuple[dict, str]:
     calls = group_calls(g)
     calls_by_ref = {c.ref: c for c in calls.values()}
     layers = _layer_objects(model)
+    labels = mask_labels(g)
     grads = g.meta.get("grads") or {}
     grads_by_node: dict = {}
     for var, (node, _k) in sorted(grads.items()):
@@ -466,12 +473,13 @@ def explorer_data(model, batch=None, max_samples: int = 16) -> tuple[dict, str]:
                              for c, v in view.clusters.items()}}
         for key in view.nodes:
             if key not in nodes:
-                nodes[key] = _node_details(model, g, key, layers, calls_by_ref, grads_by_node)
+                nodes[key] = _node_details(model, g, key, layers, calls_by_ref, grads_by_node,
+                                           labels)
         for i, e in enumerate(view.edges):
-            edges[f"{name}:{i}"] = _edge_details(g, e, calls_by_ref)
+            edges[f"{name}:{i}"] = _edge_details(g, e, calls_by_ref, labels)
     for c in calls.values():
         nodes.setdefault(c.ref, _node_details(model, g, c.ref, layers, calls_by_ref,
-                                              grads_by_node))
+                                              grads_by_node, labels))
         nodes[c.ref]["parent"] = None if c.parent is None else calls[c.parent].ref
     chains = mask_chains(g)
     texts = [chain_text(g, p) for p in chains]
