@@ -21,7 +21,7 @@ from graphmask.runtime import release_workspaces_on_gc, run
 from graphmask.training import losses as losses_mod
 from graphmask.training import metrics as metrics_mod
 from graphmask.training import optimizers as optimizers_mod
-from graphmask.training.data import batches, prepare_inputs, prepare_targets, prepare_weights
+from graphmask.training.data import prepare_inputs, prepare_targets, prepare_weights
 from graphmask.training.loop import TrainingMixin
 from graphmask.training.tracking import Tracker
 
@@ -371,13 +371,10 @@ class Model(TrainingMixin, Layer):
         if distribute is not None:
             return _distributed(distribute, "predict", self, x, batch_size=batch_size,
                                 verbose=verbose, steps=steps, callbacks=callbacks)
-        _unsupported("predict", steps=steps, callbacks=callbacks)
-        xs = prepare_inputs(self, x)
-        parts = [self._predict_arrays([a[sl] for a in xs])
-                 for sl in batches(len(xs[0]), batch_size, "predict")]
-        if self._single_output:
-            return np.concatenate(parts, axis=0)
-        return [np.concatenate([p[k] for p in parts], axis=0) for k in range(len(self.outputs))]
+        # the loop (arrays, PyDataset, generators, steps, verbose, callbacks) is
+        # graphmask.training.loop.TrainingMixin.predict
+        return TrainingMixin.predict(self, x, batch_size=batch_size, verbose=verbose,
+                                     steps=steps, callbacks=callbacks)
 
     def _evaluate_batch(self, xs, ys, sws):
         plan = self._plan("evaluate")
@@ -429,15 +426,9 @@ class Model(TrainingMixin, Layer):
             return _distributed(distribute, "evaluate", self, x, y, batch_size=batch_size,
                                 verbose=verbose, sample_weight=sample_weight, steps=steps,
                                 callbacks=callbacks, return_dict=return_dict)
-        self._require_compiled("evaluate")
-        _unsupported("evaluate", steps=steps, callbacks=callbacks)
-        xs, ys, sws = self._prepare_xy(x, y, sample_weight)
-        tracker = Tracker()
-        for sl in batches(len(xs[0]), batch_size, "evaluate"):
-            losses, pairs, _ = self._evaluate_batch([a[sl] for a in xs], [a[sl] for a in ys],
-                                                    [a[sl] for a in sws])
-            tracker.add(losses, pairs, sl.stop - sl.start)
-        return self._format(tracker.values(), return_dict)
+        return TrainingMixin.evaluate(self, x, y, batch_size=batch_size, verbose=verbose,
+                                      sample_weight=sample_weight, steps=steps,
+                                      callbacks=callbacks, return_dict=return_dict)
 
     def fit(self, *args, distribute=None, **kwargs):
         """Train as ``keras.Model.fit`` (see ``TrainingMixin.fit``); ``distribute``: a
