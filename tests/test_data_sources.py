@@ -2,6 +2,8 @@
 validation_steps and class_weight in fit / evaluate / predict."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -233,3 +235,41 @@ def test_class_weight_errors(cw, extra, msg):
     with pytest.raises(ConfigError) as e:
         _model().fit(x, y, class_weight=cw, verbose=0, **extra)
     assert str(e.value) == msg
+
+
+# ---- evaluate / predict on batch sources -------------------------------------------------------
+def test_evaluate_and_predict_take_generators_datasets_and_steps():
+    items = _batches(4)
+    m = _model()
+    by_hand = [m.evaluate(x, y, verbose=0, return_dict=True) for x, y in items]
+    sizes = [len(x) for x, _ in items]
+    got = m.evaluate((b for b in items), verbose=0, return_dict=True)
+    assert got["loss"] == pytest.approx(np.dot([d["loss"] for d in by_hand], sizes)
+                                        / sum(sizes), rel=1e-6)
+    assert m.evaluate(Data(items), steps=2, verbose=0) == pytest.approx(
+        m.evaluate((b for b in items[:2]), verbose=0), rel=1e-7)
+    same_len = [(x[:, :3], y[:, :3]) for x, y in items]
+    pred = m.predict(Data([(x,) for x, _ in same_len]))
+    np.testing.assert_array_equal(pred, np.concatenate([m.predict(x) for x, _ in same_len]))
+    assert m.predict((x for x, _ in same_len), steps=2).shape == (6, 3, C)
+    with pytest.raises(gm.errors.ShapeError, match=r"predict: output 0 has different shapes in "
+                                                   r"different batches \(batch 0: \(3, 3, 3\), "
+                                                   r"batch 1: \(3, 6, 3\)"):
+        m.predict(x for x, _ in items)
+    with pytest.raises(ConfigError, match="evaluate: sample_weight must be None when x is a "
+                                          "PyDataset"):
+        m.evaluate(Data(items), sample_weight=np.ones(3))
+
+
+def test_predict_and_evaluate_verbose_lines(capsys):
+    items = _batches(2)
+    m = _model()
+    m.predict(np.ones((5, 4), np.int32), batch_size=2, verbose=1)
+    out = capsys.readouterr().out
+    assert re.fullmatch(r"3/3 - \d+s - \d+(us|ms|s)/step\n", out)
+    m.evaluate(Data(items))  # verbose="auto" is 1, as in Keras
+    out = capsys.readouterr().out
+    assert re.fullmatch(r"2/2 - \d+s - \d+(us|ms|s)/step - loss: \S+ - accuracy: \S+\n", out)
+    m.predict(np.ones((5, 4), np.int32), verbose=0)
+    m.fit(Data(items), validation_data=Data(items), epochs=1, verbose=0)
+    assert capsys.readouterr().out == ""
