@@ -1,4 +1,4 @@
-"""The ``graphmask`` command: ``graphmask demo``, ``graphmask demo seed``, ``graphmask show``.
+"""The ``graphmask`` command: ``graphmask demo``, ``demo seed``, ``show``, ``check``.
 
 Each subcommand lives in its own module, which provides ``add_arguments(parser)`` and
 ``run(args) -> int``.
@@ -13,6 +13,8 @@ COMMANDS = {
     "demo": ("graphmask.demo.run", "train a masked character-level language model "
                                "(or 'demo seed': the masking checks)"),
     "show": ("graphmask.viz.cli", "draw the mask flow of a saved model or module:function"),
+    "check": ("graphmask.inspect.doctor", "the mask doctor: where a .keras/.gmz model or "
+                                          "module:function loses its padding mask"),
 }
 
 
