@@ -8,6 +8,7 @@ the values wanted into an executable plan for the runtime.
 from __future__ import annotations
 
 from .autodiff import build_backward
+from .branches import select_training_branch
 from .lint import lint
 from .losses import rewrite_losses
 from .masks import propagate_masks
@@ -15,6 +16,7 @@ from .schedule import Plan, make_plan
 from .shapes import infer_shapes
 
 PIPELINE = [
+    ("branches", select_training_branch),  # keep one branch of each training switch
     ("shapes", infer_shapes),        # shape/dtype inference
     ("masks", propagate_masks),      # explicit mask nodes/edges, per-edge annotations
     ("losses", rewrite_losses),      # loss -> loss_score + masked_mean / weighted_mean
@@ -22,12 +24,19 @@ PIPELINE = [
 ]
 
 
-def run_pipeline(graph, upto: str | None = None, check: bool = True):
-    """Run the passes in order (through ``upto`` inclusive); lint after each."""
+def run_pipeline(graph, upto: str | None = None, check: bool = True,
+                 training: bool = False):
+    """Run the passes in order (through ``upto`` inclusive); lint after each.
+
+    ``training`` chooses the graph compiled: the one ``fit`` runs (``True``) or the one
+    ``predict``/``evaluate`` run; they differ only where a custom layer's ``call``
+    depends on ``training`` (see ``passes/branches.py``).
+    """
     names = [n for n, _ in PIPELINE]
     if upto is not None and upto not in names:
         raise ValueError(f"unknown pass {upto!r}; passes: {names}")
-    g = graph
+    g = graph.copy()
+    g.meta["training"] = bool(training)
     for name, fn in PIPELINE:
         g = fn(g)
         if check:
@@ -38,4 +47,4 @@ def run_pipeline(graph, upto: str | None = None, check: bool = True):
 
 
 __all__ = ["PIPELINE", "run_pipeline", "lint", "make_plan", "Plan", "infer_shapes",
-           "propagate_masks", "rewrite_losses", "build_backward"]
+           "propagate_masks", "rewrite_losses", "build_backward", "select_training_branch"]

@@ -30,13 +30,17 @@ from graphmask.layers.tensors import (
     SymbolicTensor,
     Variable,
     attach_mask,
+    current_training,
     flatten,
     in_eager_trace,
+    keeps_records,
     map_structure,
     mask_creator,
     next_order,
+    quiet_trace,
     record,
     tracing,
+    training_context,
 )
 
 
@@ -96,7 +100,7 @@ def _record_node(layer, args, kwargs, out):
     node = LayerNode(layer, tuple(args), dict(kwargs), flatten(out))
     for t in node.outputs:
         t.node = node
-    if not in_eager_trace():
+    if keeps_records():
         layer._nodes.append(node)
     return out
 
@@ -119,10 +123,10 @@ def _call_builtin(layer, args, kwargs):
     kwargs = dict(kwargs)
     mask = kwargs.pop("mask", None)
     training = kwargs.pop("training", None)
-    if training is not None and layer._training_sensitive:
-        raise ConfigError(f"{_who(layer)}: training={training!r} at call time is not supported: "
-                          f"it is active while fitting and off in predict/evaluate")
     extra = {k: kwargs.pop(k) for k in list(kwargs) if k in layer._call_kwargs}
+    forced = _forced_training(layer, training)
+    if forced is not None:
+        extra["training"] = forced
     if kwargs or len(args) != 1:
         bad = sorted(kwargs) or [f"{len(args)} positional arguments"]
         raise ConfigError(f"{_who(layer)}: unexpected call argument(s) {bad}")
@@ -145,6 +149,28 @@ def _call_builtin(layer, args, kwargs):
                     else [t.spec for t in tensors])
         layer.built = True
     return layer.call(inputs, **extra)
+
+
+def _forced_training(layer, training):
+    """The ``training`` a built-in layer's op must use regardless of the plan, or None.
+
+    A built-in op such as dropout follows the plan (on in ``fit``, off in ``predict`` and
+    ``evaluate``). That is what ``training`` means inside a traced call whose ``training``
+    is the same value; an explicit value that differs (``Dropout(0.5)(x,
+    training=True)`` at the top level of a model) pins the op, as in Keras.
+    """
+    if training is None or not layer._training_sensitive:
+        return None
+    if not isinstance(training, (bool, np.bool_)):
+        raise ConfigError(f"{_who(layer)}: training must be True, False or None, got "
+                          f"{training!r}")
+    if current_training() is not None and bool(training) == current_training():
+        return None
+    if "training" not in inspect.signature(layer.call).parameters:
+        raise ConfigError(f"{_who(layer)}: training={training!r} at call time is not "
+                          f"supported by this layer: it is active while fitting and off in "
+                          f"predict/evaluate")
+    return bool(training)
 
 
 # ---- custom layers ---------------------------------------------------------------------
@@ -197,9 +223,17 @@ def _call_custom(layer, args, kwargs):
             f"return None to drop it on purpose.")
     group = Group(next_order(), layer, takes_mask=takes,
                   mask_in=[m for m in flatten(previous_mask)])
+    # Keras 3's training: explicit, else the enclosing call's, else (eager) the default;
+    # a symbolic call with none of these is traced for both values (see _trace_both)
+    both = False
     if "training" in params and arguments.get("training") is None:
-        default = params["training"].default
-        arguments["training"] = None if default is inspect.Parameter.empty else default
+        if current_training() is not None:
+            arguments["training"] = current_training()
+        elif in_eager_trace():
+            default = params["training"].default
+            arguments["training"] = None if default is inspect.Parameter.empty else default
+        else:
+            both = True
     # 2. build
     if not layer.built and hasattr(layer, "_build_from_tensors"):  # a Sequential
         layer._build_from_tensors(first_arg)
@@ -215,9 +249,31 @@ def _call_custom(layer, args, kwargs):
                               f"{type(e).__name__}: {e}") from e
         layer.built = True
     # 5. trace call
+    if both:
+        out = _trace_both(layer, bound, group)
+    else:
+        out = _trace(layer, bound, group, arguments.get("training"))[0]
+    flat = flatten(out)
+    # 6. output masks
+    already = all(t.keras_mask is not None for t in flat)
+    if layer.supports_masking and not already:
+        out = _set_output_masks(layer, first_arg, out, previous_mask, group)
+    group.outputs = flatten(out)
+    group.mask_out = [t.keras_mask for t in group.outputs]
+    group.how = _how(layer, takes, already, group)
+    if keeps_records():
+        layer._calls.append(LayerCall(layer, dict(tensor_args), flatten(out)))
+    return out
+
+
+def _trace(layer, bound, group, training):
+    """Run ``call`` once with the layer on the scope stack: its outputs and the number
+    every call it recorded is at least (to tell its calls from earlier ones)."""
+    if "training" in bound.signature.parameters:
+        bound.arguments["training"] = training
     start = next_order()
     try:
-        with tracing(layer, group):
+        with tracing(layer, group), training_context(training):
             out = _fresh_outputs(layer, layer.call(*bound.args, **bound.kwargs), start)
     except GraphmaskError as e:
         if f"{layer.name!r}" in str(e):
@@ -230,16 +286,97 @@ def _call_custom(layer, args, kwargs):
     if not flat or bad:
         raise ConfigError(f"{_who(layer)}: call() must return symbolic tensors (made with "
                           f"graphmask.ops or layers), got {bad or out!r}")
-    # 6. output masks
-    already = all(t.keras_mask is not None for t in flat)
-    if layer.supports_masking and not already:
-        out = _set_output_masks(layer, first_arg, out, previous_mask, group)
-    group.outputs = flatten(out)
-    group.mask_out = [t.keras_mask for t in group.outputs]
-    group.how = _how(layer, takes, already, group)
-    if not in_eager_trace():
-        layer._calls.append(LayerCall(layer, dict(tensor_args), flatten(out)))
-    return out
+    return out, start
+
+
+def _trace_both(layer, bound, group):
+    """Keras runs ``call`` with ``training=True`` in ``fit`` and ``False`` in ``predict``
+    and ``evaluate``; a symbolic call is traced both ways. Traces that record the same
+    calls are one (the usual case: ``training`` only reaches built-in layers, whose ops
+    follow the plan); otherwise each output is a ``training_switch`` of the two, which
+    the ``branches`` pass resolves for the train and the inference graph."""
+    off, start_off = _trace(layer, bound, group, False)
+    with quiet_trace():
+        on, start_on = _trace(layer, bound, group, True)
+    flat_off, flat_on = flatten(off), flatten(on)
+    if len(flat_off) != len(flat_on):
+        raise ConfigError(f"{_who(layer)}: call() returns {len(flat_on)} tensor(s) with "
+                          f"training=True but {len(flat_off)} with training=False")
+    if _same_trace(flat_off, start_off, flat_on, start_on):
+        return off
+    switched = {}
+    with tracing(layer, group):
+        for a, b in zip(flat_on, flat_off):
+            key, ma, mb = id(b), a.keras_mask, b.keras_mask
+            if (ma is None) != (mb is None):
+                # masked one way only (e.g. `x * 3.0 if training else x`): no mask either
+                # way; compute_mask (supports_masking) gives the output its mask after
+                a, b = (_unmasked(layer, t) for t in (a, b))
+                ma = mb = None
+            s = record(layer, "training_switch", {}, {"on_true": a, "on_false": b}, keep=False)
+            s.keras_mask = ma if ma is mb else record(
+                layer, "training_switch", {}, {"on_true": ma, "on_false": mb}, keep=False)
+            switched[key] = s
+    return map_structure(lambda t: switched.get(id(t), t), off)
+
+
+def _unmasked(layer, t):
+    """``t`` without its mask (a same-dtype cast: primitives carry no mask)."""
+    if t.keras_mask is None:
+        return t
+    return record(layer, "prim.cast", {"dtype": t.dtype}, {"x": t}, keep=False)
+
+
+def _same_trace(outs_a, start_a, outs_b, start_b) -> bool:
+    """Whether two traces recorded the same calls: same ops, attrs and wiring, reading
+    the same tensors from outside the trace, with outputs (and their masks) at the same
+    places."""
+    def inner(outs, start):
+        seen, stack = {}, list(outs) + [t.keras_mask for t in outs if t.keras_mask is not None]
+        while stack:
+            c = stack.pop().call
+            if c.order < start or id(c) in seen:
+                continue
+            seen[id(c)] = c
+            stack.extend(v for v in c.inputs.values() if isinstance(v, SymbolicTensor))
+        return sorted(seen.values(), key=lambda c: c.order)
+
+    calls_a, calls_b = inner(outs_a, start_a), inner(outs_b, start_b)
+    if len(calls_a) != len(calls_b):
+        return False
+    pos_a = {id(c): i for i, c in enumerate(calls_a)}
+    pos_b = {id(c): i for i, c in enumerate(calls_b)}
+
+    def where(v, pos):
+        if isinstance(v, SymbolicTensor) and id(v.call) in pos:
+            return ("inner", pos[id(v.call)], v.index)
+        return ("outer", id(v))
+
+    for ca, cb in zip(calls_a, calls_b):
+        if ca.op != cb.op or not _same_attrs(ca.attrs, cb.attrs) \
+                or list(ca.inputs) != list(cb.inputs):
+            return False
+        if any(where(ca.inputs[p], pos_a) != where(cb.inputs[p], pos_b) for p in ca.inputs):
+            return False
+    for ta, tb in zip(outs_a, outs_b):
+        if where(ta, pos_a) != where(tb, pos_b):
+            return False
+        ma, mb = ta.keras_mask, tb.keras_mask
+        if (ma is None) != (mb is None):
+            return False
+        if ma is not None and where(ma, pos_a) != where(mb, pos_b):
+            return False
+    return True
+
+
+def _same_attrs(a, b) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return list(a) == list(b) and all(_same_attrs(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_attrs(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(a, b) and np.asarray(a).dtype == np.asarray(b).dtype
+    return type(a) is type(b) and a == b
 
 
 def _how(layer, takes: bool, already: bool, group) -> str:

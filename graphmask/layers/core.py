@@ -141,8 +141,13 @@ class Dropout(Layer):
         self.seed = seed  # accepted for Keras compatibility; set_random_seed seeds draws
 
     @coarse_call
-    def call(self, x):
-        return self._apply("dropout", {"rate": self.rate}, {"x": x})
+    def call(self, x, training=None):
+        # training=None: follow the plan (on in fit); True/False pins it (as Keras's
+        # explicit training=), see graphmask/layers/calling.py
+        attrs = {"rate": self.rate}
+        if training is not None:
+            attrs["training"] = bool(training)
+        return self._apply("dropout", attrs, {"x": x})
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate}

@@ -71,7 +71,7 @@ def run_symbolic(inputs_and_arrays, outputs, training: bool = False) -> list[np.
     used = {id(c) for c in calls}
     pairs = [(s, a) for s, a in inputs_and_arrays if id(s.call) in used]
     g = forward_graph(calls, [s for s, _ in pairs], list(outputs), trainable=set())
-    g = passes.run_pipeline(g, upto="masks")
+    g = passes.run_pipeline(g, upto="masks", training=training)
     plan = passes.make_plan(g, list(g.meta["outputs"]), training=training)
     feeds = dict(zip(g.meta["inputs"], [a for _, a in pairs]))
     return run(plan, feeds, {v.name: v.value for v in _variables(outputs)})

@@ -93,6 +93,44 @@ def in_eager_trace() -> bool:
     return getattr(_state, "eager", 0) > 0
 
 
+def keeps_records() -> bool:
+    """Whether layer calls made now are remembered on the layers (``layer._calls``,
+    ``layer._nodes``): not in an eager call's throw-away trace, nor in the second trace
+    of a training-dependent ``call`` (:func:`quiet_trace`)."""
+    return not in_eager_trace() and getattr(_state, "quiet", 0) == 0
+
+
+@contextmanager
+def quiet_trace():
+    """Trace without remembering layer calls on the layers (the training=True trace of a
+    custom layer: its calls are in the graph only if they differ from the other trace)."""
+    _state.quiet = getattr(_state, "quiet", 0) + 1
+    try:
+        yield
+    finally:
+        _state.quiet -= 1
+
+
+def current_training():
+    """The ``training`` value of the enclosing layer call being traced (Keras's call
+    context): ``True``/``False``, or ``None`` outside any call that fixed it."""
+    stack = getattr(_state, "training", None)
+    return stack[-1] if stack else None
+
+
+@contextmanager
+def training_context(value):
+    """Layers called inside the block see ``training=value`` unless given one explicitly
+    (Keras 3 hands the outer call's ``training`` to nested layer calls)."""
+    if not hasattr(_state, "training"):
+        _state.training = []
+    _state.training.append(value)
+    try:
+        yield
+    finally:
+        _state.training.pop()
+
+
 @contextmanager
 def eager_trace():
     _state.eager = getattr(_state, "eager", 0) + 1
@@ -339,7 +377,7 @@ def record(layer, op: str, attrs: dict, ports: dict, keep: bool = True):
     call.outputs = [SymbolicTensor(call, i, s) for i, s in enumerate(specs)]
     if call.outputs:
         call.outputs[0].keras_mask = _mask_after(layer, op, attrs, ports)
-    if keep and not in_eager_trace():
+    if keep and keeps_records():
         layer._calls.append(call)
     return call.outputs[0] if len(call.outputs) == 1 else list(call.outputs)
 

@@ -169,10 +169,20 @@ class Model(TrainingMixin, Layer):
 
     @property
     def graph(self) -> Graph:
-        """The compiled graph (forward, masks, losses and backward once compiled)."""
+        """The compiled graph (forward, masks, losses and backward once compiled): the
+        graph ``fit`` runs. Where a custom layer's ``call`` depends on ``training``, the
+        inference branch that ``predict`` and ``evaluate`` run is ``inference_graph``."""
         if self._graph is None:
             self._graph = passes.run_pipeline(self._forward, upto="masks")
         return self._graph
+
+    @property
+    def inference_graph(self) -> Graph:
+        """The graph ``predict`` and ``evaluate`` run: ``graph`` itself unless a custom
+        layer's ``call`` computes something else with ``training=True``."""
+        if self.compiled:
+            return self._infer_graph
+        return self.graph
 
     @property
     def output_names(self) -> list[str]:
@@ -296,7 +306,11 @@ class Model(TrainingMixin, Layer):
         g.meta["losses"], g.meta["loss_weights"] = loss_nodes, loss_w
         g.meta["metrics"] = metric_nodes
         upto = "autodiff" if loss_nodes else "losses"
-        self._graph = passes.run_pipeline(g, upto=upto)
+        self._graph = passes.run_pipeline(g, upto=upto, training=True)
+        # predict/evaluate run the same graph unless a custom layer's call depends on
+        # training (a training_switch): then the inference branch gets its own graph
+        self._infer_graph = (passes.run_pipeline(g, upto="losses", training=False)
+                             if g.nodes_by_op("training_switch") else self._graph)
         self.optimizer, self.loss, self.loss_objects = opt, loss, loss_objs
         self.compiled_metrics = {"metrics": metric_list, "weighted_metrics": weighted_list}
         self.compiled = True
@@ -324,7 +338,7 @@ class Model(TrainingMixin, Layer):
     # ---- plans --------------------------------------------------------------------------
     def _plan(self, kind: str):
         if kind not in self._plans:
-            g = self.graph
+            g = self.graph if kind == "train" or not self.compiled else self._infer_graph
             outs = list(g.meta["outputs"])
             losses = [(n, 0) for n in g.meta["losses"]]
             mets = [(r, i) for _, _, r in g.meta["metrics"] for i in (0, 1)]

@@ -1,6 +1,7 @@
 """The ``dropout`` op: identity at inference, random zeroing while training.
 
-In a train plan (``attrs['_training']`` set by the scheduler) each element is kept with
+In a train plan (``attrs['_training']`` set by the scheduler; ``attrs['training']``, when
+present, pins it: Keras's explicit ``training=``) each element is kept with
 probability ``1 - rate`` and scaled by ``1 / (1 - rate)``, as Keras's Dropout does; the
 scale array is the residual the VJP multiplies the gradient by. Random draws come from
 graphmask's seeded generator (``graphmask.utils.set_random_seed``), so a seeded training
@@ -54,7 +55,8 @@ class DropoutOp(Op):
 
     def forward(self, attrs, inputs):
         x = inputs["x"]
-        if not attrs.get("_training") or attrs["rate"] == 0.0:
+        active = attrs["training"] if "training" in attrs else attrs.get("_training")
+        if not active or attrs["rate"] == 0.0:
             return [x, np.ones((1,) * x.ndim, x.dtype)]
         scale = _scale(attrs, x)
         return [_mul(x, scale), scale]

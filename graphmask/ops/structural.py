@@ -1,4 +1,5 @@
-"""Structural ops the passes insert: ``add_n`` (gradient accumulation) and ``identity``.
+"""Structural ops: ``add_n`` (gradient accumulation), ``identity`` and
+``training_switch`` (a custom layer whose ``call`` differs with ``training``).
 
 ``add_n`` sums ``attrs["n"]`` arrays of one shape on ports ``x0`` ... ``x{n-1}``; the
 autodiff pass uses it where a value feeds several consumers. Its ``diff_ports`` lists
@@ -10,7 +11,16 @@ import numpy as np
 
 from graphmask.kernels import elementwise as K
 from graphmask.kernels.util import as_flat, grad_or_zeros, result_dtype
-from graphmask.ops.base import PASS, Op, OpError, Spec, float_dtype, is_float, register
+from graphmask.ops.base import (
+    IGNORES_MASK,
+    PASS,
+    Op,
+    OpError,
+    Spec,
+    float_dtype,
+    is_float,
+    register,
+)
 
 #: Largest number of inputs of a variadic op (add_n, add, concatenate).
 MAX_INPUTS = 256
@@ -126,3 +136,51 @@ class IdentityOp(Op):
             return {}
         x, g = inputs["x"], grads[0]  # y = x: dx = dy
         return {"x": np.zeros(x.shape, x.dtype) if g is None else np.array(g, dtype=x.dtype)}
+
+
+@register
+class TrainingSwitchOp(Op):
+    """``on_true`` while training, else ``on_false``: the two traces of a custom layer
+    whose ``call`` computes something else when ``training`` is true (``if training:``).
+
+    The ``branches`` pass (``passes/branches.py``) resolves every switch before any other
+    pass runs: the train graph keeps the ``on_true`` branch, the inference graph the
+    ``on_false`` one, so the other branch is never computed. ``forward`` and ``vjp`` are
+    the same choice for a graph run without that pass (both inputs computed).
+    """
+
+    name = "training_switch"
+    inputs = ("on_true", "on_false")
+    diff_ports = ("on_true", "on_false")
+
+    def infer(self, attrs, specs):
+        a, b = specs["on_true"], specs["on_false"]
+        if a.dtype != b.dtype or len(a.shape) != len(b.shape) or any(
+                x != y for x, y in zip(a.shape, b.shape)):
+            raise OpError(f"call() returns a {a.dtype} tensor of shape {a.shape} with "
+                          f"training=True but a {b.dtype} tensor of shape {b.shape} with "
+                          f"training=False; both must match")
+        return [a]
+
+    def mask_rule(self, attrs):
+        return IGNORES_MASK
+
+    def reference(self, attrs, inputs):
+        return [inputs["on_true" if attrs.get("_training") else "on_false"].copy()]
+
+    def forward(self, attrs, inputs):
+        return [inputs["on_true" if attrs.get("_training") else "on_false"]]
+
+    def vjp(self, attrs, inputs, outputs, grads, wrt):
+        taken = "on_true" if attrs.get("_training") else "on_false"
+        out = {}
+        for port in wrt:
+            x = inputs[port]
+            out[port] = grad_or_zeros(grads[0] if port == taken else None, x.shape, x.dtype)
+        return out
+
+    def reference_vjp(self, attrs, inputs, grads, wrt):
+        taken = "on_true" if attrs.get("_training") else "on_false"
+        g = grads[0]
+        return {p: (np.array(g, dtype=inputs[p].dtype) if p == taken and g is not None
+                    else np.zeros(inputs[p].shape, inputs[p].dtype)) for p in wrt}

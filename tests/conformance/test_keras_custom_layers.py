@@ -2,7 +2,7 @@
 
 ``BODY`` below is ordinary Keras 3 code: custom layers (``build`` with ``add_weight``,
 ``call`` with ``mask`` / ``{arg}_mask``, ``compute_mask``, ``supports_masking``, nested
-built-in layers), a ``Lambda`` with ``mask=``, a model called as a layer and an
+built-in layers, an ``if training:`` branch), a ``Lambda`` with ``mask=``, a model called as a layer and an
 encoder-decoder with ``initial_state``, and the models built from them. It is executed
 twice, after ``from keras import Input, Model, layers, ops`` and after
 ``from graphmask import Input, Model, layers, ops``; nothing else differs
@@ -165,6 +165,24 @@ class CrossAttention(Layer):
         return query + ops.matmul(weights, value)
 
 
+# ---- 10. a call that computes something else while training -----------------------------
+class TrainingShift(Layer):
+    """While training (fit): x / 2 + shift, a weight only training reads; else x."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.shift = self.add_weight(shape=(input_shape[-1],), initializer="ones",
+                                     name="shift")
+
+    def call(self, x, training=None):
+        if training:
+            return x * 0.5 + self.shift
+        return x
+
+
 # ---- 6. Lambda functions, one reading the mask -------------------------------------------
 def zero_masked(x, mask):
     return x * ops.expand_dims(ops.cast(mask, x.dtype), -1)
@@ -258,6 +276,12 @@ def model_as_layer_model():
     return Model(ids, head(inner_model()(embed(ids))))
 
 
+def training_branch_model():
+    ids = ids_input()
+    x = TrainingShift(name="shift")(embed(ids))
+    return Model(ids, head(layers.LSTM(H, return_sequences=True, name="lstm")(x)))
+
+
 def encoder_decoder_model():
     src, tgt = ids_input("src"), ids_input("tgt")
     _, h, c = layers.LSTM(H, return_state=True, name="encoder")(embed(src, "emb_src"))
@@ -277,6 +301,7 @@ CASES = {  # the brief's cases 1-9: case -> builder in BODY
     "nested_dense_and_lstm": "nested_layers_model",
     "model_as_layer": "model_as_layer_model",
     "encoder_decoder_initial_state": "encoder_decoder_model",
+    "training_branch": "training_branch_model",  # `if training:` in call (fit vs predict)
 }
 
 

@@ -217,7 +217,10 @@ def test_training_argument_reaches_call():
     Spy()(Input((3,)))
     Spy()(Input((3,)), training=True)
     Spy()(np.ones((1, 3)), training=True)
-    assert seen == [None, True, True]
+    Spy()(np.ones((1, 3)))
+    # symbolic, not given: traced for predict (False) and for fit (True); given: once;
+    # eager and not given: the signature's default
+    assert seen == [False, True, True, True, None]
 
 
 def test_call_returning_a_non_tensor_names_the_layer():
@@ -288,13 +291,17 @@ def test_the_graph_groups_a_custom_layers_primitives_under_its_name():
     assert nested and all(n.get("scope") == ["blk"] for n in nested)
 
 
-def test_dropout_training_follows_fit_and_eager_calls_but_not_a_symbolic_argument():
+def test_dropout_training_follows_fit_eager_calls_and_an_explicit_argument():
     x = np.ones((4, 50), dtype="float32")
     drop = gm.Dropout(0.5)
     np.testing.assert_array_equal(drop(x), x)
     np.testing.assert_array_equal(drop(x, training=False), x)
     out = drop(x, training=True)
     assert set(np.unique(out)) <= {0.0, 2.0} and 0 < (out == 0).sum() < out.size
-    with pytest.raises(ConfigError, match=r"layer 'dropout_1' \(Dropout\): training=True at "
-                                          r"call time is not supported"):
-        gm.Dropout(0.5)(Input((3,)), training=True)
+    # Keras: an explicit training=True pins dropout on, in predict too
+    inp = Input((50,))
+    pinned = Model(inp, gm.Dropout(0.5)(inp, training=True)).predict(x)
+    assert set(np.unique(pinned)) <= {0.0, 2.0} and 0 < (pinned == 0).sum() < pinned.size
+    with pytest.raises(ConfigError, match=r"layer 'dropout_\d+' \(Dropout\): training must be "
+                                          r"True, False or None, got 'yes'"):
+        gm.Dropout(0.5)(Input((3,)), training="yes")

@@ -17,9 +17,10 @@ def _compile_capturing(spec, seed):
     seen = []
     real = passes.run_pipeline
 
-    def spy(graph, upto=None, check=True):
+    def spy(graph, upto=None, check=True, training=False):
         seen.append(graph.copy())
-        return real(graph, upto=upto, check=check)
+        seen[-1].meta["training"] = training  # what run_pipeline hands the first pass
+        return real(graph, upto=upto, check=check, training=training)
     graphmask.clear_session()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(passes, "run_pipeline", spy)
@@ -45,7 +46,7 @@ def test_pipeline_on_fresh_copies_gives_identical_graphs(case):
 @given(models())
 def test_passes_are_pure_and_lint_holds_after_each(case):
     g = case.model._forward.copy()
-    for name, fn in passes.PIPELINE[:2]:
+    for name, fn in passes.PIPELINE[:3]:
         before = compiled_signature(g)
         out = fn(g)
         assert compiled_signature(g) == before, f"pass {name!r} changed its input graph"
