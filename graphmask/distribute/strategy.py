@@ -140,9 +140,13 @@ class _Session:
         self.weights_future = None
 
     # ---- what the workers hold ---------------------------------------------------------
-    def _program(self, kind):
+    def _built(self, kind):
         if kind not in self.programs:
             self.programs[kind] = prog.build(self.model, kind)
+        return self.programs[kind]
+
+    def _program(self, kind):
+        self._built(kind)
         if kind not in self.futures:
             [self.futures[kind]] = self.client.scatter([self.programs[kind]], broadcast=True,
                                                        hash=False)
@@ -167,20 +171,21 @@ class _Session:
         reruns the batch on the driver (no update) to give the identical message.
         """
         bounds = shard_bounds(n, self.s.n_shards)
-        program = self.programs.get(kind) or self._program(kind)[0]
+        program = self._built(kind)
         rs = None
         if program.random:
             rs = int(rng().integers(2**62))
         attempt = 0
         while True:
-            _, pf = self._program(kind)
-            wf = self._weights()
-            futures = [self.client.submit(
-                run_shard, pf, wf, {k: v[sl] for k, v in feeds.items()}, seeds,
-                None if rs is None else rs + i, self.s.threads_per_shard, pure=False,
-                key=f"graphmask-{kind}-{self.tag}-{self.s.stats['steps']}-{attempt}-{i}")
-                for i, sl in enumerate(bounds)]
+            futures = []
             try:
+                _, pf = self._program(kind)
+                wf = self._weights()
+                futures = [self.client.submit(
+                    run_shard, pf, wf, {k: v[sl] for k, v in feeds.items()}, seeds,
+                    None if rs is None else rs + i, self.s.threads_per_shard, pure=False,
+                    key=f"graphmask-{kind}-{self.tag}-{self.s.stats['steps']}-{attempt}-{i}")
+                    for i, sl in enumerate(bounds)]
                 out = self.client.gather(futures)
             except GraphmaskError as e:
                 self._cancel(futures)
@@ -198,9 +203,16 @@ class _Session:
                 attempt += 1
                 self.s.stats["resent"] += 1
                 self._forget()
+                self._wait_for_a_worker()
                 continue
             self.s.stats["steps"] += 1
             return out
+
+    def _wait_for_a_worker(self):
+        try:  # a nanny restarts a lost worker within seconds
+            self.client.wait_for_workers(1, timeout=60)
+        except Exception:  # noqa: S110  (the next attempt reports what is wrong)
+            pass
 
     def _cancel(self, futures):
         try:
@@ -211,7 +223,7 @@ class _Session:
     # ---- the model's batch functions, sharded -------------------------------------------
     def train_step(self, xs, ys, sws):
         model = self.model
-        program, _ = self._program("train")
+        program = self._built("train")
         feeds = model._feeds(xs, ys, sws)
         n = len(xs[0])
         k = program.n_losses
@@ -245,7 +257,7 @@ class _Session:
 
     def evaluate_batch(self, xs, ys, sws):
         model = self.model
-        program, _ = self._program("evaluate")
+        program = self._built("evaluate")
         results = self._map("evaluate", model._feeds(xs, ys, sws), len(xs[0]),
                             local=lambda: type(model)._evaluate_batch(model, xs, ys, sws))
         losses, pairs, _ = self._combine(program, results)

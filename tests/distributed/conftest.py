@@ -30,5 +30,5 @@ def client():
 @pytest.fixture
 def strategy(client):
     from graphmask.distribute import DaskStrategy
-    client.wait_for_workers(2)
-    return DaskStrategy(client)
+    # two shards whatever the number of live workers (a test may have killed one)
+    return DaskStrategy(client, n_shards=2)
