@@ -177,7 +177,9 @@
   function fit(minScale) {
     var c = canvasSize(), bb = bounds();
     var s = Math.min(c[0] / bb.w, c[1] / bb.h, 1.5);
-    if (typeof minScale === "number" && s < minScale) s = minScale;  /* its top, readable */
+    if (typeof minScale === "number" && s < minScale) {  /* a tall graph: its top, readable */
+      s = Math.max(Math.min(c[0] / bb.w, minScale), 0.5);
+    }
     view.w = c[0] / s; view.h = c[1] / s;
     view.x = bb.x + bb.w / 2 - view.w / 2;
     view.y = bb.h * s <= c[1] ? bb.y + bb.h / 2 - view.h / 2 : bb.y;
@@ -342,7 +344,7 @@
     function name(k) {
       var n = D.nodes[k];
       if (!n) return k;
-      return n.group || n.op === n.title ? n.title : n.title + " (" + n.op + ")";
+      return n.group || !n.in_call ? n.title : n.title + " (" + n.op + ")";
     }
     var title = name(e.src) + " \u2192 " + name(e.dst);
     details.appendChild(el("h2", null, title));
@@ -350,7 +352,9 @@
     kv(t, "edge", D.legend.edges[e.kind]); kv(t, "port", e.port);
     kv(t, "shape", e.shape); kv(t, "dtype", e.dtype);
     kv(t, "mask", e.mask_text || "none");
-    if (e.mask && D.nodes[e.mask]) kv(t, "mask node", link(e.mask, function () { select("node", e.mask); }));
+    if (e.mask && D.nodes[e.mask]) {
+      kv(t, "mask node", link(D.nodes[e.mask].title + " [" + e.mask + "]", function () { select("node", e.mask); }));
+    }
     details.appendChild(t);
     chainsBlock(e.chains, details);
     showBatch(e.mask, e.value);
@@ -431,7 +435,7 @@
       row.appendChild(el("th", null, String(tt)));
       for (var ff = 0; ff < F; ff++) {
         var v = data[(b0 * T + tt) * F + ff];
-        row.appendChild(el("td", null, Math.abs(v) >= 1000 || (v !== 0 && Math.abs(v) < 0.001) ? v.toExponential(2) : v.toFixed(3)));
+        row.appendChild(el("td", null, Math.abs(v) >= 1000 || (v !== 0 && Math.abs(v) < 0.001) ? v.toExponential(1) : v.toFixed(3)));
       }
       vt.appendChild(row);
     }

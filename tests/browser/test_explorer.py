@@ -5,6 +5,7 @@ details panel and the mask grid; zoom and pan; screenshots kept as artifacts; th
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import numpy as np
@@ -24,6 +25,14 @@ def visible(page, selector: str) -> list[str]:
     return page.eval_on_selector_all(
         selector, "els => els.filter(e => e.getBoundingClientRect().width > 0)"
                   ".map(e => e.getAttribute('data-id'))")
+
+
+def js_number(v) -> str:
+    """How the page writes a value (explorer.js: toFixed(3), or toExponential(1))."""
+    v = float(np.float32(v))
+    if abs(v) >= 1000 or (v != 0 and abs(v) < 0.001):
+        return re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{v:.1e}")
+    return f"{v:.3f}"
 
 
 def layer(page, name: str) -> str:
@@ -62,7 +71,7 @@ def test_seed_model_details_and_mask_grid(tmp_path, open_page, artifacts):
     page.click("#gm-grid tr[data-sample='2'] th")
     assert page.text_content("#gm-batch h3:nth-of-type(2)").startswith("Values of sample 2")
     values = page.locator("#gm-values tr td").all_text_contents()
-    assert values == [f"{v:.3f}" for v in emb[2].ravel()]
+    assert values == [js_number(v) for v in emb[2].ravel()]
     page.screenshot(path=str(artifacts / "seed_explorer.png"))
 
 
@@ -189,3 +198,34 @@ def test_500_layer_page_opens(tmp_path, browser, open_page, artifacts):
               "script_ms": round(script_ms, 1)}
     (artifacts / "chain500_timing.json").write_text(json.dumps(report, indent=1))
     print(f"\n500-layer explorer: {report}")
+
+
+def test_demo_model_shows_what_the_lstm_repeats(tmp_path, open_page, artifacts):
+    import graphmask as gm
+    from graphmask.demo.data import START, VOCAB_SIZE, encode
+    from graphmask.demo.run import build_model
+
+    gm.set_random_seed(0)
+    m = build_model(VOCAB_SIZE, 8, 16, 0.005)
+    lines = ["def f(x):", "return x", "pass"]
+    x = np.zeros((3, 11), dtype=np.int32)
+    for i, line in enumerate(lines):
+        x[i, :len(line) + 1] = [START, *encode(line)]
+    write_html(m, tmp_path / "demo.html", batch=x)
+    page = open_page(tmp_path / "demo.html").page
+    g = m.graph
+    (lstm,) = g.nodes_by_op("lstm")
+    (out,) = [n for n in g.order() if g.node(n)["layer"] == "next_char"
+              and g.node(n)["op"] == "dense"]
+    page.click(f"{layer(page, 'compact')} .gm-edge[data-src=n{lstm}][data-dst=n{out}] .gm-hit",
+               force=True)
+    assert page.text_content("#gm-details h2") == "lstm \u2192 next_char"
+    cells = page.eval_on_selector_all("#gm-grid tr[data-sample] td",
+                                      "tds => tds.map(t => [t.className, t.dataset.mark])")
+    kept = np.array([c == "kept" for c, _ in cells]).reshape(x.shape)
+    np.testing.assert_array_equal(kept, x != 0)
+    marks = np.array([mk for _, mk in cells]).reshape(x.shape)
+    # at the padding the LSTM repeats its last output (Keras 3's masked RNN)
+    assert set(marks[~kept]) == {"="} and set(marks[kept]) == {"."}
+    page.click("#gm-grid tr[data-sample='2'] th")
+    page.screenshot(path=str(artifacts / "demo_lstm_repeats.png"))
