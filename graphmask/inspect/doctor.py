@@ -269,7 +269,7 @@ def _fails(model, xs):
         text = str(e).replace(f"layer '{_DROP}", "the input of layer '").replace(
             "(prim.multiply)", "(where Keras drops the mask)")
         first = text.splitlines()[0] if text else "AssertionError"
-        return first.split(": ")[0][:80] or "invariant", text
+        return first.split(": ")[0][:120] or "invariant", text
     return None
 
 

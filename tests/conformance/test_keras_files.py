@@ -183,3 +183,26 @@ def test_keras_lambda_is_refused_with_its_name(tmp_path):
                        match=r"'double' \(Lambda: Keras stores a Lambda's function as Python "
                              r"bytecode"):
         gm.load_model(path)
+
+
+def _review_model(drop_mask: bool):
+    ids = keras.Input((T,), dtype="int32")
+    x = L.Embedding(V, 4, mask_zero=True, name="emb")(ids)
+    if drop_mask:  # the planted bug: a layer without masking support drops the mask
+        x = L.Reshape((T, 4), name="reshape")(x)
+    x = L.LSTM(3, return_sequences=True, name="rnn")(x)
+    x = L.GlobalAveragePooling1D(name="pool")(x)
+    return keras.Model(ids, L.Dense(1, name="out")(x))
+
+
+def test_graphmask_check_finds_a_planted_mask_bug_in_a_keras_model(tmp_path, capsys):
+    from graphmask.cli import main
+    good, bad = tmp_path / "good.keras", tmp_path / "bad.keras"
+    _review_model(False).save(good)
+    with pytest.warns(UserWarning, match="does not support masking"):
+        _review_model(True).save(bad)
+    assert main(["check", str(good), "--examples", "3"]) == 0
+    assert main(["check", str(bad), "--examples", "3"]) == 1
+    out = capsys.readouterr().out
+    assert "[mask-dropped] the mask made by layer 'emb' reaches layer 'reshape'" in out
+    assert "[mask-missing] layer 'rnn' (LSTM) reads a padding mask but receives none" in out
