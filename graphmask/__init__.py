@@ -21,6 +21,7 @@ from graphmask import (  # noqa: E402
     utils,
 )
 from graphmask.callbacks import Callback, EarlyStopping, History, ModelCheckpoint  # noqa: E402
+from graphmask.io.interop import from_keras, to_keras  # noqa: E402
 from graphmask.io.saving import load_model  # noqa: E402
 from graphmask.layers import (  # noqa: E402
     GRU,
@@ -73,7 +74,7 @@ __all__ = [
     "TimeDistributed", "Model", "Sequential", "Callback", "EarlyStopping", "History",
     "ModelCheckpoint", "callbacks", "errors", "initializers", "layers", "losses", "metrics",
     "models", "ops", "optimizers", "utils", "inspect", "saving", "clear_session",
-    "set_random_seed", "load_model", "distribute",
+    "set_random_seed", "load_model", "distribute", "from_keras", "to_keras",
     "clear_workspaces", "Average", "Dot", "LayerNormalization", "Maximum", "Minimum",
     "Multiply", "Permute", "RepeatVector", "Reshape", "Subtract", "Bidirectional",
     "AveragePooling1D", "BatchNormalization", "Conv1D", "MaxPooling1D", "SpatialDropout1D",
