@@ -96,7 +96,8 @@ def test_generator_batches_of_different_lengths_train_like_train_on_batch():
     ref = _model()
     expected = _steps_by_hand(ref, items)
     m = _model()
-    h = m.fit((b for b in items), epochs=1, verbose=0)
+    with pytest.warns(UserWarning, match="fit: shuffle=True cannot shuffle a generator"):
+        h = m.fit((b for b in items), epochs=1, verbose=0)
     assert h.history["loss"][0] == pytest.approx(expected, rel=1e-6)
     for a, b in zip(m.get_weights(), ref.get_weights()):
         np.testing.assert_array_equal(a, b)
@@ -126,7 +127,7 @@ def test_steps_per_epoch_continues_the_generator_across_epochs():
     gen = (b for b in items)
     ref = _model()
     e1, e2 = _steps_by_hand(ref, items[:2]), _steps_by_hand(ref, items[2:4])
-    h = _model().fit(gen, steps_per_epoch=2, epochs=2, verbose=0)
+    h = _model().fit(gen, steps_per_epoch=2, epochs=2, shuffle=False, verbose=0)
     assert h.history["loss"] == pytest.approx([e1, e2], rel=1e-6)
     assert len(list(gen)) == 2  # two batches left: epoch 2 went on where epoch 1 stopped
 
@@ -134,7 +135,8 @@ def test_steps_per_epoch_continues_the_generator_across_epochs():
 def test_a_generator_that_runs_out_warns_and_stops():
     items = _batches(3)
     with pytest.warns(UserWarning, match="Your input ran out of data"):
-        h = _model().fit((b for b in items), steps_per_epoch=2, epochs=5, verbose=0)
+        h = _model().fit((b for b in items), steps_per_epoch=2, epochs=5, shuffle=False,
+                         verbose=0)
     assert h.epoch == [0, 1]  # the second epoch got one batch, then training stopped
 
 
@@ -142,8 +144,9 @@ def test_pydataset_steps_per_epoch_and_validation_steps():
     items = _batches(4)
     d = Data(items)
     val = Data(_batches(3, seed=9))
-    h = _model().fit(d, steps_per_epoch=3, epochs=2, validation_data=val, validation_steps=2,
-                     shuffle=False, verbose=0)
+    with pytest.warns(UserWarning, match="Your input ran out of data"):
+        h = _model().fit(d, steps_per_epoch=3, epochs=2, validation_data=val,
+                         validation_steps=2, shuffle=False, verbose=0)
     # epoch 1: batches 0,1,2; epoch 2: batch 3, then a new pass gives up (Keras warns)
     assert d.seen == [0, 1, 2, 3]
     assert val.seen == [0, 1, 2]  # validation goes on: 0, 1 then 2 (and Keras warns)
@@ -156,11 +159,11 @@ def test_bad_generator_batches_name_the_batch_and_change_nothing_more():
     m = _model()
     with pytest.raises(gm.errors.InputError, match=r"^fit: batch 1: target for output .* "
                                                    r"class id 7 at position"):
-        m.fit((b for b in bad), verbose=0)
+        m.fit((b for b in bad), shuffle=False, verbose=0)
     with pytest.raises(gm.errors.InputError, match=r"fit: batch 0 must be x, \(x,\), \(x, y\) "
                                                    r"or \(x, y, sample_weight\); got tuple of "
                                                    r"length 4"):
-        m.fit(iter([(1, 2, 3, 4)]), verbose=0)
+        m.fit(iter([(1, 2, 3, 4)]), shuffle=False, verbose=0)
 
 
 @pytest.mark.parametrize("kwargs,msg", [
@@ -179,7 +182,7 @@ def test_generator_argument_errors(kwargs, msg):
     m = _model()
     before = m.get_weights()
     with pytest.raises(ConfigError) as e:
-        m.fit((b for b in _batches(2)), verbose=0, **kwargs)
+        m.fit((b for b in _batches(2)), verbose=0, shuffle=False, **kwargs)
     assert str(e.value) == msg
     for a, b in zip(before, m.get_weights()):
         np.testing.assert_array_equal(a, b)

@@ -172,6 +172,10 @@ def source_for(x, y, sample_weight, who: str, shuffle: bool, batch_size=None,
     if class_weight is not None:
         raise ConfigError(f"{who}: class_weight is not supported when x is a generator (as in "
                           f"Keras); yield (x, y, sample_weight) batches or use a PyDataset")
+    if shuffle:
+        warnings.warn(f"{who}: shuffle=True cannot shuffle a generator; its batches are used "
+                      f"in the order it yields them (pass shuffle=False to silence this)",
+                      stacklevel=4)
     return GeneratorSource(x, who)
 
 
