@@ -11,6 +11,7 @@ are these sharded ones.
 """
 from __future__ import annotations
 
+import time
 import uuid
 from contextlib import contextmanager
 
@@ -81,7 +82,11 @@ class DaskStrategy:
             raise ConfigError(f"{who}: retries must be a non-negative int, got {retries!r}")
         self.retries = retries
         self._session = None
-        self.stats = {"steps": 0, "resent": 0, "local_reruns": 0}
+        #: counters since the strategy was made: sharded runs, resent runs, worker errors
+        #: rerun locally, wall seconds of the sharded runs and the seconds of their
+        #: slowest shard's plan (the difference is the scheduling and transfer overhead)
+        self.stats = {"steps": 0, "resent": 0, "local_reruns": 0, "seconds": 0.0,
+                      "shard_seconds": 0.0}
 
     def __repr__(self) -> str:
         return (f"<DaskStrategy {self.n_shards} shards on "
@@ -175,7 +180,7 @@ class _Session:
         rs = None
         if program.random:
             rs = int(rng().integers(2**62))
-        attempt = 0
+        attempt, t0 = 0, time.perf_counter()
         while True:
             futures = []
             try:
@@ -206,6 +211,8 @@ class _Session:
                 self._wait_for_a_worker()
                 continue
             self.s.stats["steps"] += 1
+            self.s.stats["seconds"] += time.perf_counter() - t0
+            self.s.stats["shard_seconds"] += max(r["seconds"] for r in out)
             return out
 
     def _wait_for_a_worker(self):

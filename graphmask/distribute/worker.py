@@ -8,6 +8,7 @@ driver; see ``strategy.py``), and the shard's arrays with each task.
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -75,7 +76,7 @@ def run_shard(program, weights: dict, feeds: dict, seeds: list | None = None,
 
     Returns ``{"losses": [(numerator, count)], "metrics": [(total, count)],
     "grads": {name: array or {"ids", "rows"}}}`` (train/evaluate) or ``{"outputs": [...]}``
-    (predict).
+    (predict), and ``"seconds"``: how long the plan ran.
     """
     if random_seed is not None:  # dropout draws: one stream per step and shard
         from graphmask.utils import set_random_seed
@@ -84,10 +85,12 @@ def run_shard(program, weights: dict, feeds: dict, seeds: list | None = None,
     for node, dtype, value in zip(program.seed_nodes, program.seed_dtypes, seeds or []):
         if node is not None:
             fed[node] = np.asarray(value, dtype=dtype)
+    t0 = time.perf_counter()
     with pinned_threads(threads):
         vals = run(program.plan, fed, weights)
+    seconds = time.perf_counter() - t0
     if program.kind == "predict":
-        return {"outputs": vals}
+        return {"outputs": vals, "seconds": seconds}
     nl, nm = program.n_losses, program.n_metrics
     losses = [(float(vals[2 * k]), float(vals[2 * k + 1])) for k in range(nl)]
     mets = vals[2 * nl:2 * nl + 2 * nm]
@@ -95,4 +98,4 @@ def run_shard(program, weights: dict, feeds: dict, seeds: list | None = None,
     grads = {}
     for name, g in zip(program.grad_names, vals[2 * nl + 2 * nm:]):
         grads[name] = sparse_rows(g) if name in program.sparse else g
-    return {"losses": losses, "metrics": metrics, "grads": grads}
+    return {"losses": losses, "metrics": metrics, "grads": grads, "seconds": seconds}
