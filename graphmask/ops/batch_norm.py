@@ -13,7 +13,9 @@ input's padding mask, of shape ``x.shape[:-1]``).
   and variance 0). Every position, kept or not, is normalised. The gradient flows
   through the moments.
 
-After ``y`` it returns two residuals: the mean and ``rsqrt(var + epsilon)`` it used. In
+After ``y`` it returns three residuals: the mean and ``rsqrt(var + epsilon)`` it used,
+and whether they were the batch's (a (1,) bool array: the VJP node gets the forward's
+attrs without the plan's ``_training`` mark, so the mode travels with the values). In
 training it reports the moving-statistics updates ``moving * momentum + batch * (1 -
 momentum)`` for the weights named by ``attrs['moving_mean_var']`` and
 ``attrs['moving_variance_var']`` (``graphmask/ops/state.py``); the train step applies
@@ -70,7 +72,7 @@ class BatchNormalizationOp(Op):
         return MaskRule(takes=True, uses=True, out="pass")
 
     def n_residuals(self, attrs):
-        return 2
+        return 3
 
     # ---- shared preparation --------------------------------------------------------
     @staticmethod
@@ -110,14 +112,14 @@ class BatchNormalizationOp(Op):
         x2, keep, denom, weight, dt = self._prep(attrs, inputs)
         mean, inv = self._stats(attrs, x2, keep, denom, weight, dt)
         y = K.normalize(x2, mean, inv, weight("gamma", 1.0), weight("beta", 0.0))
-        return [y.reshape(inputs["x"].shape), mean, inv]
+        return [y.reshape(inputs["x"].shape), mean, inv, np.array([_training(attrs)])]
 
     def vjp(self, attrs, inputs, outputs, grads, wrt):
         x2, keep, denom, weight, dt = self._prep(attrs, inputs)
-        mean, inv = outputs[1], outputs[2]
+        mean, inv, training = outputs[1], outputs[2], bool(outputs[3][0])
         dy = as_rows(grad_or_zeros(grads[0], outputs[0].shape, dt), dt)
         dx, dgamma, dbeta = K.backward(x2, keep, dy, mean, inv, weight("gamma", 1.0), denom,
-                                       _training(attrs))
+                                       training)
         out = {"x": dx.reshape(inputs["x"].shape).astype(
             inputs["x"].dtype if is_float(str(inputs["x"].dtype)) else dt, copy=False)}
         if "gamma" in inputs:

@@ -49,7 +49,7 @@ def test_masked_moments_are_keras_3s_exactly():
     attrs = {"momentum": 0.9, "epsilon": 0.0, "_training": True,
              "moving_mean_var": "bn/moving_mean", "moving_variance_var": "bn/moving_variance"}
     with state.collecting() as reports:
-        y, mean, inv = get_op(OP).forward(attrs, inp)
+        y, mean, inv, training = get_op(OP).forward(attrs, inp)
     d = 3 + 1e-7
     mu = 12.0 / d
     var = ((1 - mu) ** 2 + (3 - mu) ** 2 + (8 - mu) ** 2) / d
@@ -67,7 +67,8 @@ def test_all_masked_batch_gives_zero_moments():
     x = np.arange(6.0).reshape(1, 2, 3)
     inp = {"x": x, "moving_mean": np.ones(3), "moving_variance": np.ones(3),
            "mask": np.zeros((1, 2), bool)}
-    y, mean, inv = get_op(OP).forward({"momentum": 0.5, "epsilon": 0.25, "_training": True},
+    y, mean, inv, training = get_op(OP).forward({"momentum": 0.5, "epsilon": 0.25,
+                                                 "_training": True},
                                       inp)
     np.testing.assert_array_equal(mean, 0.0)
     np.testing.assert_array_equal(inv, 2.0)
