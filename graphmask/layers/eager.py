@@ -14,6 +14,7 @@ import numpy as np
 
 from graphmask.errors import InputTypeError
 from graphmask.layers.tensors import SymbolicTensor, Variable, calls_of, eager_trace, flatten
+from graphmask.ops import state
 
 
 def _to_input(layer, value, what: str, feeds: list):
@@ -103,5 +104,8 @@ def eager_call(layer, args, kwargs):
                                  f"NumPy arrays, got {[type(a).__name__ for a in args]}")
         out = call_layer(layer, sym_args, sym_kwargs)
         flat = flatten(out)
-        values = run_symbolic(feeds, flat, training=training)
+        with state.collecting() as updates:
+            values = run_symbolic(feeds, flat, training=training)
+        if training:  # as Keras, a training call moves BatchNormalization's statistics
+            state.apply_updates(updates, _variables(flat))
     return _unflatten(out, [np.asarray(v) for v in values])
