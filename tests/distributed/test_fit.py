@@ -143,3 +143,21 @@ def test_validation_split_and_sample_weight_as_local(strategy):
     for key in runs[0][0]:
         np.testing.assert_allclose(runs[1][0][key], runs[0][0][key], rtol=1e-12)
     _close(runs[0][1], runs[1][1])
+
+
+def test_dropout_draws_repeat_with_the_same_seed(strategy):
+    """Shards draw their dropout masks from streams the driver seeds per step and shard."""
+    def run():
+        gm.clear_session()
+        gm.set_random_seed(3)
+        x = gm.Input((10,), dtype="int32")
+        h = gm.Embedding(12, 4, mask_zero=True, dtype="float64")(x)
+        h = gm.Dropout(0.5)(gm.LSTM(5, return_sequences=True, dtype="float64")(h))
+        m = gm.Model(x, gm.Dense(3, dtype="float64")(h))
+        m.compile(optimizer="sgd", loss="mse")
+        ids = uneven_batch()
+        m.fit(ids, targets(ids)[0], batch_size=8, epochs=2, verbose=0, distribute=strategy)
+        return m.get_weights()
+    first, second = run(), run()
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
