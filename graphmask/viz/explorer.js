@@ -152,7 +152,9 @@
   }
   function collapse(gid) {
     state.folded.add(gid);
-    if (clusterIds.every(function (c) { return state.folded.has(c); })) setLayout("compact");
+    var L = D.layouts.expanded;
+    var shut = function (c) { return !c ? false : state.folded.has(c) || shut(L.clusters[c].parent); };
+    if (clusterIds.every(shut)) setLayout("compact");  /* nothing open: the picture */
     else applyLayout();
   }
 
@@ -255,13 +257,16 @@
   }
   function weightsTable(ws) {
     var t = el("table", { "class": "gm-weights" });
-    var h = el("tr"); ["weight", "shape", "dtype", "params", ""].forEach(function (c) {
+    var cols = ["weight", "shape", "dtype", "params"], grads = !!D.layouts.backward;
+    if (grads) cols.push("");
+    var h = el("tr"); cols.forEach(function (c) {
       h.appendChild(el("th", null, c)); }); t.appendChild(h);
     ws.forEach(function (w) {
       var tr = el("tr");
       [w.name, w.shape, w.dtype, String(w.count)].forEach(function (c) { tr.appendChild(el("td", null, c)); });
+      if (!grads) { t.appendChild(tr); return; }
       var td = el("td");
-      if (w.trainable && D.layouts.backward) td.appendChild(link("gradient path", function () {
+      if (w.trainable) td.appendChild(link("gradient path", function () {
         weightSel.value = w.name;
         if (state.layout === "backward") { applyLayout(); showBackward(); } else setLayout("backward");
       }));

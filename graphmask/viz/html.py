@@ -237,14 +237,17 @@ def _layer_objects(model) -> dict:
 
 
 def _jsonable(value):
+    """``value`` as strict JSON data: unknown objects and non-finite floats as repr."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return repr(value)
     try:
-        json.dumps(value)
+        json.dumps(value, allow_nan=False)
         return value
     except (TypeError, ValueError):
-        if isinstance(value, dict):
-            return {str(k): _jsonable(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [_jsonable(v) for v in value]
         return repr(value)
 
 
@@ -426,8 +429,8 @@ def batch_data(model, batch, max_samples: int = 16, max_steps: int = 64,
         if g.node(m)["op"] == "mask_not_equal":
             src = g.in_ports(m)["x"]
             ids = np.asarray(vals[src])[:, :max_steps]
-            out["ids"][f"n{m}"] = [[int(v) if float(v).is_integer() else float(v)
-                                    for v in row] for row in ids.reshape(len(ids), -1)]
+            out["ids"][f"n{m}"] = _jsonable([[int(v) if float(v).is_integer() else float(v)
+                                              for v in row] for row in ids.reshape(len(ids), -1)])
     for (n, k), v in vals.items():
         v = np.asarray(v)
         carries = (g.node(n).get("masks") or [None] * (k + 1))[k] is not None
@@ -513,8 +516,9 @@ def _asset(name: str) -> str:
 
 
 def _script_json(data) -> str:
-    text = json.dumps(data, separators=(",", ":"), allow_nan=True)
-    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+    """JSON safe inside ``<script>``: no ``<`` at all (``\\u003c`` is the same string)."""
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c")
 
 
 PAGE = """<!DOCTYPE html>
@@ -580,9 +584,9 @@ def write_html(model, path, batch=None, max_samples: int = 16) -> str:
 def iframe(page: str, height: int = 640) -> str:
     """``page`` in an ``<iframe srcdoc>``: a notebook cell shows it with its own script
     and style, apart from the notebook's."""
-    return (f'<iframe srcdoc="{html.escape(page, quote=True)}" style="width:100%;'
-            f'height:{int(height)}px;border:1px solid #ddd" sandbox="allow-scripts">'
-            "</iframe>")
+    return (f'<div class="graphmask-explorer"><iframe srcdoc="{html.escape(page, quote=True)}" '
+            f'style="width:100%;height:{int(height)}px;border:1px solid #ddd" '
+            'sandbox="allow-scripts"></iframe></div>')
 
 
 def show(model, batch=None, height: int = 640):

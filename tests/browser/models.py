@@ -39,3 +39,17 @@ def chain(n: int = 500):
     m = Model(x, Dense(1, name="out")(h), name=f"chain{n}")
     m.compile(loss="mse", optimizer="sgd")
     return m
+
+
+def nested():
+    """A model used as a layer whose own layer is a custom layer (a call inside a call),
+    then attention pooling; one layer's name holds HTML-like text."""
+    from tests.inspect.models import AttnPool, Block
+
+    gm.set_random_seed(5)
+    xi = Input(shape=(5, 4), name="inner_in")
+    inner = Model(xi, Block(4, name="blk")(xi), name="inner")
+    x = Input(shape=(5,), dtype="int32", name="ids")
+    h = inner(Embedding(9, 4, mask_zero=True, name="emb")(x))
+    return Model(x, Dense(1, name="out<!--<script>")(AttnPool(name="attn")(h)),
+                 name="nested")

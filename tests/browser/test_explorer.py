@@ -229,3 +229,38 @@ def test_demo_model_shows_what_the_lstm_repeats(tmp_path, open_page, artifacts):
     assert set(marks[~kept]) == {"="} and set(marks[kept]) == {"."}
     page.click("#gm-grid tr[data-sample='2'] th")
     page.screenshot(path=str(artifacts / "demo_lstm_repeats.png"))
+
+
+def test_nested_calls_fold_inside_each_other(tmp_path, open_page, artifacts):
+    from tests.browser.models import nested
+
+    write_html(nested(), tmp_path / "nested.html")
+    page = open_page(tmp_path / "nested.html").page
+    exp = layer(page, "expanded")
+    page.click(f"{layer(page, 'compact')} .gm-node[data-id=g1] .gm-toggle")
+    assert sorted(visible(page, f"{exp} .gm-fold")) == ["g2", "g3"]  # blk folded inside
+    assert page.eval_on_selector(f"{exp} .gm-cluster[data-id=g1] > .gm-open",
+                                 "e => getComputedStyle(e).display") != "none"
+    page.click(f"{exp} .gm-cluster[data-id=g2] .gm-fold .gm-toggle")
+    assert visible(page, f"{exp} .gm-fold") == ["g3"]
+    inner = visible(page, f"{exp} > .gm-node[data-clusters='g1 g2']")
+    assert len(inner) >= 4
+    page.screenshot(path=str(artifacts / "nested_open.png"))
+    page.click(f"{exp} .gm-cluster[data-id=g1] > .gm-open .gm-head ~ .gm-toggle")
+    # folding the outer call hides the inner one, which stays unfolded for next time
+    assert page.get_attribute("#gm-root", "data-layout") == "compact"
+    assert page.evaluate("window.gmExplorer.state.folded.has('g2')") is False
+    page.click(f"{layer(page, 'compact')} .gm-node:has-text('out<!--<script>')")
+    assert page.text_content("#gm-details h2") == "out<!--<script>"
+
+
+def test_notebook_markup_runs_in_an_iframe(tmp_path, open_page):
+    m = models.seed_model()
+    (tmp_path / "notebook.html").write_text(
+        "<!DOCTYPE html><html><body><div id='gm-root' data-ready='1'>cell</div>"
+        + m._repr_html_() + "</body></html>", encoding="utf-8")
+    page = open_page(tmp_path / "notebook.html").page
+    frame = page.frame_locator("iframe")
+    frame.locator("#gm-root[data-ready='1']").wait_for()
+    frame.locator(".gm-layout[data-layout=compact] .gm-node[data-id=n5]").click()
+    assert frame.locator("#gm-details h2").text_content() == "dense"

@@ -240,7 +240,8 @@ def test_two_inputs_two_outputs_with_a_batch():
 def test_repr_html_is_the_explorer_in_an_iframe():
     m = models.seed_model()
     markup = m._repr_html_()
-    assert markup.startswith("<iframe srcdoc=") and "gm-data" in markup
+    assert markup.startswith('<div class="graphmask-explorer"><iframe srcdoc=')
+    assert "gm-data" in markup
     assert "&lt;!DOCTYPE html&gt;" in markup and 'sandbox="allow-scripts"' in markup
 
 
@@ -270,3 +271,31 @@ def test_render_and_cli_write_the_page(tmp_path, capsys):
     assert main(["show", "tests.inspect.models:seed_model", "--out", str(tmp_path / "f.svg"),
                  "--batch", str(tmp_path / "batch.npz")]) == 2
     assert "--batch is for --format html, got --format svg" in capsys.readouterr().err
+
+
+def test_nested_calls_and_html_in_names():
+    from tests.browser.models import nested
+
+    m = nested()
+    page = to_html(m)
+    assert page.count("<script") == 2 and page.count("</script>") == 2
+    assert "<!--" not in page.split("<body>")[1]
+    data, svg = page_parts(page)
+    clusters = data["layouts"]["expanded"]["clusters"]
+    assert {k: v["parent"] for k, v in clusters.items()} == {"g1": None, "g2": "g1",
+                                                             "g3": None}
+    assert data["nodes"]["g2"]["title"] == "blk (Block)"
+    assert data["nodes"]["g2"]["parent"] == "g1"
+    titles = [t for t in (v["title"] for v in data["nodes"].values()) if t.startswith("out")]
+    assert titles == ["out<!--<script>"]
+    texts = ["".join(t.itertext()) for t in svg.iter(f"{SVG}text")]
+    assert "out<!--<script>" in " ".join(texts)  # escaped in the SVG, read back as text
+
+
+def test_show_returns_displayable_html():
+    from graphmask.viz import show
+
+    shown = show(models.seed_model(), height=300)
+    markup = shown._repr_html_() if hasattr(shown, "_repr_html_") else shown.data
+    assert markup.startswith('<div class="graphmask-explorer"><iframe srcdoc=')
+    assert "height:300px" in markup
