@@ -249,6 +249,7 @@ class MultiHeadAttention(Layer):
         out = self._output_shape[0] if self._output_shape else query_shape[-1]
         self._output_dense = self._dense("abcd,cde->abe", [None, out], "e",
                                          "attention_output", query_shape[:2] + (nh, vd))
+        self._attention_axes = (1,)  # Keras resolves its default when building
         self.built = True
 
     # ---- calling -----------------------------------------------------------------------
@@ -264,8 +265,9 @@ class MultiHeadAttention(Layer):
         if attention_mask is not None:
             a = attention_mask
             shape = tuple(a.shape)
-            want = (query.shape[0], self._num_heads, t_len, s_len)[4 - len(shape):]
-            ok = 2 <= len(shape) <= 4 and all(
+            want = {2: (t_len, s_len), 3: (query.shape[0], t_len, s_len),
+                    4: (query.shape[0], self._num_heads, t_len, s_len)}.get(len(shape))
+            ok = want is not None and all(
                 d is None or w is None or d == w or (d == 1 and i < len(shape) - 2)
                 for i, (d, w) in enumerate(zip(shape, want)))
             if not ok:
