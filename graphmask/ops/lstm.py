@@ -13,6 +13,18 @@ The optional ports ``h0``, ``c0`` (both or neither, each (batch, units)) are the
 state (zeros without them); they are cast to the op's float dtype, and their gradients
 are the state gradients carried back to the first step. Kernels work on kept
 (sample, step) rows only (``kernels/lstm.py``).
+
+Dropout (Keras 3's ``LSTMCell``), active in a train plan only (``attrs['_training']``;
+``attrs['training']``, when present, pins it): ``dropout`` draws one mask of the input
+features per sample, ``(batch, features)``, kept with probability ``1 - rate`` and scaled
+by ``1 / (1 - rate)``, and every step of that sample's sequence uses it (the input is
+multiplied before the fast kernels run). ``recurrent_dropout`` (as Keras's
+implementation 1) draws four input masks and four masks of ``h_{t-1}``, one per gate
+(i, f, c, o), each fixed along the sequence; that path runs the NumPy step loop of the
+reference, as Keras leaves its fused kernels for the cell loop. New masks are drawn at
+every forward (every batch), from graphmask's generator (``set_random_seed``) or, with
+``attrs['seed']``, from the stream :func:`seed_stream` keeps for ``attrs['seed_key']``.
+The masks are residuals, so the VJP needs no mode flag.
 """
 from __future__ import annotations
 
@@ -21,6 +33,7 @@ import numpy as np
 from graphmask.kernels import lstm as K
 from graphmask.kernels import parallel_launch
 from graphmask.ops.base import MaskRule, Op, OpError, Spec, float_dtype, is_float, register
+from graphmask.utils import rng as global_rng
 
 _RECURRENT = ("sigmoid", "tanh", "linear", "hard_sigmoid")
 _ACTIVATION = ("tanh", "relu", "sigmoid", "linear")
@@ -41,7 +54,64 @@ def _cfg(attrs):
     if c["recurrent_activation"] not in _RECURRENT:
         raise OpError(f"recurrent_activation must be one of {_RECURRENT}, "
                       f"got {c['recurrent_activation']!r}")
+    for rate in ("dropout", "recurrent_dropout"):
+        value = attrs.get(rate, 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
+                or not 0.0 <= value < 1.0:
+            raise OpError(f"{rate} must be a number in [0, 1), got {value!r}")
+        c[rate] = float(value)
     return c
+
+
+# ---- dropout masks --------------------------------------------------------------------------
+_STREAMS: dict[str, np.random.Generator] = {}
+
+
+def seed_stream(key: str, seed: int) -> None:
+    """Start (or restart) the generator of a layer created with ``seed=``: its dropout
+    masks then depend on the seed only, as Keras's ``SeedGenerator(seed)``."""
+    _STREAMS[key] = np.random.default_rng(int(seed))
+
+
+def _generator(attrs) -> np.random.Generator:
+    key = attrs.get("seed_key")
+    if attrs.get("seed") is None or key is None:
+        return global_rng()
+    if key not in _STREAMS:
+        seed_stream(key, attrs["seed"])
+    return _STREAMS[key]
+
+
+def _active(attrs) -> bool:
+    return bool(attrs["training"] if "training" in attrs else attrs.get("_training"))
+
+
+def _keep(gen, shape, rate, dt):
+    return ((gen.random(shape) >= rate) / (1.0 - rate)).astype(dt)
+
+
+def draw_masks(attrs, B, D, H, dt):
+    """The dropout masks of one forward: ``(mx, mh)``. Without recurrent dropout ``mx`` is
+    one ``(B, D)`` input mask (``None`` at rate 0) and ``mh`` is ``None``; with it, ``mx``
+    is ``(4, B, D)`` and ``mh`` ``(4, B, H)``, one per gate i, f, c, o (ones where a rate
+    is 0). ``None, None`` outside training or with both rates 0."""
+    c = _cfg(attrs)
+    if not _active(attrs) or not (c["dropout"] or c["recurrent_dropout"]):
+        return None, None
+    gen = _generator(attrs)
+    if not c["recurrent_dropout"]:
+        return _keep(gen, (B, D), c["dropout"], dt), None
+    mx = _keep(gen, (4, B, D), c["dropout"], dt) if c["dropout"] else np.ones((4, B, D), dt)
+    return mx, _keep(gen, (4, B, H), c["recurrent_dropout"], dt)
+
+
+def _per_gate(mx, mh, B, D, H, dt):
+    """Both masks as ``(4, B, D)``, ``(4, B, H)`` (ones for a missing one)."""
+    if mx is None:
+        mx = np.ones((4, B, D), dt)
+    elif mx.ndim == 2:
+        mx = np.broadcast_to(mx, (4, B, D))
+    return mx, np.ones((4, B, H), dt) if mh is None else mh
 
 
 def _np_act(name, z):
@@ -171,20 +241,26 @@ class LSTM(Op):
                         mask_from=("x",))
 
     def n_residuals(self, attrs):
-        return 7  # offsets, rows, x_t, h_{t-1}, gate activations, c_{t-1}, act(c_t)
+        # offsets, rows, x_t, h_{t-1}, gate activations, c_{t-1}, act(c_t); with a dropout
+        # rate also the masks mx, mh (empty when none was drawn)
+        c = _cfg(attrs)
+        return 9 if c["dropout"] or c["recurrent_dropout"] else 7
 
     # ---- reference (readable NumPy, one step at a time) -------------------------------
-    def _ref_steps(self, attrs, inputs):
+    def _ref_steps(self, attrs, inputs, drop=None):
         c, x, k, rk, bias, mask = _prepare(attrs, inputs)
         if c["go_backwards"]:
             x, mask = x[:, ::-1], mask[:, ::-1]
-        B, T, _ = x.shape
+        B, T, D = x.shape
         H = int(c["units"])
+        mx, mh = _per_gate(*(drop or (None, None)), B, D, H, x.dtype)
         h, cs = _initial_state(inputs, B, H, x.dtype)
         started = np.zeros((B, 1), bool)  # a kept step was seen: previous output = h
         steps = []
         for t in range(T):
-            z = x[:, t] @ k + h @ rk + (0 if bias is None else bias)
+            z = np.concatenate([(x[:, t] * mx[g]) @ k[:, g * H:(g + 1) * H]
+                                + (h * mh[g]) @ rk[:, g * H:(g + 1) * H]
+                                for g in range(4)], axis=1) + (0 if bias is None else bias)
             i, f, g, o = (_np_act(c["recurrent_activation"], z[:, :H]),
                           _np_act(c["recurrent_activation"], z[:, H:2 * H]),
                           _np_act(c["activation"], z[:, 2 * H:3 * H]),
@@ -204,17 +280,19 @@ class LSTM(Op):
             steps[-1]["y"] = np.where(vis, h, 0)
         return c, steps, h, cs, started, (B, T, H, x.dtype)
 
-    def reference(self, attrs, inputs):
-        c, steps, h, cs, started, (B, T, H, dt) = self._ref_steps(attrs, inputs)
+    def reference(self, attrs, inputs, drop=None):
+        """The outputs; ``drop``: the dropout masks ``(mx, mh)`` of :func:`draw_masks`."""
+        c, steps, h, cs, started, (B, T, H, dt) = self._ref_steps(attrs, inputs, drop)
         if c["return_sequences"]:
             y = np.stack([s["y"] for s in steps], axis=1) if T else np.zeros((B, 0, H), dt)
         else:
             y = np.where(started, h, 0)  # the output of the last kept step
         return [y.astype(dt)] + ([h, cs] if c["return_state"] else [])
 
-    def reference_vjp(self, attrs, inputs, grads, wrt):
-        c, steps, _, _, started, (B, T, H, dt) = self._ref_steps(attrs, inputs)
+    def reference_vjp(self, attrs, inputs, grads, wrt, drop=None):
+        c, steps, _, _, started, (B, T, H, dt) = self._ref_steps(attrs, inputs, drop)
         _, x, k, rk, _, _ = _prepare(attrs, inputs)
+        mx, mh = _per_gate(*(drop or (None, None)), B, x.shape[2], H, dt)
         ra, a = c["recurrent_activation"], c["activation"]
         dh = np.zeros((B, H), dt)
         dc = np.zeros((B, H), dt)
@@ -235,11 +313,16 @@ class LSTM(Op):
                                  dct * s["i"] * _np_dact(a, s["g"]),
                                  dh * s["tc"] * _np_dact(ra, s["o"])], axis=1)
             dz = np.where(s["keep"], dz, 0)  # masked step: no gradient into its inputs
-            dk += np.where(s["keep"], s["x"], 0).T @ dz
-            drk += s["h"].T @ dz
+            dx_t, dh_t = 0, 0
+            for g in range(4):
+                cols = slice(g * H, (g + 1) * H)
+                dk[:, cols] += (np.where(s["keep"], s["x"], 0) * mx[g]).T @ dz[:, cols]
+                drk[:, cols] += (s["h"] * mh[g]).T @ dz[:, cols]
+                dx_t = dx_t + (dz[:, cols] @ k[:, cols].T) * mx[g]
+                dh_t = dh_t + (dz[:, cols] @ rk[:, cols].T) * mh[g]
             db += dz.sum(0)
-            dxs[:, t] = dz @ k.T
-            dh = np.where(s["keep"], dz @ rk.T, dh)  # carried state: passes straight through
+            dxs[:, t] = dx_t
+            dh = np.where(s["keep"], dh_t, dh)  # carried state: passes straight through
             dc = np.where(s["keep"], dct * s["f"], dc)
         if c["go_backwards"]:
             dxs = dxs[:, ::-1]
@@ -249,8 +332,16 @@ class LSTM(Op):
     # ---- fast path ----------------------------------------------------------------------
     def forward(self, attrs, inputs):
         c, x, k, rk, bias, mask = _prepare(attrs, inputs)
-        B, T, _ = x.shape
+        B, T, D = x.shape
         H = int(c["units"])
+        dropping = c["dropout"] or c["recurrent_dropout"]
+        mx, mh = draw_masks(attrs, B, D, H, x.dtype)
+        empty = np.empty(0, x.dtype)
+        if mh is not None:  # recurrent dropout: the step loop, with the masks as residuals
+            vis = self.reference(attrs, inputs, (mx, mh))
+            return vis + [np.empty(0, np.int64)] * 2 + [empty] * 5 + [mx, mh]
+        if mx is not None:  # the same input mask at every step
+            x = x * mx[:, None, :]
         back = c["go_backwards"]
         uoff = K.unit_chunks(H)
         offsets, rows = K.lstm_schedule(mask, back)
@@ -283,12 +374,20 @@ class LSTM(Op):
             vis += [h, cs]
         if not keep:  # the workspace is reused: hand out nothing that lives in it
             res = [np.empty((0,) * r.ndim, r.dtype) for r in res]
-        return vis + [offsets, rows, *res]
+        drop = [empty if mx is None else mx, empty] if dropping else []
+        return vis + [offsets, rows, *res, *drop]
 
     def vjp(self, attrs, inputs, outputs, grads, wrt):
         c, x, k, rk, _, mask = _prepare(attrs, inputs)
         B = x.shape[0]
         H = int(c["units"])
+        mx = None
+        if c["dropout"] or c["recurrent_dropout"]:
+            mx, mh = outputs[-2:]
+            if mh.size:  # recurrent dropout: the step loop's VJP with the same masks
+                return self.reference_vjp(attrs, inputs, grads, wrt, (mx, mh))
+            mx = mx if mx.size else None
+            outputs = outputs[:-2]
         init = "h0" in inputs
         uoff = K.unit_chunks(H)
         offsets, rows, Xc, Hp, A, Cp, Tc = outputs[-7:]
@@ -319,6 +418,8 @@ class LSTM(Op):
             dx, dk, drk, db = weight_grads(dZ, Xc, Hp, K.permute(k, uoff), offsets, rows,
                                            c["go_backwards"], B, dXc, th.threads)
         # dh, dc now hold the state gradients carried back to the first step
+        if mx is not None:  # the kernels saw x * mx
+            dx = dx * mx[:, None, :]
         out = {"x": lambda: dx, "kernel": lambda: K.unpermute(dk, uoff),
                "recurrent_kernel": lambda: K.unpermute(drk, uoff),
                "bias": lambda: K.unpermute(db, uoff)[0], "h0": lambda: dh, "c0": lambda: dc}
