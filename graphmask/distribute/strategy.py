@@ -196,7 +196,10 @@ class _Session:
                 self._cancel(futures)
                 self.s.stats["local_reruns"] += 1
                 if local is not None:
-                    local()
+                    try:
+                        local()
+                    except GraphmaskError as mine:
+                        raise mine from None
                 raise e from None
             except Exception as e:  # lost workers or data: resend, up to `retries` times
                 self._cancel(futures)

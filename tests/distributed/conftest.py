@@ -8,6 +8,8 @@ import pytest
 
 pytest.importorskip("distributed", reason="Dask distributed is not installed: "
                     "pip install -e '.[distributed]'")
+pytest.importorskip("pytest_timeout", reason="pytest-timeout is not installed (every "
+                    "distributed test has a timeout): pip install -e '.[test]'")
 
 
 @pytest.fixture(scope="session")

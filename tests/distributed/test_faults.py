@@ -115,3 +115,23 @@ def test_bad_arguments_are_config_errors_before_anything_runs(client):
         model.predict(ids, distribute=client)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_non_finite_shard_is_the_local_numerical_error(strategy, monkeypatch):
+    import graphmask.training.data as data
+    monkeypatch.setattr(data, "ALLOW_NONFINITE", True)
+    ids = uneven_batch()
+    y = targets(ids)[0]
+    y[5, 0, 1] = np.nan  # a kept position of the second shard
+    errors = []
+    for dist in (None, strategy):
+        model = lstm_model()
+        before = model.get_weights()
+        with pytest.raises(gm.errors.NumericalError) as e:
+            model.fit(ids, y, batch_size=8, verbose=0, distribute=dist)
+        errors.append(str(e.value))
+        for a, b in zip(before, model.get_weights()):
+            np.testing.assert_array_equal(a, b)
+        assert model.optimizer.iterations == 0
+    assert errors[0] == errors[1]
+    assert errors[0].startswith("fit: epoch 1, step 1: the loss is nan")

@@ -9,6 +9,8 @@ from graphmask.distribute.worker import run_shard, sparse_rows
 from graphmask.ops import get_op
 from tests.distributed.models import lstm_model, targets, uneven_batch
 
+pytestmark = pytest.mark.timeout(60)
+
 
 def test_shards_are_contiguous_and_never_empty():
     assert shard_bounds(8, 2) == [slice(0, 4), slice(4, 8)]
