@@ -68,7 +68,7 @@ VERSION = 2  # 2: layer calls with their argument structure (custom layers)
 LAYER_CLASSES: dict[str, type] = {c.__name__: c for c in (
     InputLayer, L.Embedding, L.Dense, L.LSTM, L.Masking, L.Flatten, L.Activation,
     L.Dropout, L.GlobalAveragePooling1D, L.GlobalMaxPooling1D, L.TimeDistributed, L.Add,
-    L.GRU, L.SimpleRNN,
+    L.GRU, L.SimpleRNN, L.RNN, L.LSTMCell, L.GRUCell, L.SimpleRNNCell, L.StackedRNNCells,
     L.Concatenate, L.Lambda, L.LayerNormalization, L.Subtract, L.Multiply, L.Average,
     L.Maximum, L.Minimum, L.Dot, L.RepeatVector, L.Reshape, L.Permute,
     L.Conv1D, L.MaxPooling1D, L.AveragePooling1D, L.SpatialDropout1D, L.BatchNormalization,

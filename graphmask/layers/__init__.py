@@ -27,6 +27,7 @@ from graphmask.layers.merging import Average, Dot, Maximum, Minimum, Multiply, S
 from graphmask.layers.normalization import LayerNormalization
 from graphmask.layers.recurrent import GRU, LSTM, SimpleRNN
 from graphmask.layers.reshaping import Permute, RepeatVector, Reshape
+from graphmask.layers.rnn_cells import RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells
 from graphmask.layers.wrappers import Bidirectional
 
 __all__ = ["Input", "InputLayer", "Layer", "SymbolicTensor", "Variable", "Activation", "Add",
@@ -36,3 +37,4 @@ __all__ = ["Input", "InputLayer", "Layer", "SymbolicTensor", "Variable", "Activa
            "RepeatVector", "Reshape", "Subtract", "Bidirectional", "AdditiveAttention",
            "Attention", "EinsumDense", "MultiHeadAttention"]
 __all__ += ["AveragePooling1D", "BatchNormalization", "Conv1D", "MaxPooling1D", "SpatialDropout1D"]
+__all__ += ["RNN", "GRUCell", "LSTMCell", "SimpleRNNCell", "StackedRNNCells"]
