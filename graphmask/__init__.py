@@ -26,6 +26,7 @@ from graphmask.io.saving import load_model  # noqa: E402
 from graphmask.layers import (  # noqa: E402
     GRU,
     LSTM,
+    RNN,
     Activation,
     Add,
     AdditiveAttention,
@@ -44,10 +45,12 @@ from graphmask.layers import (  # noqa: E402
     Flatten,
     GlobalAveragePooling1D,
     GlobalMaxPooling1D,
+    GRUCell,
     Input,
     Lambda,
     Layer,
     LayerNormalization,
+    LSTMCell,
     Masking,
     Maximum,
     MaxPooling1D,
@@ -58,7 +61,9 @@ from graphmask.layers import (  # noqa: E402
     RepeatVector,
     Reshape,
     SimpleRNN,
+    SimpleRNNCell,
     SpatialDropout1D,
+    StackedRNNCells,
     Subtract,
     TimeDistributed,
 )
@@ -68,7 +73,8 @@ from graphmask.runtime import clear_workspaces  # noqa: E402
 from graphmask.utils import clear_session, set_random_seed  # noqa: E402
 
 __all__ = [
-    "LSTM", "GRU", "SimpleRNN",
+    "LSTM", "GRU", "SimpleRNN", "RNN", "LSTMCell", "GRUCell", "SimpleRNNCell",
+    "StackedRNNCells",
     "Activation", "Add", "Concatenate", "Dense", "Dropout", "Embedding", "Flatten",
     "GlobalAveragePooling1D", "GlobalMaxPooling1D", "Input", "Lambda", "Layer", "Masking",
     "TimeDistributed", "Model", "Sequential", "Callback", "EarlyStopping", "History",
