@@ -1,7 +1,8 @@
 """Small random models built from graphmask layers, as a hypothesis strategy.
 
 ``models()`` draws an architecture (Embedding(mask_zero=True) or Masking input, an
-optional time-distributed Dense, one or more stacked LSTMs, a Dense head), a loss, and
+optional time-distributed Dense, an optional BatchNormalization (its batch moments over
+kept steps only), one or more stacked LSTMs, a Dense head), a loss, and
 a weight seed; it returns a compiled :class:`ModelCase`. Everything about the model is
 a function of the drawn values, so hypothesis can replay and shrink failing cases.
 :meth:`ModelCase.batch` draws inputs, targets and (``sample_weight=True``) Keras sample
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import strategies as st
 
-from graphmask.layers import LSTM, Dense, Embedding, Input, Masking
+from graphmask.layers import LSTM, BatchNormalization, Dense, Embedding, Input, Masking
 from graphmask.models.functional import Model
 from graphmask.testing import strategies as gst
 from graphmask.training import losses as losses_mod
@@ -107,11 +108,13 @@ class ModelCase:
 
 
 def describe(spec) -> str:
-    kind, size, width, pad, pre, lstms, head, loss, logits = spec
+    kind, size, width, pad, pre, lstms, head, loss, logits, *norm = spec
     parts = [f"Embedding({size}, {width}, mask_zero=True)" if kind == "ids"
              else f"Input(F={size}) -> Masking({pad})"]
     if pre:
         parts.append(f"Dense({pre}, tanh)")
+    if norm and norm[0]:
+        parts.append("BatchNormalization()")
     for units, seq, back, zero in lstms:
         flags = "".join([", return_sequences" * seq, ", go_backwards" * back,
                          ", zero_output_for_mask" * zero])
@@ -129,7 +132,7 @@ def _loss_object(loss: str, logits: bool):
 
 def build_model(spec, seed: int = 0) -> tuple[Model, object]:
     """Build and compile the model described by ``spec``; weights drawn from ``seed``."""
-    kind, size, width, pad, pre, lstms, head, loss, logits = spec
+    kind, size, width, pad, pre, lstms, head, loss, logits, *norm = spec
     if kind == "ids":
         x = Input(shape=(None,), dtype="int32", name="ids")
         h = Embedding(size, width, mask_zero=True, name="embedding")(x)
@@ -138,6 +141,8 @@ def build_model(spec, seed: int = 0) -> tuple[Model, object]:
         h = Masking(mask_value=pad, name="masking")(x)
     if pre:
         h = Dense(pre, activation="tanh", name="dense_in")(h)
+    if norm and norm[0]:
+        h = BatchNormalization(name="batch_norm")(h)
     for i, (units, seq, back, zero) in enumerate(lstms):
         h = LSTM(units, return_sequences=seq, go_backwards=back, zero_output_for_mask=zero,
                  name=f"lstm_{i}")(h)
@@ -149,6 +154,9 @@ def build_model(spec, seed: int = 0) -> tuple[Model, object]:
     ws = []
     for v in model.weights:
         scale = _scale(v)
+        if v.name.endswith("moving_variance"):  # a variance is positive
+            ws.append(rng.uniform(0.5, 1.5, v.shape).astype(v.value.dtype))
+            continue
         ws.append(rng.uniform(-scale, scale, v.shape).astype(v.value.dtype))
     model.set_weights(ws)
     return model, lobj
@@ -186,7 +194,7 @@ def make_targets(model: Model, loss, x, seed: int = 0) -> np.ndarray:
 @st.composite
 def models(draw, inputs=("ids", "floats"), losses=LOSSES, max_lstms: int = 2,
            max_units: int = 3, sequence_output=None, go_backwards: bool = True,
-           seed=_SEED, lstm_units=None) -> ModelCase:
+           seed=_SEED, lstm_units=None, batch_norm: bool = True) -> ModelCase:
     """Compiled random models (see the module docstring).
 
     Parameters
@@ -209,6 +217,8 @@ def models(draw, inputs=("ids", "floats"), losses=LOSSES, max_lstms: int = 2,
     lstm_units : int, strategy of int or None
         Units of every LSTM (None: drawn in ``1..max_units``). Use e.g. 64 or more to
         reach the multi-threaded, multi-chunk float32 LSTM kernels.
+    batch_norm : bool
+        Allow a ``BatchNormalization`` after the input (and the optional Dense).
     """
     units = st.integers(1, max_units) if lstm_units is None else lstm_units
     kind = draw(st.sampled_from(tuple(inputs)))
@@ -231,6 +241,8 @@ def models(draw, inputs=("ids", "floats"), losses=LOSSES, max_lstms: int = 2,
     logits = "crossentropy" in loss and draw(st.booleans())
     head = draw(st.integers(2 if "categorical" in loss else 1, max_units))
     spec = (kind, size, width, pad, pre, tuple(lstms), head, loss, logits)
+    if batch_norm and draw(st.booleans()):
+        spec += (True,)
     s = int(draw(seed) if isinstance(seed, st.SearchStrategy) else seed)
     model, lobj = build_model(spec, s)
     return ModelCase(model, kind, pad, size if kind == "ids" else None,
