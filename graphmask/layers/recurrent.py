@@ -8,6 +8,7 @@ from graphmask.errors import ConfigError, ShapeError
 from graphmask.layers import initializers
 from graphmask.layers.base import Layer, SymbolicTensor, Variable, coarse_call
 from graphmask.layers.core import _positive_int
+from graphmask.ops import lstm as lstm_op
 
 LSTM_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
 LSTM_RECURRENT_ACTIVATIONS = ("sigmoid", "hard_sigmoid", "tanh", "linear")
@@ -185,11 +186,14 @@ class LSTM(_Recurrent):
                  return_sequences=False, return_state=False, go_backwards=False,
                  stateful=False, unroll=False, zero_output_for_mask=False,
                  name=None, **kwargs):
-        kwargs.pop("seed", None)
+        seed = kwargs.pop("seed", None)
         kwargs.pop("use_cudnn", None)
         super().__init__(name=name, **kwargs)
+        self.dropout, self.recurrent_dropout, self.seed = lstm_op.check_dropout(
+            self._who(), dropout, recurrent_dropout, seed, self.name)
+        self._training_sensitive = bool(self.dropout or self.recurrent_dropout)
         self._init_common(units, activation, use_bias, kernel_initializer,
-                          recurrent_initializer, bias_initializer, dropout, recurrent_dropout,
+                          recurrent_initializer, bias_initializer, 0.0, 0.0,
                           return_sequences, return_state, go_backwards, stateful, unroll,
                           zero_output_for_mask)
         self.recurrent_activation = _choice(self._who(), "recurrent_activation",
@@ -223,14 +227,17 @@ class LSTM(_Recurrent):
         h0 = c0 = None
         if initial_state is not None:
             h0, c0 = check_initial_state(self, x, initial_state)
-        attrs = {**self._common_attrs(), "recurrent_activation": self.recurrent_activation}
+        attrs = {**self._common_attrs(), "recurrent_activation": self.recurrent_activation,
+                 **lstm_op.dropout_attrs(self.dropout, self.recurrent_dropout, self.seed,
+                                         self.name)}
         return self._apply("lstm", attrs, {"x": x, "kernel": self.kernel,
                                            "recurrent_kernel": self.recurrent_kernel,
                                            "bias": self.bias, "h0": h0, "c0": c0})
 
     def get_config(self):
         return {**self._common_config(), "recurrent_activation": self.recurrent_activation,
-                "unit_forget_bias": self.unit_forget_bias}
+                "unit_forget_bias": self.unit_forget_bias, "dropout": self.dropout,
+                "recurrent_dropout": self.recurrent_dropout, "seed": self.seed}
 
 
 class GRU(_Recurrent):
