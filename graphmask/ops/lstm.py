@@ -73,6 +73,36 @@ def seed_stream(key: str, seed: int) -> None:
     _STREAMS[key] = np.random.default_rng(int(seed))
 
 
+def check_dropout(who: str, dropout, recurrent_dropout, seed, name: str):
+    """A layer's ``(dropout, recurrent_dropout, seed)``, checked (rates in [0, 1), seed
+    None or an int >= 0); a seeded layer (re)starts its own mask stream."""
+    from graphmask.errors import ConfigError
+    rates = []
+    for arg, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+        value = 0.0 if value is None else value
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
+                or not 0.0 <= value < 1.0:
+            raise ConfigError(f"{who}: {arg} must be a number in [0, 1) (the fraction of "
+                              f"units dropped while training), got {value!r}")
+        rates.append(float(value))
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                             or seed < 0):
+        raise ConfigError(f"{who}: seed must be None or an int >= 0, got {seed!r}")
+    if seed is not None and any(rates):
+        seed_stream(f"{name}:{int(seed)}", int(seed))
+    return rates[0], rates[1], None if seed is None else int(seed)
+
+
+def dropout_attrs(dropout, recurrent_dropout, seed, name: str) -> dict:
+    """The op attributes of a layer's dropout (none when both rates are 0)."""
+    if not (dropout or recurrent_dropout):
+        return {}
+    out = {"dropout": dropout, "recurrent_dropout": recurrent_dropout}
+    if seed is not None:
+        out.update(seed=seed, seed_key=f"{name}:{seed}")
+    return out
+
+
 def _generator(attrs) -> np.random.Generator:
     key = attrs.get("seed_key")
     if attrs.get("seed") is None or key is None:

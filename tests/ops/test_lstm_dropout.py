@@ -189,3 +189,76 @@ def test_bad_rates(bad):
     with pytest.raises(OpError, match=r"recurrent_dropout must be a number in \[0, 1\)"):
         OP.infer(_attrs(recurrent_dropout=bad), {p: Spec(a.shape, str(a.dtype))
                                                    for p, a in inp.items()})
+
+
+# ---- the layer -------------------------------------------------------------------------------
+def _tagger(**lstm_kw):
+    ids = gm.Input((T,), dtype="int32")
+    h = gm.LSTM(H, return_sequences=True, name="lstm", **lstm_kw)(
+        gm.Embedding(9, D, mask_zero=True, name="emb")(ids))
+    model = gm.Model(ids, gm.Dense(2, name="head")(h))
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def _data(seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, 9, size=(B, T)).astype(np.int32)
+    ids[0, 3:] = 0
+    ids[1, :2] = 0
+    return ids, rng.standard_normal((B, T, 2)).astype(np.float32)
+
+
+def test_layer_dropout_only_in_training():
+    gm.set_random_seed(0)
+    plain = _tagger()
+    dropping = _tagger(dropout=0.5, recurrent_dropout=0.3)
+    dropping.set_weights(plain.get_weights())
+    ids, y = _data()
+    np.testing.assert_array_equal(dropping.predict(ids), plain.predict(ids))
+    assert dropping.evaluate(ids, y) == plain.evaluate(ids, y)
+    assert dropping.train_on_batch(ids, y) != plain.train_on_batch(ids, y)
+    lstm = gm.LSTM(H, dropout=0.5)
+    x = np.random.default_rng(1).standard_normal((B, T, D)).astype(np.float32)
+    inference = lstm(x)
+    np.testing.assert_array_equal(lstm(x, training=False), inference)
+    assert not np.array_equal(lstm(x, training=True), inference)
+
+
+def test_layer_training_is_repeatable_with_set_random_seed_or_seed():
+    ids, y = _data()
+
+    def run(global_seed, **kw):
+        gm.set_random_seed(0)
+        model = _tagger(**kw)
+        gm.set_random_seed(global_seed)
+        losses = [model.train_on_batch(ids, y) for _ in range(3)]
+        return losses, model.get_weights()
+
+    (l1, w1), (l2, w2) = run(5, dropout=0.4), run(5, dropout=0.4)
+    assert l1 == l2 and all(np.array_equal(a, b) for a, b in zip(w1, w2))
+    assert run(6, dropout=0.4)[0] != l1
+    # a layer seed: the dropout masks no longer follow the global generator
+    (s1, _), (s2, _) = run(5, dropout=0.4, seed=3), run(6, dropout=0.4, seed=3)
+    assert s1 == s2 and run(5, dropout=0.4, seed=4)[0] != s1
+
+
+def test_layer_config_and_errors():
+    lstm = gm.LSTM(H, dropout=0.25, recurrent_dropout=0.5, seed=7, name="l")
+    config = lstm.get_config()
+    assert (config["dropout"], config["recurrent_dropout"], config["seed"]) == (0.25, 0.5, 7)
+    assert gm.LSTM.from_config(config).get_config() == config
+    bidi = gm.Bidirectional(lstm)
+    assert bidi.backward_layer.recurrent_dropout == 0.5 and bidi.forward_layer.dropout == 0.25
+    for kw, msg in [({"dropout": 1.0}, r"LSTM 'l': dropout must be a number in \[0, 1\) "
+                                       r"\(the fraction of units dropped while training\), "
+                                       r"got 1.0"),
+                    ({"recurrent_dropout": -0.5}, r"LSTM 'l': recurrent_dropout must be a "
+                                                  r"number in \[0, 1\)"),
+                    ({"seed": -1}, r"LSTM 'l': seed must be None or an int >= 0, got -1")]:
+        with pytest.raises(gm.errors.ConfigError, match=msg):
+            gm.LSTM(H, name="l", **kw)
+    x = gm.Input((T, D))
+    with pytest.raises(gm.errors.ConfigError, match=r"layer 'l2' \(LSTM\): training=True at "
+                                                    r"call time is not supported"):
+        gm.LSTM(H, dropout=0.5, name="l2")(x, training=True)
