@@ -168,3 +168,15 @@ def test_save_and_load_keep_the_moving_statistics(tmp_path):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(back.predict(x), model.predict(x))
     assert back.get_layer("bn").momentum == 0.3
+
+
+def test_generated_models_with_batch_norm_are_padding_invariant():
+    # the testing kit runs inference plans (moving statistics); the training-mode masked
+    # moments are pinned by test_masked_moments_after_a_masked_embedding above
+    from graphmask.testing import build_model, check_padding_invariance, make_targets
+    spec = ("ids", 7, 3, 0.0, 2, ((3, True, False, False),), 2, "mse", False, True)
+    model, loss = build_model(spec, seed=1)
+    assert "batch_norm" in [layer.name for layer in model.layers]
+    x = np.array([[3, 1, 4, 0, 0], [0, 0, 5, 2, 6], [1, 0, 2, 0, 3], [0, 0, 0, 0, 0]])
+    report = check_padding_invariance(model, x, make_targets(model, loss, x))
+    assert "skipped" not in str(report).split("\n", 1)[1]
