@@ -210,8 +210,7 @@ def _keras_loss_and_gradients(k, xs, ys):
 
 
 # ---- tests ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("case", {**CASES, **DROPOUT_CASES})
-def test_layers_weights_and_configs_as_keras(case):
+def check_layers_weights_and_configs(case):
     g, k = twin(case)
     assert [layer.name for layer in g.layers] == [layer.name for layer in k.layers]
     for gl, kl in zip(g.layers, k.layers):
@@ -226,8 +225,7 @@ def test_layers_weights_and_configs_as_keras(case):
                 assert ours[key] == want, (gl.name, key)
 
 
-@pytest.mark.parametrize("case", {**CASES, **DROPOUT_CASES})
-def test_predict_and_masked_evaluate(case):
+def check_predict_and_masked_evaluate(case):
     g, k = twin(case)
     g.compile(loss="mse")
     k.compile(loss="mse")
@@ -241,6 +239,19 @@ def test_predict_and_masked_evaluate(case):
                         what=f"{case} evaluate, {padding} padding")
 
 
+@pytest.mark.parametrize("case", {**CASES, **DROPOUT_CASES})
+def test_against_keras(case):
+    """One test per case (Keras's per-test session reset is slow): layers, weights and
+    configs; predict and masked evaluate; then, without dropout, the loss and gradients
+    and the weights after SGD and Adam steps."""
+    check_layers_weights_and_configs(case)
+    check_predict_and_masked_evaluate(case)
+    if case in CASES:
+        check_loss_and_gradients(case)
+        for optimizer in OPTIMIZERS:
+            check_train_on_batch(case, optimizer)
+
+
 def test_output_masks_are_the_query_masks():
     for case in CASES:
         g, k = twin(case)
@@ -249,8 +260,7 @@ def test_output_masks_are_the_query_masks():
                 getattr(ko, "_keras_mask", None) is not None), case
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_loss_and_gradients_match_torch_autograd(case):
+def check_loss_and_gradients(case):
     g, k = twin(case)
     g.compile(optimizer="sgd", loss="mse")
     k.compile(optimizer="sgd", loss="mse")
@@ -264,9 +274,7 @@ def test_loss_and_gradients_match_torch_autograd(case):
                         what=f"{case} gradient of {var.name}")
 
 
-@pytest.mark.parametrize("optimizer", OPTIMIZERS)
-@pytest.mark.parametrize("case", CASES)
-def test_train_on_batch(case, optimizer):
+def check_train_on_batch(case, optimizer):
     """Loss and weights after one step per padding kind. The key projection's bias has a
     gradient of exactly 0 (a softmax ignores a shift shared by a query's scores), so it
     is float32 rounding in both libraries, and Adam moves it by up to ``lr`` in a
