@@ -112,8 +112,10 @@ def propagate_masks(graph: Graph) -> Graph:
             raise MaskError(
                 f"pass {NAME!r}: the mask created by {_describe(g, creator)} reaches layer "
                 f"{g.label(nid)!r} ({n['op']}), which cannot take a mask. Keras 3 would only "
-                f"warn and drop it. Consume the mask first (LSTM, GlobalAveragePooling1D) "
-                f"or do not create it.")
+                f"warn and drop it. Consume the mask first (LSTM, GlobalAveragePooling1D), "
+                f"do not create it, or drop it on purpose with a layer whose compute_mask "
+                f"returns None, e.g. Lambda(lambda t: t * 1.0, mask=lambda inputs, mask: "
+                f"None) (docs/masking.md).")
         mask_in = _combine(g, nid, incoming)
         out = None
         if rule.out == "pass":
