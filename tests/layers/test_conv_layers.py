@@ -126,8 +126,10 @@ def test_a_mask_reaching_conv_or_pooling_is_a_compile_time_error_naming_both(lay
     h = gm.Embedding(9, 3, mask_zero=True, name="tokens")(ids)
     model = gm.Model(ids, gm.GlobalMaxPooling1D()(layer()(h)))
     with pytest.raises(MaskError, match="the mask created by layer 'tokens' .* reaches layer "
-                                        "'conv'"):
+                                        "'conv'") as caught:
         model.compile(loss="mse")
+    assert "drop it on purpose with a layer whose compute_mask returns None" in \
+        str(caught.value)
 
 
 def test_dropping_the_mask_on_purpose_before_a_convolution():
