@@ -456,11 +456,19 @@ class _Builder:
                              f"single returned mask to the first output only, a list of them "
                              f"to each, and graphmask cannot tell which compute_mask returned")
         firsts = {_key(x): x for x in _keras_leaves(first) if isinstance(x, SymbolicTensor)}
+        # a mask compute_mask received stands for the Keras mask passed in its place (one
+        # graphmask mask may stand for several Keras masks elsewhere: a merge of inputs
+        # sharing a mask reuses it, where each Keras merge makes its own)
+        received: dict = {}
+        for g, k in zip(gl, kl):
+            if g is not None:
+                key = _key(g)
+                received[key] = k if received.get(key, k) is k else _AMBIGUOUS
         memo: dict[int, _Node] = {}
-        return [None if m is None else self._mask_op(layer, who, m, firsts, memo)
+        return [None if m is None else self._mask_op(layer, who, m, firsts, memo, received)
                 for m in attached]
 
-    def _mask_op(self, layer, who, m, firsts, memo) -> KerasTensor | None:
+    def _mask_op(self, layer, who, m, firsts, memo, received) -> KerasTensor | None:
         """The Keras tensor of ``m``, a value compute_mask computed from its arguments."""
         c = m.call
         if _key(m) in firsts:  # compute_mask reads the first argument after its float cast
@@ -468,6 +476,12 @@ class _Builder:
             if kt is not None and _is_float(kt.dtype) and kt.dtype != layer.dtype:
                 kt = KerasTensor(_Node(_Op("cast"), [kt.node]), kt.rank, layer.dtype)
             return kt
+        if _key(m) in received:
+            if received[_key(m)] is _AMBIGUOUS:
+                raise GraphError(f"{who}: its compute_mask reads a mask that stands for two "
+                                 f"different masks of its inputs in Keras 3's graph, so the "
+                                 f"order of model.layers and get_weights cannot be decided")
+            return received[_key(m)]
         if not _in_custom_layer(c) or c.layer is not layer:
             return self.tensor(m, c)
         if c.op == "literal":
@@ -479,10 +493,13 @@ class _Builder:
                              f"be decided")
         if id(c) not in memo:
             args = [v for v in c.inputs.values() if isinstance(v, SymbolicTensor)]
-            parents = [kt.node for kt in (self._mask_op(layer, who, a, firsts, memo)
+            parents = [kt.node for kt in (self._mask_op(layer, who, a, firsts, memo, received)
                                           for a in args) if kt is not None]
             memo[id(c)] = _Node(_Op(c.op), parents)
         return KerasTensor(memo[id(c)], len(m.shape), m.dtype)
+
+
+_AMBIGUOUS = object()  # a recorded mask standing for two Keras masks in one context
 
 
 def _recorded_mask(x):

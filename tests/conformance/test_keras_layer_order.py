@@ -42,8 +42,10 @@ _CLASSES = {
     "activation": "Activation", "dropout": "Dropout", "lstm": "LSTM",
     "gap": "GlobalAveragePooling1D", "gmp": "GlobalMaxPooling1D", "flatten": "Flatten",
     "add": "Add", "concatenate": "Concatenate", "td": "TimeDistributed",
+    "subtract": "Subtract", "multiply": "Multiply",
 }
-_MERGES = ("add", "concatenate")
+_MERGES = ("add", "concatenate")  # the merges random_spec draws
+_LIST_CALLS = _MERGES + ("subtract", "multiply")  # layers called on a list
 
 
 def _lib(lib):
@@ -83,7 +85,7 @@ def build(spec, lib):
             else:
                 layer = getattr(layers, _CLASSES[kind])(name=name, **cfg)
             made[i] = layer
-            y = layer(xs if kind in _MERGES else xs[0])
+            y = layer(xs if kind in _LIST_CALLS else xs[0])
         outs.append(list(y) if isinstance(y, (list, tuple)) else [y])
     inputs = [outs[i][0] for i, node in enumerate(spec["nodes"]) if node[0] == "input"]
     return Model(inputs, [outs[n][k] for n, k in spec["outputs"]])
@@ -159,6 +161,21 @@ HAND_PICKED = {
         _n("add", "sum", {}, [(2, 0), (3, 0)]),
         _n("lstm", "l", {"units": 3}, [(4, 0)]),
         _n("dense", "head", {"units": 2}, [(2, 0)])], "outputs": [(5, 0), (6, 0)]},
+    # a built-in Add and two composed merges (Subtract, Multiply) of the same two
+    # branches sharing the Embedding's mask: each Keras merge makes its own mask op,
+    # graphmask's Add reuses the shared mask (it once made the order undecidable)
+    "merges_of_branches_sharing_a_mask": {"nodes": [
+        _n("input", "ids", IDS),
+        _n("embedding", "emb", {"input_dim": V, "output_dim": 2, "mask_zero": True},
+           [(0, 0)]),
+        _n("dense", "da", {"units": 3}, [(1, 0)]),
+        _n("dense", "db", {"units": 3}, [(1, 0)]),
+        _n("add", "sum", {}, [(2, 0), (3, 0)]),
+        _n("subtract", "diff", {}, [(2, 0), (3, 0)]),
+        _n("multiply", "prod", {}, [(3, 0), (2, 0)]),
+        _n("lstm", "l1", {"units": 2}, [(4, 0)]),
+        _n("lstm", "l2", {"units": 2}, [(5, 0)]),
+        _n("lstm", "l3", {"units": 2}, [(6, 0)])], "outputs": [(7, 0), (8, 0), (9, 0)]},
     # two stacks (Embedding / Masking) of LSTM(return_sequences), Dropout, LSTM,
     # TimeDistributed(Dense), GlobalAveragePooling1D: every mask consumer reads the
     # mask op directly, so Masking's input ends deeper than the Embedding's
