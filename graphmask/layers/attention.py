@@ -406,6 +406,9 @@ class Attention(Layer):
 
     def _check_shapes(self, shapes):
         who = _who(self)
+        if not 2 <= len(shapes) <= 3:
+            raise ConfigError(f"{who}: must be called on a list [query, value] or [query, "
+                              f"value, key], got {len(shapes)} tensor(s)")
         if any(len(s) != 3 for s in shapes):
             raise ShapeError(f"{who}: query, value and key must have shape (batch, time, "
                              f"features), got shapes {shapes}")
@@ -419,8 +422,15 @@ class Attention(Layer):
                              f"{v} and {k}")
         return shapes
 
+    def _build_shapes(self, input_shape) -> list:
+        if not isinstance(input_shape, (list, tuple)) or not all(
+                isinstance(s, (list, tuple)) for s in input_shape):
+            raise ConfigError(f"{_who(self)}: must be called on a list [query, value] or "
+                              f"[query, value, key], got input shape {input_shape!r}")
+        return self._check_shapes([tuple(s) for s in input_shape])
+
     def build(self, input_shape):
-        self._check_shapes([tuple(s) for s in input_shape])
+        self._build_shapes(input_shape)
         if self.use_scale:
             self.scale = self.add_weight(name="scale", shape=(), initializer="ones")
         if self.score_mode == "concat":
@@ -484,7 +494,7 @@ class AdditiveAttention(Attention):
         super().__init__(use_scale=use_scale, dropout=dropout, **kwargs)
 
     def build(self, input_shape):
-        shapes = self._check_shapes([tuple(s) for s in input_shape])
+        shapes = self._build_shapes(input_shape)
         if self.use_scale:
             self.scale = self.add_weight(name="scale", shape=(shapes[0][-1],),
                                          initializer="glorot_uniform")

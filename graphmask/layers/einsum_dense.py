@@ -32,7 +32,7 @@ class EinsumDense(Layer):
     Parameters
     ----------
     equation : str
-        ``"<input>,<kernel>->"<output>"`` with one letter per axis, the batch axis
+        ``"<input>,<kernel>-><output>"`` with one letter per axis, the batch axis
         included (``"abc,cd->abd"``: a dense layer on the last axis of a sequence).
         Keras's forms with ``...`` are refused (write the axes out).
     output_shape : int or tuple
