@@ -454,6 +454,12 @@ class RNN(Layer):
     # ---- the coarse path (built-in cells) ------------------------------------------------
     @property
     def _coarse_op(self):
+        """The coarse op of a built-in cell, or None (the cell is unrolled). The coarse
+        ops return the last *kept* output with ``zero_output_for_mask`` and no
+        ``return_sequences``, where Keras returns the last step's (zeros when it is
+        masked): that one combination is unrolled, to give Keras's numbers."""
+        if self.zero_output_for_mask and not self.return_sequences:
+            return None
         return _COARSE.get(type(self.cell))
 
     @property
