@@ -1,13 +1,40 @@
 """``keras.metrics`` names: the public namespace ``graphmask.metrics``.
 
-Metric names -> attrs of the ``metric_score`` op, resolved as Keras 3 resolves them.
-The implementation lives in ``graphmask/training/metrics.py``.
+Keras 3's metric classes (``update_state`` / ``result`` / ``reset_state`` on NumPy arrays, and
+in ``compile(metrics=[...])``) and how metric names resolve as Keras 3 resolves them.
+The implementation lives in ``graphmask/training/metric_classes.py`` and ``metrics.py``.
 """
-from graphmask.training.metrics import (
+from graphmask.training.metric_classes import (
+    AUC,
+    Accuracy,
+    BinaryAccuracy,
+    BinaryCrossentropy,
+    CategoricalAccuracy,
+    CategoricalCrossentropy,
+    FalseNegatives,
+    FalsePositives,
+    Mean,
+    MeanAbsoluteError,
+    MeanAbsolutePercentageError,
+    MeanMetricWrapper,
+    MeanSquaredError,
+    MeanSquaredLogarithmicError,
     Metric,
+    Precision,
+    Recall,
+    RootMeanSquaredError,
+    SparseCategoricalAccuracy,
     SparseCategoricalCrossentropy,
+    SparseTopKCategoricalAccuracy,
+    Sum,
+    TopKCategoricalAccuracy,
+    TrueNegatives,
+    TruePositives,
+)
+from graphmask.training.metrics import (
     deserialize,
     get,
+    is_host,
     name_of,
     resolve_accuracy,
     serialize,
@@ -15,10 +42,34 @@ from graphmask.training.metrics import (
 )
 
 __all__ = [
+    "AUC",
+    "Accuracy",
+    "BinaryAccuracy",
+    "BinaryCrossentropy",
+    "CategoricalAccuracy",
+    "CategoricalCrossentropy",
+    "FalseNegatives",
+    "FalsePositives",
+    "Mean",
+    "MeanAbsoluteError",
+    "MeanAbsolutePercentageError",
+    "MeanMetricWrapper",
+    "MeanSquaredError",
+    "MeanSquaredLogarithmicError",
     "Metric",
+    "Precision",
+    "Recall",
+    "RootMeanSquaredError",
+    "SparseCategoricalAccuracy",
     "SparseCategoricalCrossentropy",
+    "SparseTopKCategoricalAccuracy",
+    "Sum",
+    "TopKCategoricalAccuracy",
+    "TrueNegatives",
+    "TruePositives",
     "deserialize",
     "get",
+    "is_host",
     "name_of",
     "resolve_accuracy",
     "serialize",

@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from graphmask import passes
 from graphmask.errors import ConfigError, GraphmaskError, InputError, NumericalError, ShapeError
 from graphmask.ops import state
 from graphmask.runtime import run
@@ -39,15 +40,76 @@ def _verbose(verbose, who: str) -> int:
 
 
 class TrainingMixin:
-    def _gradients(self, xs, ys, sws):
+    # ---- host metrics (metric objects the graph has no score for) ------------------------
+    def _host_entries(self) -> list:
+        """``[(position, output, name, weighted, config)]`` recorded by ``compile``."""
+        return self.graph.meta.get("host_metrics", []) if self.compiled else []
+
+    def _host_plan(self, kind):
+        """The ``kind`` plan also fetching the outputs (and their masks) that host metrics
+        read: ``(plan, [(output, "pred"|"mask")])``."""
+        key = ("host", kind)
+        if key not in self._plans:
+            base = self._plan(kind)
+            g = self.graph if kind == "train" else getattr(self, "inference_graph", self.graph)
+            extra, keys = [], []
+            for k in sorted({e[1] for e in self._host_entries()}):
+                onode, oout = g.meta["outputs"][k]
+                extra.append((onode, oout))
+                keys.append((k, "pred"))
+                mask = g.node(onode)["masks"][oout]
+                if mask is not None:
+                    extra.append((mask, 0))
+                    keys.append((k, "mask"))
+            plan = passes.make_plan(g, list(base.fetches) + extra, training=(kind == "train"))
+            self._plans[key] = (plan, keys)
+        return self._plans[key]
+
+    def _run(self, kind, xs, ys, sws):
+        """Run the ``kind`` plan; ``(values, {(output, "pred"|"mask"): array})``."""
+        feeds = self._feeds(xs, ys, sws)
+        if not self._host_entries():
+            return run(self._plan(kind), feeds, self._variables()), {}
+        plan, keys = self._host_plan(kind)
+        vals = run(plan, feeds, self._variables())
+        n = len(vals) - len(keys)
+        return vals[:n], dict(zip(keys, vals[n:]))
+
+    def _new_host_metrics(self) -> list:
+        from graphmask.training.metrics import deserialize
+        return [deserialize(cfg) for _, _, _, _, cfg in self._host_entries()]
+
+    def _update_host(self, objs, got, ys, sws) -> None:
+        for obj, (_, k, _, weighted, _) in zip(objs, self._host_entries()):
+            mask = got.get((k, "mask"))
+            sw = None if mask is None else mask.astype(np.float32)
+            if weighted:
+                sw = sws[k] if sw is None else sws[k] * sw
+            obj.update_state(ys[k], got[(k, "pred")], sample_weight=sw)
+
+    def _named(self, values, objs) -> dict:
+        """The logs: losses and graph metrics, with host metrics at their compile position."""
+        names = list(self._result_names())
+        values = list(values)
+        n_loss = len(names) - len(self.graph.meta["metrics"])
+        for (pos, _, name, _, _), obj in zip(self._host_entries(), objs):
+            res = obj.result()
+            names.insert(n_loss + pos, name)
+            values.insert(n_loss + pos, float(res) if np.ndim(res) == 0 else np.asarray(res))
+        return dict(zip(names, values))
+
+    def _gradients(self, xs, ys, sws, got=None):
         """Run the train plan: (total loss, metric pairs, {weight name: gradient})."""
-        vals = run(self._plan("train"), self._feeds(xs, ys, sws), self._variables())
+        vals, extra = self._run("train", xs, ys, sws)
+        if got is not None:
+            got.update(extra)
         total, pairs, grads = self._split_results(vals)
         return total, pairs, dict(zip(self._grad_names, grads))
 
     def _train_step(self, xs, ys, sws):
+        got = self._host_got = {}  # outputs and masks for host metrics (see _update_host)
         with state.collecting() as updates:  # moving statistics (BatchNormalization)
-            losses, pairs, by_name = self._gradients(xs, ys, sws)
+            losses, pairs, by_name = self._gradients(xs, ys, sws, got)
         total = losses[0]
         if not np.isfinite(total):
             raise NumericalError(f"the loss is {total}; the weights were left as they were "
@@ -62,6 +124,16 @@ class TrainingMixin:
         self.optimizer.apply(params, grads)
         state.apply_updates(updates, self.weights)
         return losses, pairs
+
+    def _host_step(self, host, ys, sws) -> None:
+        """Update host metrics from the step that just ran."""
+        if not host:
+            return
+        if "_train_step" in self.__dict__:  # a distribution strategy runs the steps
+            raise ConfigError(f"metric {host[0].name!r} is computed from the outputs after "
+                              f"each step, which a distributed call does not return; use it "
+                              f"without distribute=")
+        self._update_host(host, self._host_got, ys, sws)
 
     def loss_and_gradients(self, x, y=None, sample_weight=None):
         """The loss of one batch and ``{weight name: gradient}``, without any update.
@@ -83,9 +155,37 @@ class TrainingMixin:
                                         check_class_weight(self, class_weight,
                                                            "train_on_batch"),
                                         "train_on_batch")
-        tracker = Tracker()
+        tracker, host = Tracker(), self._new_host_metrics()
         tracker.add(*self._train_step(xs, ys, sws), 1)
-        return self._format(tracker.values(), return_dict)
+        self._host_step(host, ys, sws)
+        return self._returned(self._named(tracker.values(), host), return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """Loss and metrics of one batch, no update."""
+        self._require_compiled("test_on_batch")
+        xs, ys, sws = self._prepare_xy(x, y, sample_weight)
+        tracker, host = Tracker(), self._new_host_metrics()
+        tracker.add(*self._eval_step(xs, ys, sws, host), 1)
+        return self._returned(self._named(tracker.values(), host), return_dict)
+
+    def _returned(self, logs: dict, return_dict):
+        """Keras's return value: a float, a list, or a dict of the named results."""
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def _eval_step(self, xs, ys, sws, host=None):
+        if not host:  # the model's batch function (a distribution strategy may bind it)
+            return self._evaluate_batch(xs, ys, sws)[:2]
+        if "_evaluate_batch" in self.__dict__:
+            raise ConfigError(f"metric {host[0].name!r} is computed from the outputs after "
+                              f"each step, which a distributed call does not return; use it "
+                              f"without distribute=")
+        vals, got = self._run("evaluate", xs, ys, sws)
+        losses, pairs, _ = self._split_results(vals)
+        self._update_host(host, got, ys, sws)
+        return losses, pairs
 
     # ---- data ---------------------------------------------------------------------------
     def _xy_weighted(self, x, y, sample_weight, class_weight, who):
@@ -174,13 +274,14 @@ class TrainingMixin:
         done, logs = 0, {}
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
-            tracker = Tracker()
+            tracker, host = Tracker(), self._new_host_metrics()
             logs = {}
             for step, raw in epochs_it.epoch():
                 cbs.on_train_batch_begin(step)
                 xs, ys, sws = self._batch(train, raw, cw, "fit", step)
                 try:
                     losses, pairs = self._train_step(xs, ys, sws)
+                    self._host_step(host, ys, sws)
                 except NumericalError as e:
                     if not cbs.handles_nan():
                         raise NumericalError(f"fit: epoch {epoch + 1}, step {step + 1}: {e}") \
@@ -188,7 +289,7 @@ class TrainingMixin:
                     cbs.on_train_batch_end(step, {**logs, "loss": math.nan}, size=len(xs[0]))
                     break  # TerminateOnNaN: the step was not applied; stop here
                 tracker.add(losses, pairs, len(xs[0]))
-                logs = dict(zip(self._result_names(), tracker.values()))
+                logs = self._named(tracker.values(), host)
                 cbs.on_train_batch_end(step, logs, size=len(xs[0]))
                 if self.stop_training:
                     break
@@ -218,20 +319,19 @@ class TrainingMixin:
 
     # ---- evaluate / predict --------------------------------------------------------------
     def _evaluate_epoch(self, epochs_it, who, cbs):
-        tracker = Tracker()
+        tracker, host = Tracker(), self._new_host_metrics()
         source = epochs_it.source
         for step, raw in epochs_it.epoch():
             if cbs is not None:
                 cbs.on_test_batch_begin(step)
             xs, ys, sws = self._batch(source, raw, None, who, step)
-            losses, pairs, _ = self._evaluate_batch(xs, ys, sws)
-            tracker.add(losses, pairs, len(xs[0]))
+            tracker.add(*self._eval_step(xs, ys, sws, host), len(xs[0]))
             if cbs is not None:
-                cbs.on_test_batch_end(step, dict(zip(self._result_names(), tracker.values())),
+                cbs.on_test_batch_end(step, self._named(tracker.values(), host),
                                       size=len(xs[0]))
         if tracker.n == 0:
             raise InputError(f"{who}: the data gave no batches")
-        return dict(zip(self._result_names(), tracker.values()))
+        return self._named(tracker.values(), host)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
@@ -249,7 +349,7 @@ class TrainingMixin:
         cbs.on_test_begin()
         logs = self._evaluate_epoch(it, "evaluate", cbs)
         cbs.on_test_end(logs)
-        return self._format(list(logs.values()), return_dict)
+        return self._returned(logs, return_dict)
 
     def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
         """Outputs for ``x`` (an array, a list for several inputs, a PyDataset or a

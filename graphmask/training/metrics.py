@@ -32,10 +32,18 @@ from typing import Any
 from graphmask.errors import ConfigError, GraphmaskError
 from graphmask.ops.base import OpError
 from graphmask.ops.losses import ignore_class as _attrs_ignore_class
-from graphmask.training.losses import Loss, _flag, check_ignore_class
+from graphmask.training.losses import Loss
+from graphmask.training.metric_classes import (
+    CLASSES,
+    Mean,
+    MeanMetricWrapper,
+    Metric,
+    SparseCategoricalCrossentropy,
+    Sum,
+)
 
-__all__ = ["Metric", "SparseCategoricalCrossentropy", "deserialize", "get", "name_of",
-           "resolve_accuracy", "serialize", "standardize"]
+__all__ = ["Metric", "SparseCategoricalCrossentropy", "deserialize", "get", "is_host",
+           "name_of", "resolve_accuracy", "serialize", "standardize"]
 
 _SCORES: dict[str, dict] = {
     "binary_accuracy": {"fn": "binary_accuracy", "threshold": 0.5},
@@ -82,77 +90,23 @@ def resolve_accuracy(y_true_shape=None, y_pred_shape=None, loss: Loss | None = N
                       "crossentropy loss) to choose binary, categorical or sparse accuracy")
 
 
-class Metric:
-    """A metric object: a ``metric_score`` function, its arguments and a result name."""
-
-    fn: str = ""
-    _args: tuple[str, ...] = ()
-
-    def __init__(self, name: str | None = None) -> None:
-        if name is not None and not isinstance(name, str):
-            raise ConfigError(f"{type(self).__name__}: name must be a string, got {name!r}")
-        self.name = name or self.fn
-
-    def attrs(self) -> dict[str, Any]:
-        """Attributes of the ``metric_score`` op (arguments left at None are omitted)."""
-        out: dict[str, Any] = {"fn": self.fn}
-        out.update({k: getattr(self, k) for k in self._args if getattr(self, k) is not None})
-        return out
-
-    def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, **{k: getattr(self, k) for k in self._args}}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Metric:
-        return cls(**config)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
+_CLASSES = CLASSES
+#: names of the host metric classes, as Keras resolves metric strings (class, snake case)
+_HOST_NAMES = {k: c for c in CLASSES.values() if c.host
+               for k in (c.__name__, c.__name__.lower(), c.default_name)}
 
 
-class SparseCategoricalCrossentropy(Metric):
-    """Sparse categorical crossentropy as a metric (Keras 3's class of that name).
-
-    Parameters
-    ----------
-    name : str
-        The result's name; defaults to ``"sparse_categorical_crossentropy"``.
-    dtype : None
-        Accepted for Keras compatibility; only None (the float dtype of the output).
-    from_logits : bool
-        ``y_pred`` holds logits rather than probabilities.
-    ignore_class : int or None
-        Positions labelled with this id score 0 and are left out of the count when the
-        output is masked or the metric is weighted (see the module doc).
-    axis : int
-        Only -1 (classes on the last axis).
-    """
-
-    fn = "sparse_categorical_crossentropy"
-    _args = ("from_logits", "ignore_class")
-
-    def __init__(self, name: str = "sparse_categorical_crossentropy", dtype: Any = None,
-                 from_logits: bool = False, ignore_class: int | None = None,
-                 axis: int = -1) -> None:
-        who = type(self).__name__
-        if dtype is not None:
-            raise ConfigError(f"{who}: dtype={dtype!r} is not supported (leave at None)")
-        if axis != -1:
-            raise ConfigError(f"{who}: axis={axis!r} is not supported (classes are on the "
-                              f"last axis, -1)")
-        super().__init__(name)
-        self.from_logits = _flag("from_logits", from_logits)
-        self.ignore_class = check_ignore_class(ignore_class, f"metric {who}")
-
-
-_CLASSES = {c.__name__: c for c in (SparseCategoricalCrossentropy,)}
+def is_host(identifier: Any) -> bool:
+    """True for a metric object (or its serialized dict) the compiled graph has no score
+    for: ``compile`` updates it after each batch from the output, its mask and the targets.
+    ``Mean`` and ``Sum`` take values, not (y_true, y_pred), and are refused."""
+    if isinstance(identifier, dict) and "class_name" in identifier:
+        identifier = deserialize(identifier)
+    if isinstance(identifier, (Mean, Sum)) and not isinstance(identifier, MeanMetricWrapper):
+        raise ConfigError(f"compile: {type(identifier).__name__} averages values given to "
+                          f"update_state(values); compiled metrics take (y_true, y_pred), "
+                          f"e.g. metrics=['mse'] or MeanSquaredError()")
+    return isinstance(identifier, Metric) and identifier.host
 
 
 def serialize(metric: Metric) -> dict[str, Any]:
@@ -176,6 +130,10 @@ def deserialize(config: dict[str, Any]) -> Metric:
 
 def standardize(identifier: Any) -> Any:
     """What ``compile`` keeps for a metric: a name or dict as given, an object serialized."""
+    if isinstance(identifier, str) and identifier not in ALIASES:
+        cls = _HOST_NAMES.get(identifier) or _HOST_NAMES.get(identifier.lower())
+        if cls is not None:  # 'auc', 'Precision', 'root_mean_squared_error', ... as Keras
+            return serialize(cls())
     return serialize(identifier) if isinstance(identifier, Metric) else identifier
 
 

@@ -480,8 +480,15 @@ def serialize(optimizer: Optimizer) -> dict[str, Any]:
 
 
 def deserialize(config: dict[str, Any]) -> Optimizer:
-    cls = _lookup(str(config.get("class_name", "")))
-    return cls.from_config(dict(config.get("config", {})))
+    name = str(config.get("class_name", ""))
+    cls = _lookup(name)
+    cfg = config.get("config", {})
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"optimizer {name}: config must be a dict, got {cfg!r}")
+    try:
+        return cls.from_config(dict(cfg))
+    except TypeError as e:
+        raise ConfigError(f"optimizer {name}: bad config {cfg!r} ({e})") from None
 
 
 def _lookup(name: str) -> type[Optimizer]:
