@@ -23,7 +23,6 @@ from graphmask.training import metrics as metrics_mod
 from graphmask.training import optimizers as optimizers_mod
 from graphmask.training.data import prepare_inputs, prepare_targets, prepare_weights
 from graphmask.training.loop import TrainingMixin
-from graphmask.training.tracking import Tracker
 
 
 def _unsupported(who: str, **given) -> None:
@@ -269,7 +268,7 @@ class Model(TrainingMixin, Layer):
         metric_list, weighted_list = ([[metrics_mod.standardize(m) for m in per] for per in lst]
                                       for lst in (metric_list, weighted_list))
         g = self._forward.copy()
-        loss_nodes, loss_w, metric_nodes = [], [], []
+        loss_nodes, loss_w, metric_nodes, host = [], [], [], []
         g.meta["targets"], g.meta["weights"] = {}, {}
         for k, ((onode, oout), lobj) in enumerate(zip(g.meta["outputs"], loss_objs)):
             needs_target = lobj is not None or metric_list[k] or weighted_list[k]
@@ -295,16 +294,20 @@ class Model(TrainingMixin, Layer):
             prefix = f"{lname}_" if n_out > 1 else ""
             for mname, weighted in ([(m, False) for m in metric_list[k]]
                                     + [(m, True) for m in weighted_list[k]]):
-                mattrs = metrics_mod.get(mname, lobj, y_true_shape=tshape, y_pred_shape=oshape)
                 shown = metrics_mod.name_of(mname)
                 shown = f"weighted_{shown}" if weighted and mname in metric_list[k] else shown
+                if metrics_mod.is_host(mname):  # updated from the outputs after each step
+                    host.append([len(metric_nodes) + len(host), k, prefix + shown, weighted,
+                                 mname])
+                    continue
+                mattrs = metrics_mod.get(mname, lobj, y_true_shape=tshape, y_pred_shape=oshape)
                 sid = g.add("metric_score", mattrs, {"y_pred": (onode, oout), "y_true": tid},
                             layer=f"{lname}:{shown}")
                 ports = {"score": sid, "weight": wid} if weighted else {"score": sid}
                 rid = g.add("weighted_average", {}, ports, layer=f"{lname}:{shown}")
                 metric_nodes.append((k, prefix + shown, rid))
         g.meta["losses"], g.meta["loss_weights"] = loss_nodes, loss_w
-        g.meta["metrics"] = metric_nodes
+        g.meta["metrics"], g.meta["host_metrics"] = metric_nodes, host
         upto = "autodiff" if loss_nodes else "losses"
         self._graph = passes.run_pipeline(g, upto=upto, training=True)
         # predict/evaluate run the same graph unless a custom layer's call depends on
@@ -421,13 +424,6 @@ class Model(TrainingMixin, Layer):
         ys = prepare_targets(self, y, len(xs[0]), xs)
         sws = prepare_weights(self, sample_weight, ys)
         return xs, ys, sws
-
-    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
-        self._require_compiled("test_on_batch")
-        xs, ys, sws = self._prepare_xy(x, y, sample_weight)
-        tracker = Tracker()
-        tracker.add(*self._evaluate_batch(xs, ys, sws)[:2], 1)
-        return self._format(tracker.values(), return_dict)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False, distribute=None):
