@@ -14,7 +14,7 @@ from graphmask.kernels import jit
 @jit
 def max_pool_forward(x, pool, stride, pad_left, l_out):
     """``(y, idx)``: the window maxima and the input step of each (the first maximum; a
-    NaN wins)."""
+    NaN wins). Channels run innermost, over contiguous memory."""
     b_n, length, c_n = x.shape
     y = np.empty((b_n, l_out, c_n), dtype=x.dtype)
     idx = np.empty((b_n, l_out, c_n), dtype=np.int64)
@@ -23,15 +23,15 @@ def max_pool_forward(x, pool, stride, pad_left, l_out):
             lo = max(t * stride - pad_left, 0)
             hi = min(t * stride - pad_left + pool, length)
             for c in range(c_n):
-                best = x[b, lo, c]
-                at = lo
-                for s in range(lo + 1, hi):
+                y[b, t, c] = x[b, lo, c]
+                idx[b, t, c] = lo
+            for s in range(lo + 1, hi):
+                for c in range(c_n):
                     v = x[b, s, c]
-                    if v > best or (np.isnan(v) and not np.isnan(best)):
-                        best = v
-                        at = s
-                y[b, t, c] = best
-                idx[b, t, c] = at
+                    best = y[b, t, c]
+                    if v > best or (v != v and best == best):
+                        y[b, t, c] = v
+                        idx[b, t, c] = s
     return y, idx
 
 

@@ -86,3 +86,11 @@ def test_errors(attrs, shape, dtype, message):
     for op in (MAX, AVG):
         with pytest.raises(OpError, match=message.replace("(", r"\(")):
             get_op(op).infer(attrs, {"x": Spec(shape, dtype)})
+
+
+def test_max_a_nan_wins_its_window_and_takes_the_gradient():
+    x = np.array([1.0, np.nan, 3.0, 2.0]).reshape(1, 4, 1)
+    y, dx = _run(MAX, {"pool_size": 2, "strides": 1, "padding": "valid"}, x,
+                 np.array([1.0, 2.0, 4.0]).reshape(1, 3, 1))
+    assert np.isnan(y[0, :2, 0]).all() and y[0, 2, 0] == 3.0
+    np.testing.assert_array_equal(dx[0, :, 0], [0.0, 3.0, 4.0, 0.0])
