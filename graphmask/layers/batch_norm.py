@@ -63,7 +63,8 @@ class BatchNormalization(Layer):
     a layer with ``trainable=False`` runs in inference mode even while fitting and its
     moving statistics stay as they are; graphmask reads ``trainable`` when the layer is
     called (build the model after freezing). ``training=`` at a symbolic call is refused:
-    fitting is training, predict and evaluate are not.
+    fitting is training, predict and evaluate are not. An eager call on arrays with
+    ``training=True`` uses the batch's moments and moves the statistics, as Keras's.
     """
 
     _training_sensitive = True
