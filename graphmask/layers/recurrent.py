@@ -194,8 +194,10 @@ class LSTM(_Recurrent):
         self._training_sensitive = bool(self.dropout or self.recurrent_dropout)
         self._init_common(units, activation, use_bias, kernel_initializer,
                           recurrent_initializer, bias_initializer, 0.0, 0.0,
-                          return_sequences, return_state, go_backwards, stateful, unroll,
+                          return_sequences, return_state, go_backwards, False, unroll,
                           zero_output_for_mask)
+        self.stateful = bool(stateful)
+        self._state_key = lstm_op.state_key(self.name) if self.stateful else None
         self.recurrent_activation = _choice(self._who(), "recurrent_activation",
                                             recurrent_activation, LSTM_RECURRENT_ACTIVATIONS)
         self.unit_forget_bias = bool(unit_forget_bias)
@@ -203,6 +205,9 @@ class LSTM(_Recurrent):
     def build(self, spec):
         self._check_input(spec)
         h = self.units
+        if self.stateful:  # Keras: the state needs a static batch size
+            lstm_op.check_stateful_batch(self._who(), spec.shape)
+            lstm_op.new_state(self._state_key, spec.shape[0], h, self.dtype)
         self.kernel = self.add_weight(shape=(spec.shape[-1], 4 * h),
                                       initializer=self.kernel_initializer, name="kernel")
         self.recurrent_kernel = self.add_weight(shape=(h, 4 * h),
@@ -229,7 +234,8 @@ class LSTM(_Recurrent):
             h0, c0 = check_initial_state(self, x, initial_state)
         attrs = {**self._common_attrs(), "recurrent_activation": self.recurrent_activation,
                  **lstm_op.dropout_attrs(self.dropout, self.recurrent_dropout, self.seed,
-                                         self.name)}
+                                         self.name),
+                 **({"state_key": self._state_key} if self.stateful else {})}
         return self._apply("lstm", attrs, {"x": x, "kernel": self.kernel,
                                            "recurrent_kernel": self.recurrent_kernel,
                                            "bias": self.bias, "h0": h0, "c0": c0})
@@ -237,7 +243,22 @@ class LSTM(_Recurrent):
     def get_config(self):
         return {**self._common_config(), "recurrent_activation": self.recurrent_activation,
                 "unit_forget_bias": self.unit_forget_bias, "dropout": self.dropout,
-                "recurrent_dropout": self.recurrent_dropout, "seed": self.seed}
+                "recurrent_dropout": self.recurrent_dropout, "seed": self.seed,
+                "stateful": self.stateful}
+
+    @property
+    def states(self):
+        """A stateful layer's carried ``[h, c]`` (copies), else None (as Keras's)."""
+        state = lstm_op.get_state(self._state_key) if self.stateful else None
+        return None if state is None else list(state)
+
+    def reset_states(self):
+        """Zero the carried states of a stateful layer (Keras's alias of reset_state)."""
+        self.reset_state()
+
+    def reset_state(self):
+        if self.stateful:
+            lstm_op.reset_state(self._state_key)
 
 
 class GRU(_Recurrent):
