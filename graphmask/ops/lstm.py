@@ -103,6 +103,57 @@ def dropout_attrs(dropout, recurrent_dropout, seed, name: str) -> dict:
     return out
 
 
+# ---- stateful layers -------------------------------------------------------------------------
+_STATES: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+
+_state_keys = iter(range(1, 2**62))
+
+
+def state_key(name: str) -> str:
+    """A fresh key for one stateful layer's carried state."""
+    return f"{name}#{next(_state_keys)}"
+
+
+def check_stateful_batch(who: str, shape) -> None:
+    """A stateful layer's input must have a static batch size (Keras 3's rule)."""
+    if shape[0] is None:
+        from graphmask.errors import ShapeError
+        raise ShapeError(f"{who}: stateful=True needs a fixed batch size, got input shape "
+                         f"{tuple(shape)}; give the input one, e.g. Input(shape, "
+                         f"batch_size=32) or Input(batch_shape=(32, ...))")
+
+
+def new_state(key: str, batch: int, units: int, dtype="float32") -> None:
+    """Zero states ``(h, c)`` of shape ``(batch, units)`` for a stateful layer."""
+    _STATES[key] = (np.zeros((batch, units), dtype), np.zeros((batch, units), dtype))
+
+
+def reset_state(key: str) -> None:
+    """Set a stateful layer's carried states to zeros."""
+    if key in _STATES:
+        for a in _STATES[key]:
+            a[...] = 0
+
+
+def get_state(key: str):
+    """Copies of a stateful layer's carried ``(h, c)``, or None before it is built."""
+    return None if key not in _STATES else tuple(a.copy() for a in _STATES[key])
+
+
+def carried_state(key: str, batch: int, units: int):
+    """The state a stateful call starts from, checked against the batch."""
+    if key not in _STATES:
+        raise OpError(f"lstm(units={units}): no carried state for {key!r} (the stateful "
+                      f"layer was not built)")
+    h, c = _STATES[key]
+    if h.shape[0] != batch:
+        raise OpError(f"lstm(units={units}): a stateful layer needs the same batch size at "
+                      f"every call: its state holds {h.shape[0]} samples, the batch has "
+                      f"{batch}")
+    return h, c
+
+
 def _generator(attrs) -> np.random.Generator:
     key = attrs.get("seed_key")
     if attrs.get("seed") is None or key is None:
@@ -273,8 +324,10 @@ class LSTM(Op):
     def n_residuals(self, attrs):
         # offsets, rows, x_t, h_{t-1}, gate activations, c_{t-1}, act(c_t); with a dropout
         # rate also the masks mx, mh (empty when none was drawn)
+        # and with state_key (stateful) the state the forward started from, h0 and c0
         c = _cfg(attrs)
-        return 9 if c["dropout"] or c["recurrent_dropout"] else 7
+        n = 9 if c["dropout"] or c["recurrent_dropout"] else 7
+        return n + 2 * (attrs.get("state_key") is not None)
 
     # ---- reference (readable NumPy, one step at a time) -------------------------------
     def _ref_steps(self, attrs, inputs, drop=None):
@@ -361,6 +414,21 @@ class LSTM(Op):
 
     # ---- fast path ----------------------------------------------------------------------
     def forward(self, attrs, inputs):
+        key = attrs.get("state_key")
+        if key is None:
+            return self._forward(attrs, inputs)[0]
+        # stateful: start from the carried state (unless one is given) and carry the last
+        c, x = _cfg(attrs), inputs["x"]
+        h0, c0 = carried_state(key, x.shape[0], int(c["units"]))
+        if "h0" not in inputs:
+            inputs = {**inputs, "h0": h0, "c0": c0}
+        outs, h, cs = self._forward(attrs, inputs)
+        dt = _STATES[key][0].dtype
+        _STATES[key] = (h.astype(dt), cs.astype(dt))
+        return outs + [np.array(inputs["h0"]), np.array(inputs["c0"])]
+
+    def _forward(self, attrs, inputs):
+        """(outputs and residuals, final h, final c)."""
         c, x, k, rk, bias, mask = _prepare(attrs, inputs)
         B, T, D = x.shape
         H = int(c["units"])
@@ -368,8 +436,10 @@ class LSTM(Op):
         mx, mh = draw_masks(attrs, B, D, H, x.dtype)
         empty = np.empty(0, x.dtype)
         if mh is not None:  # recurrent dropout: the step loop, with the masks as residuals
-            vis = self.reference(attrs, inputs, (mx, mh))
-            return vis + [np.empty(0, np.int64)] * 2 + [empty] * 5 + [mx, mh]
+            full = self.reference({**attrs, "return_state": True}, inputs, (mx, mh))
+            vis = full if c["return_state"] else full[:1]
+            return (vis + [np.empty(0, np.int64)] * 2 + [empty] * 5 + [mx, mh], full[1],
+                    full[2])
         if mx is not None:  # the same input mask at every step
             x = x * mx[:, None, :]
         back = c["go_backwards"]
@@ -395,6 +465,7 @@ class LSTM(Op):
                 K.ACTIVATIONS.index(c["recurrent_activation"]),
                 c["return_sequences"], c["zero_output_for_mask"], y, h, cs, ws, th.threads)
         vis = [y if c["return_sequences"] else h.copy()]
+        last = (h.copy(), cs.copy())
         if "h0" in inputs:  # the kernels repeat the carried h, Keras's previous output is 0
             if not c["return_sequences"]:
                 vis[0][~mask.any(axis=1)] = 0
@@ -405,12 +476,16 @@ class LSTM(Op):
         if not keep:  # the workspace is reused: hand out nothing that lives in it
             res = [np.empty((0,) * r.ndim, r.dtype) for r in res]
         drop = [empty if mx is None else mx, empty] if dropping else []
-        return vis + [offsets, rows, *res, *drop]
+        return (vis + [offsets, rows, *res, *drop], *last)
 
     def vjp(self, attrs, inputs, outputs, grads, wrt):
         c, x, k, rk, _, mask = _prepare(attrs, inputs)
         B = x.shape[0]
         H = int(c["units"])
+        if attrs.get("state_key") is not None:  # the carried state the forward started from
+            if "h0" not in inputs:
+                inputs = {**inputs, "h0": outputs[-2], "c0": outputs[-1]}
+            outputs = outputs[:-2]
         mx = None
         if c["dropout"] or c["recurrent_dropout"]:
             mx, mh = outputs[-2:]
