@@ -11,7 +11,9 @@ return_sequences) -> Dense(32), masked mse, Adam(1e-3), T=100, lengths uniform i
 * local: ``model.fit`` in this process (numba on every core, as by default);
 * dask: the same ``fit`` with ``distribute=DaskStrategy(client)`` on a
   ``LocalCluster(n_workers=2, threads_per_worker=1)`` on the same machine (one
-  single-threaded worker per core; the driver mostly waits).
+  single-threaded worker per core; the driver mostly waits);
+* 1 shard: ``DaskStrategy(client, n_shards=1)``, the whole batch on one worker: against
+  the 2-shard figure it shows how the compute scales from one worker to two.
 
 Each figure is the best of ``--rounds`` alternating rounds of ``--steps`` steps (after
 one warm-up fit); throughput is samples per second. The overhead per step is the step's
@@ -95,33 +97,36 @@ def main():
                            dashboard_address=":0", env=worker_env())
     client = Client(cluster)
     print(f"LocalCluster(2 workers) up in {time.perf_counter() - t0:.2f} s")
-    strategy = DaskStrategy(client)
+    strategy, single = DaskStrategy(client), DaskStrategy(client, n_shards=1)
     rows = []
     for b in args.batches:
         x, y = data(b, args.steps)
-        local, dist = w1_model(), w1_model()
+        local, dist, one = w1_model(), w1_model(), w1_model()
         timed_fit(local, x[:b], y[:b], b)
         timed_fit(dist, x[:b], y[:b], b, strategy)
-        best_l, best_d, best_o = np.inf, np.inf, np.inf
+        timed_fit(one, x[:b], y[:b], b, single)
+        best_l, best_d, best_o, best_1 = np.inf, np.inf, np.inf, np.inf
         for _ in range(args.rounds):
             best_l = min(best_l, timed_fit(local, x, y, b)[0])
             d, o = timed_fit(dist, x, y, b, strategy)
             if d < best_d:
                 best_d, best_o = d, o
-        rows.append((f"W1 B={b}", best_l, best_d, best_o, b))
+            best_1 = min(best_1, timed_fit(one, x, y, b, single)[0])
+        rows.append((f"W1 B={b}", best_l, best_d, best_o, b, best_1))
     tiny = tiny_model()
     xt = np.zeros((4 * args.steps, 3), np.float32)
     yt = np.zeros((4 * args.steps, 1), np.float32)
     timed_fit(tiny, xt[:4], yt[:4], 4, strategy)
     tl = min(timed_fit(tiny, xt, yt, 4)[0] for _ in range(args.rounds))
     td = min(timed_fit(tiny, xt, yt, 4, strategy) for _ in range(args.rounds))
-    rows.append(("Dense(1), B=4", tl, td[0], td[1], 4))
-    print("| case | local step | 2 workers step | overhead/step | local samples/s "
-          "| 2 workers samples/s | ratio (2 workers / local throughput) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, tl, td, over, b in rows:
+    t1 = min(timed_fit(tiny, xt, yt, 4, single)[0] for _ in range(args.rounds))
+    rows.append(("Dense(1), B=4", tl, td[0], td[1], 4, t1))
+    print("| case | local step | 2 workers step | overhead/step | 1 shard step | local "
+          "samples/s | 2 workers samples/s | ratio (2 workers / local throughput) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, tl, td, over, b, t1 in rows:
         print(f"| {name} | {tl * 1e3:.1f} ms | {td * 1e3:.1f} ms | {over * 1e3:.1f} ms | "
-              f"{b / tl:.0f} | {b / td:.0f} | **{tl / td:.2f}** |")
+              f"{t1 * 1e3:.1f} ms | {b / tl:.0f} | {b / td:.0f} | **{tl / td:.2f}** |")
     client.close()
     cluster.close()
 
