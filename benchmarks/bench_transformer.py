@@ -27,9 +27,15 @@ Method (bench_lstm.py's): each library runs in its own fresh process, the librar
 alternate for ``--rounds`` rounds, each keeps its best median of ``--steps`` timed steps
 after warm-up, and every ratio is graphmask / PyTorch of this same run.
 
+``--single-thread`` runs both libraries on one thread (numba, PyTorch's intra-op pool,
+BLAS): on a shared machine whose other load leaves a process less than its cores, a
+multithreaded run measures mostly how each thread pool copes with descheduled workers.
+
 ``--check`` first puts graphmask's initial weights into the PyTorch model and compares
 the losses of one batch (dropout off), so both provably compute the same function.
-``--profile`` times graphmask's train step per op name over the plan's nodes.
+``--profile [train|predict]`` times graphmask's step per op over the plan's nodes.
+``--softmax`` times ``prim.masked_softmax`` on T1's scores and masks against the composed
+``where`` / ``softmax`` / ``where`` it replaces.
 """
 from __future__ import annotations
 
@@ -135,7 +141,7 @@ def torch_cases(kind, b, t, steps):
     import torch.nn.functional as F
 
     torch.manual_seed(0)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(int(os.environ.get("T1_THREADS", 0)) or os.cpu_count() or 1)
     ids_np, _ = batch(b, t, None)
     ids = torch.from_numpy(ids_np.astype(np.int64))
     y = torch.from_numpy(labels(b).astype(np.int64))
@@ -217,11 +223,61 @@ def profile(kind, b, t, steps):
         print(f"{what:<48}{n:>4}{sec * 1e3:>9.3f} ms{sec / total:>8.1%}")
 
 
+# ------------------------------------------------------------------------ --softmax
+def softmax_bench(b, t, reps=30):
+    """``prim.masked_softmax`` on T1's scores (B, 4, T, T) and T1's masks, beside the
+    composed form it replaces (``where`` -> ``prim.softmax`` -> ``where``, Keras's
+    masked Softmax) and beside ``prim.softmax`` without a mask; milliseconds, best of
+    ``reps``."""
+    from graphmask.ops import get_op
+
+    ids, lengths = batch(b, t, None)
+    keep = (ids != 0)[:, None, :, None] & (ids != 0)[:, None, None, :]
+    x = np.random.default_rng(0).standard_normal((b, HEADS, t, t)).astype(np.float32)
+    g = np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
+    ms, sm, where = (get_op(n) for n in ("prim.masked_softmax", "prim.softmax", "prim.where"))
+
+    def best(fn):
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times) * 1e3
+
+    fill = np.float32(-1e9)
+    zero = np.float32(0)
+
+    def composed():
+        z = where.forward({}, {"condition": keep, "x": x, "y": fill})[0]
+        y = sm.forward({}, {"x": z})[0]
+        return where.forward({}, {"condition": keep, "x": y, "y": zero})[0]
+
+    y = ms.forward({}, {"x": x, "keep": keep})[0]
+    np.testing.assert_allclose(y, composed(), rtol=1e-5, atol=1e-7)
+    kept = keep.mean() * 100
+    print(f"scores {x.shape}, {kept:.0f}% of (query, key) pairs kept (lengths "
+          f"{lengths.min()}-{lengths.max()})")
+    rows = {
+        "prim.masked_softmax forward": lambda: ms.forward({}, {"x": x, "keep": keep}),
+        "where + prim.softmax + where": composed,
+        "prim.softmax (no mask)": lambda: sm.forward({}, {"x": x}),
+        "prim.masked_softmax vjp": lambda: ms.vjp({}, {"x": x, "keep": keep}, [y], [g],
+                                                 ["x"]),
+    }
+    for name, fn in rows.items():
+        print(f"{name:<32}{best(fn):8.2f} ms")
+
+
 # ------------------------------------------------------------------------ driver
-def worker(lib, kind, b, t, steps):
+def worker(lib, kind, b, t, steps, single=False):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib,
            json.dumps([kind, b, t, steps])]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    env = dict(os.environ)
+    if single:  # one thread in every library (numba, torch's pool, BLAS)
+        env.update(T1_THREADS="1", NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1",
+                   OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"{lib} worker failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -230,15 +286,16 @@ def worker(lib, kind, b, t, steps):
 CASES = {"graphmask": gm_case, "torch": torch_cases}
 
 
-def run_case(kind, b, t, steps, rounds):
+def run_case(kind, b, t, steps, rounds, single=False):
     best: dict[str, float] = {}
     libs = ["graphmask", "torch"]
     for r in range(rounds):
         for lib in (libs if r % 2 == 0 else libs[::-1]):
-            for name, sec in worker(lib, kind, b, t, steps).items():
+            for name, sec in worker(lib, kind, b, t, steps, single).items():
                 best[name] = min(sec, best.get(name, float("inf")))
     ratio = best["graphmask"] / best["torch"]
-    print(f"{kind:<12} graphmask {best['graphmask'] * 1e3:7.2f} ms  torch "
+    kind += ", 1 thread" if single else ""
+    print(f"{kind:<22} graphmask {best['graphmask'] * 1e3:7.2f} ms  torch "
           f"{best['torch'] * 1e3:7.2f} ms  ratio {ratio:.2f}", flush=True)
     return {"case": kind, "graphmask_ms": best["graphmask"] * 1e3,
             "torch_ms": best["torch"] * 1e3, "ratio": ratio}
@@ -251,8 +308,13 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--time", type=int, default=100)
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--single-thread", action="store_true",
+                    help="every library on one thread (a fair test on a loaded machine)")
     ap.add_argument("--profile", nargs="?", const="train", choices=("train", "predict"),
                     help="only time graphmask's train (default) or predict step per op")
+    ap.add_argument("--softmax", action="store_true",
+                    help="only time prim.masked_softmax on T1's scores against the "
+                         "composed where/softmax/where")
     ap.add_argument("--json", help="write the rows to this file")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -264,11 +326,15 @@ def main(argv=None):
     if args.profile:
         profile(args.profile, b, t, args.steps)
         return
+    if args.softmax:
+        softmax_bench(b, t)
+        return
     print(json.dumps(machine(), indent=1))
     if args.check:
         print("loss with graphmask's initial weights (dropout off): " + "  ".join(
             f"{k} {v:.6f}" for k, v in check(b, t).items()), flush=True)
-    rows = [run_case(kind, b, t, args.steps, args.rounds) for kind in ("T1", "T1-predict")]
+    rows = [run_case(kind, b, t, args.steps, args.rounds, args.single_thread)
+            for kind in ("T1", "T1-predict")]
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -23,11 +23,12 @@ Ports ``x`` (float scores ``(..., T, S)``: T queries, S keys) and an optional bo
   A row that keeps a key gives the same in all three: the softmax over its kept keys,
   0 at the others. The ``reference`` is these formulas, literally.
 
-The kernel (``graphmask/kernels/primitives/attention.py``) reads only the kept keys of
-each row. The VJP is the softmax's, ``y (g - sum(g y))`` from the output ``y``: 0 into
-dropped keys, 0 into the scores of an empty ``"zero"`` row, and for ``"uniform"`` /
-``"shift"`` the gradient autograd gives Keras's formulas (it does not see the rounding
-that makes an empty row uniform).
+The kernels (``graphmask/kernels/primitives/attention.py``) read only the kept keys of
+each row for its max, then exponentiate in NumPy and normalise. The VJP is the
+softmax's, ``y (g - sum(g y))`` from the output ``y``: 0 into dropped keys, 0 into the
+scores of an empty ``"zero"`` row, and for ``"uniform"`` / ``"shift"`` the gradient
+autograd gives Keras's formulas (it does not see the rounding that makes an empty row
+uniform).
 """
 from __future__ import annotations
 
@@ -124,10 +125,12 @@ class MaskedSoftmax(Prim):
         else:
             k2 = np.ascontiguousarray(np.broadcast_to(keep, x.shape)).reshape(-1, s_len)
         y2 = np.empty_like(x2)
-        rows = np.empty(x2.shape[0], bool)
+        rows = np.empty(x2.shape[0], np.bool_)
         if x2.size:
-            KA.masked_softmax_rows(x2, k2, keep is not None, max(t_len, 1), causal, window,
-                                   y2, rows)
+            KA.masked_shift_rows(x2, k2, keep is not None, max(t_len, 1), causal, window,
+                                 y2, rows)
+            np.exp(y2, out=y2)  # NumPy's SIMD exp; exp(-inf) = 0 at the dropped keys
+            KA.normalize_kept_rows(y2, rows)
         if empty != "zero" and rows.any():
             if empty == "uniform":
                 y2[rows] = 1.0 / s_len
