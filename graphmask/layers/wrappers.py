@@ -293,7 +293,7 @@ class Bidirectional(Layer):
 def _n_states(layer) -> int:
     """How many state tensors an RNN layer returns with ``return_state`` (LSTM: h and c;
     GRU, SimpleRNN: h)."""
-    return 2 if type(layer).__name__ == "LSTM" else 1
+    return len(getattr(layer, "_state_names", ("h",)))
 
 
 def _verify_pair(who, forward, backward) -> None:

@@ -1,4 +1,4 @@
-"""``Bidirectional`` against Keras 3 (torch backend).
+"""``Bidirectional`` (of LSTM, GRU and SimpleRNN) against Keras 3 (torch backend).
 
 Each model is built twice from one builder, with ``graphmask`` and with ``keras.layers``;
 Keras's random weights (normal * 0.5) are copied into graphmask unchanged, so the weight
@@ -164,8 +164,31 @@ def masking_features(lib):
     return lib.Model(x, lib.layers.Dense(2, name="head")(h))
 
 
+def _other_rnn(cls, mode, seq=True, **kw):
+    def build(lib):
+        ids = _ids(lib)
+        rnn = getattr(lib.layers, cls)(H, return_sequences=seq, name="rnn", **kw)
+        h = lib.layers.Bidirectional(rnn, merge_mode=mode, name="bidi")(_emb(lib, ids))
+        return lib.Model(ids, lib.layers.Dense(2, name="head")(h))
+    return build
+
+
+def gru_state(lib):
+    ids = _ids(lib)
+    out, hf, hb = lib.layers.Bidirectional(lib.layers.GRU(H, return_state=True, name="gru"),
+                                           name="bidi")(_emb(lib, ids))
+    both = lib.layers.Concatenate(name="cat")([out, hf, hb])
+    return lib.Model(ids, lib.layers.Dense(2, name="head")(both))
+
+
 CASES = {
     **{f"tagger_{m}": _tagger(m) for m in MODES},
+    "gru_tagger_concat": _other_rnn("GRU", "concat"),
+    "gru_summary_ave": _other_rnn("GRU", "ave", seq=False),
+    "gru_tagger_reset_before_sum": _other_rnn("GRU", "sum", reset_after=False),
+    "gru_state": gru_state,
+    "simple_rnn_tagger_mul": _other_rnn("SimpleRNN", "mul"),
+    "simple_rnn_summary_concat": _other_rnn("SimpleRNN", "concat", seq=False),
     **{f"summary_{m}": _summary(m) for m in MODES},
     "no_merge_sequences": no_merge_sequences,
     "no_merge_summary": no_merge_summary,
@@ -178,13 +201,14 @@ CASES = {
     "masking_features": masking_features,
 }
 #: the cases whose (first) output carries a mask
-MASKED_OUTPUT = {c for c in CASES if c.startswith("tagger_")} | {
+MASKED_OUTPUT = {c for c in CASES if "tagger_" in c} | {
     "no_merge_sequences", "sequences_and_state", "encoder_decoder", "custom_backward_layer",
     "backwards_first", "masking_features"}
 
 
 def _keras_names(variables):
-    return ["/".join([p for p in v.path.split("/") if p != "lstm_cell"][-2:])
+    cells = ("lstm_cell", "gru_cell", "simple_rnn_cell")
+    return ["/".join([p for p in v.path.split("/") if p not in cells][-2:])
             for v in variables]
 
 
@@ -283,7 +307,8 @@ def test_loss_and_gradients_match_torch_autograd(case):
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 @pytest.mark.parametrize("case", ["tagger_concat", "summary_ave", "no_merge_sequences",
                                   "return_state", "encoder_decoder", "custom_backward_layer",
-                                  "masking_features"])
+                                  "masking_features", "gru_tagger_concat", "gru_state",
+                                  "simple_rnn_tagger_mul"])
 def test_train_on_batch(case, optimizer):
     g, k = twin(case)
     tw.check_train_steps(g, k, optimizer, OPTIMIZERS[optimizer], PADDINGS, batch, targets,
