@@ -311,10 +311,10 @@
     kv(t, "mask rule", n.rule);
     kv(t, "mask status", n.status);
     if (n.mask && D.nodes[n.mask]) {
-      kv(t, "mask", link(D.nodes[n.mask].rule || n.mask, function () { select("node", n.mask); }));
+      kv(t, "mask", link(n.mask_text || n.mask, function () { select("node", n.mask); }));
     } else if (n.phase === "forward" && n.status) kv(t, "mask", "none (its output carries no mask)");
     if (n.group) kv(t, "primitive nodes", String(n.nodes));
-    if (n.in_call) kv(t, "inside call", n.in_call.join(" > "));
+    if (n.in_call) kv(t, "inside call", n.in_call_titles.join(" > "));
     if (n.grad_of) kv(t, "gradient of", n.grad_of.join(", "));
     details.appendChild(t);
     if (n.group && D.layouts.expanded) {

@@ -134,18 +134,22 @@ def _text(lines, x, y0, anchor="middle", cls="") -> str:
     return f'<text text-anchor="{anchor}" dominant-baseline="central"{c}>{"".join(spans)}</text>'
 
 
+def _toggle(gid: str, x1: float, y0: float, sign: str) -> str:
+    """The ``+`` (expand) or ``-`` (collapse) button in a call's top-right corner."""
+    what = "expand" if sign == "+" else "collapse"
+    return (f'<g class="gm-toggle" data-group="{gid}"><rect x="{x1 - 16:.1f}" '
+            f'y="{y0 + 2:.1f}" width="14" height="14" rx="3"/><text x="{x1 - 9:.1f}" '
+            f'y="{y0 + 9.5:.1f}" text-anchor="middle" dominant-baseline="central">{sign}'
+            f'</text><title>{what}</title></g>')
+
+
 def _svg_node(lay: Layout, key: str, clusters: list) -> str:
     vn = lay.view.nodes[key]
     fill, border = STYLE[vn.kind]
     x0, y0, x1, y1 = lay.box(key)
     dash = ' stroke-dasharray="5 3"' if vn.kind == "mask" else ""
     width = 1.6 if vn.kind in ("mask", "group") else 1.1
-    toggle = ""
-    if vn.kind == "group":
-        toggle = (f'<g class="gm-toggle" data-group="{key}"><rect x="{x1 - 16:.1f}" '
-                  f'y="{y0 + 2:.1f}" width="14" height="14" rx="3"/><text x="{x1 - 9:.1f}" '
-                  f'y="{y0 + 9.5:.1f}" text-anchor="middle" dominant-baseline="central">+'
-                  f'</text><title>expand</title></g>')
+    toggle = _toggle(key, x1, y0, "+") if vn.kind == "group" else ""
     return (f'<g class="gm-node gm-{vn.kind}" data-id="{key}" data-phase="{vn.phase}" '
             f'data-clusters="{" ".join(clusters)}"><rect x="{x0:.1f}" y="{y0:.1f}" '
             f'width="{x1 - x0:.1f}" height="{y1 - y0:.1f}" rx="6" fill="{fill}" '
@@ -165,17 +169,11 @@ def _svg_cluster(lay: Layout, cid: str, fold_lines: list) -> str:
             f'height="{h:.1f}" rx="8" fill="{fill}" stroke="{border}" stroke-width="1.3"/>'
             f'<g class="gm-head" data-id="{cid}">'
             f'{_text(cl.lines, x0 + 9, y0 - PAD_Y / 2, "start", "gm-ctitle")}</g>'
-            f'<g class="gm-toggle" data-group="{cid}"><rect x="{x1 - 16:.1f}" '
-            f'y="{y0 + 2:.1f}" width="14" height="14" rx="3"/><text x="{x1 - 9:.1f}" '
-            f'y="{y0 + 9.5:.1f}" text-anchor="middle" dominant-baseline="central">-</text>'
-            f'<title>collapse</title></g></g>'
+            f'{_toggle(cid, x1, y0, "-")}</g>'
             f'<g class="gm-fold gm-node gm-group" data-id="{cid}"><rect x="{x0:.1f}" '
             f'y="{y0:.1f}" width="{w:.1f}" height="{h:.1f}" rx="6" fill="{gfill}" '
             f'stroke="{gborder}" stroke-width="1.6"/>{_text(fold_lines, (x0 + x1) / 2, top)}'
-            f'<g class="gm-toggle" data-group="{cid}"><rect x="{x1 - 16:.1f}" '
-            f'y="{y0 + 2:.1f}" width="14" height="14" rx="3"/><text x="{x1 - 9:.1f}" '
-            f'y="{y0 + 9.5:.1f}" text-anchor="middle" dominant-baseline="central">+</text>'
-            f'<title>expand</title></g></g></g>')
+            f'{_toggle(cid, x1, y0, "+")}</g></g>')
 
 
 def _svg_edge(name: str, i: int, e, d: str) -> str:
@@ -277,7 +275,7 @@ def _units(g, key: str, calls_by_ref: dict):
     if key.startswith("g"):
         c = calls_by_ref[key]
         while c.parent is not None:
-            c = next(p for p in calls_by_ref.values() if p.id == c.parent)
+            c = _call_by_id(calls_by_ref, c.parent)
         return c.key
     nid = int(key[1:])
     n = g.node(nid)
@@ -296,6 +294,8 @@ def _node_details(model, g, key, layers, calls_by_ref, grads_by_node, labels) ->
                                                f"{g.spec(o, k).dtype}" for o, k in c.outputs],
                 "rule": c.rule, "status": st.status,
                 "mask": None if st.out is None else f"n{st.out}",
+                "mask_text": None if st.out is None else
+                f"mask of {labels[st.out]!r}: {mask_computes(g, st.out)}",
                 "value": f"{c.outputs[0][0]}:{c.outputs[0][1]}" if c.outputs else None,
                 "nodes": len(c.nodes), "weights": _weights_of(layer), "config": _config(layer),
                 "group": True}
@@ -306,12 +306,16 @@ def _node_details(model, g, key, layers, calls_by_ref, grads_by_node, labels) ->
     if n["op"] == "vjp":
         out["op"] = f"vjp of {n['attrs']['op']}"
     layer = layers.get(n["layer"])
-    if layer is not None and not group_path(g, nid) and n["phase"] == "forward":
+    path = group_path(g, nid)
+    calls = [_call_by_id(calls_by_ref, gid) for gid in path]
+    if path:
+        out["in_call"] = [c.ref for c in calls]
+        out["in_call_titles"] = [c.title for c in calls]
+    # a layer of its own (also one nested in a call), not a primitive its call recorded
+    if layer is not None and n["phase"] == "forward" and (
+            not calls or calls[-1].layer != n["layer"]):
         out["class"] = type(layer).__name__
         out["config"] = _config(layer)
-    path = group_path(g, nid)
-    if path:
-        out["in_call"] = [calls_by_ref_id(calls_by_ref, gid).ref for gid in path]
     reads = []
     for src, port, d in g.in_edges(nid):
         s = g.node(src)
@@ -343,12 +347,15 @@ def _node_details(model, g, key, layers, calls_by_ref, grads_by_node, labels) ->
     elif n["phase"] == "forward":
         masks = n.get("masks") or []
         out["mask"] = f"n{masks[0]}" if masks and masks[0] is not None else None
+    if out.get("mask") is not None:
+        mid = int(out["mask"][1:])
+        out["mask_text"] = f"mask of {labels[mid]!r}: {mask_computes(g, mid)}"
     if nid in grads_by_node:
         out["grad_of"] = grads_by_node[nid]
     return out
 
 
-def calls_by_ref_id(calls_by_ref: dict, gid: int):
+def _call_by_id(calls_by_ref: dict, gid: int):
     return next(c for c in calls_by_ref.values() if c.id == gid)
 
 

@@ -142,6 +142,13 @@ def test_custom_layer_calls_have_their_rule_and_all_their_weights():
     # a node inside a call says which call it is in
     inner = [v for v in data["nodes"].values() if v.get("in_call") == ["g3"]]
     assert inner and all(v["layer"] == "attn" for v in inner)
+    # a layer nested in a call is a layer of its own; a primitive the call recorded is not
+    gate = next(v for v in data["nodes"].values() if v["title"] == "block_gate")
+    assert (gate["class"], gate["in_call_titles"], gate["mask_text"]) == (
+        "Dense", ["block (Block)"], "mask of 'drop': compute_mask()")
+    assert gate["config"]["activation"] == "sigmoid"
+    add = next(v for v in data["nodes"].values() if v["op"] == "prim.add")
+    assert add["layer"] == "block" and "class" not in add
 
 
 def test_backward_view_draws_the_gradient_flow_only():
