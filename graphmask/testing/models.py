@@ -15,7 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import strategies as st
 
-from graphmask.layers import LSTM, BatchNormalization, Dense, Embedding, Input, Masking
+from graphmask.layers import (
+    LSTM,
+    BatchNormalization,
+    Bidirectional,
+    Dense,
+    Embedding,
+    Input,
+    Masking,
+)
 from graphmask.models.functional import Model
 from graphmask.testing import strategies as gst
 from graphmask.training import losses as losses_mod
@@ -115,10 +123,11 @@ def describe(spec) -> str:
         parts.append(f"Dense({pre}, tanh)")
     if norm and norm[0]:
         parts.append("BatchNormalization()")
-    for units, seq, back, zero in lstms:
+    for units, seq, back, zero, *bidi in lstms:
         flags = "".join([", return_sequences" * seq, ", go_backwards" * back,
                          ", zero_output_for_mask" * zero])
-        parts.append(f"LSTM({units}{flags})")
+        layer = f"LSTM({units}{flags})"
+        parts.append(f"Bidirectional({layer})" if bidi and bidi[0] else layer)
     parts.append(f"Dense({head}, {'linear' if logits else _HEAD[loss]})")
     return " -> ".join(parts) + f"; loss={loss!r}" + (", from_logits" if logits else "")
 
@@ -143,9 +152,10 @@ def build_model(spec, seed: int = 0) -> tuple[Model, object]:
         h = Dense(pre, activation="tanh", name="dense_in")(h)
     if norm and norm[0]:
         h = BatchNormalization(name="batch_norm")(h)
-    for i, (units, seq, back, zero) in enumerate(lstms):
-        h = LSTM(units, return_sequences=seq, go_backwards=back, zero_output_for_mask=zero,
-                 name=f"lstm_{i}")(h)
+    for i, (units, seq, back, zero, *bidi) in enumerate(lstms):
+        lstm = LSTM(units, return_sequences=seq, go_backwards=back, zero_output_for_mask=zero,
+                    name=f"lstm_{i}")
+        h = (Bidirectional(lstm, name=f"bidirectional_{i}") if bidi and bidi[0] else lstm)(h)
     out = Dense(head, activation="linear" if logits else _HEAD[loss], name="head")(h)
     model = Model(x, out, name="case")
     lobj = _loss_object(loss, logits)
@@ -194,7 +204,8 @@ def make_targets(model: Model, loss, x, seed: int = 0) -> np.ndarray:
 @st.composite
 def models(draw, inputs=("ids", "floats"), losses=LOSSES, max_lstms: int = 2,
            max_units: int = 3, sequence_output=None, go_backwards: bool = True,
-           seed=_SEED, lstm_units=None, batch_norm: bool = True) -> ModelCase:
+           seed=_SEED, lstm_units=None, batch_norm: bool = True,
+           bidirectional: bool = False) -> ModelCase:
     """Compiled random models (see the module docstring).
 
     Parameters
@@ -219,6 +230,10 @@ def models(draw, inputs=("ids", "floats"), losses=LOSSES, max_lstms: int = 2,
         reach the multi-threaded, multi-chunk float32 LSTM kernels.
     batch_norm : bool
         Allow a ``BatchNormalization`` after the input (and the optional Dense).
+    bidirectional : bool
+        Also draw, for each LSTM that does not go backwards, whether it is wrapped in
+        ``Bidirectional`` (concat). Its entry in ``spec`` then has a fifth item, the
+        flag; without it every entry has four, as before.
     """
     units = st.integers(1, max_units) if lstm_units is None else lstm_units
     kind = draw(st.sampled_from(tuple(inputs)))
@@ -235,8 +250,11 @@ def models(draw, inputs=("ids", "floats"), losses=LOSSES, max_lstms: int = 2,
         seq = True if i < n - 1 else last_seq
         back = (not seq) and go_backwards and draw(st.booleans())
         zero = seq and draw(st.booleans())
-        lstms.append((int(draw(units) if isinstance(units, st.SearchStrategy) else units),
-                      seq, back, zero))
+        entry = (int(draw(units) if isinstance(units, st.SearchStrategy) else units),
+                 seq, back, zero)
+        if bidirectional:
+            entry += ((not back) and draw(st.booleans()),)
+        lstms.append(entry)
     loss = draw(st.sampled_from(tuple(losses)))
     logits = "crossentropy" in loss and draw(st.booleans())
     head = draw(st.integers(2 if "categorical" in loss else 1, max_units))

@@ -8,10 +8,13 @@ checks them against Keras 3.
 """
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import graphmask as gm
 from graphmask.errors import ConfigError, ShapeError
 from graphmask.inspect import explain_mask
+from graphmask.testing import models
 from graphmask.viz.dot import to_dot
 
 B, T, F, H = 4, 6, 3, 5
@@ -286,3 +289,15 @@ def test_from_config_refuses_unknown_classes():
     with pytest.raises(ConfigError, match=r"Bidirectional 'bi': unknown layer class "
                                           r"'os.system'"):
         gm.Bidirectional.from_config(config)
+
+
+# ---- generated models ----------------------------------------------------------------------
+@settings(max_examples=12, deadline=None)
+@given(models(bidirectional=True, batch_norm=False), st.data())
+def test_generated_bidirectional_models_are_padding_invariant(case, data):
+    from graphmask.testing import check_padding_invariance
+    wrapped = [e for e in case.spec[5] if len(e) == 5 and e[4]]
+    assert (any(isinstance(layer, gm.Bidirectional) for layer in case.model.layers)
+            == bool(wrapped))
+    x, y = data.draw(case.batch(max_len=5))
+    check_padding_invariance(case.model, x, y)  # raises, naming what differs
