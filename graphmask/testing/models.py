@@ -23,6 +23,7 @@ from graphmask.layers import (
     Embedding,
     Input,
     Masking,
+    MultiHeadAttention,
 )
 from graphmask.models.functional import Model
 from graphmask.testing import strategies as gst
@@ -121,8 +122,11 @@ def describe(spec) -> str:
              else f"Input(F={size}) -> Masking({pad})"]
     if pre:
         parts.append(f"Dense({pre}, tanh)")
-    if norm and norm[0]:
+    if True in norm:
         parts.append("BatchNormalization()")
+    for heads, key_dim, causal in [e[1:] for e in norm if isinstance(e, tuple)]:
+        parts.append(f"MultiHeadAttention({heads}, {key_dim}"
+                     f"{', use_causal_mask' * causal})")
     for units, seq, back, zero, *bidi in lstms:
         flags = "".join([", return_sequences" * seq, ", go_backwards" * back,
                          ", zero_output_for_mask" * zero])
@@ -150,8 +154,11 @@ def build_model(spec, seed: int = 0) -> tuple[Model, object]:
         h = Masking(mask_value=pad, name="masking")(x)
     if pre:
         h = Dense(pre, activation="tanh", name="dense_in")(h)
-    if norm and norm[0]:
+    if True in norm:
         h = BatchNormalization(name="batch_norm")(h)
+    for heads, key_dim, causal in [e[1:] for e in norm if isinstance(e, tuple)]:
+        h = MultiHeadAttention(heads, key_dim, name="attention")(
+            h, h, use_causal_mask=causal)
     for i, (units, seq, back, zero, *bidi) in enumerate(lstms):
         lstm = LSTM(units, return_sequences=seq, go_backwards=back, zero_output_for_mask=zero,
                     name=f"lstm_{i}")
@@ -205,6 +212,7 @@ def make_targets(model: Model, loss, x, seed: int = 0) -> np.ndarray:
 def models(draw, inputs=("ids", "floats"), losses=LOSSES, max_lstms: int = 2,
            max_units: int = 3, sequence_output=None, go_backwards: bool = True,
            seed=_SEED, lstm_units=None, batch_norm: bool = True,
+           attention: bool = False,
            bidirectional: bool = False) -> ModelCase:
     """Compiled random models (see the module docstring).
 
@@ -230,6 +238,11 @@ def models(draw, inputs=("ids", "floats"), losses=LOSSES, max_lstms: int = 2,
         reach the multi-threaded, multi-chunk float32 LSTM kernels.
     batch_norm : bool
         Allow a ``BatchNormalization`` after the input (and the optional Dense).
+    attention : bool
+        Also draw a self-attention ``MultiHeadAttention(heads, key_dim)(h, h)`` (1-2
+        heads, key_dim 1-3, optionally causal) before the LSTMs; it reads the input's
+        mask and passes it on. Its entry at the end of ``spec`` is ``("mha", heads,
+        key_dim, causal)``; without it ``spec`` is as before.
     bidirectional : bool
         Also draw, for each LSTM that does not go backwards, whether it is wrapped in
         ``Bidirectional`` (concat). Its entry in ``spec`` then has a fifth item, the
@@ -261,6 +274,9 @@ def models(draw, inputs=("ids", "floats"), losses=LOSSES, max_lstms: int = 2,
     spec = (kind, size, width, pad, pre, tuple(lstms), head, loss, logits)
     if batch_norm and draw(st.booleans()):
         spec += (True,)
+    if attention and draw(st.booleans()):
+        spec += (("mha", draw(st.integers(1, 2)), draw(st.integers(1, 3)),
+                  draw(st.booleans())),)
     s = int(draw(seed) if isinstance(seed, st.SearchStrategy) else seed)
     model, lobj = build_model(spec, s)
     return ModelCase(model, kind, pad, size if kind == "ids" else None,
