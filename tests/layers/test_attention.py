@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import graphmask as gm
 from graphmask.errors import ConfigError, ShapeError
@@ -452,3 +454,31 @@ def test_einsum_dense_shape_errors():
     with pytest.raises(ShapeError, match=r"EinsumDense 'ed2': output_shape gives axis 'b' "
                                          r"size 7, but the input has 4"):
         bad(gm.Input((T, E)))
+
+
+# ---- graphmask.testing.models() --------------------------------------------------------------
+def test_testing_models_build_attention_and_keep_padding_invariance():
+    from graphmask.testing import check_padding_invariance
+    from graphmask.testing.models import build_model, describe
+
+    spec = ("ids", 6, 3, 0.0, 0, ((2, True, False, False),), 2, "mse", False,
+            ("mha", 2, 2, True))
+    assert describe(spec) == ("Embedding(6, 3, mask_zero=True) -> MultiHeadAttention(2, 2, "
+                              "use_causal_mask) -> LSTM(2, return_sequences) -> Dense(2, "
+                              "linear); loss='mse'")
+    model, _ = build_model(spec, seed=3)
+    assert type(model.get_layer("attention")).__name__ == "MultiHeadAttention"
+    batch = np.array([[3, 1, 4, 0, 0], [5, 0, 2, 0, 0], [0, 0, 0, 0, 0]])
+    report = check_padding_invariance(model, batch, y=np.zeros((3, 5, 2), np.float32))
+    assert str(report).splitlines()[0] == "check_padding_invariance: 4 part(s) checked, 0 skipped"
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_random_models_with_attention_pass_the_padding_checks(data):
+    from graphmask.testing import check_padding_invariance
+    from graphmask.testing.models import models
+
+    case = data.draw(models(inputs=("ids",), attention=True, batch_norm=False))
+    x = data.draw(case.inputs(min_len=2, max_len=5))
+    check_padding_invariance(case.model, x)
