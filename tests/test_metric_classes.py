@@ -184,3 +184,22 @@ def test_compiled_metric_names_and_files(tmp_path):
     with pytest.raises(ConfigError, match="compile: Mean averages values given to "
                                           r"update_state\(values\)"):
         model.compile("sgd", "bce", metrics=[metrics.Mean()])
+
+
+def test_default_names_are_keras_names():
+    want = {"Mean": "mean", "Sum": "sum", "Accuracy": "accuracy",
+            "BinaryAccuracy": "binary_accuracy", "CategoricalAccuracy": "categorical_accuracy",
+            "SparseCategoricalAccuracy": "sparse_categorical_accuracy",
+            "MeanSquaredError": "mean_squared_error", "MeanAbsoluteError": "mean_absolute_error",
+            "BinaryCrossentropy": "binary_crossentropy",
+            "CategoricalCrossentropy": "categorical_crossentropy",
+            "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy",
+            "RootMeanSquaredError": "root_mean_squared_error",
+            "MeanAbsolutePercentageError": "mean_absolute_percentage_error",
+            "MeanSquaredLogarithmicError": "mean_squared_logarithmic_error",
+            "TopKCategoricalAccuracy": "top_k_categorical_accuracy",
+            "SparseTopKCategoricalAccuracy": "sparse_top_k_categorical_accuracy",
+            "TruePositives": "true_positives", "FalsePositives": "false_positives",
+            "TrueNegatives": "true_negatives", "FalseNegatives": "false_negatives",
+            "Precision": "precision", "Recall": "recall", "AUC": "auc"}
+    assert {n: getattr(metrics, n)().name for n in want} == want

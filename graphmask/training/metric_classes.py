@@ -179,6 +179,8 @@ class MeanMetricWrapper(Mean):
     """A per-position score averaged as Keras's ``MeanMetricWrapper``:
     ``update_state(y_true, y_pred, sample_weight=None)``."""
 
+    default_name = ""  # the score function's name
+
     def values(self, y_true, y_pred) -> np.ndarray:
         """The per-sample or per-position score (the graph's ``metric_score``)."""
         y_pred = _array(y_pred, self.name, "y_pred")
