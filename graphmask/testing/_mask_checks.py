@@ -21,11 +21,12 @@ POSITIONWISE = ("dense", "activation", "identity", "dropout", "add_n", "add", "c
 def check_masked_steps(model, x, *, dtype="float64", rtol=0.0, atol=0.0) -> CheckReport:
     """What each layer puts at masked timesteps follows Keras 3.
 
-    * ``LSTM(return_sequences=True)``: the output at a masked step repeats the previous
-      output (zeros before the first kept step; zeros everywhere masked with
-      ``zero_output_for_mask=True``). ``go_backwards`` is read in processing order.
-    * ``LSTM`` final output (and ``return_state`` states) of a sample with no kept
-      step: zeros (the states: the ``initial_state``, when one is given).
+    * ``LSTM``, ``GRU``, ``SimpleRNN`` (``return_sequences=True``): the output at a
+      masked step repeats the previous output (zeros before the first kept step; zeros
+      everywhere masked with ``zero_output_for_mask=True``). ``go_backwards`` is read in
+      processing order.
+    * their final output (and ``return_state`` states) of a sample with no kept step:
+      zeros (the states: the ``initial_state``, when one is given).
     * ``Masking``: masked steps are exactly zero, kept steps unchanged.
     * ``Embedding(mask_zero=True)``: the padding id still gets its embedding row.
 
@@ -44,7 +45,7 @@ def check_masked_steps(model, x, *, dtype="float64", rtol=0.0, atol=0.0) -> Chec
     checks = []
     for nid in dict.fromkeys(nid for nid, _ in R.layer_output_keys(g)):
         n = g.node(nid)
-        if n["op"] in ("lstm", "masking", "embedding"):
+        if n["op"] in ("lstm", "gru", "simple_rnn", "masking", "embedding"):
             checks.append(nid)
         elif n["op"] not in POSITIONWISE:
             rec.skip(f"layer {n['layer']!r} ({n['op']}): no masked-step rule known for op "
@@ -62,9 +63,10 @@ def check_masked_steps(model, x, *, dtype="float64", rtol=0.0, atol=0.0) -> Chec
         ports = g.in_ports(nid)
         name = n["layer"]
         mask = vals[ports["mask"]].astype(bool) if "mask" in ports else None
-        if n["op"] == "lstm" and mask is not None:
+        if n["op"] in _RNN and mask is not None:
             init = [vals[ports[p]] for p in ("h0", "c0") if p in ports]
-            _check_lstm_steps(name, n["attrs"], vals, nid, mask, rtol, atol, rec, init)
+            _check_lstm_steps(name, n["attrs"], vals, nid, mask, rtol, atol, rec, init,
+                              n["op"])
         elif n["op"] == "masking":
             xin = vals[ports["x"]]
             m = mask if mask is not None else np.any(xin != n["attrs"]["mask_value"], -1)
@@ -92,14 +94,18 @@ def check_masked_steps(model, x, *, dtype="float64", rtol=0.0, atol=0.0) -> Chec
     return rec.report()
 
 
-def _check_lstm_steps(name, attrs, vals, nid, mask, rtol, atol, rec, init=()):
+#: the recurrent ops and their layers' names
+_RNN = {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "SimpleRNN"}
+
+
+def _check_lstm_steps(name, attrs, vals, nid, mask, rtol, atol, rec, init=(), op="lstm"):
     back = bool(attrs.get("go_backwards"))
     zero = bool(attrs.get("zero_output_for_mask"))
     pm = mask[:, ::-1] if back else mask  # mask in processing order
     y = vals[(nid, 0)]
     order = " (in processing order: go_backwards)" if back else ""
     if attrs.get("return_sequences"):
-        what = f"layer {name!r} (LSTM) output at a masked timestep"
+        what = f"layer {name!r} ({_RNN[op]}) output at a masked timestep"
         T = pm.shape[1]
         want = y.copy()
         for t in range(T):
@@ -115,10 +121,10 @@ def _check_lstm_steps(name, attrs, vals, nid, mask, rtol, atol, rec, init=()):
             rec.ok(what)
     outs = [] if attrs.get("return_sequences") else [(0, "final output")]
     if attrs.get("return_state"):
-        outs += [(1, "final state h"), (2, "final state c")]
+        outs += [(1, "final state h")] + ([(2, "final state c")] if op == "lstm" else [])
     empty = ~pm.any(axis=1)
     for k, what in outs:
-        what = f"layer {name!r} (LSTM) {what} of a sample with no kept step"
+        what = f"layer {name!r} ({_RNN[op]}) {what} of a sample with no kept step"
         if not empty.any():
             rec.skip(f"{what}: no such sample in this batch")
             continue
