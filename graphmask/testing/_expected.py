@@ -73,7 +73,7 @@ def expected_masks_and_gaps(model, batch) -> tuple[dict, dict]:
         elif op == "masking":
             x = vals[R.port_source(g, nid, "x")]
             out = np.any(x != np.asarray(attrs.get("mask_value", 0.0), x.dtype), axis=-1)
-        elif op == "lstm":
+        elif op in ("lstm", "gru", "simple_rnn"):
             out = incoming[0] if attrs.get("return_sequences") else None
         elif op == "attach_mask":
             # a custom layer's own mask (its compute_mask, or Lambda's mask=): user code,
