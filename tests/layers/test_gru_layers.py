@@ -245,3 +245,23 @@ def test_layer_and_weight_order_of_stacked_layers():
     assert [w.shape for w in model.get_weights()] == [
         (V, 3), (3, 12), (4, 12), (2, 12), (4, 3), (3, 3), (3,), (3, 6), (2, 6), (6,),
         (2, 2), (2,)]
+
+
+@pytest.mark.parametrize("cls, kw", [("GRU", {"return_state": True}),
+                                     ("SimpleRNN", {"go_backwards": True, "return_state": True}),
+                                     ("GRU", {"return_sequences": True,
+                                              "zero_output_for_mask": True})])
+def test_testing_kit_checks_the_masked_steps_and_annotations(cls, kw):
+    from graphmask.testing import check_mask_annotations, check_masked_steps
+
+    model = model_of(cls, **kw)
+    steps = check_masked_steps(model, IDS)
+    name = f"layer 'rnn' ({cls})"
+    want = ([f"{name} output at a masked timestep"] if kw.get("return_sequences") else
+            [f"{name} final output of a sample with no kept step",
+             f"{name} final state h of a sample with no kept step"])
+    assert all(w in steps.checked for w in want) and not steps.skipped
+    notes = check_mask_annotations(model, IDS)
+    assert "rnn (gru): its mask port" in notes.checked or \
+        "rnn (simple_rnn): its mask port" in notes.checked
+    assert not notes.skipped
