@@ -244,3 +244,50 @@ class PyDataset:
 
 
 Sequence = PyDataset
+
+
+def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False,
+               show_layer_names=True, rankdir="TB", expand_nested=False, dpi=200,
+               show_layer_activations=False, show_trainable=False):
+    """Write the model's picture, as ``keras.utils.plot_model``: graphmask draws its
+    mask-flow picture (layer names, output shapes, and where masks are created, consumed
+    and dropped) with matplotlib, no Graphviz needed.
+
+    Parameters
+    ----------
+    model : graphmask.Model
+    to_file : str or path
+        ``.png``, ``.svg``, ``.dot`` or ``.html`` (the interactive explorer).
+    show_shapes, show_layer_names : bool
+        Shapes and names are always shown.
+    expand_nested : bool
+        Draw the operations inside custom layers (one box per layer otherwise).
+    dpi : int
+        Resolution of a PNG.
+    rankdir : "TB"
+        Top to bottom, the picture's only layout.
+    show_dtype, show_layer_activations, show_trainable : False
+        Not drawn; ``model.summary()`` lists them.
+
+    Returns
+    -------
+    str
+        The path written.
+    """
+    from graphmask.errors import ConfigError
+    from graphmask.viz import render
+    if rankdir != "TB":
+        raise ConfigError(f"plot_model: rankdir={rankdir!r} is not supported; the mask-flow "
+                          f"picture is drawn top to bottom ('TB')")
+    for arg, val in (("show_dtype", show_dtype), ("show_layer_activations",
+                                                  show_layer_activations),
+                     ("show_trainable", show_trainable)):
+        if val:
+            raise ConfigError(f"plot_model: {arg}=True is not drawn by the mask-flow picture; "
+                              f"model.summary() lists it")
+    if not show_layer_names:
+        raise ConfigError("plot_model: show_layer_names=False is not supported; the mask-flow "
+                          "picture names every layer")
+    if isinstance(dpi, bool) or not isinstance(dpi, (int, np.integer)) or dpi <= 0:
+        raise ConfigError(f"plot_model: dpi must be a positive int, got {dpi!r}")
+    return render(model, to_file, expand=bool(expand_nested), dpi=int(dpi))

@@ -113,3 +113,21 @@ def test_pydataset_defaults_and_errors():
         Data(use_multiprocessing=True)
     with pytest.raises(ConfigError, match="Data: workers must be a positive int, got 0"):
         Data(workers=0)
+
+
+def test_plot_model_writes_the_mask_flow_picture(tmp_path):
+    import graphmask as gm
+    x = gm.Input(shape=(None,), dtype="int32")
+    y = gm.Dense(2)(gm.LSTM(3)(gm.Embedding(5, 3, mask_zero=True)(x)))
+    model = gm.Model(x, y)
+    png = utils.plot_model(model, tmp_path / "m.png", show_shapes=True, dpi=50)
+    assert png == str(tmp_path / "m.png")
+    assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    utils.plot_model(model, tmp_path / "m.dot")
+    dot = (tmp_path / "m.dot").read_text()
+    assert "mask of 'embedding'" in dot and "consumes mask" in dot
+    with pytest.raises(ConfigError, match="plot_model: rankdir='LR' is not supported"):
+        utils.plot_model(model, tmp_path / "x.png", rankdir="LR")
+    with pytest.raises(ConfigError, match="plot_model: show_dtype=True is not drawn"):
+        utils.plot_model(model, tmp_path / "x.png", show_dtype=True)
+    assert not (tmp_path / "x.png").exists()
