@@ -1,8 +1,9 @@
 """Regenerate the pictures and the summary shown in docs/inspecting.md.
 
 Run from the repository root: ``python docs/make_images.py``. Writes
-docs/img/seed_flow.svg, docs/img/seed_flow.png, docs/img/seed_flow_backward.png and
-docs/img/seed_masks.png, and prints the seed model's summary and mask chain.
+docs/img/seed_flow.svg, docs/img/seed_flow.png, docs/img/seed_flow_backward.png,
+docs/img/seed_masks.png and docs/img/transformer_flow.png (docs/examples.md), and prints
+the seed model's summary and mask chain.
 """
 import os
 import sys
@@ -30,6 +31,19 @@ def seed_model():
     return m
 
 
+def transformer_model():
+    """The classifier of docs/examples.md, untrained, without its positions and dropout."""
+    from graphmask import Add, GlobalAveragePooling1D, LayerNormalization, MultiHeadAttention
+    graphmask.clear_session()
+    ids = Input(shape=(24,), dtype="int32", name="ids")
+    x = Embedding(40, 32, mask_zero=True, name="tokens")(ids)
+    a = MultiHeadAttention(2, 16, name="attention")(x, x)
+    x = LayerNormalization(name="norm_1")(Add(name="residual_1")([x, a]))
+    f = Dense(32, name="ffn_out")(Dense(64, activation="relu", name="ffn_in")(x))
+    x = LayerNormalization(name="norm_2")(Add(name="residual_2")([x, f]))
+    return Model(ids, Dense(1, name="label")(GlobalAveragePooling1D(name="pool")(x)))
+
+
 def main():
     img = os.path.join(HERE, "img")
     os.makedirs(img, exist_ok=True)
@@ -39,6 +53,7 @@ def main():
     render(m, os.path.join(img, "seed_flow_backward.png"), backward=True, dpi=80)
     batch = np.array([[1, 2, 0, 0], [3, 0, 4, 0], [2, 2, 2, 1]])
     draw_masks(m, batch, os.path.join(img, "seed_masks.png"), dpi=100)
+    render(transformer_model(), os.path.join(img, "transformer_flow.png"), dpi=80)
     m.summary()
     print(explain_mask(m, "dense"))
     print(concrete_masks(m, batch))
