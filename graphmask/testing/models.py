@@ -2,7 +2,7 @@
 
 ``models()`` draws an architecture (Embedding(mask_zero=True) or Masking input, an
 optional time-distributed Dense, an optional BatchNormalization (its batch moments over
-kept steps only), one or more stacked LSTMs, a Dense head), a loss, and
+kept steps only), one or more stacked LSTMs, GRUs or SimpleRNNs, a Dense head), a loss, and
 a weight seed; it returns a compiled :class:`ModelCase`. Everything about the model is
 a function of the drawn values, so hypothesis can replay and shrink failing cases.
 :meth:`ModelCase.batch` draws inputs, targets and (``sample_weight=True``) Keras sample
@@ -16,6 +16,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from graphmask.layers import (
+    GRU,
     LSTM,
     BatchNormalization,
     Bidirectional,
@@ -24,6 +25,7 @@ from graphmask.layers import (
     Input,
     Masking,
     MultiHeadAttention,
+    SimpleRNN,
 )
 from graphmask.models.functional import Model
 from graphmask.testing import strategies as gst
@@ -127,13 +129,22 @@ def describe(spec) -> str:
     for heads, key_dim, causal in [e[1:] for e in norm if isinstance(e, tuple)]:
         parts.append(f"MultiHeadAttention({heads}, {key_dim}"
                      f"{', use_causal_mask' * causal})")
-    for units, seq, back, zero, *bidi in lstms:
+    for units, seq, back, zero, *rest in lstms:
         flags = "".join([", return_sequences" * seq, ", go_backwards" * back,
                          ", zero_output_for_mask" * zero])
-        layer = f"LSTM({units}{flags})"
-        parts.append(f"Bidirectional({layer})" if bidi and bidi[0] else layer)
+        layer = f"{_rnn_kind(rest)}({units}{flags})"
+        parts.append(f"Bidirectional({layer})" if rest and rest[0] else layer)
     parts.append(f"Dense({head}, {'linear' if logits else _HEAD[loss]})")
     return " -> ".join(parts) + f"; loss={loss!r}" + (", from_logits" if logits else "")
+
+
+#: the recurrent layers ``models()`` draws: class and name prefix
+_RNN = {"LSTM": (LSTM, "lstm"), "GRU": (GRU, "gru"), "SimpleRNN": (SimpleRNN, "simple_rnn")}
+
+
+def _rnn_kind(rest) -> str:
+    """The recurrent layer of a ``spec`` entry: its sixth item, LSTM without one."""
+    return rest[1] if len(rest) > 1 else "LSTM"
 
 
 def _loss_object(loss: str, logits: bool):
@@ -159,10 +170,11 @@ def build_model(spec, seed: int = 0) -> tuple[Model, object]:
     for heads, key_dim, causal in [e[1:] for e in norm if isinstance(e, tuple)]:
         h = MultiHeadAttention(heads, key_dim, name="attention")(
             h, h, use_causal_mask=causal)
-    for i, (units, seq, back, zero, *bidi) in enumerate(lstms):
-        lstm = LSTM(units, return_sequences=seq, go_backwards=back, zero_output_for_mask=zero,
-                    name=f"lstm_{i}")
-        h = (Bidirectional(lstm, name=f"bidirectional_{i}") if bidi and bidi[0] else lstm)(h)
+    for i, (units, seq, back, zero, *rest) in enumerate(lstms):
+        cls, prefix = _RNN[_rnn_kind(rest)]
+        lstm = cls(units, return_sequences=seq, go_backwards=back, zero_output_for_mask=zero,
+                   name=f"{prefix}_{i}")
+        h = (Bidirectional(lstm, name=f"bidirectional_{i}") if rest and rest[0] else lstm)(h)
     out = Dense(head, activation="linear" if logits else _HEAD[loss], name="head")(h)
     model = Model(x, out, name="case")
     lobj = _loss_object(loss, logits)
@@ -213,7 +225,8 @@ def models(draw, inputs=("ids", "floats"), losses=LOSSES, max_lstms: int = 2,
            max_units: int = 3, sequence_output=None, go_backwards: bool = True,
            seed=_SEED, lstm_units=None, batch_norm: bool = True,
            attention: bool = False,
-           bidirectional: bool = False) -> ModelCase:
+           bidirectional: bool = False,
+           recurrent=("LSTM", "GRU", "SimpleRNN")) -> ModelCase:
     """Compiled random models (see the module docstring).
 
     Parameters
@@ -247,6 +260,10 @@ def models(draw, inputs=("ids", "floats"), losses=LOSSES, max_lstms: int = 2,
         Also draw, for each LSTM that does not go backwards, whether it is wrapped in
         ``Bidirectional`` (concat). Its entry in ``spec`` then has a fifth item, the
         flag; without it every entry has four, as before.
+    recurrent : tuple
+        The recurrent layers to draw from (``"LSTM"``, ``"GRU"``, ``"SimpleRNN"``);
+        an entry of ``spec`` for a GRU or SimpleRNN has a fifth item (the Bidirectional
+        flag, False) and a sixth, the layer's name.
     """
     units = st.integers(1, max_units) if lstm_units is None else lstm_units
     kind = draw(st.sampled_from(tuple(inputs)))
@@ -260,13 +277,16 @@ def models(draw, inputs=("ids", "floats"), losses=LOSSES, max_lstms: int = 2,
     last_seq = draw(st.booleans()) if sequence_output is None else bool(sequence_output)
     lstms = []
     for i in range(n):
+        rnn = draw(st.sampled_from(tuple(recurrent)))
         seq = True if i < n - 1 else last_seq
         back = (not seq) and go_backwards and draw(st.booleans())
         zero = seq and draw(st.booleans())
         entry = (int(draw(units) if isinstance(units, st.SearchStrategy) else units),
                  seq, back, zero)
         if bidirectional:
-            entry += ((not back) and draw(st.booleans()),)
+            entry += ((not back) and rnn == "LSTM" and draw(st.booleans()),)
+        if rnn != "LSTM":
+            entry = entry[:4] + (entry[4] if len(entry) > 4 else False, rnn)
         lstms.append(entry)
     loss = draw(st.sampled_from(tuple(losses)))
     logits = "crossentropy" in loss and draw(st.booleans())
