@@ -247,3 +247,16 @@ def test_backup_and_restore_resumes_after_an_interruption(tmp_path):
     for a, b in zip(fresh.get_weights(), ref.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-6)
     assert not any((tmp_path / "backup").iterdir())  # deleted after a normal end
+
+
+def test_metrics_with_several_thresholds_in_the_display_and_the_csv(tmp_path, capsys):
+    m = _model()
+    m.compile(gm.optimizers.SGD(0.1), "mse",
+              metrics=[gm.metrics.Recall(thresholds=[0.0, 1.0], name="rec")])
+    y = (Y > 0).astype(np.float32)
+    h = m.fit(X, y, epochs=1, batch_size=8, verbose=2, callbacks=[CSVLogger(tmp_path / "l.csv")])
+    rec = h.history["rec"][0]
+    assert rec.shape == (2,)
+    assert f" - rec: {np.mean(rec):.4f}" in capsys.readouterr().out  # the mean, as Keras shows
+    row = (tmp_path / "l.csv").read_text().splitlines()[1]
+    assert row.endswith(f'"""[{str(rec[0])}, {str(rec[1])}]"""')  # Keras's cell

@@ -276,3 +276,20 @@ def test_predict_and_evaluate_verbose_lines(capsys):
     m.predict(np.ones((5, 4), np.int32), verbose=0)
     m.fit(Data(items), validation_data=Data(items), epochs=1, verbose=0)
     assert capsys.readouterr().out == ""
+
+
+def test_a_fixed_batch_size_is_checked_per_batch_before_anything_runs():
+    x = gm.Input(batch_shape=(4, 3), name="fixed")
+    model = gm.Model(x, gm.Dense(2)(x))
+    model.compile("sgd", "mse")
+    xs, ys = np.ones((8, 3), np.float32), np.zeros((8, 2), np.float32)
+    assert model.predict(xs, batch_size=4).shape == (8, 2)  # 8 samples, batches of 4
+    model.fit(xs, ys, batch_size=4, epochs=1, verbose=0)
+    before = model.get_weights()
+    with pytest.raises(gm.errors.ShapeError) as e:
+        model.fit(xs[:6], ys[:6], batch_size=4, verbose=0)
+    assert str(e.value) == ("fit: input 'fixed' has a fixed batch size of 4, but 6 samples "
+                            "in batches of 4 give batches of [2, 4]; use batch_size=4 with a "
+                            "multiple of 4 samples, or a batch size of None in the Input")
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -98,7 +98,7 @@ class History(Callback):
 
 # ---- the progress display ------------------------------------------------------------------
 def _fmt_value(v) -> str:
-    v = float(v)
+    v = float(np.mean(v))  # a metric with several thresholds shows their mean, as Keras
     return f"{v:.4f}" if abs(v) > 1e-3 else f"{v:.4e}"
 
 
@@ -495,7 +495,7 @@ class CSVLogger(Callback):
                                          delimiter=self.sep)
             if self.header:
                 self.writer.writeheader()
-        row = {"epoch": epoch, **{k: logs.get(k, "NA") for k in self.keys}}
+        row = {"epoch": epoch, **{k: _csv_value(logs.get(k, "NA")) for k in self.keys}}
         self.writer.writerow(row)
         self.file.flush()
 
@@ -503,6 +503,13 @@ class CSVLogger(Callback):
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def _csv_value(v):
+    """Keras's CSVLogger cell: a sequence (a metric at several thresholds) as "[a, b]"."""
+    if isinstance(v, str) or np.ndim(v) == 0:
+        return v
+    return f"\"[{', '.join(map(str, np.asarray(v).reshape(-1)))}]\""
 
 
 class TerminateOnNaN(Callback):

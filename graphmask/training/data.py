@@ -66,8 +66,11 @@ def _by_name(value, names: list[str], what: str) -> list:
     return list(value)
 
 
-def prepare_inputs(model, x) -> list[np.ndarray]:
-    """Model inputs as contiguous arrays of the Inputs' dtypes, shapes checked."""
+def prepare_inputs(model, x, whole: bool = False) -> list[np.ndarray]:
+    """Model inputs as contiguous arrays of the Inputs' dtypes, shapes checked.
+
+    ``whole``: ``x`` is a whole data set cut into batches later, so a fixed batch size
+    (``Input(batch_shape=(8, ...))``) is checked against the batches, not here."""
     names = [t.call.layer.name for t in model.inputs]
     arrays = []
     for t, name, value in zip(model.inputs, names, _by_name(x, names, "x")):
@@ -78,7 +81,7 @@ def prepare_inputs(model, x) -> list[np.ndarray]:
             raise ShapeError(f"{what}: expects arrays of rank {len(shape)} (shape "
                              f"{_fmt(shape)}), got shape {arr.shape}")
         for axis, (want, got) in enumerate(zip(shape, arr.shape)):
-            if want is not None and want != got:
+            if want is not None and want != got and not (whole and axis == 0):
                 raise ShapeError(f"{what}: expects shape {_fmt(shape)}, got {arr.shape} "
                                  f"(axis {axis} is {got}, must be {want})")
         if arr.shape[0] == 0:

@@ -22,10 +22,11 @@ from graphmask.ops import state
 from graphmask.runtime import run
 from graphmask.training.callbacks import CallbackList, History
 from graphmask.training.data import (
-    batches,
     check_class_weight,
     class_weights,
     prepare_inputs,
+    prepare_targets,
+    prepare_weights,
 )
 from graphmask.training.sources import ArraySource, Epochs, is_batch_source, source_for
 from graphmask.training.tracking import Tracker
@@ -188,11 +189,17 @@ class TrainingMixin:
         return losses, pairs
 
     # ---- data ---------------------------------------------------------------------------
-    def _xy_weighted(self, x, y, sample_weight, class_weight, who):
-        """``_prepare_xy`` plus sample weights from ``class_weight`` (Keras refuses both)."""
+    def _xy_weighted(self, x, y, sample_weight, class_weight, who, whole=False):
+        """``_prepare_xy`` plus sample weights from ``class_weight`` (Keras refuses both);
+        ``whole``: a data set cut into batches later (see ``prepare_inputs``)."""
         if class_weight is not None and sample_weight is not None:
             raise ConfigError(f"{who}: give class_weight or sample_weight, not both")
-        xs, ys, sws = self._prepare_xy(x, y, sample_weight)
+        if whole:
+            xs = prepare_inputs(self, x, whole=True)
+            ys = prepare_targets(self, y, len(xs[0]), xs)
+            sws = prepare_weights(self, sample_weight, ys)
+        else:
+            xs, ys, sws = self._prepare_xy(x, y, sample_weight)
         if class_weight is not None:
             sws = class_weights(self, ys, class_weight)
         return xs, ys, sws
@@ -201,8 +208,23 @@ class TrainingMixin:
         """A batch source for ``x`` (arrays are checked in full here)."""
         if is_batch_source(x):
             return source_for(x, y, sample_weight, who, shuffle, batch_size, class_weight)
-        xs, ys, sws = self._xy_weighted(x, y, sample_weight, class_weight, who)
-        return ArraySource(xs, ys, sws, batch_size, shuffle, who)
+        xs, ys, sws = self._xy_weighted(x, y, sample_weight, class_weight, who, whole=True)
+        return self._arrays(xs, ys, sws, batch_size, shuffle, who)
+
+    def _arrays(self, xs, ys, sws, batch_size, shuffle, who):
+        """An ArraySource whose every batch fits the inputs' fixed batch sizes (checked
+        before anything runs)."""
+        source = ArraySource(xs, ys, sws, batch_size, shuffle, who)
+        for t in self.inputs:
+            fixed = t.shape[0]
+            sizes = sorted({sl.stop - sl.start for sl in source.slices})
+            if fixed is not None and sizes != [fixed]:
+                raise ShapeError(f"{who}: input {t.call.layer.name!r} has a fixed batch size "
+                                 f"of {fixed}, but {source.n} samples in batches of "
+                                 f"{batch_size or 32} give batches of {sizes}; use "
+                                 f"batch_size={fixed} with a multiple of {fixed} samples, "
+                                 f"or a batch size of None in the Input")
+        return source
 
     def _batch(self, source, raw, class_weight, who, step):
         """One batch as checked arrays ``(xs, ys, sws)``."""
@@ -246,7 +268,7 @@ class TrainingMixin:
             if is_batch_source(x):
                 raise ConfigError("fit: validation_split needs array data; give "
                                   "validation_data for a PyDataset or generator")
-            xs, ys, sws = self._xy_weighted(x, y, sample_weight, cw, "fit")
+            xs, ys, sws = self._xy_weighted(x, y, sample_weight, cw, "fit", whole=True)
             n = len(xs[0])
             cut = int(n * (1 - validation_split))
             if cut == 0 or cut == n:
@@ -254,8 +276,8 @@ class TrainingMixin:
                                   f"training or validation set for {n} samples")
             head = [[None if a is None else a[:cut] for a in part] for part in (xs, ys, sws)]
             tail = [[None if a is None else a[cut:] for a in part] for part in (xs, ys, sws)]
-            train = ArraySource(*head, batch_size, shuffle, "fit")
-            val = ArraySource(*tail, validation_batch_size or batch_size, False, "fit")
+            train = self._arrays(*head, batch_size, shuffle, "fit")
+            val = self._arrays(*tail, validation_batch_size or batch_size, False, "fit")
         else:
             train = self._source(x, y, sample_weight, batch_size, shuffle, cw, "fit")
             if validation_data is not None:
@@ -314,8 +336,9 @@ class TrainingMixin:
             raise ConfigError("fit: validation_data must be (x_val, y_val), "
                               "(x_val, y_val, sample_weight_val), a PyDataset or a generator")
         vx, vy, *vw = validation_data
-        xs, ys, sws = self._prepare_xy(vx, vy, vw[0] if vw else None)
-        return ArraySource(xs, ys, sws, batch_size, False, "fit")
+        xs, ys, sws = self._xy_weighted(vx, vy, vw[0] if vw else None, None, "fit",
+                                        whole=True)
+        return self._arrays(xs, ys, sws, batch_size, False, "fit")
 
     # ---- evaluate / predict --------------------------------------------------------------
     def _evaluate_epoch(self, epochs_it, who, cbs):
@@ -358,9 +381,8 @@ class TrainingMixin:
         if is_batch_source(x):
             source = source_for(x, None, None, "predict", False, batch_size)
         else:
-            xs = prepare_inputs(self, x)
-            batches(len(xs[0]), batch_size, "predict")
-            source = ArraySource(xs, None, None, batch_size, False, "predict")
+            xs = prepare_inputs(self, x, whole=True)
+            source = self._arrays(xs, None, None, batch_size, False, "predict")
         it = Epochs(source, steps, "predict", "steps")
         cbs = CallbackList(callbacks, model=self, verbose=verbose, epochs=1,
                            steps=it.num_batches)
