@@ -511,7 +511,48 @@ class RNN(Layer):
         """Record the coarse op of a built-in cell, else unroll the cell over time."""
         if self._builtin:
             return self._call_coarse(sequences, initial_state)
+        stack = self._coarse_stack()
+        if stack is not None:
+            return self._call_stack(stack, sequences, initial_state, mask)
         return self._unrolled(sequences, initial_state, mask, training)
+
+    def _coarse_stack(self):
+        """One coarse RNN per cell for a :class:`StackedRNNCells` of built-in cells (their
+        weights are the cells'), or None. Exact: at a masked step every cell keeps its
+        state, so what the cells below feed it there does not matter, and a layer that
+        repeats its previous output is as good as the cell's own. Not with
+        ``go_backwards`` (the cells above would need the reversed mask) nor with
+        ``zero_output_for_mask`` and no ``return_sequences`` (see ``_coarse_op``)."""
+        cell = self.cell
+        if type(cell) is not StackedRNNCells or self.go_backwards or \
+                (self.zero_output_for_mask and not self.return_sequences) or \
+                not all(type(c) in _COARSE for c in cell.cells):
+            return None
+        if self.__dict__.get("_stack") is None:
+            last = len(cell.cells) - 1
+            self._stack = [RNN(c, return_sequences=i < last or self.return_sequences,
+                               return_state=self.return_state,
+                               zero_output_for_mask=i == last and self.zero_output_for_mask,
+                               name=f"{self.name}_{c.name}", dtype=self.dtype)
+                           for i, c in enumerate(cell.cells)]
+        return self._stack
+
+    def _call_stack(self, stack, sequences, initial_state, mask):
+        states = None if initial_state is None else \
+            _nest_like(self.state_size, self._initial_state(sequences, initial_state))
+        x, final = sequences, []
+        for i, layer in enumerate(stack):
+            kwargs = {"mask": mask} if i == 0 and mask is not None else {}
+            if states is not None:
+                kwargs["initial_state"] = states[i]
+            y = layer(x, **kwargs)
+            if self.return_state:
+                x = y[0]
+                final.append(list(y[1:]) if isinstance(self.state_size[i], (list, tuple))
+                             else y[1])
+            else:
+                x = y
+        return [x, *final] if self.return_state else x
 
     def _call_coarse(self, x, initial_state):
         cell, op = self.cell, self._coarse_op

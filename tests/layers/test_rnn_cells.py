@@ -279,6 +279,35 @@ def test_stacked_cells_are_the_stacked_layers():
         for n in ("kernel", "recurrent_kernel", "bias")]
 
 
+@pytest.mark.parametrize("opts", [{"return_sequences": True, "return_state": True},
+                                  {"return_sequences": True, "zero_output_for_mask": True},
+                                  {"return_state": True}], ids=["states", "zero", "last"])
+def test_stacked_builtin_cells_run_coarse_kernels_as_the_unrolled_cells(opts):
+    """A stack of built-in cells is one coarse op per cell (same weights); the unrolled
+    stack of the same cells (subclasses) gives the same numbers, initial states included."""
+    coarse = RNN([LSTMCell(4), GRUCell(3), SimpleRNNCell(2)], **opts)
+    unrolled = RNN([_unrolled(LSTMCell)(4), _unrolled(GRUCell)(3),
+                    _unrolled(SimpleRNNCell)(2)], **opts)
+    assert coarse._coarse_stack() is not None and unrolled._coarse_stack() is None
+    coarse(_x()[:1])
+    unrolled(_x()[:1])
+    unrolled.set_weights(coarse.get_weights())
+    rng = np.random.default_rng(9)
+    h0 = [[rng.standard_normal((5, 4)).astype(np.float32) for _ in range(2)],
+          rng.standard_normal((5, 3)).astype(np.float32),
+          rng.standard_normal((5, 2)).astype(np.float32)]
+    for state in (None, h0):
+        ours = coarse(_x(), mask=MASK, initial_state=state)
+        want = unrolled(_x(), mask=MASK, initial_state=state)
+        for a, b in zip(gm.layers.rnn_cells.flatten(ours), gm.layers.rnn_cells.flatten(want),
+                        strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    inp = gm.Input((None, D))  # coarse kernels: no static time axis needed
+    model = gm.Model(inp, RNN([LSTMCell(4), GRUCell(3)], name="s")(inp))
+    assert sorted(d["op"] for _, d in model.graph.nx.nodes(data=True)
+                  if d["op"] in ("lstm", "gru", "prim.matmul")) == ["gru", "lstm"]
+
+
 def test_a_list_of_cells_is_stacked_and_states_nest_as_keras():
     rnn = RNN([SimpleRNNCell(2), LSTMCell(3)], return_state=True)
     assert isinstance(rnn.cell, StackedRNNCells)
