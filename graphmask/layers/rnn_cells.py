@@ -99,6 +99,11 @@ class _Cell(Layer):
             shape=bias_shape or (n_gates * h,), initializer=bias_init or self.bias_initializer,
             name="bias") if self.use_bias else None
 
+    def get_initial_state(self, batch_size=None):
+        """Zeros, one (batch_size, units) float array per state (Keras's cells: a list)."""
+        sizes = self.state_size if isinstance(self.state_size, list) else [self.state_size]
+        return [np.zeros((batch_size, n), self.dtype) for n in sizes]
+
     def _cell_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
                 "use_bias": self.use_bias,
@@ -297,6 +302,29 @@ def _nest_like(structure, flat: list):
     return rebuild(structure)
 
 
+def _check_initial_state_fn(who: str, cell) -> None:
+    """Keras starts from ``cell.get_initial_state(batch_size)`` when the cell defines it;
+    graphmask starts every state at zeros, so a user's ``get_initial_state`` must give
+    zeros (checked on a batch of 1), never be silently replaced."""
+    cells = cell.cells if isinstance(cell, StackedRNNCells) else [cell]
+    for c in cells:
+        fn = getattr(c, "get_initial_state", None)
+        if fn is None or type(c) in _COARSE or isinstance(c, StackedRNNCells):
+            continue
+        try:
+            flat = flatten(fn(batch_size=1))
+            ok = all(np.all(np.asarray(v) == 0) for v in flat) and \
+                [np.shape(v) for v in flat] == [(1, n) for n in _flat_sizes(c.state_size)]
+        except Exception:  # noqa: BLE001 (any failure: the same clear refusal)
+            ok = False
+        if not ok:
+            raise ConfigError(f"{who}: the cell {_describe(c)} defines get_initial_state(), "
+                              f"which graphmask does not call: every state starts at zeros. "
+                              f"Pass the states as rnn(x, initial_state=...) instead (or make "
+                              f"get_initial_state(batch_size) return NumPy zeros of shape "
+                              f"(batch_size, size) per state)")
+
+
 def _call_has_training(cell) -> bool:
     try:
         return "training" in inspect.signature(cell.call).parameters
@@ -436,6 +464,7 @@ class RNN(Layer):
                            ("unroll", unroll), ("zero_output_for_mask", zero_output_for_mask)):
             if not isinstance(value, (bool, np.bool_)):
                 raise ConfigError(f"{who}: {arg} must be True or False, got {value!r}")
+        _check_initial_state_fn(who, cell)
         self.cell = cell
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
@@ -662,9 +691,9 @@ class RNN(Layer):
             self._check_step(output, new_flat, sizes, i)
             if mask is not None:
                 keep = mask[:, t:t + 1]
-                if prev is None or self.zero_output_for_mask:
-                    prev = self._zeros(sequences, output.shape[-1], output.dtype)
-                output = ops.where(keep, output, prev)
+                if prev is None:  # Keras's previous output starts at zeros
+                    zeros = prev = self._zeros(sequences, output.shape[-1], output.dtype)
+                output = ops.where(keep, output, zeros if self.zero_output_for_mask else prev)
                 new_flat = [ops.where(keep, n, s) for n, s in zip(new_flat, flat)]
             outputs.append(output)
             prev, flat = output, new_flat

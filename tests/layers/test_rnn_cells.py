@@ -444,6 +444,26 @@ def test_errors_name_the_layer():
         RNN(bad)
 
 
+class OnesInitialState(MinimalRNNCell):
+    def get_initial_state(self, batch_size=None):
+        return [np.ones((batch_size, self.units), np.float32)]
+
+
+class ZerosInitialState(MinimalRNNCell):
+    def get_initial_state(self, batch_size=None):
+        return [np.zeros((batch_size, self.units), np.float32)]
+
+
+def test_a_cells_get_initial_state_must_give_zeros():
+    with pytest.raises(ConfigError, match=r"RNN 'r': the cell OnesInitialState 'c' defines "
+                                          r"get_initial_state\(\), which graphmask does not "
+                                          r"call: every state starts at zeros"):
+        RNN([GRUCell(2), OnesInitialState(2, name="c")], name="r")
+    RNN(ZerosInitialState(2))  # zeros: what graphmask starts from
+    assert [a.shape for a in LSTMCell(3).get_initial_state(batch_size=2)] == [(2, 3), (2, 3)]
+    np.testing.assert_array_equal(GRUCell(3).get_initial_state(batch_size=1)[0], 0)
+
+
 def test_bad_cell_results_are_clear_errors():
     inp = gm.Input((T, D))
     with pytest.raises(ConfigError, match=r"RNN 'r': the cell WrongStateCount 'c' returned 2 "
