@@ -127,6 +127,145 @@ def _ids(padding, b, rng):
     return tw.ids_for(tw.mask_pattern(padding, b, T, rng), V, rng)
 
 
+# ---- Keras's own numbers ---------------------------------------------------------------------
+def ones_cells(lib):
+    """The cells of Keras's ``rnn_test.py`` (all weights ones): a linear cell with one
+    state, and one with two states, both computed from the first state, the output their
+    sum (as Keras's test cell does)."""
+    ops = lib.ops
+
+    class OneState(lib.layers.Layer):
+        def __init__(self, units, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+            self.state_size = units
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(input_shape[-1], self.units),
+                                          initializer="ones", name="kernel")
+            self.recurrent_kernel = self.add_weight(shape=(self.units, self.units),
+                                                    initializer="ones",
+                                                    name="recurrent_kernel")
+
+        def call(self, inputs, states):
+            out = ops.matmul(inputs, self.kernel) + ops.matmul(states[0], self.recurrent_kernel)
+            return out, [out]
+
+    class TwoStates(lib.layers.Layer):
+        def __init__(self, units, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+            self.state_size = [units, units]
+            self.output_size = units
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(input_shape[-1], self.units),
+                                          initializer="ones", name="kernel")
+            self.r1 = self.add_weight(shape=(self.units, self.units), initializer="ones",
+                                      name="recurrent_kernel_1")
+            self.r2 = self.add_weight(shape=(self.units, self.units), initializer="ones",
+                                      name="recurrent_kernel_2")
+
+        def call(self, inputs, states):
+            x = ops.matmul(inputs, self.kernel)
+            one, two = x + ops.matmul(states[0], self.r1), x + ops.matmul(states[0], self.r2)
+            return one + two, [one, two]
+
+    return OneState, TwoStates
+
+
+ONES_2_3 = np.ones((1, 2, 3), np.float32)
+ONES_3_2 = np.ones((2, 3, 2), np.float32)
+AR_3_4 = np.arange(24).reshape((2, 3, 4)).astype(np.float32)
+AR_4_3 = np.arange(24).reshape((2, 4, 3)).astype(np.float32)
+KMASK = np.array([[True, True, True, False], [True, True, False, False]])
+S2, S3 = [[9.0, 9.0]], [[158.0] * 3, [782.0] * 3]
+SEQ_1 = [[[3.0, 3.0], [9.0, 9.0]]]
+MASKED_SEQ = [[[3.0, 3.0], [18.0, 18.0], [57.0, 57.0], [57.0, 57.0]],
+              [[39.0, 39.0], [126.0, 126.0], [126.0, 126.0], [126.0, 126.0]]]
+STACK_SEQ = [[[18.0, 18.0], [156.0, 156.0], [786.0, 786.0]],
+             [[162.0, 162.0], [1020.0, 1020.0], [4386.0, 4386.0]]]
+
+#: (name, cells ("one"/"two" and units; a list is stacked), RNN kwargs, input, call kwargs,
+#: expected outputs flattened), from keras/src/layers/rnn/rnn_test.py and
+#: stacked_rnn_cells_test.py
+KERAS_CASES = [
+    ("one_state", ("one", 2), {}, ONES_2_3, {}, [S2]),
+    ("one_state_sequences_state", ("one", 2), {"return_sequences": True, "return_state": True},
+     ONES_2_3, {}, [SEQ_1, S2]),
+    ("two_states", ("two", 2), {}, ONES_2_3, {}, [[[18.0, 18.0]]]),
+    ("two_states_sequences_state", ("two", 2), {"return_sequences": True,
+                                                "return_state": True},
+     ONES_2_3, {}, [[[[6.0, 6.0], [18.0, 18.0]]], S2, S2]),
+    ("initial_state_one", ("one", 2), {"return_state": True}, ONES_3_2,
+     {"initial_state": np.ones((2, 2), np.float32)}, [[[22.0, 22.0]] * 2] * 2),
+    ("initial_state_two", ("two", 2), {"return_state": True}, ONES_3_2,
+     {"initial_state": [np.ones((2, 2), np.float32)] * 2},
+     [[[44.0, 44.0]] * 2, [[22.0, 22.0]] * 2, [[22.0, 22.0]] * 2]),
+    ("go_backwards", ("one", 2), {"go_backwards": True}, AR_3_4, {},
+     [[[202.0, 202.0], [538.0, 538.0]]]),
+    ("masking", ("one", 2), {}, AR_4_3, {"mask": KMASK}, [[[57.0, 57.0], [126.0, 126.0]]]),
+    ("masking_unroll_sequences", ("one", 2), {"return_sequences": True, "unroll": True},
+     AR_4_3, {"mask": KMASK}, [MASKED_SEQ]),
+    ("stack_one_state", [("one", 3), ("one", 2)], {"return_sequences": True,
+                                                   "return_state": True},
+     AR_3_4, {}, [STACK_SEQ, S3, [[786.0, 786.0], [4386.0, 4386.0]]]),
+    ("stack_two_states", [("two", 3), ("two", 2)], {"return_state": True}, AR_3_4, {},
+     [[[3144.0, 3144.0], [17544.0, 17544.0]], S3, S3, [[1572.0, 1572.0], [8772.0, 8772.0]],
+      [[1572.0, 1572.0], [8772.0, 8772.0]]]),
+]
+
+
+def _ones_rnn(lib, cells, kw):
+    one, two = ones_cells(lib)
+    make = {"one": one, "two": two}
+    if isinstance(cells, list):
+        return lib.layers.RNN([make[k](u) for k, u in cells], **kw)
+    return lib.layers.RNN(make[cells[0]](cells[1]), **kw)
+
+
+@pytest.mark.parametrize("case", KERAS_CASES, ids=[c[0] for c in KERAS_CASES])
+def test_keras_case_through_graphmask(case):
+    _, cells, kw, x, call_kw, expected = case
+    out = _flat(_ones_rnn(gm, cells, kw)(x, **call_kw))
+    assert len(out) == len(expected)
+    for ours, want in zip(out, expected):
+        np.testing.assert_allclose(ours, np.array(want), rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", KERAS_CASES, ids=[c[0] for c in KERAS_CASES])
+def test_the_copied_numbers_are_what_keras_computes(case):
+    _, cells, kw, x, call_kw, expected = case
+    out = _flat(_ones_rnn(keras, cells, kw)(x, **call_kw))
+    for theirs, want in zip(out, expected, strict=True):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(theirs), np.array(want),
+                                   rtol=1e-6)
+
+
+def test_keras_stacked_lstm_cell_mask_case():
+    """stacked_rnn_cells_test.test_stacked_lstm_cell_mask: [[0.7793], [0.5998]]."""
+    for lib in (gm, keras):
+        kw = {"units": 1, "kernel_initializer": "ones", "recurrent_initializer": "ones"}
+        rnn = lib.layers.RNN([lib.layers.LSTMCell(**kw) for _ in range(2)])
+        out = rnn(np.ones((2, 3, 4), np.float32),
+                  mask=np.array([[True, True, True], [True, True, False]]))
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(out) if lib is keras else out,
+                                   [[0.7793], [0.5998]], atol=1e-4)
+
+
+def test_keras_return_state_stacked_lstm_cell_shapes():
+    rnn = gm.RNN([gm.LSTMCell(10), gm.LSTMCell(10)], return_state=True)
+    out = rnn(np.zeros((2, 3, 5), np.float32))
+    assert len(out) == 3 and out[0].shape == (2, 10)
+    assert [s.shape for s in out[1] + out[2]] == [(2, 10)] * 4
+    shape = rnn.compute_output_shape((2, 3, 5))
+    assert shape == [(2, 10), [(2, 10), (2, 10)], [(2, 10), (2, 10)]]
+    theirs = keras.layers.RNN([keras.layers.LSTMCell(10), keras.layers.LSTMCell(10)],
+                              return_state=True).compute_output_shape((2, 3, 5))
+    assert [tuple(theirs[0]), [tuple(s) for s in theirs[1]], [tuple(s) for s in theirs[2]]] \
+        == shape
+
+
 # ---- structure -----------------------------------------------------------------------
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_names_weights_and_config_match_keras(variant):
