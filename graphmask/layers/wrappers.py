@@ -13,6 +13,7 @@ import copy
 from graphmask import ops as gops
 from graphmask.errors import ConfigError, ShapeError
 from graphmask.layers.base import Layer
+from graphmask.layers.tensors import in_eager_trace
 
 __all__ = ["Bidirectional", "MERGE_MODES"]
 
@@ -187,6 +188,12 @@ class Bidirectional(Layer):
     # ---- calling -----------------------------------------------------------------------
     def call(self, sequences, initial_state=None, mask=None, training=None):
         who = f"Bidirectional {self.name!r}"
+        sensitive = [inner.name for inner in (self.forward_layer, self.backward_layer)
+                     if getattr(inner, "_training_sensitive", False)]
+        if training is not None and sensitive and not in_eager_trace():
+            raise ConfigError(f"{who}: training={training!r} at call time is not supported "
+                              f"for {sensitive} (dropout): it is active while fitting and off "
+                              f"in predict/evaluate")
         fwd_state = bwd_state = None
         if initial_state is not None:
             if not isinstance(initial_state, (list, tuple)) or not initial_state \

@@ -259,6 +259,19 @@ def test_bad_calls_change_nothing():
         np.testing.assert_array_equal(a, b)
 
 
+def test_training_at_symbolic_call_time_is_refused_with_dropout():
+    x = gm.Input((T, F))
+    with pytest.raises(ConfigError, match=r"Bidirectional 'bd': training=True at call time is "
+                                          r"not supported for \['forward_l', 'backward_l'\] "
+                                          r"\(dropout\)"):
+        gm.Bidirectional(gm.LSTM(H, dropout=0.5, name="l"), name="bd")(x, training=True)
+    gm.Bidirectional(gm.LSTM(H, name="l2"))(x, training=True)  # nothing random: accepted
+    bidi = _built(gm.Bidirectional(gm.LSTM(H, dropout=0.5)))
+    x = _x()
+    assert not np.array_equal(bidi(x, training=True), bidi(x))  # eager: honoured
+    np.testing.assert_array_equal(bidi(x, training=False), bidi(x))
+
+
 # ---- config and saving ---------------------------------------------------------------------
 def test_config_round_trip_and_saving(tmp_path):
     ids = gm.Input((T,), dtype="int32")
