@@ -167,8 +167,23 @@ def _wrapped_to_keras(key: str):
     return convert
 
 
+def _cells_from_keras(cfg: dict, what: str) -> dict:
+    cells = cfg.get("cells")
+    if not isinstance(cells, list):
+        raise ConfigError(f"{what}: cells must be a list of cell configs, got {cells!r}")
+    cfg["cells"] = [_wrapped_from_keras("cell")({"cell": c}, what)["cell"] for c in cells]
+    return cfg
+
+
+def _cells_to_keras(cfg: dict, layer) -> dict:
+    cfg["cells"] = [layer_entry(c) for c in layer.cells]
+    return cfg
+
+
 #: class name -> (Keras config -> graphmask kwargs, graphmask config -> Keras config)
 CONFIG_HOOKS: dict[str, tuple] = {
+    "RNN": (_wrapped_from_keras("cell"), _wrapped_to_keras("cell")),
+    "StackedRNNCells": (_cells_from_keras, _cells_to_keras),
     "InputLayer": (_input_from_keras, lambda cfg, layer: _input_to_keras(cfg)),
     "TimeDistributed": (_wrapped_from_keras("layer"), _wrapped_to_keras("layer")),
     "Bidirectional": (_wrapped_from_keras("layer"), _wrapped_to_keras("layer")),
