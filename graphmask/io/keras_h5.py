@@ -56,9 +56,25 @@ def _bidirectional(layer) -> list:
     return out
 
 
+def _rnn(layer) -> list:
+    return [("vars", [])] + [(f"cell/{p}", ws) for p, ws in layer_paths(layer.cell)]
+
+
+def _stacked_cells(layer) -> list:
+    out: list = [("vars", [])]
+    used: dict[str, int] = {}
+    for cell in layer.cells:
+        base = keras_snake(type(cell).__name__)
+        used[base] = used.get(base, -1) + 1
+        name = base if used[base] == 0 else f"{base}_{used[base]}"
+        out += [(f"cells/{name}/{p}", ws) for p, ws in layer_paths(cell)]
+    return out
+
+
 #: class name -> layer -> [(path inside the layer's group, [weights])]
 WEIGHT_PATHS = {
     "LSTM": _cell("cell"), "GRU": _cell("cell"), "SimpleRNN": _cell("cell"),
+    "RNN": _rnn, "StackedRNNCells": _stacked_cells,
     "TimeDistributed": _wrapper, "Bidirectional": _bidirectional,
 }
 
