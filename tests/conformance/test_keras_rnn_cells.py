@@ -419,3 +419,45 @@ def test_eager_call_with_mask(kind):
     theirs_layer.set_weights(ours_layer.get_weights())
     theirs = keras.tree.map_structure(keras.ops.convert_to_numpy, theirs_layer(x, mask=mask))
     tw.assert_close(_flat(ours), _flat(theirs))
+
+
+# ---- Keras files ---------------------------------------------------------------------------
+def _file_model(lib):
+    L = lib.layers
+    x = lib.Input(shape=(T,), dtype="int32", name="x")
+    h = L.Embedding(V, E, mask_zero=True, name="emb")(x)
+    h = L.RNN([L.LSTMCell(4), L.GRUCell(3), L.LSTMCell(2)], return_sequences=True)(h)
+    h = L.RNN(L.GRUCell(3, reset_after=False), go_backwards=True, return_sequences=True)(h)
+    return lib.Model(x, L.Dense(C, name="head")(L.RNN(L.SimpleRNNCell(2))(h)))
+
+
+def test_keras_files_both_ways(tmp_path):
+    """A Keras 3 .keras file with RNN(StackedRNNCells) and RNN(cell) layers loads in
+    graphmask (configs and the weights under rnn/cell/cells/<cell>/vars), and graphmask
+    writes the same layout back for Keras."""
+    rng = np.random.default_rng(13)
+    k = _file_model(keras)
+    k.set_weights([(rng.standard_normal(w.shape) * 0.5).astype(np.float32)
+                   for w in k.get_weights()])
+    k.save(tmp_path / "k.keras")
+    g = gm.load_model(tmp_path / "k.keras")
+    x = _ids("mixed", 6, rng)
+    tw.assert_close(g.predict(x, verbose=0), tw.keras_predict(k, x))
+    assert [type(la).__name__ for la in g.layers] == [type(la).__name__ for la in k.layers]
+    assert type(g.get_layer("rnn").cell).__name__ == "StackedRNNCells"
+    g.set_weights([w * 0.9 for w in g.get_weights()])
+    g.save(tmp_path / "g.keras")
+    back = keras.saving.load_model(tmp_path / "g.keras")
+    tw.assert_close(tw.keras_predict(back, x), g.predict(x, verbose=0))
+    g.save_weights(tmp_path / "g.weights.h5")
+    k.load_weights(tmp_path / "g.weights.h5")
+    tw.assert_close(tw.keras_predict(k, x), g.predict(x, verbose=0))
+
+
+def test_a_user_cell_is_not_written_to_a_keras_file(tmp_path):
+    minimal, _ = user_cells(gm)
+    inp = gm.Input((T, 3))
+    model = gm.Model(inp, gm.RNN(minimal(2, name="mine"))(inp))
+    with pytest.raises(gm.errors.ConfigError, match=r"layer 'mine' \(MinimalRNNCell\) cannot "
+                                                    r"be written to a Keras file"):
+        model.save(tmp_path / "m.keras")
