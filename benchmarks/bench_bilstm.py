@@ -16,7 +16,10 @@ loss (fast, but its backward direction reads the padding first, so it does not c
 the masked model), and over ``pack_padded_sequence`` (the masked model). The ratio is
 graphmask / the fastest peer measured in the same run; each library runs in its own
 fresh process, the libraries alternate for ``--rounds`` rounds and each keeps its best
-median of ``--steps`` steps after warm-up.
+median of ``--steps`` steps after warm-up. ``--single-thread`` runs both libraries on one
+thread (numba, BLAS, PyTorch's intra-op pool): the fairer figure on a loaded machine,
+where a two-thread pool spinning beside other processes measures the load, not the
+library.
 """
 from __future__ import annotations
 
@@ -63,7 +66,7 @@ def torch_cases(kind, b, t, h, steps):
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
     torch.manual_seed(0)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(int(os.environ.get("BILSTM_THREADS", 0)) or os.cpu_count() or 1)
     ids_np, lengths_np = batch(b, t, None)
     ids = torch.from_numpy(ids_np.astype(np.int64))
     lengths = torch.from_numpy(lengths_np)
@@ -106,9 +109,13 @@ def torch_cases(kind, b, t, h, steps):
 
 
 # ------------------------------------------------------------------------ driver
-def worker(lib, params):
+def worker(lib, params, single=False):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, json.dumps(params)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    env = dict(os.environ)
+    if single:
+        env.update(BILSTM_THREADS="1", NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1",
+                   OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
     if out.returncode != 0:
         if lib == "torch" and "No module named 'torch'" in out.stderr:
             return {}
@@ -116,19 +123,21 @@ def worker(lib, params):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_case(kind, b, t, h, steps, rounds):
+def run_case(kind, b, t, h, steps, rounds, single=False):
     best: dict[str, float] = {}
     for r in range(rounds):
         for lib in (["graphmask", "torch"] if r % 2 == 0 else ["torch", "graphmask"]):
-            for name, sec in worker(lib, [kind, b, t, h, steps]).items():
+            for name, sec in worker(lib, [kind, b, t, h, steps], single).items():
                 best[name] = min(sec, best.get(name, float("inf")))
     ours = best.pop("graphmask")
     top = min(best, key=best.get) if best else None
     ratio = ours / best[top] if top else float("nan")
     peers = "  ".join(f"{p} {v * 1e3:7.2f} ms" for p, v in best.items())
-    print(f"BiLSTM {kind:<8} B={b} T={t} H={h}: graphmask {ours * 1e3:7.2f} ms  {peers}  "
+    threads = ", 1 thread" if single else ""
+    print(f"BiLSTM {kind:<8} B={b} T={t} H={h}{threads}: graphmask {ours * 1e3:7.2f} ms  {peers}  "
           f"ratio vs {top}: {ratio:.2f}", flush=True)
-    return {"case": kind, "b": b, "t": t, "h": h, "graphmask_ms": ours * 1e3,
+    return {"case": kind, "b": b, "t": t, "h": h, "single_thread": single,
+            "graphmask_ms": ours * 1e3,
             **{f"{p}_ms": v * 1e3 for p, v in best.items()}, "best_peer": top,
             "ratio": ratio}
 
@@ -140,6 +149,8 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--time", type=int, default=100)
     ap.add_argument("--units", type=int, default=128)
+    ap.add_argument("--single-thread", action="store_true",
+                    help="one thread in every library")
     ap.add_argument("--json", help="write the rows to this file")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -149,8 +160,8 @@ def main(argv=None):
         print(json.dumps(res))
         return
     print(json.dumps(machine(), indent=1))
-    rows = [run_case(kind, args.batch, args.time, args.units, args.steps, args.rounds)
-            for kind in ("train", "predict")]
+    rows = [run_case(kind, args.batch, args.time, args.units, args.steps, args.rounds,
+                     args.single_thread) for kind in ("train", "predict")]
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
