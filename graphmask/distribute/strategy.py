@@ -1,10 +1,10 @@
 """``DaskStrategy``: data-parallel ``fit`` / ``evaluate`` / ``predict`` on Dask distributed.
 
 The driver (the process that calls ``fit``) keeps the weights and the optimizer state.
-Each step it scatters the weights to every worker once, sends each of ``n_shards``
-contiguous shards of the global batch as one task, gathers per shard the loss numerators
-and counts, the metric sums and the gradients of the numerators, adds them in shard
-order, divides by the global counts and applies the optimizer once. The fit loop, its
+Each step it scatters the weights once (each worker gets one copy), sends each of
+``n_shards`` contiguous shards of the global batch as one task, gathers per shard the
+loss numerators and counts, the metric sums and the gradients of the numerators, adds
+them in shard order, divides by the global counts and applies the optimizer once. The fit loop, its
 callbacks, History and progress bar are the local ones: while a distributed call runs,
 the model's batch functions (``_train_step``, ``_evaluate_batch``, ``_predict_arrays``)
 are these sharded ones.
@@ -131,7 +131,14 @@ class DaskStrategy:
 
 
 class _Session:
-    """One distributed call: programs and weights scattered to the workers, reused."""
+    """One distributed call: programs and weights scattered to the workers, reused.
+
+    The program (once per call) and the weights (once per step) are scattered to one
+    worker; every other worker fetches them from there once, worker to worker, when its
+    first shard needs them: no task carries them. (``scatter(broadcast=True)`` does the
+    same copies through the scheduler's ``replicate``, which keeps retrying a worker that
+    was killed after the copy began.)
+    """
 
     def __init__(self, strategy: DaskStrategy, model):
         self.s, self.client, self.model = strategy, strategy.client, model
@@ -153,14 +160,13 @@ class _Session:
     def _program(self, kind):
         self._built(kind)
         if kind not in self.futures:
-            [self.futures[kind]] = self.client.scatter([self.programs[kind]], broadcast=True,
-                                                       hash=False)
+            [self.futures[kind]] = self.client.scatter([self.programs[kind]], hash=False)
         return self.programs[kind], self.futures[kind]
 
     def _weights(self):
         if self.weights_future is None:
             [self.weights_future] = self.client.scatter([self.model._variables()],
-                                                        broadcast=True, hash=False)
+                                                        hash=False)
         return self.weights_future
 
     def _forget(self):

@@ -1,4 +1,8 @@
-"""Lost workers, a worker that raises, thread pinning and argument errors."""
+"""Workers: thread pinning, a worker that raises, argument errors, lost workers.
+
+The lost-worker cases come last in the session (this module runs after the others), so
+the nanny restarts the killed worker while the cluster shuts down, not while later tests
+wait for it."""
 import os
 import signal
 
@@ -42,38 +46,6 @@ def test_workers_run_numba_and_blas_on_one_thread(client):
     for r in reports.values():
         assert r["numba"] == 1 and r["numba_pool"] == 1
         assert r["blas"] and set(r["blas"]) == {1}
-
-
-def test_a_worker_killed_between_steps(client, strategy):
-    """Its process dies after step 1: the next steps run on the other worker (the nanny
-    restarts the dead one meanwhile) and the result is one-process training's."""
-    client.wait_for_workers(2, timeout=120)
-    pid = client.run(os.getpid)[sorted(client.scheduler_info()["workers"])[0]]
-    _fit_with(strategy, lambda: os.kill(pid, signal.SIGKILL))
-    assert strategy.stats["steps"] == 4
-    assert pid not in client.run(os.getpid).values()
-
-
-@pytest.mark.slow
-def test_a_worker_restarted_between_steps(client, strategy):
-    client.wait_for_workers(2, timeout=120)
-    first = sorted(client.scheduler_info()["workers"])[0]
-    _fit_with(strategy, lambda: client.restart_workers([first]))
-    assert strategy.stats["steps"] == 4
-
-
-@pytest.mark.slow
-def test_every_worker_killed_between_steps_the_step_is_resent(client, strategy):
-    """Killing both processes loses the scattered program and weights: the driver sends
-    them again and recomputes the step."""
-    client.wait_for_workers(2, timeout=120)
-    pids = client.run(os.getpid)
-
-    def kill():
-        for pid in pids.values():
-            os.kill(pid, signal.SIGKILL)
-    _fit_with(strategy, kill)
-    assert strategy.stats["resent"] >= 1
 
 
 def test_a_worker_error_is_the_local_error_and_changes_nothing(strategy):
@@ -135,3 +107,35 @@ def test_a_non_finite_shard_is_the_local_numerical_error(strategy, monkeypatch):
         assert model.optimizer.iterations == 0
     assert errors[0] == errors[1]
     assert errors[0].startswith("fit: epoch 1, step 1: the loss is nan")
+
+
+def test_a_worker_killed_between_steps(client, strategy):
+    """Its process dies after step 1: the next steps run on the other worker (the nanny
+    restarts the dead one meanwhile) and the result is one-process training's."""
+    client.wait_for_workers(2, timeout=120)
+    pid = client.run(os.getpid)[sorted(client.scheduler_info()["workers"])[0]]
+    _fit_with(strategy, lambda: os.kill(pid, signal.SIGKILL))
+    assert strategy.stats["steps"] == 4
+    assert pid not in client.run(os.getpid).values()
+
+
+@pytest.mark.slow
+def test_a_worker_restarted_between_steps(client, strategy):
+    client.wait_for_workers(2, timeout=120)
+    first = sorted(client.scheduler_info()["workers"])[0]
+    _fit_with(strategy, lambda: client.restart_workers([first]))
+    assert strategy.stats["steps"] == 4
+
+
+@pytest.mark.slow
+def test_every_worker_killed_between_steps_the_step_is_resent(client, strategy):
+    """Killing both processes loses the scattered program and weights: the driver sends
+    them again and recomputes the step."""
+    client.wait_for_workers(2, timeout=120)
+    pids = client.run(os.getpid)
+
+    def kill():
+        for pid in pids.values():
+            os.kill(pid, signal.SIGKILL)
+    _fit_with(strategy, kill)
+    assert strategy.stats["resent"] >= 1
