@@ -325,6 +325,15 @@ def _check_initial_state_fn(who: str, cell) -> None:
                               f"(batch_size, size) per state)")
 
 
+def _where_once(picked: dict, keep, new, old):
+    """``where(keep, new, old)``, made once per pair in a step: a cell whose output is its
+    state (both starting at zeros) carries one value, not two equal ones."""
+    key = (id(new), id(old))
+    if key not in picked:
+        picked[key] = ops.where(keep, new, old)
+    return picked[key]
+
+
 def _call_has_training(cell) -> bool:
     try:
         return "training" in inspect.signature(cell.call).parameters
@@ -674,8 +683,15 @@ class RNN(Layer):
                              f"the input one, e.g. Input(shape=(T, {sequences.shape[-1]})), got "
                              f"shape {tuple(sequences.shape)}")
         sizes = _flat_sizes(self.state_size)
+        zeros: dict = {}  # one zero tensor per (width, dtype), shared by states and output
+
+        def zeros_of(width, dtype):
+            if (width, dtype) not in zeros:
+                zeros[width, dtype] = self._zeros(sequences, width, dtype)
+            return zeros[width, dtype]
+
         if initial_state is None:
-            flat = [self._zeros(sequences, n) for n in sizes]
+            flat = [zeros_of(n, sequences.dtype) for n in sizes]
         else:
             flat = [ops.cast(s, sequences.dtype) if s.dtype != sequences.dtype else s
                     for s in self._initial_state(sequences, initial_state)]
@@ -690,11 +706,12 @@ class RNN(Layer):
             new_flat = flatten(new_states)
             self._check_step(output, new_flat, sizes, i)
             if mask is not None:
-                keep = mask[:, t:t + 1]
+                keep, picked = mask[:, t:t + 1], {}
                 if prev is None:  # Keras's previous output starts at zeros
-                    zeros = prev = self._zeros(sequences, output.shape[-1], output.dtype)
-                output = ops.where(keep, output, zeros if self.zero_output_for_mask else prev)
-                new_flat = [ops.where(keep, n, s) for n, s in zip(new_flat, flat)]
+                    prev = zeros_of(output.shape[-1], output.dtype)
+                output = _where_once(picked, keep, output, zeros_of(
+                    output.shape[-1], output.dtype) if self.zero_output_for_mask else prev)
+                new_flat = [_where_once(picked, keep, n, s) for n, s in zip(new_flat, flat)]
             outputs.append(output)
             prev, flat = output, new_flat
         output = ops.stack(outputs, axis=1) if self.return_sequences else outputs[-1]
