@@ -671,9 +671,13 @@ class RNN(Layer):
                 got = tuple(s.shape) if isinstance(s, SymbolicTensor) else type(s).__name__
                 raise ShapeError(f"{who} returned state {i} of shape {got} at step {step}; its "
                                  f"state_size {self._size_text()} needs (batch, {size})")
-        if len(output.shape) != 2:
-            raise ShapeError(f"{who} must return an output of shape (batch, units), got "
-                             f"{tuple(output.shape)}")
+        declared = getattr(self.cell, "output_size", None)
+        if len(output.shape) != 2 or (isinstance(declared, (int, np.integer)) and
+                                      output.shape[-1] not in (None, declared)):
+            want = f"(batch, {declared}) (its output_size)" if isinstance(
+                declared, (int, np.integer)) else "(batch, units)"
+            raise ShapeError(f"{who} returned an output of shape {tuple(output.shape)} at step "
+                             f"{step}; it must be {want}")
 
     def _unrolled(self, sequences, initial_state, mask, training):
         steps = sequences.shape[1]

@@ -475,6 +475,36 @@ def test_bad_cell_results_are_clear_errors():
         RNN(WrongStateWidth(2, name="c"), name="r")(inp)
 
 
+class WrongOutputSize(MinimalRNNCell):
+    output_size = 5
+
+
+class NoStates(MinimalRNNCell):
+    def call(self, inputs, states):
+        return super().call(inputs, states)[0]
+
+
+def test_bad_outputs_and_calls_are_clear_errors():
+    inp = gm.Input((T, D))
+    with pytest.raises(ShapeError, match=r"RNN 'r': the cell WrongOutputSize 'c' returned an "
+                                         r"output of shape \(None, 2\) at step 0; it must be "
+                                         r"\(batch, 5\) \(its output_size\)"):
+        RNN(WrongOutputSize(2, name="c"), name="r")(inp)
+    with pytest.raises(ConfigError, match=r"RNN 'r': the cell NoStates 'c' must return "
+                                          r"\(output, new_states\), got SymbolicTensor"):
+        RNN(NoStates(2, name="c"), name="r")(inp)
+    with pytest.raises(ConfigError, match=r"RNN 'r': call it on one \(batch, timesteps, "
+                                          r"features\) tensor"):
+        RNN(LSTMCell(2), name="r")([inp, inp])
+    with pytest.raises(ShapeError, match=r"RNN 'r': unroll=True needs a known number of "
+                                         r"timesteps"):
+        RNN(LSTMCell(2), unroll=True, name="r")(gm.Input((None, D)))
+    with pytest.raises(ShapeError, match=r"RNN 'r': input must be \(batch, timesteps, "
+                                         r"features\) with known features, got shape "
+                                         r"\(None, 3\)"):
+        RNN(MinimalRNNCell(2), name="r")(gm.Input((D,)))
+
+
 def test_unknown_time_axis_with_an_unrolled_cell():
     with pytest.raises(ShapeError, match=r"RNN 'r': the cell MinimalRNNCell 'c' is unrolled "
                                          r".*Input\(shape=\(T, 3\)\), got shape "
