@@ -4,6 +4,8 @@ Before the workers start, every kernel the tests use is compiled into numba's on
 cache, so the worker processes load it instead of compiling; ``worker_env()`` pins
 numba, OpenMP and BLAS to one thread per worker.
 """
+import os
+
 import pytest
 
 pytest.importorskip("distributed", reason="Dask distributed is not installed: "
@@ -20,13 +22,25 @@ def client():
     from tests.distributed.models import warm_up
 
     warm_up()
+    before = dict(os.environ)  # a nanny sets OMP_NUM_THREADS etc. in *this* process too
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                            dashboard_address=":0", env=worker_env())
     c = Client(cluster)
+    _restore(before)
     c.run(__import__, "graphmask.distribute.worker")
     yield c
     c.close()
     cluster.close()
+    _restore(before)
+
+
+def _restore(env):
+    """Undo what the nannies wrote into this process's environment before spawning."""
+    for key in set(os.environ) - set(env):
+        del os.environ[key]
+    for key, value in env.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 @pytest.fixture
