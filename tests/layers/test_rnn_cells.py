@@ -320,6 +320,26 @@ def test_a_list_of_cells_is_stacked_and_states_nest_as_keras():
     np.testing.assert_array_equal(out[3], 0)  # ... but no kept step: zeros (Keras)
 
 
+@pytest.mark.parametrize("cell_cls", [LSTMCell, GRUCell, SimpleRNNCell])
+def test_a_cell_called_on_arrays_is_one_step(cell_cls):
+    """cell(x_t, states) on NumPy arrays computes one step (Keras's eager cell call): the
+    same as the RNN of that cell over a one-step sequence from those states."""
+    rng = np.random.default_rng(11)
+    cell = cell_cls(3)
+    n = 2 if cell_cls is LSTMCell else 1
+    states = [rng.standard_normal((4, 3)).astype(np.float32) for _ in range(n)]
+    x = rng.standard_normal((4, D)).astype(np.float32)
+    out, new = cell(x, states)
+    rnn = RNN(cell, return_state=True)
+    want = rnn(x[:, None, :], initial_state=states)
+    np.testing.assert_allclose(out, want[0], rtol=1e-5, atol=1e-6)
+    for a, b in zip(new, want[1:], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    if cell_cls is not LSTMCell:  # one state given as a tensor comes back as a tensor
+        single = cell(x, states[0])[1]
+        assert isinstance(single, np.ndarray) and single.shape == (4, 3)
+
+
 # ---- masks, configs, saving, inspection ------------------------------------------------------
 def test_output_masks_as_keras():
     ids = gm.Input((T,), dtype="int32")
