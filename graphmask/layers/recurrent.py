@@ -261,7 +261,16 @@ class LSTM(_Recurrent):
             lstm_op.reset_state(self._state_key)
 
 
-class GRU(_Recurrent):
+class _OneState(_Recurrent):
+    """GRU and SimpleRNN: one state ``h``; no dropout and no stateful mode (refused)."""
+
+    def _keras_rnn_config(self):
+        """The rest of Keras 3's config keys, at the only values these layers take."""
+        return {"dropout": 0.0, "recurrent_dropout": 0.0, "stateful": False,
+                "unroll": self.unroll}
+
+
+class GRU(_OneState):
     """Gated recurrent unit (Cho et al. 2014), gates in Keras order (z, r, h).
 
     ``reset_after=True`` (Keras 3's default, cuDNN's convention) applies the reset gate
@@ -299,6 +308,7 @@ class GRU(_Recurrent):
         self.recurrent_activation = _choice(self._who(), "recurrent_activation",
                                             recurrent_activation, LSTM_RECURRENT_ACTIVATIONS)
         self.reset_after = bool(reset_after)
+        self.seed = seed
 
     def build(self, spec):
         self._check_input(spec)
@@ -325,11 +335,12 @@ class GRU(_Recurrent):
                                           "bias": self.bias, "h0": h0})
 
     def get_config(self):
-        return {**self._common_config(), "recurrent_activation": self.recurrent_activation,
-                "reset_after": self.reset_after}
+        return {**self._common_config(), **self._keras_rnn_config(),
+                "recurrent_activation": self.recurrent_activation,
+                "reset_after": self.reset_after, "seed": self.seed}
 
 
-class SimpleRNN(_Recurrent):
+class SimpleRNN(_OneState):
     """Fully-connected RNN: ``h_t = activation(x_t kernel + bias + h_{t-1}
     recurrent_kernel)``, the output fed back as the state.
 
@@ -349,6 +360,7 @@ class SimpleRNN(_Recurrent):
                           recurrent_initializer, bias_initializer, dropout, recurrent_dropout,
                           return_sequences, return_state, go_backwards, stateful, unroll,
                           zero_output_for_mask)
+        self.seed = seed
 
     def build(self, spec):
         self._check_input(spec)
@@ -373,4 +385,4 @@ class SimpleRNN(_Recurrent):
                             "h0": h0})
 
     def get_config(self):
-        return self._common_config()
+        return {**self._common_config(), **self._keras_rnn_config()}
