@@ -165,8 +165,9 @@ def test_weight_names_shapes_and_layer_order_match_keras():
 
 
 def test_fresh_weights_follow_keras_initializer_shapes_and_biases():
-    """Default initializers: zero biases ((2, 3H) for reset_after), orthogonal recurrent
-    kernels per (H, H) block as Keras's (Keras draws one orthogonal (H, 3H) matrix)."""
+    """Default initializers: Keras's weight shapes, zero biases ((2, 3H) with
+    reset_after), and a recurrent kernel with orthonormal rows (one orthogonal (H, 3H)
+    draw, as Keras's)."""
     for cls, kw in [("GRU", {}), ("GRU", {"reset_after": False}), ("SimpleRNN", {})]:
         layer = getattr(gm, cls)(5, **kw)
         layer(np.zeros((2, 3, 4), np.float32))
@@ -185,9 +186,11 @@ def test_get_config_matches_keras_for_shared_keys():
                     ("SimpleRNN", {"activation": "relu", "return_state": True})]:
         ours = getattr(gm, cls)(3, name="r", **kw).get_config()
         theirs = getattr(keras.layers, cls)(3, name="r", **kw).get_config()
+        assert set(ours) <= set(theirs), set(ours) - set(theirs)
         for key in ("units", "activation", "use_bias", "return_sequences", "return_state",
                     "go_backwards", "zero_output_for_mask", "reset_after",
-                    "recurrent_activation"):
+                    "recurrent_activation", "dropout", "recurrent_dropout", "seed",
+                    "stateful", "unroll", "name", "trainable"):
             if key in theirs:
                 assert ours[key] == theirs[key], (cls, key)
         assert ours["kernel_initializer"] == theirs["kernel_initializer"]["class_name"].lower() \
