@@ -41,6 +41,7 @@ from graphmask.layers.tensors import (
     record,
     tracing,
     training_context,
+    training_pinned,
 )
 
 
@@ -155,17 +156,19 @@ def _forced_training(layer, training):
     """The ``training`` a built-in layer's op must use regardless of the plan, or None.
 
     A built-in op such as dropout follows the plan (on in ``fit``, off in ``predict`` and
-    ``evaluate``). That is what ``training`` means inside a traced call whose ``training``
-    is the same value; an explicit value that differs (``Dropout(0.5)(x,
-    training=True)`` at the top level of a model) pins the op, as in Keras.
+    ``evaluate``). That is what ``training`` means inside a call graphmask traces for the
+    train or the inference graph; a value the user gave (``Dropout(0.5)(x,
+    training=True)``, or ``training=True`` given to an enclosing custom layer) pins the
+    op, as in Keras.
     """
     if training is None or not layer._training_sensitive:
         return None
     if not isinstance(training, (bool, np.bool_)):
         raise ConfigError(f"{_who(layer)}: training must be True, False or None, got "
                           f"{training!r}")
-    if current_training() is not None and bool(training) == current_training():
-        return None
+    if current_training() is not None and bool(training) == current_training() \
+            and not training_pinned():
+        return None  # the value graphmask traces this graph with: the plan's
     if "training" not in inspect.signature(layer.call).parameters:
         raise ConfigError(f"{_who(layer)}: training={training!r} at call time is not "
                           f"supported by this layer: it is active while fitting and off in "
@@ -225,10 +228,15 @@ def _call_custom(layer, args, kwargs):
                   mask_in=[m for m in flatten(previous_mask)])
     # Keras 3's training: explicit, else the enclosing call's, else (eager) the default;
     # a symbolic call with none of these is traced for both values (see _trace_both)
+    # a given value equal to the enclosing call's (the Keras idiom `self.inner(x,
+    # training=training)`) is that call's, pinned only if it was
+    given = arguments.get("training")
+    pinned = given is not None and (current_training() is None or training_pinned()
+                                    or bool(given) != current_training())
     both = False
     if "training" in params and arguments.get("training") is None:
         if current_training() is not None:
-            arguments["training"] = current_training()
+            arguments["training"], pinned = current_training(), training_pinned()
         elif in_eager_trace():
             default = params["training"].default
             arguments["training"] = None if default is inspect.Parameter.empty else default
@@ -252,7 +260,7 @@ def _call_custom(layer, args, kwargs):
     if both:
         out = _trace_both(layer, bound, group)
     else:
-        out = _trace(layer, bound, group, arguments.get("training"))[0]
+        out = _trace(layer, bound, group, arguments.get("training"), pinned)[0]
     flat = flatten(out)
     # 6. output masks
     already = all(t.keras_mask is not None for t in flat)
@@ -266,14 +274,14 @@ def _call_custom(layer, args, kwargs):
     return out
 
 
-def _trace(layer, bound, group, training):
+def _trace(layer, bound, group, training, pinned=False):
     """Run ``call`` once with the layer on the scope stack: its outputs and the number
     every call it recorded is at least (to tell its calls from earlier ones)."""
     if "training" in bound.signature.parameters:
         bound.arguments["training"] = training
     start = next_order()
     try:
-        with tracing(layer, group), training_context(training):
+        with tracing(layer, group), training_context(training, pinned and training is not None):
             out = _fresh_outputs(layer, layer.call(*bound.args, **bound.kwargs), start)
     except GraphmaskError as e:
         if f"{layer.name!r}" in str(e):

@@ -115,16 +115,25 @@ def current_training():
     """The ``training`` value of the enclosing layer call being traced (Keras's call
     context): ``True``/``False``, or ``None`` outside any call that fixed it."""
     stack = getattr(_state, "training", None)
-    return stack[-1] if stack else None
+    return stack[-1][0] if stack else None
+
+
+def training_pinned() -> bool:
+    """Whether the enclosing call's ``training`` was given by the user (``layer(x,
+    training=True)``: it holds in ``predict`` too, as in Keras) rather than chosen by
+    graphmask for the train or the inference graph (then ops follow the plan)."""
+    stack = getattr(_state, "training", None)
+    return bool(stack) and stack[-1][1]
 
 
 @contextmanager
-def training_context(value):
+def training_context(value, pinned: bool = False):
     """Layers called inside the block see ``training=value`` unless given one explicitly
-    (Keras 3 hands the outer call's ``training`` to nested layer calls)."""
+    (Keras 3 hands the outer call's ``training`` to nested layer calls); ``pinned``: the
+    user gave it (see :func:`training_pinned`)."""
     if not hasattr(_state, "training"):
         _state.training = []
-    _state.training.append(value)
+    _state.training.append((value, pinned))
     try:
         yield
     finally:

@@ -13,7 +13,7 @@ import copy
 from graphmask import ops as gops
 from graphmask.errors import ConfigError, ShapeError
 from graphmask.layers.base import Layer
-from graphmask.layers.tensors import in_eager_trace
+from graphmask.layers.tensors import in_eager_trace, training_pinned
 
 __all__ = ["Bidirectional", "MERGE_MODES"]
 
@@ -190,7 +190,7 @@ class Bidirectional(Layer):
         who = f"Bidirectional {self.name!r}"
         sensitive = [inner.name for inner in (self.forward_layer, self.backward_layer)
                      if getattr(inner, "_training_sensitive", False)]
-        if training is not None and sensitive and not in_eager_trace():
+        if training is not None and sensitive and training_pinned() and not in_eager_trace():
             raise ConfigError(f"{who}: training={training!r} at call time is not supported "
                               f"for {sensitive} (dropout): it is active while fitting and off "
                               f"in predict/evaluate")

@@ -184,3 +184,33 @@ def test_summary_shows_one_row_and_saving_round_trips(tmp_path):
     np.testing.assert_array_equal(back.predict(X, verbose=0), m.predict(X, verbose=0))
     back.compile(optimizer=gm.optimizers.SGD(0.01), loss="mse")
     assert back.train_on_batch(X, Y) == pytest.approx((12.0**2 + 2.0**2) / 2)
+
+
+def test_training_given_to_a_custom_layer_pins_the_dropout_inside_it():
+    x = Input((200,))
+    m = Model(x, DropoutOnly()(x, training=True))  # Keras: dropout in predict too
+    out = m.predict(np.ones((2, 200), np.float32), verbose=0)
+    assert set(np.unique(out)) <= {0.0, 2.0} and 0 < (out == 0).sum() < out.size
+    m2 = Model(x, DropoutOnly()(x))  # not given: fit drops, predict does not
+    np.testing.assert_array_equal(m2.predict(np.ones((2, 200), np.float32), verbose=0),
+                                  np.ones((2, 200), np.float32))
+
+
+def test_passing_training_on_to_recurrent_dropout_is_the_keras_idiom_not_a_pin():
+    class Encoder(gm.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.rnn = gm.Bidirectional(gm.LSTM(4, dropout=0.5, name="l"), name="bi")
+
+        def call(self, x, training=None):
+            return self.rnn(x, training=training)
+
+    x = Input((5, 3))
+    m = Model(x, Encoder(name="enc")(x))
+    m.compile(optimizer="sgd", loss="mse")
+    assert m._forward.nodes_by_op("training_switch") == []
+    batch = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(m.predict(batch, verbose=0), m.predict(batch, verbose=0))
+    with pytest.raises(ConfigError, match=r"Bidirectional 'bd': training=True at call time is "
+                                          r"not supported"):
+        gm.Bidirectional(gm.LSTM(4, dropout=0.5), name="bd")(x, training=True)
