@@ -96,8 +96,10 @@ def test_layer_construction_errors():
         Dense(0)
     with pytest.raises(ConfigError, match="input_dim must be a positive int, got -3"):
         Embedding(-3, 2)
-    with pytest.raises(ConfigError, match="dropout=0.5 is not supported"):
-        LSTM(3, dropout=0.5)
+    with pytest.raises(ConfigError, match=r"LSTM 'lstm(_\d+)?': dropout must be a number in "
+                                          r"\[0, 1\) \(the fraction of units dropped while "
+                                          r"training\), got 1.0"):
+        LSTM(3, dropout=1.0)
     with pytest.raises(ShapeError, match=r"LSTM 'lstm(_1)?': input must be"):
         LSTM(3)(Input(shape=(3,)))
 
