@@ -34,6 +34,7 @@ from graphmask.layers.recurrent import (
 )
 from graphmask.layers.tensors import flatten
 from graphmask.layers.wrappers import deserialize_layer, serialize_layer
+from graphmask.ops import lstm as lstm_op
 
 __all__ = ["GRUCell", "LSTMCell", "RNN", "SimpleRNNCell", "StackedRNNCells"]
 
@@ -57,22 +58,34 @@ def _first_state(states):
 
 class _Cell(Layer):
     """What the built-in cells share: units, activation, bias, the three initializers,
-    and Keras's dropout arguments (only 0 is supported)."""
+    and Keras's dropout arguments (only 0, except for LSTMCell inside an RNN)."""
+
+    #: whether the cell's coarse op implements Keras's dropout (LSTMCell's)
+    _dropout_op = False
+
+    @property
+    def _has_dropout(self) -> bool:
+        return bool(self.dropout or self.recurrent_dropout)
 
     def _init_cell(self, units, activation, use_bias, kernel_initializer,
                    recurrent_initializer, bias_initializer, dropout, recurrent_dropout, seed):
         who = f"{type(self).__name__} {self.name!r}"
         self.units = _positive_int(who, "units", units)
         self.activation = _choice(who, "activation", activation, LSTM_ACTIVATIONS)
-        for arg, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
-            if value not in (0, 0.0, None):
-                raise ConfigError(f"{who}: {arg}={value!r} is not supported (graphmask's "
-                                  f"cells have no dropout); use 0.0")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise ConfigError(f"{who}: seed must be an int or None, got {seed!r}")
-        self.dropout = 0.0
-        self.recurrent_dropout = 0.0
-        self.seed = None if seed is None else int(seed)
+        if type(self)._dropout_op:  # LSTMCell: the dropout of the coarse lstm op
+            self.dropout, self.recurrent_dropout, self.seed = lstm_op.check_dropout(
+                who, dropout, recurrent_dropout, seed, self.name)
+        else:
+            for arg, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+                if value not in (0, 0.0, None):
+                    raise ConfigError(f"{who}: {arg}={value!r} is not supported (graphmask's "
+                                      f"{type(self).__name__} has no dropout); use 0.0")
+            if seed is not None and (isinstance(seed, bool) or
+                                     not isinstance(seed, (int, np.integer)) or seed < 0):
+                raise ConfigError(f"{who}: seed must be None or an int >= 0, got {seed!r}")
+            self.dropout = 0.0
+            self.recurrent_dropout = 0.0
+            self.seed = None if seed is None else int(seed)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer, self.name,
                                                    "kernel_initializer")
@@ -122,8 +135,11 @@ class LSTMCell(_Cell):
     Weights ``[kernel (D, 4H), recurrent_kernel (H, 4H), bias (4H,)]``;
     ``unit_forget_bias`` starts the forget gate's bias at 1. ``state_size`` is
     ``[units, units]``. ``RNN(LSTMCell(...))`` computes what ``LSTM(...)`` does with the
-    same kernels.
+    same kernels, ``dropout``/``recurrent_dropout``/``seed`` included (Keras 3's; active
+    while training, on the coarse kernel only: a cell with dropout is not unrolled).
     """
+
+    _dropout_op = True
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
                  use_bias=True, kernel_initializer="glorot_uniform",
@@ -152,6 +168,11 @@ class LSTMCell(_Cell):
         self._weights(4, bias_init, input_dim=d)
 
     def call(self, inputs, states, training=False):
+        if training and self._has_dropout:
+            raise ConfigError(f"LSTMCell {self.name!r}: dropout={self.dropout}, "
+                              f"recurrent_dropout={self.recurrent_dropout} run only in "
+                              f"RNN(LSTMCell(...)) on the coarse LSTM kernel, not in a "
+                              f"step-by-step call with training=True")
         h_tm1, c_tm1 = states[0], states[1]
         z = ops.matmul(inputs, self.kernel) + ops.matmul(h_tm1, self.recurrent_kernel)
         if self.use_bias:
@@ -485,6 +506,19 @@ class RNN(Layer):
         self.single_state = not isinstance(size, (list, tuple))
         self.state_size = [size] if self.single_state else list(size)
         self.supports_masking = True
+        cells = cell.cells if isinstance(cell, StackedRNNCells) else [cell]
+        dropping = [c for c in cells if getattr(c, "_has_dropout", False)]
+        if dropping and self._coarse_op is None and self._coarse_stack() is None:
+            raise ConfigError(f"{who}: the cell {_describe(dropping[0])} has dropout, which "
+                              f"graphmask runs on the coarse LSTM kernel only, and this RNN "
+                              f"unrolls its cell (a subclass, a stack with go_backwards or "
+                              f"a user cell, or zero_output_for_mask without "
+                              f"return_sequences); use dropout=0.0 here")
+
+    @property
+    def _training_sensitive(self) -> bool:
+        """A built-in cell with dropout: the op follows the plan (on in fit)."""
+        return self._builtin and getattr(self.cell, "_has_dropout", False)
 
     def _who(self) -> str:
         return f"RNN {self.name!r}"
@@ -548,7 +582,7 @@ class RNN(Layer):
     def call(self, sequences, initial_state=None, mask=None, training=None):
         """Record the coarse op of a built-in cell, else unroll the cell over time."""
         if self._builtin:
-            return self._call_coarse(sequences, initial_state)
+            return self._call_coarse(sequences, initial_state, training)
         stack = self._coarse_stack()
         if stack is not None:
             return self._call_stack(stack, sequences, initial_state, mask)
@@ -592,7 +626,7 @@ class RNN(Layer):
                 x = y
         return [x, *final] if self.return_state else x
 
-    def _call_coarse(self, x, initial_state):
+    def _call_coarse(self, x, initial_state, training=None):
         cell, op = self.cell, self._coarse_op
         states = {}
         if initial_state is not None:
@@ -606,6 +640,11 @@ class RNN(Layer):
             attrs["recurrent_activation"] = cell.recurrent_activation
         if op == "gru":
             attrs["reset_after"] = cell.reset_after
+        if op == "lstm":
+            attrs.update(lstm_op.dropout_attrs(cell.dropout, cell.recurrent_dropout, cell.seed,
+                                               cell.name))
+            if training is not None and cell._has_dropout:
+                attrs["training"] = bool(training)  # pinned at call time, as Keras
         ports = {"x": x, "kernel": cell.kernel, "recurrent_kernel": cell.recurrent_kernel,
                  "bias": cell.bias}
         ports.update({"h0": None} if op != "lstm" else {"h0": None, "c0": None})

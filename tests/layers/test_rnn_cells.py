@@ -340,6 +340,55 @@ def test_a_cell_called_on_arrays_is_one_step(cell_cls):
         assert isinstance(single, np.ndarray) and single.shape == (4, 3)
 
 
+def test_lstm_cell_dropout_runs_the_lstm_layers_dropout():
+    """RNN(LSTMCell(dropout=..., recurrent_dropout=..., seed=...)) is LSTM(...) with the
+    same arguments: the same masks while fitting (seeded), none in predict."""
+    rng = np.random.default_rng(12)
+    ids = np.where(MASK, rng.integers(1, 9, MASK.shape), 0)
+    y = rng.standard_normal((5, T, 2)).astype(np.float32)
+    kw = {"dropout": 0.4, "recurrent_dropout": 0.3, "seed": 5}
+    results = []
+    for make in (lambda: RNN(LSTMCell(4, **kw), return_sequences=True),
+                 lambda: gm.LSTM(4, return_sequences=True, **kw)):
+        gm.set_random_seed(1)
+        inp = gm.Input((T,), dtype="int32")
+        layer = make()
+        model = gm.Model(inp, gm.Dense(2)(layer(gm.Embedding(9, D, mask_zero=True)(inp))))
+        model.compile(optimizer=gm.optimizers.SGD(0.1), loss="mse")
+        before = model.predict(ids, verbose=0)
+        losses = [model.train_on_batch(ids, y) for _ in range(3)]
+        results.append((before, losses, model.get_weights()))
+        assert layer._training_sensitive
+    (p1, l1, w1), (p2, l2, w2) = results
+    np.testing.assert_array_equal(p1, p2)
+    assert l1 == l2
+    for a, b in zip(w1, w2, strict=True):
+        np.testing.assert_array_equal(a, b)
+    cell = LSTMCell(4, **kw)
+    assert {k: cell.get_config()[k] for k in kw} == kw
+
+
+def test_dropout_off_the_coarse_kernel_is_refused():
+    with pytest.raises(ConfigError, match=r"RNN 'r': the cell UnrolledLSTMCell 'c' has "
+                                          r"dropout, which graphmask runs on the coarse LSTM "
+                                          r"kernel only"):
+        RNN(_unrolled(LSTMCell)(2, dropout=0.2, name="c"), name="r")
+    with pytest.raises(ConfigError, match=r"RNN 'r': the cell LSTMCell 'c' has dropout"):
+        RNN([LSTMCell(2, recurrent_dropout=0.2, name="c")], go_backwards=True, name="r")
+    with pytest.raises(ConfigError, match=r"GRUCell 'g': dropout=0.2 is not supported "
+                                          r"\(graphmask's GRUCell has no dropout\)"):
+        GRUCell(2, dropout=0.2, name="g")
+    with pytest.raises(ConfigError, match=r"LSTMCell 'c': dropout must be a number in "
+                                          r"\[0, 1\)"):
+        LSTMCell(2, dropout=1.5, name="c")
+    cell = LSTMCell(2, dropout=0.5, name="c")
+    x, h = np.ones((1, D), np.float32), np.zeros((1, 2), np.float32)
+    assert cell(x, [h, h])[0].shape == (1, 2)  # inference: no dropout
+    with pytest.raises(ConfigError, match=r"LSTMCell 'c': dropout=0.5, recurrent_dropout=0.0 "
+                                          r"run only in RNN\(LSTMCell\(...\)\)"):
+        cell(x, [h, h], training=True)
+
+
 # ---- masks, configs, saving, inspection ------------------------------------------------------
 def test_output_masks_as_keras():
     ids = gm.Input((T,), dtype="int32")
@@ -452,8 +501,6 @@ def test_errors_name_the_layer():
         RNN(LSTMCell, name="r")
     with pytest.raises(ConfigError, match=r"RNN 'r': stateful=True is not supported"):
         RNN(LSTMCell(2), stateful=True, name="r")
-    with pytest.raises(ConfigError, match=r"LSTMCell 'c': dropout=0.5 is not supported"):
-        LSTMCell(2, dropout=0.5, name="c")
     with pytest.raises(ConfigError, match=r"GRUCell 'c': units must be a positive int, "
                                           r"got 0"):
         GRUCell(0, name="c")
