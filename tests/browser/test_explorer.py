@@ -91,7 +91,23 @@ def test_custom_layers_expand_collapse_and_search(tmp_path, open_page, artifacts
     assert len(inner) >= 5 and all(g.node(int(k[1:]))["layer"] == "attn" for k in inner)
     assert visible(page, f"{exp} > .gm-node[data-clusters='g2']") == []
     assert page.text_content("#gm-details h2") == "attn (AttnPool)"
-    # an edge into the folded block ends on the folded box's top border
+    # edges into the folded block end on its top border, edges out of it leave its bottom
+    top, bottom = page.evaluate(
+        "[gmExplorer.data.layouts.expanded.clusters.g2.box[1], "
+        "gmExplorer.data.layouts.expanded.clusters.g2.box[3]]")
+    ends = page.eval_on_selector_all(
+        f"{exp} .gm-edge:not(.gm-hidden)",
+        "es => es.map(e => [e.getAttribute('data-src'), e.getAttribute('data-dst'), "
+        "e.querySelector('.gm-line').getAttribute('d').split(/[ MC]+/).filter(Boolean)"
+        ".map(Number)])")
+    clusters = dict(page.eval_on_selector_all(
+        f"{exp} > .gm-node", "ns => ns.map(n => [n.getAttribute('data-id'), "
+        "n.getAttribute('data-clusters')])"))
+    into = [d for s, t, d in ends if clusters[t] == "g2" and clusters[s] != "g2"]
+    out_of = [d for s, t, d in ends if clusters[s] == "g2" and clusters[t] != "g2"]
+    assert into and out_of
+    assert all(d[-1] == pytest.approx(top, abs=0.06) for d in into)
+    assert all(d[1] == pytest.approx(bottom, abs=0.06) for d in out_of)
     page.screenshot(path=str(artifacts / "custom_expanded.png"))
     page.click(f"{exp} .gm-cluster[data-id=g3] .gm-open .gm-toggle")
     assert page.get_attribute("#gm-root", "data-layout") == "compact"

@@ -306,3 +306,21 @@ def test_show_returns_displayable_html():
     markup = shown._repr_html_() if hasattr(shown, "_repr_html_") else shown.data
     assert markup.startswith('<div class="graphmask-explorer"><iframe srcdoc=')
     assert "height:300px" in markup
+
+
+def test_batch_masks_of_custom_layers_are_the_concrete_masks():
+    from graphmask.inspect import concrete_masks
+    from graphmask.inspect.explain import mask_label
+
+    m = models.custom_layers()
+    x = np.array([[3, 1, 0, 4, 0, 0], [1, 2, 3, 4, 5, 6]])
+    data, _ = explorer_data(m, x)
+    rows = {mask_label(m.graph, int(k[1:])): v for k, v in data["batch"]["masks"].items()}
+    want = concrete_masks(m, x)
+    assert set(rows) == set(want) == {"emb", "drop"}
+    for name, mask in want.items():
+        assert rows[name] == ["".join("1" if b else "0" for b in r) for r in mask]
+    assert rows["drop"] == ["10100", "11111"]
+    # the call's box shows its output's mask and value
+    assert data["nodes"]["g1"]["mask"] in data["batch"]["masks"]
+    assert data["nodes"]["g1"]["value"] in data["batch"]["values"]
