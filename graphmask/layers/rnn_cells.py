@@ -452,8 +452,8 @@ class RNN(Layer):
         Process the sequence from its end; with ``return_sequences`` the outputs are in
         processing order (reversed), as Keras.
     stateful : bool
-        Not supported (a ``ConfigError``): carry state across batches yourself with
-        ``return_state`` and ``initial_state``.
+        Not supported (a ``ConfigError``): use ``LSTM(units, stateful=True)``, or carry
+        the states across batches yourself with ``return_state`` and ``initial_state``.
     unroll : bool
         Accepted as Keras; a user cell is always unrolled, a built-in cell never needs to.
         As Keras, ``unroll=True`` needs a known number of timesteps.
@@ -486,9 +486,9 @@ class RNN(Layer):
             cell = StackedRNNCells(list(cell))
         _check_cell(who, cell)
         if stateful:
-            raise ConfigError(f"{who}: stateful=True is not supported (graphmask keeps no "
-                              f"state between batches); pass the states yourself with "
-                              f"return_state=True and initial_state=")
+            raise ConfigError(f"{who}: stateful=True is not supported by RNN (LSTM(units, "
+                              f"stateful=True) is); or carry the states between batches "
+                              f"yourself with return_state=True and initial_state=")
         for arg, value in (("return_sequences", return_sequences),
                            ("return_state", return_state), ("go_backwards", go_backwards),
                            ("unroll", unroll), ("zero_output_for_mask", zero_output_for_mask)):
