@@ -7,7 +7,9 @@ chains and the debugprint dump) or ``html`` (the interactive explorer, one
 self-contained file); by default it comes from the extension of ``--out``. Without
 ``--out``, ``dot`` and ``txt`` are printed and pictures go to ``flow.<format>``.
 ``--batch data.npz`` (html only) embeds the concrete masks and sequence values of that
-batch: the file's one array, or one array per model input named after the input.
+batch: the file's one array, or one array per model input named after the input. With
+html, ``--expand`` opens the page with every call unfolded and ``--backward`` on a
+weight's gradient path.
 A custom layer's call is one box (one debugprint line); ``--expand`` shows its nodes
 inside a cluster (beneath a header line) instead.
 """
@@ -37,8 +39,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch", default=None, metavar="DATA.npz",
                         help="html: embed this batch's masks and values (an .npz file: one "
                              "array, or one per model input named after it)")
-    parser.add_argument("--engine", choices=("matplotlib", "graphviz"), default="matplotlib",
-                        help="renderer for svg/png (graphviz needs the 'dot' program)")
+    parser.add_argument("--engine", choices=("matplotlib", "graphviz"), default=None,
+                        help="renderer for svg/png (graphviz needs the 'dot' program; "
+                             "default matplotlib)")
 
 
 def load(spec: str):
@@ -100,9 +103,14 @@ def run(args) -> int:
         raise ConfigError(f"show: --batch is for --format html, got --format {fmt}")
     if fmt == "html":
         from graphmask.viz.html import write_html
+        if args.engine is not None:
+            raise ConfigError("show: --engine is for svg/png pictures; the html explorer "
+                              "draws its own SVG")
         batch = None if args.batch is None else load_batch(args.batch, model)
         out = args.out or "flow.html"
-        write_html(model, out, batch=batch)
+        view = "backward" if args.backward else "expanded" if getattr(args, "expand", False) \
+            else "compact"
+        write_html(model, out, batch=batch, view=view)
         args.out = out
     elif fmt in ("dot", "txt"):
         from graphmask.viz import to_dot
@@ -117,7 +125,8 @@ def run(args) -> int:
     else:
         from graphmask.viz import render
         out = args.out or f"flow.{fmt}"
-        render(model, out, format=fmt, backward=args.backward, engine=args.engine,
+        render(model, out, format=fmt, backward=args.backward,
+               engine=args.engine or "matplotlib",
                expand=getattr(args, "expand", False))
         args.out = out
     print(f"wrote {args.out}")

@@ -522,8 +522,11 @@
     sw.style.background = D.styles.nodes[k][0]; sw.style.border = "1px solid " + D.styles.nodes[k][1];
     r.appendChild(sw); r.appendChild(el("span", null, D.legend.nodes[k])); leg.appendChild(r);
   });
+  if (D.start === "expanded") { state.folded.clear(); state.layout = "expanded"; }
+  if (D.start === "backward") { state.layout = "backward"; backBox.checked = true; }
   applyLayout();
   fit(1);
+  if (state.layout === "backward") showBackward();
   window.addEventListener("resize", function () { fit(1); });
   window.gmExplorer = { state: state, data: D, select: select, expand: expand, collapse: collapse,
                         setLayout: setLayout, ready: performance.now() - t0 };

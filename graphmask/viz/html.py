@@ -557,7 +557,10 @@ style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
 """
 
 
-def to_html(model, batch=None, max_samples: int = 16) -> str:
+VIEWS = ("compact", "expanded", "backward")
+
+
+def to_html(model, batch=None, max_samples: int = 16, view: str = "compact") -> str:
     """The interactive mask-flow explorer of ``model`` as one self-contained HTML page.
 
     Parameters
@@ -567,6 +570,9 @@ def to_html(model, batch=None, max_samples: int = 16) -> str:
         name); the page then shows, for the selected edge, the concrete mask of the first
         ``max_samples`` samples as a samples x timesteps grid and the sequence values.
     max_samples : how many samples of ``batch`` the page holds.
+    view : what the page shows first: ``"compact"`` (one box per custom-layer call, as
+        the SVG picture), ``"expanded"`` (every call unfolded) or ``"backward"`` (the
+        gradient path of the first weight; the model must be compiled).
 
     Returns
     -------
@@ -575,14 +581,21 @@ def to_html(model, batch=None, max_samples: int = 16) -> str:
     """
     if not isinstance(max_samples, int) or isinstance(max_samples, bool) or max_samples < 1:
         raise ConfigError(f"to_html: max_samples must be a positive int, got {max_samples!r}")
+    if view not in VIEWS:
+        raise ConfigError(f"to_html: view must be one of {VIEWS}, got {view!r}")
     data, svg = explorer_data(model, batch, max_samples)
+    if view == "backward" and "backward" not in data["layouts"]:
+        raise ConfigError(f"to_html: view='backward' needs a compiled model with trainable "
+                          f"weights; model {data['model']!r} has no backward graph (call "
+                          f"model.compile(...) first)")
+    data["start"] = view if view in data["layouts"] else "compact"
     return PAGE.format(title=html.escape(data["title"]), css=_asset("explorer.css"),
                        svg=svg, data=_script_json(data), js=_asset("explorer.js"))
 
 
-def write_html(model, path, batch=None, max_samples: int = 16) -> str:
+def write_html(model, path, batch=None, max_samples: int = 16, view: str = "compact") -> str:
     """Write :func:`to_html`'s page to ``path``; returns the path."""
-    text = to_html(model, batch=batch, max_samples=max_samples)
+    text = to_html(model, batch=batch, max_samples=max_samples, view=view)
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
     return os.fspath(path)

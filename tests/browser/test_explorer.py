@@ -280,3 +280,18 @@ def test_notebook_markup_runs_in_an_iframe(tmp_path, open_page):
     frame.locator("#gm-root[data-ready='1']").wait_for()
     frame.locator(".gm-layout[data-layout=compact] .gm-node[data-id=n5]").click()
     assert frame.locator("#gm-details h2").text_content() == "dense"
+
+
+def test_page_opens_expanded_or_on_the_backward_graph(tmp_path, open_page):
+    m = models.custom_layers()
+    write_html(m, tmp_path / "e.html", view="expanded")
+    page = open_page(tmp_path / "e.html").page
+    assert page.get_attribute("#gm-root", "data-layout") == "expanded"
+    assert visible(page, f"{layer(page, 'expanded')} .gm-fold") == []
+    write_html(m, tmp_path / "b.html", view="backward")
+    page = open_page(tmp_path / "b.html").page
+    assert page.get_attribute("#gm-root", "data-layout") == "backward"
+    assert page.is_checked("#gm-backward")
+    assert page.input_value("#gm-weight") == m.trainable_weights[0].name
+    grad = f"n{m.graph.meta['grads'][m.trainable_weights[0].name][0]}"
+    assert grad in visible(page, f"{layer(page, 'backward')} .gm-node[data-phase=backward]")

@@ -324,3 +324,29 @@ def test_batch_masks_of_custom_layers_are_the_concrete_masks():
     # the call's box shows its output's mask and value
     assert data["nodes"]["g1"]["mask"] in data["batch"]["masks"]
     assert data["nodes"]["g1"]["value"] in data["batch"]["values"]
+
+
+def test_the_page_can_open_expanded_or_on_the_backward_graph(tmp_path, capsys):
+    m = models.custom_layers()
+    for view in ("compact", "expanded", "backward"):
+        data, _ = page_parts(to_html(m, view=view))
+        assert data["start"] == view
+    # nothing to unfold: the picture itself
+    assert page_parts(to_html(models.seed_model(), view="expanded"))[0]["start"] == "compact"
+    with pytest.raises(ConfigError, match=r"view must be one of \('compact', 'expanded', "
+                                          r"'backward'\), got 'side'"):
+        to_html(m, view="side")
+    with pytest.raises(ConfigError, match="view='backward' needs a compiled model .* model "
+                                          "'functional' has no backward graph"):
+        to_html(models.masking_lstm_dense(), view="backward")
+    out = tmp_path / "b.html"
+    assert main(["show", "tests.inspect.models:custom_layers", "--out", str(out),
+                 "--backward"]) == 0
+    assert page_parts(out.read_text(encoding="utf-8"))[0]["start"] == "backward"
+    assert main(["show", "tests.inspect.models:custom_layers", "--out", str(out),
+                 "--expand"]) == 0
+    assert page_parts(out.read_text(encoding="utf-8"))[0]["start"] == "expanded"
+    capsys.readouterr()
+    assert main(["show", "tests.inspect.models:seed_model", "--out", str(out),
+                 "--engine", "graphviz"]) == 2
+    assert "--engine is for svg/png pictures" in capsys.readouterr().err
