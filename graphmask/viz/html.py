@@ -102,17 +102,18 @@ def backward_view(model):
     forward values a VJP node reads are not drawn, and a mask it reads is one more line
     of its box (``reads mask of 'emb'``) instead of a long edge."""
     view = build_view(model, backward=True)
-    labels = mask_labels(model.graph)
+    g = model.graph
+    labels = mask_labels(g)
     phase = {k: v.phase for k, v in view.nodes.items()}
-    keep = []
-    for e in view.edges:
-        if phase[e.dst] == "forward" or phase[e.src] == "backward":
-            keep.append(e)
-        elif e.kind == "mask":
-            line = f"reads mask of {labels[int(e.src[1:])]!r}"
-            if line not in view.nodes[e.dst].lines:
-                view.nodes[e.dst].lines.append(line)
-    view.edges = keep
+    view.edges = [e for e in view.edges if phase[e.dst] == "forward"
+                  or phase[e.src] == "backward"]
+    for key, vn in view.nodes.items():
+        if vn.phase != "backward":
+            continue
+        for src, _port, d in g.in_edges(int(key[1:])):
+            line = f"reads mask of {labels.get(src, g.node(src)['layer'])!r}"
+            if d["kind"] == "mask" and line not in vn.lines:
+                vn.lines.append(line)
     view.title += " with its backward graph"
     return view
 

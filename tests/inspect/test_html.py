@@ -350,3 +350,26 @@ def test_the_page_can_open_expanded_or_on_the_backward_graph(tmp_path, capsys):
     assert main(["show", "tests.inspect.models:seed_model", "--out", str(out),
                  "--engine", "graphviz"]) == 2
     assert "--engine is for svg/png pictures" in capsys.readouterr().err
+
+
+def test_backward_boxes_name_a_mask_made_inside_a_call():
+    import graphmask as gm
+    from graphmask import LSTM, Dense, Embedding, Input, Model
+
+    class Enc(gm.layers.Layer):
+        """Ids -> Embedding(mask_zero) -> LSTM: the mask is made and consumed inside."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.emb = Embedding(9, 4, mask_zero=True, name=f"{self.name}_emb")
+            self.rnn = LSTM(3, name=f"{self.name}_rnn")
+
+        def call(self, ids):
+            return self.rnn(self.emb(ids))
+
+    x = Input(shape=(5,), dtype="int32", name="ids")
+    m = Model(x, Dense(1, name="out")(Enc(name="enc")(x)))
+    m.compile(loss="mse", optimizer="sgd")
+    view = backward_view(m)
+    reads = [v.lines for v in view.nodes.values() if any("reads" in s for s in v.lines)]
+    assert reads == [["enc_rnn", "vjp of lstm", "(None, 5, 4)", "reads mask of 'enc'"]]
