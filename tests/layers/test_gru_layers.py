@@ -265,3 +265,35 @@ def test_testing_kit_checks_the_masked_steps_and_annotations(cls, kw):
     assert "rnn (gru): its mask port" in notes.checked or \
         "rnn (simple_rnn): its mask port" in notes.checked
     assert not notes.skipped
+
+
+def test_threaded_kernels_repeat_bit_for_bit_and_concurrent_predicts_agree():
+    """H = 64, B = 48: the multi-threaded float32 GRU kernels; two training steps from the
+    same weights give the same weights bit for bit, and predicts run from two Python
+    threads at once (each with its own workspace) give the single-threaded result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from graphmask.kernels import gru as K
+
+    rng = np.random.default_rng(5)
+    ids = np.where(rng.random((48, 20)) < 0.7, rng.integers(1, V, (48, 20)), 0)
+    x = gm.Input((20,), dtype="int32")
+    e = gm.Embedding(V, 8, mask_zero=True)(x)
+    model = gm.Model(x, gm.Dense(2)(gm.GRU(64, return_sequences=True)(e)))
+    assert not K.gru_threads(int((ids != 0).sum(0).max()), 64).serial
+    model.compile(optimizer="adam", loss="mse")
+    y = rng.standard_normal((48, 20, 2)).astype(np.float32)
+    start = model.get_weights()
+    runs = []
+    for _ in range(2):
+        model.set_weights(start)
+        model.compile(optimizer="adam", loss="mse")
+        model.train_on_batch(ids, y)
+        runs.append(model.get_weights())
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    want = model.predict(ids)
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda _: model.predict(ids), range(4)))
+    for g in got:
+        np.testing.assert_array_equal(g, want)
