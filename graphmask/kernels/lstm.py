@@ -505,7 +505,9 @@ def _fwd_setup(x, offsets, rows, backwards, H, ws):
     for t in range(T):
         ts = T - 1 - t if backwards else t
         for r in range(offsets[t], offsets[t + 1]):
-            Xc[r] = x[rows[r], ts, :]
+            b = rows[r]
+            for k in range(D):
+                Xc[r, k] = x[b, ts, k]
     return Xc, A, Hp, Cp, Tc, G
 
 
@@ -516,20 +518,26 @@ def forward_workspace_size(N: int, B: int, D: int, H: int) -> int:
 
 @jit
 def _gather_h(Hp, h, rows, o0, n):
+    H = h.shape[1]
     for j in range(n):
-        Hp[o0 + j] = h[rows[o0 + j]]
+        b = rows[o0 + j]
+        for k in range(H):
+            Hp[o0 + j, k] = h[b, k]
 
 
 @jit
 def _write_y(y, h, mask, t, backwards, zero_masked):
     # kept step: the new h; masked step: the carried h (= the previous output).
-    B, T = y.shape[0], y.shape[1]
+    B, T, H = y.shape
     ts = T - 1 - t if backwards else t
+    zero = y.dtype.type(0.0)
     for b in range(B):
         if zero_masked and not mask[b, ts]:
-            y[b, t, :] = 0
+            for k in range(H):
+                y[b, t, k] = zero
         else:
-            y[b, t, :] = h[b]
+            for k in range(H):
+                y[b, t, k] = h[b, k]
 
 
 @jit
@@ -565,14 +573,14 @@ def lstm_forward(x, kb, bp, rkb, uoff, offsets, rows, mask, backwards, act, ract
     N = Xc.shape[0]
     npj = _ntasks(N * D * 4 * H, 1 << 30, nthreads)
     for task in numba.prange(npj):
-        _proj_task(task, npj, Xc, kb, bp, A, uoff)
+        _proj_task(np.int64(task), npj, Xc, kb, bp, A, uoff)
     for t in range(T):
         o0 = offsets[t]
         n = offsets[t + 1] - o0
         _gather_h(Hp, h, rows, o0, n)
         nt = _ntasks(n * H * 4 * H, Q, nthreads)
         for task in numba.prange(nt):
-            _fwd_task(task, nt, o0, n, uoff, rows, rkb, A, G, Hp, Cp, Tc, h, c, act, ract)
+            _fwd_task(np.int64(task), nt, o0, n, uoff, rows, rkb, A, G, Hp, Cp, Tc, h, c, act, ract)
         if ret_seq:
             _write_y(y, h, mask, t, backwards, zero_masked)
     return Xc, Hp, A, Cp, Tc
@@ -688,9 +696,9 @@ def lstm_backward(A, Cp, Tc, rkT, uoff, offsets, rows, mask, backwards, act, rac
         n = offsets[t + 1] - o0
         nt = _ntasks(n * H * 4 * H, Q, nthreads)
         for task in numba.prange(nt):
-            _bwd_task(task, nt, o0, n, uoff, rows, A, Cp, Tc, dZ, dh, dc, act, ract)
+            _bwd_task(np.int64(task), nt, o0, n, uoff, rows, A, Cp, Tc, dZ, dh, dc, act, ract)
         for task in numba.prange(nt):
-            _dh_task(task, nt, o0, n, rows, dZ, rkT, DH, dh)
+            _dh_task(np.int64(task), nt, o0, n, rows, dZ, rkT, DH, dh)
     return dZ
 
 
@@ -701,8 +709,13 @@ def _wgrad_task(task, ntask, dZ, Xc, Hp, kp, dK, dR, db, dXc):
     ``dZ @ kernel.T``."""
     a, e = _span(task, ntask, dZ.shape[0])
     if e == a:  # no rows: no sums (np.dot would not write)
-        dK[task][:] = 0
-        dR[task][:] = 0
+        zero = dK.dtype.type(0.0)
+        for i in range(dK.shape[1]):
+            for k in range(dK.shape[2]):
+                dK[task, i, k] = zero
+        for i in range(dR.shape[1]):
+            for k in range(dR.shape[2]):
+                dR[task, i, k] = zero
         return
     np.dot(Xc[a:e].T, dZ[a:e], dK[task])
     np.dot(Hp[a:e].T, dZ[a:e], dR[task])
@@ -724,16 +737,26 @@ def _wg_setup(dZ, Xc, H, ntask):
 
 @jit
 def _wg_finish(dK, dR, db, dXc, offsets, rows, backwards, B):
+    # explicit loops: numba's array assignments and in-place array operators compile
+    # shape checks that format their error messages (slow to compile)
     T = offsets.size - 1
-    dx = np.zeros((B, T, dXc.shape[1]), dXc.dtype)
+    D = dXc.shape[1]
+    dx = np.zeros((B, T, D), dXc.dtype)
     for t in range(T):
         ts = T - 1 - t if backwards else t
         for r in range(offsets[t], offsets[t + 1]):
-            dx[rows[r], ts, :] = dXc[r]
+            b = rows[r]
+            for k in range(D):
+                dx[b, ts, k] = dXc[r, k]
     for p in range(1, dK.shape[0]):
-        dK[0] += dK[p]
-        dR[0] += dR[p]
-        db[0] += db[p]
+        for i in range(dK.shape[1]):
+            for k in range(dK.shape[2]):
+                dK[0, i, k] += dK[p, i, k]
+        for i in range(dR.shape[1]):
+            for k in range(dR.shape[2]):
+                dR[0, i, k] += dR[p, i, k]
+        for k in range(db.shape[1]):
+            db[0, k] += db[p, k]
     return dx, dK[0], dR[0], db[0:1]
 
 
@@ -747,7 +770,7 @@ def lstm_weight_grads(dZ, Xc, Hp, kp, offsets, rows, backwards, B, dXc, nthreads
     nt = _ntasks(N * (D + H) * 4 * H, 1 << 30, nthreads)
     dK, dR, db = _wg_setup(dZ, Xc, H, nt)
     for task in numba.prange(nt):
-        _wgrad_task(task, nt, dZ, Xc, Hp, kp, dK, dR, db, dXc)
+        _wgrad_task(np.int64(task), nt, dZ, Xc, Hp, kp, dK, dR, db, dXc)
     return _wg_finish(dK, dR, db, dXc, offsets, rows, backwards, B)
 
 
