@@ -85,7 +85,9 @@ class MultiHeadAttention(Layer):
     Parameters
     ----------
     num_heads : int
-        Number of heads (positive).
+        Number of heads (positive). As in Keras, each head has its own ``key_dim``, so
+        ``num_heads`` need not divide the features (PyTorch's ``embed_dim // num_heads``
+        is ``MultiHeadAttention(num_heads, key_dim=embed_dim // num_heads)`` here).
     key_dim : int
         Size of each head for query and key (positive); scores are scaled by
         ``1 / sqrt(key_dim)``.
