@@ -23,7 +23,17 @@ import numpy as np
 
 from graphmask.kernels import gru as K
 from graphmask.ops.base import MaskRule, Op, OpError, Spec, float_dtype, is_float, register
-from graphmask.ops.lstm import _ACTIVATION, _RECURRENT, _fits, _np_act, _np_dact, _started
+from graphmask.ops.lstm import (
+    _ACTIVATION,
+    _RECURRENT,
+    _active,
+    _fits,
+    _generator,
+    _keep,
+    _np_act,
+    _np_dact,
+    _started,
+)
 
 
 def _cfg(attrs):
@@ -39,6 +49,7 @@ def _cfg(attrs):
         raise OpError(f"units must be a positive int, got {c['units']!r}")
     if c["activation"] not in _ACTIVATION:
         raise OpError(f"activation must be one of {_ACTIVATION}, got {c['activation']!r}")
+    dropout_cfg(c, attrs)
     if c["recurrent_activation"] not in _RECURRENT:
         raise OpError(f"recurrent_activation must be one of {_RECURRENT}, "
                       f"got {c['recurrent_activation']!r}")
@@ -48,6 +59,43 @@ def _cfg(attrs):
 def bias_shape(units: int, reset_after: bool) -> tuple:
     """Keras 3's GRU bias shape."""
     return (2, 3 * units) if reset_after else (3 * units,)
+
+
+def dropout_cfg(c, attrs):
+    """``dropout`` and ``recurrent_dropout`` of ``attrs`` into ``c``, checked."""
+    for rate in ("dropout", "recurrent_dropout"):
+        v = attrs.get(rate, 0.0) or 0.0
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+            raise OpError(f"{rate} must be a number in [0, 1), got {v!r}")
+        c[rate] = float(v)
+
+
+def dropping(c) -> bool:
+    return bool(c["dropout"] or c["recurrent_dropout"])
+
+
+def draw_masks(attrs, c, B, D, H, dt, ng):
+    """The dropout masks of one forward (Keras 3's cells: each fixed along the sequence):
+    without recurrent dropout one ``(B, D)`` input mask (None at rate 0) and None; with
+    it ``(ng, B, D)`` and ``(ng, B, H)``, one per gate (Keras's implementation 1; ones
+    where a rate is 0). ``None, None`` outside training or with both rates 0."""
+    if not _active(attrs) or not dropping(c):
+        return None, None
+    gen = _generator(attrs)
+    if not c["recurrent_dropout"]:
+        return _keep(gen, (B, D), c["dropout"], dt), None
+    mx = _keep(gen, (ng, B, D), c["dropout"], dt) if c["dropout"] else np.ones((ng, B, D), dt)
+    return mx, _keep(gen, (ng, B, H), c["recurrent_dropout"], dt)
+
+
+def per_gate(drop, ng, B, D, H, dt):
+    """Both masks as ``(ng, B, D)``, ``(ng, B, H)`` (ones for a missing one)."""
+    mx, mh = drop or (None, None)
+    if mx is None:
+        mx = np.ones((ng, B, D), dt)
+    elif mx.ndim == 2:
+        mx = np.broadcast_to(mx, (ng, B, D))
+    return mx, np.ones((ng, B, H), dt) if mh is None else mh
 
 
 def _prepare(attrs, inputs):
@@ -188,33 +236,34 @@ class GRU(Op):
         return recurrent_mask_rule(attrs)
 
     def n_residuals(self, attrs):
-        return 8  # offsets, rows, x_t, h_{t-1}, z, r, hh, recurrent h part
+        # offsets, rows, x_t, h_{t-1}, z, r, hh, recurrent h part (+ the dropout masks)
+        return 10 if dropping(_cfg(attrs)) else 8
 
     # ---- reference (readable NumPy, one step at a time) -------------------------------
-    def _ref_steps(self, attrs, inputs):
+    def _ref_steps(self, attrs, inputs, drop=None):
         c, x, k, rk, b_in, b_rec, mask = _prepare(attrs, inputs)
         if c["go_backwards"]:
             x, mask = x[:, ::-1], mask[:, ::-1]
-        B, T, _ = x.shape
+        B, T, D = x.shape
         H = int(c["units"])
+        mx, mh = per_gate(drop, 3, B, D, H, x.dtype)
         ra, a = c["recurrent_activation"], c["activation"]
         h = _initial_state(inputs, B, H, x.dtype)
         started = np.zeros((B, 1), bool)  # a kept step was seen: previous output = h
         steps = []
         for t in range(T):
-            xp = x[:, t] @ k + b_in
+            xp = [(x[:, t] * mx[g]) @ k[:, g * H:(g + 1) * H] + b_in[g * H:(g + 1) * H]
+                  for g in range(3)]
+            hp = [(h * mh[g]) @ rk[:, g * H:(g + 1) * H] + b_rec[g * H:(g + 1) * H]
+                  for g in range(2)]
+            z = _np_act(ra, xp[0] + hp[0])
+            r = _np_act(ra, xp[1] + hp[1])
             if c["reset_after"]:
-                hp = h @ rk + b_rec
-                z = _np_act(ra, xp[:, :H] + hp[:, :H])
-                r = _np_act(ra, xp[:, H:2 * H] + hp[:, H:2 * H])
-                rh = hp[:, 2 * H:]
-                hh = _np_act(a, xp[:, 2 * H:] + r * rh)
+                rh = (h * mh[2]) @ rk[:, 2 * H:] + b_rec[2 * H:]
+                hh = _np_act(a, xp[2] + r * rh)
             else:
-                hp = h @ rk[:, :2 * H]
-                z = _np_act(ra, xp[:, :H] + hp[:, :H])
-                r = _np_act(ra, xp[:, H:2 * H] + hp[:, H:])
-                rh = r * h
-                hh = _np_act(a, xp[:, 2 * H:] + rh @ rk[:, 2 * H:])
+                rh = r * (h * mh[2])
+                hh = _np_act(a, xp[2] + rh @ rk[:, 2 * H:])
             keep = mask[:, t, None]
             started = started | keep
             steps.append({"x": x[:, t], "h": h, "z": z, "r": r, "hh": hh, "rh": rh,
@@ -225,18 +274,24 @@ class GRU(Op):
             steps[-1]["y"] = np.where(vis, h, 0)
         return c, steps, h, started, (B, T, H, x.dtype)
 
-    def reference(self, attrs, inputs):
-        c, steps, h, started, (B, T, H, dt) = self._ref_steps(attrs, inputs)
+    def reference(self, attrs, inputs, drop=None):
+        """The outputs; ``drop``: the dropout masks ``(mx, mh)`` of :func:`draw_masks`."""
+        c, steps, h, started, (B, T, H, dt) = self._ref_steps(attrs, inputs, drop)
         return ref_outputs(c, steps, h, started, B, T, H, dt)
 
-    def reference_vjp(self, attrs, inputs, grads, wrt):
-        c, steps, _, started, (B, T, H, dt) = self._ref_steps(attrs, inputs)
+    def reference_vjp(self, attrs, inputs, grads, wrt, drop=None):
+        c, steps, _, started, (B, T, H, dt) = self._ref_steps(attrs, inputs, drop)
         _, x, k, rk, _, _, _ = _prepare(attrs, inputs)
+        mx, mh = per_gate(drop, 3, B, x.shape[2], H, dt)
         ra, a = c["recurrent_activation"], c["activation"]
         dh = ref_initial_dh(c, grads, started, B, H, dt)
         dk, drk = np.zeros_like(k), np.zeros_like(rk)
         db_in, db_rec = np.zeros(3 * H, dt), np.zeros(3 * H, dt)
         dxs = np.zeros(x.shape, dt)
+
+        def cols(g):
+            return slice(g * H, (g + 1) * H)
+
         for t in range(T - 1, -1, -1):
             s = steps[t]
             if c["return_sequences"] and grads[0] is not None:
@@ -246,22 +301,26 @@ class GRU(Op):
             dah = np.where(keep, dh * (1 - s["z"]) * _np_dact(a, s["hh"]), 0)
             if c["reset_after"]:
                 dr = dah * s["rh"] * _np_dact(ra, s["r"])
-                dzh = np.concatenate([dz, dr, dah * s["r"]], axis=1)
-                drk += s["h"].T @ dzh
-                db_rec += dzh.sum(0)
-                dprev = dzh @ rk.T
+                dzh = [dz, dr, dah * s["r"]]
+                db_rec += np.concatenate(dzh, axis=1).sum(0)
             else:
-                drh = dah @ rk[:, 2 * H:].T
-                dr = drh * s["h"] * _np_dact(ra, s["r"])
-                dzr = np.concatenate([dz, dr], axis=1)
-                drk[:, :2 * H] += s["h"].T @ dzr
+                drh = dah @ rk[:, 2 * H:].T  # d(r * h'), h' the dropped-out state
+                dr = drh * (s["h"] * mh[2]) * _np_dact(ra, s["r"])
+                dzh = [dz, dr]
                 drk[:, 2 * H:] += s["rh"].T @ dah
-                dprev = dzr @ rk[:, :2 * H].T + drh * s["r"]
-            dzx = np.concatenate([dz, dr, dah], axis=1)
-            dk += np.where(keep, s["x"], 0).T @ dzx
-            db_in += dzx.sum(0)
-            dxs[:, t] = dzx @ k.T
-            dh = np.where(keep, dh * s["z"] + dprev, dh)  # carried state: straight through
+            dprev = dh * s["z"]
+            for g, d in enumerate(dzh):
+                drk[:, cols(g)] += (s["h"] * mh[g]).T @ d
+                dprev = dprev + (d @ rk[:, cols(g)].T) * mh[g]
+            if not c["reset_after"]:
+                dprev = dprev + drh * s["r"] * mh[2]
+            dx_t = 0
+            for g, d in enumerate([dz, dr, dah]):
+                dk[:, cols(g)] += (np.where(keep, s["x"], 0) * mx[g]).T @ d
+                db_in[cols(g)] += d.sum(0)
+                dx_t = dx_t + (d @ k[:, cols(g)].T) * mx[g]
+            dxs[:, t] = dx_t
+            dh = np.where(keep, dprev, dh)  # carried state: straight through
         if c["go_backwards"]:
             dxs = dxs[:, ::-1]
         db = np.stack([db_in, db_rec]) if c["reset_after"] else db_in
@@ -276,19 +335,40 @@ class GRU(Op):
         h = _initial_state(inputs, B, H, x.dtype)
         y = np.empty((B, T, H) if c["return_sequences"] else (0, 0, 0), x.dtype)
         keep = attrs.get("_residuals", True)  # False: no VJP reads them (inference)
+        mx, mh = draw_masks(attrs, c, B, D, H, x.dtype, 3)
+        empty = np.empty(0, x.dtype)
+        drop = [empty if mx is None else mx, empty if mh is None else mh] if dropping(c) \
+            else []
+        if mh is not None:  # recurrent dropout: the reference's step loop (Keras's cell loop)
+            out = self.reference({**attrs, "return_state": True}, inputs, (mx, mh))
+            vis = out[:1] + (out[1:] if c["return_state"] else [])
+            return vis + [np.empty(0, np.int64)] * 2 + [empty] * 6 + drop
+        if mx is not None:  # the same input mask at every step
+            x = np.ascontiguousarray(x * mx[:, None, :])
         offsets, rows = K.schedule(mask, c["go_backwards"])
         res = K.forward(x, k, rk, b_in, b_rec, offsets, rows, mask, c, y, h, keep)
         vis = finish_outputs(c, inputs, mask, y, h)
         if not keep:  # the workspace is reused: hand out nothing that lives in it
             res = [np.empty((0,) * r.ndim, r.dtype) for r in res]
-        return vis + [offsets, rows, *res]
+        return vis + [offsets, rows, *res, *drop]
 
     def vjp(self, attrs, inputs, outputs, grads, wrt):
         c, x, k, rk, _, _, mask = _prepare(attrs, inputs)
+        mx = None
+        if dropping(c):
+            mx, mh = outputs[-2:]
+            if mh.size:  # recurrent dropout: the step loop's VJP with the same masks
+                return self.reference_vjp(attrs, inputs, grads, wrt, (mx, mh))
+            mx = mx if mx.size else None
+            outputs = outputs[:-2]
+        if mx is not None:  # the kernels saw x * mx
+            x = np.ascontiguousarray(x * mx[:, None, :])
         dh, seq, gy = initial_dh(c, inputs, mask, grads, x.dtype)
         offsets, rows, *res = outputs[-8:]
         dx, dk, drk, db_in, db_rec = K.backward(x, k, rk, offsets, rows, mask, c, res, seq,
                                                 gy, dh)
+        if mx is not None:
+            dx = dx * mx[:, None, :]
         # dh now holds the state gradient carried back to the first step
         out = {"x": lambda: dx, "kernel": lambda: dk, "recurrent_kernel": lambda: drk,
                "bias": lambda: (np.stack([db_in, db_rec]) if c["reset_after"] else db_in),

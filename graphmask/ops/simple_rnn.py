@@ -18,9 +18,13 @@ from graphmask.kernels import simple_rnn as K
 from graphmask.ops.base import Op, OpError, float_dtype, register
 from graphmask.ops.gru import (
     _initial_state,
+    draw_masks,
+    dropout_cfg,
+    dropping,
     finish_outputs,
     infer_recurrent,
     initial_dh,
+    per_gate,
     recurrent_mask_rule,
     ref_initial_dh,
     ref_outputs,
@@ -38,6 +42,7 @@ def _cfg(attrs):
         raise OpError(f"units must be a positive int, got {c['units']!r}")
     if c["activation"] not in _ACTIVATION:
         raise OpError(f"activation must be one of {_ACTIVATION}, got {c['activation']!r}")
+    dropout_cfg(c, attrs)
     return c
 
 
@@ -76,19 +81,21 @@ class SimpleRNN(Op):
         return recurrent_mask_rule(attrs)
 
     def n_residuals(self, attrs):
-        return 5  # offsets, rows, x_t, h_{t-1}, h_t of every kept row
+        # offsets, rows, x_t, h_{t-1}, h_t of every kept row (+ the dropout masks)
+        return 7 if dropping(_cfg(attrs)) else 5
 
-    def _ref_steps(self, attrs, inputs):
+    def _ref_steps(self, attrs, inputs, drop=None):
         c, x, k, rk, b, mask = _prepare(attrs, inputs)
         if c["go_backwards"]:
             x, mask = x[:, ::-1], mask[:, ::-1]
-        B, T, _ = x.shape
+        B, T, D = x.shape
         H = int(c["units"])
+        (mx,), (mh,) = per_gate(drop, 1, B, D, H, x.dtype)
         h = _initial_state(inputs, B, H, x.dtype)
         started = np.zeros((B, 1), bool)
         steps = []
         for t in range(T):
-            out = _np_act(c["activation"], x[:, t] @ k + b + h @ rk)
+            out = _np_act(c["activation"], (x[:, t] * mx) @ k + b + (h * mh) @ rk)
             keep = mask[:, t, None]
             started = started | keep
             steps.append({"x": x[:, t], "h": h, "out": out, "keep": keep})
@@ -98,13 +105,15 @@ class SimpleRNN(Op):
             steps[-1]["y"] = np.where(vis, h, 0)
         return c, steps, h, started, (B, T, H, x.dtype)
 
-    def reference(self, attrs, inputs):
-        c, steps, h, started, (B, T, H, dt) = self._ref_steps(attrs, inputs)
+    def reference(self, attrs, inputs, drop=None):
+        """The outputs; ``drop``: the dropout masks ``(mx, mh)`` (``ops/gru.py``)."""
+        c, steps, h, started, (B, T, H, dt) = self._ref_steps(attrs, inputs, drop)
         return ref_outputs(c, steps, h, started, B, T, H, dt)
 
-    def reference_vjp(self, attrs, inputs, grads, wrt):
-        c, steps, _, started, (B, T, H, dt) = self._ref_steps(attrs, inputs)
+    def reference_vjp(self, attrs, inputs, grads, wrt, drop=None):
+        c, steps, _, started, (B, T, H, dt) = self._ref_steps(attrs, inputs, drop)
         _, x, k, rk, _, _ = _prepare(attrs, inputs)
+        (mx,), (mh,) = per_gate(drop, 1, B, x.shape[2], H, dt)
         dh = ref_initial_dh(c, grads, started, B, H, dt)
         dk, drk, db = np.zeros_like(k), np.zeros_like(rk), np.zeros(H, dt)
         dxs = np.zeros(x.shape, dt)
@@ -113,11 +122,11 @@ class SimpleRNN(Op):
             if c["return_sequences"] and grads[0] is not None:
                 dh = dh + np.where(s["vis"], grads[0][:, t], 0)
             da = np.where(s["keep"], dh * _np_dact(c["activation"], s["out"]), 0)
-            dk += s["x"].T @ da
-            drk += s["h"].T @ da
+            dk += (s["x"] * mx).T @ da
+            drk += (s["h"] * mh).T @ da
             db += da.sum(0)
-            dxs[:, t] = da @ k.T
-            dh = np.where(s["keep"], da @ rk.T, dh)
+            dxs[:, t] = (da @ k.T) * mx
+            dh = np.where(s["keep"], (da @ rk.T) * mh, dh)
         if c["go_backwards"]:
             dxs = dxs[:, ::-1]
         out = {"x": dxs, "kernel": dk, "recurrent_kernel": drk, "bias": db, "h0": dh}
@@ -129,19 +138,38 @@ class SimpleRNN(Op):
         H = int(c["units"])
         h = _initial_state(inputs, B, H, x.dtype)
         y = np.empty((B, T, H) if c["return_sequences"] else (0, 0, 0), x.dtype)
+        mx, mh = draw_masks(attrs, c, B, x.shape[2], H, x.dtype, 1)
+        empty = np.empty(0, x.dtype)
+        drop = [empty if mx is None else mx, empty if mh is None else mh] if dropping(c) \
+            else []
+        if mh is not None:  # recurrent dropout: the reference's step loop (Keras's cell loop)
+            out = self.reference({**attrs, "return_state": True}, inputs, (mx, mh))
+            vis = out[:1] + (out[1:] if c["return_state"] else [])
+            return vis + [np.empty(0, np.int64)] * 2 + [empty] * 3 + drop
+        if mx is not None:  # the same input mask at every step
+            x = np.ascontiguousarray(x * mx[:, None, :])
         offsets, rows = K.schedule(mask, c["go_backwards"])
         res = K.simple_rnn_forward(x, k, b, rk, offsets, rows, mask, c["go_backwards"],
                                    K.ACTIVATIONS.index(c["activation"]),
                                    c["return_sequences"], c["zero_output_for_mask"], y, h)
-        return finish_outputs(c, inputs, mask, y, h) + [offsets, rows, *res]
+        return finish_outputs(c, inputs, mask, y, h) + [offsets, rows, *res, *drop]
 
     def vjp(self, attrs, inputs, outputs, grads, wrt):
         c, x, k, rk, _, mask = _prepare(attrs, inputs)
+        mx = None
+        if dropping(c):
+            mx, mh = outputs[-2:]
+            if mh.size:  # recurrent dropout: the step loop's VJP with the same masks
+                return self.reference_vjp(attrs, inputs, grads, wrt, (mx, mh))
+            mx = mx if mx.size else None
+            outputs = outputs[:-2]
         dh, seq, gy = initial_dh(c, inputs, mask, grads, x.dtype)
         offsets, rows, Xc, Hp, Y = outputs[-5:]
         dx, dk, drk, db = K.simple_rnn_backward(
             Xc, Hp, Y, k, rk, offsets, rows, mask, c["go_backwards"],
             K.ACTIVATIONS.index(c["activation"]), seq, c["zero_output_for_mask"], gy, dh,
             x.shape[0])
+        if mx is not None:  # the kernels saw x * mx
+            dx = dx * mx[:, None, :]
         out = {"x": dx, "kernel": dk, "recurrent_kernel": drk, "bias": db, "h0": dh}
         return {p: out[p].astype(inputs[p].dtype, copy=False) for p in wrt}

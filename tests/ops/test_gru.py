@@ -337,3 +337,88 @@ def test_initial_state_continues_a_split_sequence(after):
                                rtol=1e-10, atol=1e-12)
     for p in ("kernel", "recurrent_kernel", "bias"):
         np.testing.assert_allclose(g1[p] + g2[p], gw[p], rtol=1e-10, atol=1e-12)
+
+
+# ---- dropout -------------------------------------------------------------------------------
+def _fd_with_masks(op, attrs, inp, drop, wrt, seed=0, eps=1e-6, n=12):
+    """reference_vjp(drop) against central differences of reference(drop), float64."""
+    rng = np.random.default_rng(seed)
+    outs = op.reference(attrs, inp, drop)
+    cot = [rng.standard_normal(o.shape) for o in outs]
+    grads = op.reference_vjp(attrs, inp, cot, wrt, drop)
+    for p in wrt:
+        for idx in rng.permutation(inp[p].size)[:n]:
+            i = np.unravel_index(idx, inp[p].shape)
+            vals = []
+            for sign in (1, -1):
+                moved = {**inp, p: inp[p].copy()}
+                moved[p][i] += sign * eps
+                vals.append(sum(float(np.sum(o * g)) for o, g in
+                                zip(op.reference(attrs, moved, drop), cot)))
+            fd = (vals[0] - vals[1]) / (2 * eps)
+            assert abs(grads[p][i] - fd) <= 1e-7 + 1e-5 * abs(fd), (p, i, grads[p][i], fd)
+
+
+@pytest.mark.parametrize("after", [True, False])
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_dropout_reference_gradients_with_fixed_masks(after, recurrent):
+    rng = np.random.default_rng(21)
+    inp = make_inputs(rng, B=3, T=5, D=3, H=2, init=True, reset_after=after)
+    B, D, H = 3, 3, 2
+    if recurrent:
+        drop = ((rng.random((3, B, D)) > 0.3) / 0.7, (rng.random((3, B, H)) > 0.4) / 0.6)
+    else:
+        drop = ((rng.random((B, D)) > 0.3) / 0.7, None)
+    attrs = attrs_of(return_sequences=True, return_state=True, reset_after=after,
+                     go_backwards=recurrent)
+    _fd_with_masks(OP, attrs, inp, drop, DIFF)
+
+
+@pytest.mark.parametrize("after", [True, False])
+@pytest.mark.parametrize("rates", [(0.4, 0.0), (0.3, 0.5), (0.0, 0.5)],
+                         ids=["dropout", "both", "recurrent"])
+def test_dropout_in_training_uses_the_masks_it_returns(after, rates):
+    """A train-plan forward draws masks (returned as residuals) and computes the reference
+    with them; its VJP is the reference VJP with the same masks. Outside training the op
+    is the plain GRU, bit for bit; a seeded stream repeats its masks."""
+    from graphmask.ops import lstm as lstm_op
+
+    rng = np.random.default_rng(22)
+    inp = f32(make_inputs(rng, B=6, T=7, D=3, H=4, init=True, reset_after=after))
+    base = attrs_of(4, return_sequences=True, return_state=True, reset_after=after)
+    attrs = {**base, "dropout": rates[0], "recurrent_dropout": rates[1], "seed": 3,
+             "seed_key": f"test_gru:{after}:{rates}"}
+    assert OP.n_residuals(attrs) == 10 and OP.n_residuals(base) == 8
+    plain = fwd(base, inp)
+    for a, b in zip(OP.forward(attrs, inp)[:2], plain):  # no _training: no dropout
+        np.testing.assert_array_equal(a, b)
+    train = {**attrs, "_training": True}
+    lstm_op.seed_stream(attrs["seed_key"], 3)
+    outs = OP.forward(train, inp)
+    mx, mh = outs[-2:]
+    assert mx.size and (mh.size > 0) == (rates[1] > 0)
+    if rates[0]:
+        assert set(np.unique(mx)) == {0.0, np.float32(1 / (1 - rates[0]))}
+    drop = (mx, mh if mh.size else None)
+    for a, b in zip(outs[:2], OP.reference(train, inp, drop)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(outs[0], plain[0], atol=1e-3)
+    gs = [rng.standard_normal(o.shape).astype(np.float32) for o in outs[:2]]
+    got = OP.vjp(train, inp, outs, gs, DIFF)
+    want = OP.reference_vjp(train, inp, gs, DIFF, drop)
+    for p in DIFF:
+        np.testing.assert_allclose(got[p], want[p], rtol=1e-3, atol=1e-4, err_msg=p)
+    lstm_op.seed_stream(attrs["seed_key"], 3)
+    again = OP.forward(train, inp)
+    for a, b in zip(again[-2:], outs[-2:]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dropout_rate_errors():
+    t = "float32"
+    specs = {"x": Spec((None, 5, 3), t), "kernel": Spec((3, 6), t),
+             "recurrent_kernel": Spec((2, 6), t), "bias": Spec((2, 6), t)}
+    for rate, value in [("dropout", 1.0), ("recurrent_dropout", -0.1), ("dropout", "x")]:
+        with pytest.raises(OpError) as e:
+            OP.infer({**attrs_of(), rate: value}, specs)
+        assert str(e.value) == f"{rate} must be a number in [0, 1), got {value!r}"

@@ -119,3 +119,32 @@ def test_infer_and_errors():
     rng = np.random.default_rng(4)
     with pytest.raises(OpError, match=r"simple_rnn\(units=2\): shapes do not fit"):
         OP.forward(attrs_of(), {**make_inputs(rng), "bias": np.ones(3)})
+
+
+@pytest.mark.parametrize("rates", [(0.4, 0.0), (0.3, 0.5)], ids=["dropout", "both"])
+def test_dropout_in_training_uses_the_masks_it_returns(rates):
+    from graphmask.ops import lstm as lstm_op
+    from tests.ops.test_gru import _fd_with_masks
+
+    rng = np.random.default_rng(9)
+    inp = make_inputs(rng, B=5, T=6, D=3, H=4, init=True)
+    base = attrs_of(4, return_sequences=True, return_state=True)
+    attrs = {**base, "dropout": rates[0], "recurrent_dropout": rates[1], "seed": 1,
+             "seed_key": f"test_simple_rnn:{rates}", "_training": True}
+    assert OP.n_residuals(attrs) == 7 and OP.n_residuals(base) == 5
+    lstm_op.seed_stream(attrs["seed_key"], 1)
+    outs = OP.forward(attrs, inp)
+    mx, mh = outs[-2:]
+    drop = (mx, mh if mh.size else None)
+    assert mx.shape == ((5, 3) if not rates[1] else (1, 5, 3))
+    for a, b in zip(outs[:2], OP.reference(attrs, inp, drop)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    gs = [rng.standard_normal(o.shape) for o in outs[:2]]
+    got = OP.vjp(attrs, inp, outs, gs, DIFF)
+    want = OP.reference_vjp(attrs, inp, gs, DIFF, drop)
+    for p in DIFF:
+        np.testing.assert_allclose(got[p], want[p], rtol=1e-9, atol=1e-10, err_msg=p)
+    _fd_with_masks(OP, base, inp, drop, DIFF)
+    plain = OP.forward(base, inp)[:2]
+    for a, b in zip(OP.forward({**attrs, "_training": False}, inp)[:2], plain):
+        np.testing.assert_array_equal(a, b)
