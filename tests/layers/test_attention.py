@@ -482,3 +482,21 @@ def test_random_models_with_attention_pass_the_padding_checks(data):
     case = data.draw(models(inputs=("ids",), attention=True, batch_norm=False))
     x = data.draw(case.inputs(min_len=2, max_len=5))
     check_padding_invariance(case.model, x)
+
+
+def test_mha_explicit_training_pins_its_dropout():
+    """Keras's explicit ``training=``: True drops in predict too, False never drops."""
+    def model(training):
+        ids = gm.Input((T,), dtype="int32")
+        x = gm.Embedding(V, E, mask_zero=True)(ids)
+        h = gm.MultiHeadAttention(2, 3, dropout=0.5)(x, x, training=training)
+        m = gm.Model(ids, gm.Dense(1)(gm.GlobalAveragePooling1D()(h)))
+        _randomize(m, 14)
+        m.compile(optimizer="sgd", loss="mse")
+        return m
+    on = model(True)
+    assert not np.array_equal(on.predict(Q_IDS), on.predict(Q_IDS))
+    off = model(False)
+    y = _rand((B, 1), 15)
+    before = off.test_on_batch(Q_IDS, y)
+    assert off.train_on_batch(Q_IDS, y) == pytest.approx(before, rel=1e-6)
