@@ -262,12 +262,21 @@ class LSTM(_Recurrent):
 
 
 class _OneState(_Recurrent):
-    """GRU and SimpleRNN: one state ``h``; no dropout and no stateful mode (refused)."""
+    """GRU and SimpleRNN: one state ``h``; dropout as the LSTM's; no stateful mode."""
+
+    def _init_dropout(self, dropout, recurrent_dropout, seed):
+        self.dropout, self.recurrent_dropout, self.seed = lstm_op.check_dropout(
+            self._who(), dropout, recurrent_dropout, seed, self.name)
+        self._training_sensitive = bool(self.dropout or self.recurrent_dropout)
+
+    def _dropout_attrs(self):
+        return lstm_op.dropout_attrs(self.dropout, self.recurrent_dropout, self.seed,
+                                     self.name)
 
     def _keras_rnn_config(self):
-        """The rest of Keras 3's config keys, at the only values these layers take."""
-        return {"dropout": 0.0, "recurrent_dropout": 0.0, "stateful": False,
-                "unroll": self.unroll}
+        """The rest of Keras 3's config keys."""
+        return {"dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
+                "stateful": False, "unroll": self.unroll}
 
 
 class GRU(_OneState):
@@ -284,6 +293,11 @@ class GRU(_OneState):
     ``zero_output_for_mask=True`` gives zeros at masked steps. Called as
     ``gru(x, initial_state=h, mask=None)`` (``h`` or ``[h]``, float (batch, units); zeros
     when omitted; gradients flow into it). ``return_state=True`` returns ``[output, h]``.
+
+    ``dropout`` / ``recurrent_dropout`` act while training only, as Keras 3's cell: one
+    input mask per sample fixed along the sequence; with recurrent dropout one input and
+    one state mask per gate (Keras's implementation 1), on a slower NumPy step loop.
+    ``seed`` fixes the layer's masks. ``stateful=True`` is refused.
     """
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
@@ -301,14 +315,14 @@ class GRU(_OneState):
         if not isinstance(reset_after, (bool, np.bool_)):
             raise ConfigError(f"{self._who()}: reset_after must be True or False, got "
                               f"{reset_after!r}")
+        self._init_dropout(dropout, recurrent_dropout, seed)
         self._init_common(units, activation, use_bias, kernel_initializer,
-                          recurrent_initializer, bias_initializer, dropout, recurrent_dropout,
+                          recurrent_initializer, bias_initializer, 0.0, 0.0,
                           return_sequences, return_state, go_backwards, stateful, unroll,
                           zero_output_for_mask)
         self.recurrent_activation = _choice(self._who(), "recurrent_activation",
                                             recurrent_activation, LSTM_RECURRENT_ACTIVATIONS)
         self.reset_after = bool(reset_after)
-        self.seed = seed
 
     def build(self, spec):
         self._check_input(spec)
@@ -329,7 +343,7 @@ class GRU(_OneState):
         if initial_state is not None:
             (h0,) = check_initial_state(self, x, initial_state)
         attrs = {**self._common_attrs(), "recurrent_activation": self.recurrent_activation,
-                 "reset_after": self.reset_after}
+                 "reset_after": self.reset_after, **self._dropout_attrs()}
         return self._apply("gru", attrs, {"x": x, "kernel": self.kernel,
                                           "recurrent_kernel": self.recurrent_kernel,
                                           "bias": self.bias, "h0": h0})
@@ -346,7 +360,8 @@ class SimpleRNN(_OneState):
 
     Weights: ``[kernel (D, H), recurrent_kernel (H, H), bias (H,)]``. Masks, ``initial_state``
     (``h`` or ``[h]``), ``return_state`` (``[output, h]``), ``go_backwards`` and
-    ``zero_output_for_mask`` as :class:`GRU`.
+    ``zero_output_for_mask``, ``dropout`` / ``recurrent_dropout`` (one mask each) as
+    :class:`GRU`.
     """
 
     def __init__(self, units, activation="tanh", use_bias=True,
@@ -356,11 +371,11 @@ class SimpleRNN(_OneState):
                  stateful=False, unroll=False, seed=None, zero_output_for_mask=False,
                  name=None, **kwargs):
         super().__init__(name=name, **kwargs)
+        self._init_dropout(dropout, recurrent_dropout, seed)
         self._init_common(units, activation, use_bias, kernel_initializer,
-                          recurrent_initializer, bias_initializer, dropout, recurrent_dropout,
+                          recurrent_initializer, bias_initializer, 0.0, 0.0,
                           return_sequences, return_state, go_backwards, stateful, unroll,
                           zero_output_for_mask)
-        self.seed = seed
 
     def build(self, spec):
         self._check_input(spec)
@@ -379,7 +394,7 @@ class SimpleRNN(_OneState):
         h0 = None
         if initial_state is not None:
             (h0,) = check_initial_state(self, x, initial_state)
-        return self._apply("simple_rnn", self._common_attrs(),
+        return self._apply("simple_rnn", {**self._common_attrs(), **self._dropout_attrs()},
                            {"x": x, "kernel": self.kernel,
                             "recurrent_kernel": self.recurrent_kernel, "bias": self.bias,
                             "h0": h0})
