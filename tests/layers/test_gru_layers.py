@@ -26,13 +26,13 @@ def _attrs(layer, op):
     return a
 
 
-def model_of(cls, dtype="float32", seed=0, **kw):
+def model_of(cls, dtype="float32", weight_seed=0, **kw):
     x = gm.Input((6,), dtype="int32", name="ids")
     e = gm.Embedding(V, 3, mask_zero=True, name="emb", dtype=dtype)(x)
     out = getattr(gm, cls)(4, name="rnn", dtype=dtype, **kw)(e)
     outs = list(out) if isinstance(out, (list, tuple)) else [out]
     model = gm.Model(x, [gm.Dense(2, name="head", dtype=dtype)(outs[0])] + outs[1:])
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(weight_seed)
     model.set_weights([(rng.standard_normal(w.shape) * 0.5).astype(w.dtype)
                        for w in model.get_weights()])
     return model
@@ -105,11 +105,14 @@ BAD = [
      "GRU 'g': reset_after must be True or False, got 'yes'"),
     (lambda: gm.GRU(2, use_cudnn="always", name="g"), ConfigError,
      "GRU 'g': use_cudnn must be 'auto', True or False, got 'always'"),
-    (lambda: gm.GRU(2, dropout=0.2, name="g"), ConfigError,
-     "GRU 'g': dropout=0.2 is not supported (graphmask's GRU has no dropout); use 0.0"),
-    (lambda: gm.SimpleRNN(2, recurrent_dropout=0.5, name="s"), ConfigError,
-     "SimpleRNN 's': recurrent_dropout=0.5 is not supported (graphmask's SimpleRNN has no "
-     "dropout); use 0.0"),
+    (lambda: gm.GRU(2, dropout=1.0, name="g"), ConfigError,
+     "GRU 'g': dropout must be a number in [0, 1) (the fraction of units dropped while "
+     "training), got 1.0"),
+    (lambda: gm.SimpleRNN(2, recurrent_dropout=-0.5, name="s"), ConfigError,
+     "SimpleRNN 's': recurrent_dropout must be a number in [0, 1) (the fraction of units "
+     "dropped while training), got -0.5"),
+    (lambda: gm.GRU(2, dropout=0.2, seed=-1, name="g"), ConfigError,
+     "GRU 'g': seed must be None or an int >= 0, got -1"),
     (lambda: gm.SimpleRNN(2, stateful=True, name="s"), ConfigError,
      "SimpleRNN 's': stateful=True is not supported"),
     (lambda: gm.SimpleRNN(2.5, name="s"), ConfigError,
@@ -297,3 +300,27 @@ def test_threaded_kernels_repeat_bit_for_bit_and_concurrent_predicts_agree():
         got = list(pool.map(lambda _: model.predict(ids), range(4)))
     for g in got:
         np.testing.assert_array_equal(g, want)
+
+
+@pytest.mark.parametrize("cls, rates", [("GRU", (0.5, 0.0)), ("GRU", (0.3, 0.4)),
+                                        ("SimpleRNN", (0.5, 0.5))])
+def test_dropout_acts_while_training_only_and_a_seed_repeats_it(cls, rates):
+    kw = {"return_sequences": True, "dropout": rates[0], "recurrent_dropout": rates[1],
+          "seed": 7}
+    y = np.random.default_rng(4).standard_normal((5, 6, 2)).astype(np.float32)
+    results = []
+    for _ in range(2):
+        gm.clear_session()
+        model = model_of(cls, **kw)
+        plain = model_of(cls, return_sequences=True)  # the same weights (same seed)
+        np.testing.assert_array_equal(model.predict(IDS), plain.predict(IDS))
+        model.compile(optimizer="sgd", loss="mse")
+        plain.compile(optimizer="sgd", loss="mse")
+        loss = model.train_on_batch(IDS, y)
+        assert loss != pytest.approx(plain.train_on_batch(IDS, y), rel=1e-4)
+        results.append((loss, model.get_weights()))
+    assert results[0][0] == results[1][0]
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(a, b)
+    cfg = model.get_layer("rnn").get_config()
+    assert (cfg["dropout"], cfg["recurrent_dropout"]) == rates
