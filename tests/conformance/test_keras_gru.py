@@ -182,7 +182,9 @@ def test_fresh_weights_follow_keras_initializer_shapes_and_biases():
 
 def test_get_config_matches_keras_for_shared_keys():
     for cls, kw in [("GRU", {"reset_after": False, "go_backwards": True}),
-                    ("SimpleRNN", {"activation": "relu", "return_state": True})]:
+                    ("SimpleRNN", {"activation": "relu", "return_state": True}),
+                    ("GRU", {"dropout": 0.25, "recurrent_dropout": 0.5, "seed": 3}),
+                    ("SimpleRNN", {"dropout": 0.1, "recurrent_dropout": 0.2})]:
         ours = getattr(gm, cls)(3, name="r", **kw).get_config()
         theirs = getattr(keras.layers, cls)(3, name="r", **kw).get_config()
         assert set(ours) <= set(theirs), set(ours) - set(theirs)
