@@ -429,6 +429,12 @@ class _Builder:
     def _traced_masks(self, layer, who, outs, first, previous, gm_previous) -> list:
         """The masks an overridden ``compute_mask`` returned, rebuilt from the ops
         graphmask traced (an ``attach_mask`` per masked output)."""
+        carried = [getattr(x, "keras_mask", None) for x in outs]
+        if outs and all(m is not None for m in carried) and all(
+                x.call.op == "identity" and x.call.layer is layer for x in outs):
+            # call returned its inputs, masks and all: Keras calls no compute_mask (the
+            # outputs' masks are already set) and the masks are the inputs' own
+            return [self._keras_mask_of(x.call.inputs["x"]) for x in outs]
         kl, gl = _keras_leaves(previous), _keras_leaves(gm_previous)
         if len(kl) != len(gl) or any((a is None) != (b is None) for a, b in zip(kl, gl)):
             raise GraphError(f"{who}: its compute_mask was traced with other masks than "

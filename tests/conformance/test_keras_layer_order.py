@@ -543,3 +543,35 @@ def test_lambda_layers_match_keras():
     tw.assert_close(g.predict([ids, y], verbose=0),
                     [np.asarray(o) for o in k.predict([ids, y], batch_size=B, verbose=0)],
                     rtol=1e-4, atol=1e-5)
+
+
+def _build_identity_dropping_layer(lib):
+    layers, Input, Model, _ = _lib(lib)
+
+    class Passthrough(layers.Layer):
+        """call returns its input (mask and all), so compute_mask is never called: Keras 3
+        keeps the mask an output already carries."""
+
+        def call(self, x):
+            return x
+
+        def compute_mask(self, inputs, previous_mask):
+            return None
+
+    ids = Input(shape=(T,), dtype="int32", name="ids")
+    e = layers.Embedding(V, 3, mask_zero=True, name="e")(ids)
+    d = layers.Dense(3, name="d")(Passthrough(name="same")(e))
+    return Model(ids, [layers.LSTM(2, name="l")(d), layers.Dense(2, name="o")(e)])
+
+
+def test_a_layer_returning_its_input_keeps_its_mask_as_in_keras():
+    g, k = _build_identity_dropping_layer("gm"), _build_identity_dropping_layer("keras")
+    assert [layer.name for layer in g.layers] == [layer.name for layer in k.layers]
+    rng = np.random.default_rng(8)
+    k.set_weights([rng.standard_normal(w.shape).astype(w.dtype) * 0.5
+                   for w in k.get_weights()])
+    g.set_weights(k.get_weights())
+    ids = tw.ids_for(tw.mask_pattern("holes", B, T, rng), V, rng)
+    tw.assert_close(g.predict(ids, verbose=0),
+                    [np.asarray(o) for o in k.predict(ids, batch_size=B, verbose=0)],
+                    rtol=1e-4, atol=1e-5)
