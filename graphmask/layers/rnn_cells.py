@@ -744,12 +744,18 @@ class RNN(Layer):
         outputs, prev = [], None
         for i, t in enumerate(order):
             states = _nest_like(self.state_size, flat)
-            output, new_states = self._cell_call(sequences[:, t, :], states, training, i)
+            x_t = sequences[:, t, :]
+            if mask is not None:
+                # a masked step's input is zeros: its result is thrown away, and so nothing
+                # of the cell's step (nor its gradient: 0 * NaN) depends on padded values
+                keep = mask[:, t:t + 1]
+                x_t = ops.where(keep, x_t, 0.0)
+            output, new_states = self._cell_call(x_t, states, training, i)
             new_states = new_states if isinstance(new_states, (list, tuple)) else [new_states]
             new_flat = flatten(new_states)
             self._check_step(output, new_flat, sizes, i)
             if mask is not None:
-                keep, picked = mask[:, t:t + 1], {}
+                picked = {}
                 if prev is None:  # Keras's previous output starts at zeros
                     prev = zeros_of(output.shape[-1], output.dtype)
                 output = _where_once(picked, keep, output, zeros_of(

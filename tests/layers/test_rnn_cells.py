@@ -465,6 +465,27 @@ def test_inspection_shows_the_rnn():
     assert "cells" in dot and "last" in dot
 
 
+def test_padding_invariance_of_unrolled_and_coarse_rnns():
+    """graphmask.testing's padding checks hold for every node of the unrolled graph (a
+    masked step's input is zeros, so nothing there depends on padded values) and for
+    the coarse kernels, with losses and gradients."""
+    from graphmask.testing import check_padding_invariance
+
+    x = np.array([[3, 1, 4, 0, 0], [0, 5, 8, 2, 6], [1, 0, 2, 0, 3]])
+    for free, make in [(False, lambda: RNN(MinimalRNNCell(3), return_sequences=True,
+                                           go_backwards=True)),
+                       (False, lambda: RNN([LSTMCell(3), _unrolled(GRUCell)(2)],
+                                           return_sequences=True)),
+                       (True, lambda: RNN([LSTMCell(3), GRUCell(2)], return_sequences=True))]:
+        ids = gm.Input((None if free else T,), dtype="int32")
+        h = make()(gm.Embedding(9, D, mask_zero=True)(ids))
+        model = gm.Model(ids, gm.Dense(2)(RNN(TwoStateCell() if not free else LSTMCell(4))(h)))
+        model.compile(optimizer="sgd", loss="mse")
+        report = str(check_padding_invariance(model, x, y=np.zeros((3, 2), np.float32)))
+        assert "random values at masked positions" in report
+        assert ("padding timestep(s) appended" in report) == free
+
+
 def test_weights_are_created_once_and_shared_by_every_step():
     rnn = RNN(MinimalRNNCell(3), return_sequences=True)
     inp = gm.Input((T, D))
