@@ -86,7 +86,8 @@ def test_verbose_levels(capsys, monkeypatch):
     # verbose=1 when stdout is not a terminal (a log): the same line, no bar redrawn
     m.fit(X, Y, epochs=1, batch_size=8, verbose=1)
     out = capsys.readouterr().out
-    assert re.fullmatch(r"4/4 - \d+s - \d+(us|ms|s)/step - loss: \S+ - mae: \S+\n", out)
+    assert re.fullmatch(r"Epoch 1/1\n4/4 - \d+s - \d+(us|ms|s)/step - loss: \S+ - mae: \S+\n",
+                        out)
     # on a terminal: a bar with samples per second, then the summary line
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
     m.fit(X, Y, epochs=1, batch_size=8, verbose=1)

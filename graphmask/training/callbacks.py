@@ -158,8 +158,7 @@ class ProgressBar(Callback):
         self.in_fit = True
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self.epochs > 1:
-            print(f"Epoch {epoch + 1}/{self.epochs}", file=sys.stdout)
+        print(f"Epoch {epoch + 1}/{self.epochs}", file=sys.stdout)  # Keras: only if epochs > 1
         self._start()
 
     def on_train_batch_end(self, batch, logs=None, size=None):
