@@ -463,6 +463,8 @@ def test_inspection_shows_the_rnn():
     from graphmask import viz
     dot = viz.to_dot(model)
     assert "cells" in dot and "last" in dot
+    svg = viz.to_svg(model)  # the mask-flow picture, drawn without Graphviz
+    assert svg.lstrip().startswith("<?xml") and "cells" in svg and "last" in svg
 
 
 def test_padding_invariance_of_unrolled_and_coarse_rnns():
