@@ -62,6 +62,11 @@ PARALLEL_MIN_WORK = 1 << 18
 #: Activation names in code order (kernels receive the index).
 ACTIVATIONS = ("linear", "tanh", "sigmoid", "relu", "hard_sigmoid")
 
+#: False in the *default-activation* clones of the step kernels (tanh, sigmoid: Keras's
+#: default and nearly every model), whose other-activation paths are pruned at compile
+#: time: a model compiles only the gate code it runs (see :func:`drivers`).
+_GENERAL = True
+
 # float32 constants: mixing a float32 value with a Python float would promote to float64.
 _F1 = np.float32(1.0)
 _FHALF = np.float32(0.5)
@@ -445,7 +450,7 @@ def _fwd_task(task, ntask, o0, n, uoff, rows, rkb, A, G, Hp, Cp, Tc, h, c, act, 
             for j in range(n):
                 for k in range(2 * uq, 3 * uq):
                     Aq[j, k] = two * Aq[j, k] - one
-        else:
+        elif _GENERAL:
             for j in range(n):
                 _act_inplace(Aq[j, :2 * uq], ract)
                 _act_inplace(Aq[j, 2 * uq:3 * uq], act)
@@ -464,7 +469,11 @@ def _fwd_task(task, ntask, o0, n, uoff, rows, rkb, A, G, Hp, Cp, Tc, h, c, act, 
                 tc[k] = z[uq + k] * cp[k] + z[k] * z[2 * uq + k]
             for k in range(uq):
                 cb[k] = tc[k]
-        _act_inplace(Tc[N * u0 + o0 * uq:N * u0 + (o0 + n) * uq], act)
+        tcf = Tc[N * u0 + o0 * uq:N * u0 + (o0 + n) * uq]
+        if _GENERAL:
+            _act_inplace(tcf, act)
+        else:  # the default-activation clone: act is tanh
+            _act_inplace(tcf, 1)
         for j in range(n):
             b = rows[o0 + j]
             z = Aq[j]
@@ -624,7 +633,7 @@ def _bwd_task(task, ntask, o0, n, uoff, rows, A, Cp, Tc, dZ, dh, dc, act, ract):
                     dz[2 * uq + k] = dct * gi * (one - gg * gg)
                     dz[3 * uq + k] = dhk * tc * go * (one - go)
                     dcb[k] = dct * gf
-            else:
+            elif _GENERAL:
                 for k in range(uq):
                     gi = z[k]
                     gf = z[uq + k]
@@ -774,29 +783,72 @@ def lstm_weight_grads(dZ, Xc, Hp, kp, offsets, rows, backwards, B, dXc, nthreads
     return _wg_finish(dK, dR, db, dXc, offsets, rows, backwards, B)
 
 
+def _clone(kernel, suffix, parallel=False, **names):
+    """``kernel`` compiled again as a distinct function: ``parallel`` or not (prange runs as
+    range), with the module globals in ``names`` replaced (constants, or the kernels it
+    calls). A distinct qualname keeps each clone in its own on-disk cache entry."""
+    f = kernel.py_func
+    glob = dict(f.__globals__, **names) if names else f.__globals__
+    g = pytypes.FunctionType(f.__code__, glob, f.__name__ + suffix, f.__defaults__,
+                             f.__closure__)
+    g.__qualname__ = f.__qualname__ + suffix
+    g.__doc__ = f.__doc__
+    return (jit_parallel if parallel else jit)(g)
+
+
 def _one_thread_twin(parallel_kernel):
     """The same driver compiled without ``parallel`` (prange runs as range).
 
-    float64 (gradient checks) runs these: compiling a parallel kernel costs several
-    seconds per signature, and float64 speed matters little. A distinct qualname keeps
-    the two in separate on-disk cache entries.
+    float64 (gradient checks) and one-thread launches run these: compiling a parallel
+    kernel costs several seconds per signature, and a twin given the same ``nthreads``
+    splits the work into the same tasks, so its results are bit for bit the same.
     """
-    f = parallel_kernel.py_func
-    g = pytypes.FunctionType(f.__code__, f.__globals__, f.__name__ + "_1t", f.__defaults__,
-                             f.__closure__)
-    g.__qualname__ = f.__qualname__ + "_1t"
-    g.__doc__ = f.__doc__
-    return jit(g)
+    return _clone(parallel_kernel, "_1t")
 
 
 lstm_forward_1t = _one_thread_twin(lstm_forward)
 lstm_backward_1t = _one_thread_twin(lstm_backward)
 lstm_weight_grads_1t = _one_thread_twin(lstm_weight_grads)
 
+# Default activations (tanh, sigmoid): step kernels without the other activations' code
+# (about half of what a driver compiles), and drivers calling them.
+_fwd_task_dflt = _clone(_fwd_task, "_dflt", _GENERAL=False)
+_bwd_task_dflt = _clone(_bwd_task, "_dflt", _GENERAL=False)
+_FORWARD = {  # (default activations, threaded) -> driver
+    (False, True): lstm_forward, (False, False): lstm_forward_1t,
+    (True, True): _clone(lstm_forward, "_dflt", True, _fwd_task=_fwd_task_dflt),
+    (True, False): _clone(lstm_forward, "_dflt_1t", _fwd_task=_fwd_task_dflt)}
+_BACKWARD = {
+    (False, True): lstm_backward, (False, False): lstm_backward_1t,
+    (True, True): _clone(lstm_backward, "_dflt", True, _bwd_task=_bwd_task_dflt),
+    (True, False): _clone(lstm_backward, "_dflt_1t", _bwd_task=_bwd_task_dflt)}
+_WEIGHT_GRADS = {True: lstm_weight_grads, False: lstm_weight_grads_1t}
+
+
+def _threaded(threadable, nthreads):
+    return threadable and nthreads > 1
+
 
 def drivers(dtype):
-    """(forward, backward, weight_grads) kernels for a float dtype: multi-threaded for
-    float32, one-thread twins for float64."""
-    if np.dtype(dtype) == np.float32:
-        return lstm_forward, lstm_backward, lstm_weight_grads
-    return lstm_forward_1t, lstm_backward_1t, lstm_weight_grads_1t
+    """(forward, backward, weight_grads) for a float dtype, each a callable with the
+    arguments of :func:`lstm_forward`, :func:`lstm_backward`, :func:`lstm_weight_grads`.
+
+    Each call runs the compiled variant it needs, so a model compiles only those:
+    multi-threaded drivers for float32 launches with ``nthreads > 1``, one-thread twins
+    otherwise (float64, one thread: same tasks, same results, far cheaper to compile);
+    step kernels for the default activations (tanh, sigmoid) or for any activations.
+    """
+    threadable = np.dtype(dtype) == np.float32
+
+    def forward(*args):
+        key = (args[9] == 1 and args[10] == 2, _threaded(threadable, args[-1]))
+        return _FORWARD[key](*args)
+
+    def backward(*args):
+        key = (args[9] == 1 and args[10] == 2, _threaded(threadable, args[-1]))
+        return _BACKWARD[key](*args)
+
+    def weight_grads(*args):
+        return _WEIGHT_GRADS[_threaded(threadable, args[-1])](*args)
+
+    return forward, backward, weight_grads
