@@ -2,8 +2,8 @@
 
 Run from the repository root: ``python docs/make_images.py``. Writes
 docs/img/seed_flow.svg, docs/img/seed_flow.png, docs/img/seed_flow_backward.png,
-docs/img/seed_masks.png and docs/img/transformer_flow.png (docs/examples.md), and prints
-the seed model's summary and mask chain.
+docs/img/seed_masks.png, docs/img/transformer_flow.png and docs/img/tagger_flow.png
+(docs/examples.md), and prints the seed model's summary and mask chain.
 """
 import os
 import sys
@@ -13,10 +13,10 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-import graphmask
-from graphmask import Dense, Embedding, Input, Model
-from graphmask.inspect import concrete_masks, explain_mask
-from graphmask.viz import draw_masks, render
+import graphmask  # noqa: E402 (after the sys.path line)
+from graphmask import Dense, Embedding, Input, Model  # noqa: E402
+from graphmask.inspect import concrete_masks, explain_mask  # noqa: E402
+from graphmask.viz import draw_masks, render  # noqa: E402
 
 
 def seed_model():
@@ -44,6 +44,18 @@ def transformer_model():
     return Model(ids, Dense(1, name="label")(GlobalAveragePooling1D(name="pool")(x)))
 
 
+def tagger_model():
+    """The bidirectional GRU tagger of docs/examples.md, compiled as there, untrained."""
+    from graphmask import GRU, Bidirectional
+    graphmask.clear_session()
+    ids = Input(shape=(10,), dtype="int32", name="ids")
+    x = Embedding(6, 16, mask_zero=True, name="tokens")(ids)
+    x = Bidirectional(GRU(32, return_sequences=True, name="gru"), name="bigru")(x)
+    m = Model(ids, Dense(4, activation="softmax", name="tags")(x))
+    m.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return m
+
+
 def main():
     img = os.path.join(HERE, "img")
     os.makedirs(img, exist_ok=True)
@@ -54,6 +66,7 @@ def main():
     batch = np.array([[1, 2, 0, 0], [3, 0, 4, 0], [2, 2, 2, 1]])
     draw_masks(m, batch, os.path.join(img, "seed_masks.png"), dpi=100)
     render(transformer_model(), os.path.join(img, "transformer_flow.png"), dpi=80)
+    render(tagger_model(), os.path.join(img, "tagger_flow.png"), dpi=80)
     m.summary()
     print(explain_mask(m, "dense"))
     print(concrete_masks(m, batch))
