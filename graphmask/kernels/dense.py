@@ -2,13 +2,23 @@
 
 All arrays are 2-D C-contiguous of one float dtype: ``x`` (N, D), ``w`` (D, U),
 ``b`` (U,) (zeros when the layer has no bias).
+
+Each activation gets its own compiled copy of the kernels, made on first use, with the
+activation code a compile-time constant: a model compiles only the activation code it
+runs (a linear Dense compiles no activation at all).
 """
 from __future__ import annotations
+
+import threading
+import types as pytypes
 
 import numpy as np
 
 from graphmask.kernels import jit
-from graphmask.kernels.activations import activate_inplace, activation_grad
+from graphmask.kernels.activations import LINEAR, activate_inplace, activation_grad
+
+#: The activation code of a per-activation copy (see :func:`_for_code`).
+_CODE = 0
 
 
 @jit
@@ -28,33 +38,29 @@ def _gemm(a, b):
 
 
 @jit
-def dense_forward(x, w, b, code, keep_z):
-    """``(y, z)`` with ``z = x @ w + b`` and ``y = f(z)``.
-
-    When ``keep_z`` is False the activation runs in place and ``z`` is returned as an
-    empty (0, 0) array (the VJP then needs only ``y``).
-    """
+def _forward(x, w, b, keep_z):
     z = _gemm(x, w)
     n, u = z.shape
     for i in range(n):
         for j in range(u):
             z[i, j] += b[j]
+    # _CODE != LINEAR compares two constants: numba drops the dead branch before typing
     if keep_z:
         y = z.copy()
-        activate_inplace(y, code)
+        if _CODE != LINEAR:
+            activate_inplace(y, _CODE)
         return y, z
-    activate_inplace(z, code)
+    if _CODE != LINEAR:
+        activate_inplace(z, _CODE)
     return z, np.empty((0, 0), dtype=z.dtype)
 
 
 @jit
-def dense_backward(x, w, y, z, dy, code, need_dx, need_dw, need_db):
-    """``(dx, dw, db)`` of :func:`dense_forward`; unrequested ones are empty arrays.
-
-    ``z`` is the pre-activation when the activation needs it (swish, gelu); otherwise
-    pass ``y`` for it.
-    """
-    dz = activation_grad(dy, y, z, code)
+def _backward(x, w, y, z, dy, need_dx, need_dw, need_db):
+    if _CODE != LINEAR:
+        dz = activation_grad(dy, y, z, _CODE)
+    else:  # read only below
+        dz = dy
     dx = _gemm(dz, w.T) if need_dx else np.empty((0, 0), dtype=dz.dtype)
     dw = _gemm(x.T, dz) if need_dw else np.empty((0, 0), dtype=dz.dtype)
     u = dz.shape[1]
@@ -64,3 +70,43 @@ def dense_backward(x, w, y, z, dy, code, need_dx, need_dw, need_db):
             for j in range(u):
                 db[j] += dz[i, j]
     return dx, dw, db
+
+
+_copies: dict = {}
+_copies_lock = threading.Lock()
+
+
+def _for_code(kernel, code: int):
+    """``kernel`` compiled with ``_CODE = code`` (made once per process; each copy has its
+    own qualname, hence its own on-disk cache entry)."""
+    key = (kernel, int(code))
+    f = _copies.get(key)
+    if f is None:
+        with _copies_lock:
+            f = _copies.get(key)
+            if f is None:
+                py = kernel.py_func
+                g = pytypes.FunctionType(py.__code__, dict(py.__globals__, _CODE=int(code)),
+                                         f"{py.__name__}_a{int(code)}", py.__defaults__,
+                                         py.__closure__)
+                g.__qualname__ = f"{py.__qualname__}_a{int(code)}"
+                f = _copies[key] = jit(g)
+    return f
+
+
+def dense_forward(x, w, b, code, keep_z):
+    """``(y, z)`` with ``z = x @ w + b`` and ``y = f(z)`` for activation ``code``.
+
+    When ``keep_z`` is False the activation runs in place and ``z`` is returned as an
+    empty (0, 0) array (the VJP then needs only ``y``).
+    """
+    return _for_code(_forward, code)(x, w, b, keep_z)
+
+
+def dense_backward(x, w, y, z, dy, code, need_dx, need_dw, need_db):
+    """``(dx, dw, db)`` of :func:`dense_forward`; unrequested ones are empty arrays.
+
+    ``z`` is the pre-activation when the activation needs it (swish, gelu); otherwise
+    pass ``y`` for it.
+    """
+    return _for_code(_backward, code)(x, w, y, z, dy, need_dx, need_dw, need_db)
