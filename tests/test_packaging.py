@@ -36,7 +36,7 @@ def test_a_users_passes_py_changes_nothing(tmp_path):
         y = gm.Dense(2)(gm.LSTM(4)(gm.Embedding(5, 3, mask_zero=True)(x)))
         m = gm.Model(x, y)
         m.compile(loss="mse", optimizer="sgd")
-        print(round(float(m.evaluate(np.array([[1, 2, 0]]), np.zeros((1, 2)))), 6))
+        print(round(float(m.evaluate(np.array([[1, 2, 0]]), np.zeros((1, 2)), verbose=0)), 6))
     """)
     out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
                          text=True, timeout=300)
