@@ -121,20 +121,32 @@ def _exp_impl(x):
 
 
 @jit
-def _act_inplace(v, code):
-    """Apply activation ``code`` to the 1-D array ``v`` in place, one tight loop each.
-
-    np.divide, not ``/``: numba's ``/`` checks for a zero divisor, which blocks SIMD.
-    """
+def _tanh_inplace(v):
+    """tanh on the 1-D array ``v`` in place: 1 - 2 / (exp(2x) + 1), which saturates
+    cleanly at +-1. np.divide, not ``/``: numba's ``/`` checks for a zero divisor, which
+    blocks SIMD."""
     one = v.dtype.type(1.0)
+    two = v.dtype.type(2.0)
+    for k in range(v.size):
+        v[k] = one - np.divide(two, _exp(two * v[k]) + one)
+
+
+@jit
+def _sigmoid_inplace(v):
+    """sigmoid on the 1-D array ``v`` in place."""
+    one = v.dtype.type(1.0)
+    for k in range(v.size):
+        v[k] = np.divide(one, one + _exp(-v[k]))
+
+
+@jit
+def _act_inplace(v, code):
+    """Apply activation ``code`` to the 1-D array ``v`` in place, one tight loop each."""
     zero = v.dtype.type(0.0)
-    if code == 1:  # tanh = 1 - 2 / (exp(2x) + 1): saturates cleanly at +-1
-        two = v.dtype.type(2.0)
-        for k in range(v.size):
-            v[k] = one - np.divide(two, _exp(two * v[k]) + one)
+    if code == 1:
+        _tanh_inplace(v)
     elif code == 2:
-        for k in range(v.size):
-            v[k] = np.divide(one, one + _exp(-v[k]))
+        _sigmoid_inplace(v)
     elif code == 3:
         for k in range(v.size):
             v[k] = max(v[k], zero)
@@ -446,7 +458,7 @@ def _fwd_task(task, ntask, o0, n, uoff, rows, rkb, A, G, Hp, Cp, Tc, h, c, act, 
         for k in range(n * w):
             zf[k] += gf[k]
         if fast:
-            _act_inplace(zf, 2)
+            _sigmoid_inplace(zf)
             for j in range(n):
                 for k in range(2 * uq, 3 * uq):
                     Aq[j, k] = two * Aq[j, k] - one
@@ -473,7 +485,7 @@ def _fwd_task(task, ntask, o0, n, uoff, rows, rkb, A, G, Hp, Cp, Tc, h, c, act, 
         if _GENERAL:
             _act_inplace(tcf, act)
         else:  # the default-activation clone: act is tanh
-            _act_inplace(tcf, 1)
+            _tanh_inplace(tcf)
         for j in range(n):
             b = rows[o0 + j]
             z = Aq[j]
