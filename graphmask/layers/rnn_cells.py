@@ -495,6 +495,8 @@ class RNN(Layer):
             if not isinstance(value, (bool, np.bool_)):
                 raise ConfigError(f"{who}: {arg} must be True or False, got {value!r}")
         _check_initial_state_fn(who, cell)
+        #: weights the cell had before this RNN (a shared cell): their names stay
+        self._foreign = {id(v) for v in cell.weights} if isinstance(cell, Layer) else set()
         self.cell = cell
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
@@ -578,6 +580,24 @@ class RNN(Layer):
         if isinstance(self.cell, Layer) and not self.cell.built:
             self.cell.build((shape[0],) + shape[2:])
             self.cell.built = True
+        self._name_cell_weights()
+
+    def _name_cell_weights(self) -> None:
+        """Name the cell's weights by their path, as Keras 3 does (``rnn/lstm_cell/kernel``,
+        ``rnn/stacked_rnn_cells/gru_cell/bias``): two RNNs whose cells have one name (the
+        two copies Bidirectional makes) then never share a weight name."""
+        if not isinstance(self.cell, Layer) or self.__dict__.get("_part_of_stack"):
+            return
+        claimed = self.__dict__.setdefault("_claimed", set())
+
+        def walk(layer, prefix):
+            for v in layer._own_weights:
+                if id(v) not in self._foreign and id(v) not in claimed:
+                    claimed.add(id(v))
+                    v.name = prefix + v.name
+            for sub in layer._layers:
+                walk(sub, f"{prefix}{layer.name}/")
+        walk(self.cell, f"{self.name}/")
 
     def call(self, sequences, initial_state=None, mask=None, training=None):
         """Record the coarse op of a built-in cell, else unroll the cell over time."""
@@ -586,7 +606,9 @@ class RNN(Layer):
         stack = self._coarse_stack()
         if stack is not None:
             return self._call_stack(stack, sequences, initial_state, mask)
-        return self._unrolled(sequences, initial_state, mask, training)
+        out = self._unrolled(sequences, initial_state, mask, training)
+        self._name_cell_weights()  # weights a cell made in its first call()
+        return out
 
     def _coarse_stack(self):
         """One coarse RNN per cell for a :class:`StackedRNNCells` of built-in cells (their
@@ -607,6 +629,8 @@ class RNN(Layer):
                                zero_output_for_mask=i == last and self.zero_output_for_mask,
                                name=f"{self.name}_{c.name}", dtype=self.dtype)
                            for i, c in enumerate(cell.cells)]
+            for layer in self._stack:  # the outer RNN names the cells' weights
+                layer._part_of_stack = True
         return self._stack
 
     def _call_stack(self, stack, sequences, initial_state, mask):

@@ -272,10 +272,9 @@ def test_names_weights_and_config_match_keras(variant):
     g, k = twin(variant)
     assert [layer.name for layer in g.layers] == [layer.name for layer in k.layers]
     assert [tuple(w.shape) for w in g.weights] == [tuple(w.shape) for w in k.weights]
-    # Keras's paths are rnn/<cell>/<weight>; graphmask names a nested layer's weights
-    # <cell>/<weight>, as for every nested layer
+    # the cell's weights are named by Keras's paths: rnn/<cell>/<weight>
     assert [v.name for v in g.get_layer("rnn").weights] == \
-        ["/".join(v.path.split("/")[-2:]) for v in k.get_layer("rnn").weights]
+        [v.path for v in k.get_layer("rnn").weights]
     ours, theirs = g.get_layer("rnn").get_config(), k.get_layer("rnn").get_config()
     for key in ("name", "return_sequences", "return_state", "go_backwards", "stateful",
                 "unroll", "zero_output_for_mask"):
@@ -461,3 +460,26 @@ def test_a_user_cell_is_not_written_to_a_keras_file(tmp_path):
     with pytest.raises(gm.errors.ConfigError, match=r"layer 'mine' \(MinimalRNNCell\) cannot "
                                                     r"be written to a Keras file"):
         model.save(tmp_path / "m.keras")
+
+
+# ---- wrapped in Bidirectional ------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["lstm", "gru_reset_before", "stacked"])
+def test_bidirectional_rnn_of_cells(kind):
+    """Bidirectional(RNN(cell)) copies the RNN (cell and all) for the backward direction,
+    as Keras: same weights, same numbers under every padding."""
+    def build(lib):
+        L = lib.layers
+        x = lib.Input(shape=(T,), dtype="int32", name="x")
+        e = L.Embedding(V, E, mask_zero=True, name="emb")(x)
+        h = L.Bidirectional(L.RNN(make_cell(lib, kind), return_sequences=True), name="bi")(e)
+        return lib.Model(x, L.Dense(C, name="head")(h))
+
+    g, k = build(gm), build(keras)
+    rng = np.random.default_rng(14)
+    g.set_weights([(rng.standard_normal(w.shape) * 0.5).astype(w.dtype)
+                   for w in g.get_weights()])
+    tw.copy_weights(g, k)
+    # Keras's paths; graphmask's Bidirectional does not prefix its layers' weights
+    assert [v.name for v in g.weights] == [v.path.removeprefix("bi/") for v in k.weights]
+    x = _ids("mixed", 6, rng)
+    tw.assert_close(g.predict(x, verbose=0), tw.keras_predict(k, x))

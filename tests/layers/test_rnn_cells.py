@@ -95,7 +95,7 @@ def test_rnn_of_a_builtin_cell_is_the_layer(case, opts):
         np.testing.assert_array_equal(a, b)
     assert [w.name.split("/")[-1] for w in rnn.weights] == \
         ["kernel", "recurrent_kernel", "bias"]
-    assert rnn.weights[0].name.startswith(rnn.cell.name + "/")
+    assert rnn.weights[0].name == f"{rnn.name}/{rnn.cell.name}/kernel"  # Keras's path
 
 
 @pytest.mark.parametrize("case", range(len(CELLS)))
@@ -275,7 +275,7 @@ def test_stacked_cells_are_the_stacked_layers():
     for ours, want in [(seq, y2), (h1, eh1), (c1, ec1), (h2, eh2)]:
         np.testing.assert_allclose(ours, want, rtol=1e-5, atol=1e-6)
     assert [v.name for v in stacked.weights] == [
-        f"{c.name}/{n}" for c in stacked.cell.cells
+        f"{stacked.name}/{stacked.cell.name}/{c.name}/{n}" for c in stacked.cell.cells
         for n in ("kernel", "recurrent_kernel", "bias")]
 
 
@@ -486,6 +486,43 @@ def test_padding_invariance_of_unrolled_and_coarse_rnns():
         report = str(check_padding_invariance(model, x, y=np.zeros((3, 2), np.float32)))
         assert "random values at masked positions" in report
         assert ("padding timestep(s) appended" in report) == free
+
+
+class CellWithDense(gm.layers.Layer):
+    """A cell whose weights live in a nested layer, made in its first call."""
+
+    state_size = 2
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.proj = gm.Dense(2, activation="tanh", name="proj")
+
+    def call(self, inputs, states):
+        h = self.proj(ops.concatenate([inputs, states[0]], axis=-1))
+        return h, [h]
+
+
+def test_cell_weights_are_named_by_their_path_and_never_collide():
+    """Two RNNs whose cells have the same name (Bidirectional's two copies) keep apart:
+    each cell weight is named by its path, as Keras 3's (rnn/cell/weight)."""
+    a = RNN(LSTMCell(2, name="same"), name="a")
+    b = RNN.from_config({**a.get_config(), "name": "b"})
+    c = RNN(CellWithDense(name="mine"), name="c")
+    inp = gm.Input((T, D))
+    model = gm.Model(inp, [a(inp), b(inp), c(inp)])
+    names = [v.name for v in model.weights]
+    assert names == ["a/same/kernel", "a/same/recurrent_kernel", "a/same/bias",
+                     "b/same/kernel", "b/same/recurrent_kernel", "b/same/bias",
+                     "c/mine/proj/kernel", "c/mine/proj/bias"]
+    out_a, out_b, _ = model.predict(_x(), verbose=0)
+    b.set_weights([w + 1.0 for w in a.get_weights()])
+    out_a2, out_b2, _ = model.predict(_x(), verbose=0)
+    np.testing.assert_array_equal(out_a, out_a2)  # a's weights untouched by b's
+    assert not np.allclose(out_b, out_b2)
+    shared = LSTMCell(2, name="shared")
+    shared(np.ones((1, D), np.float32), [np.zeros((1, 2), np.float32)] * 2)  # builds it
+    RNN(shared, name="d")(inp)  # a cell built before the RNN keeps its names
+    assert shared.weights[0].name == "shared/kernel"
 
 
 def test_weights_are_created_once_and_shared_by_every_step():
