@@ -28,23 +28,18 @@ def _close_weights(t, rtol=1e-4, atol=2e-5, what=""):
 SEQS = [[1, 2, 3], [4, 5], [], [6, 7, 8, 9, 10], [3]]
 
 
-@pytest.mark.parametrize("kwargs", [
-    {}, {"padding": "post"}, {"maxlen": 3}, {"maxlen": 3, "truncating": "post"},
-    {"maxlen": 4, "padding": "post", "truncating": "post", "value": -1},
-    {"dtype": "float32", "value": 0.5},
-])
-def test_pad_sequences_matches_keras(kwargs):
-    ours = gm.utils.pad_sequences(SEQS, **kwargs)
-    theirs = keras.utils.pad_sequences(SEQS, **kwargs)
-    assert ours.dtype == theirs.dtype
-    np.testing.assert_array_equal(ours, theirs)
-
-
-@pytest.mark.parametrize("x,n", [([0, 2, 1], None), ([[1], [0]], 4), ([[1, 2], [0, 1]], 3)])
-def test_to_categorical_matches_keras(x, n):
-    ours, theirs = gm.utils.to_categorical(x, n), keras.utils.to_categorical(x, n)
-    assert ours.dtype == theirs.dtype
-    np.testing.assert_array_equal(ours, theirs)
+def test_pad_sequences_and_to_categorical_match_keras():
+    for kwargs in ({}, {"padding": "post"}, {"maxlen": 3}, {"maxlen": 3, "truncating": "post"},
+                   {"maxlen": 4, "padding": "post", "truncating": "post", "value": -1},
+                   {"dtype": "float32", "value": 0.5}):
+        ours = gm.utils.pad_sequences(SEQS, **kwargs)
+        theirs = keras.utils.pad_sequences(SEQS, **kwargs)
+        assert ours.dtype == theirs.dtype, kwargs
+        np.testing.assert_array_equal(ours, theirs, err_msg=str(kwargs))
+    for x, n in (([0, 2, 1], None), ([[1], [0]], 4), ([[1, 2], [0, 1]], 3)):
+        ours, theirs = gm.utils.to_categorical(x, n), keras.utils.to_categorical(x, n)
+        assert ours.dtype == theirs.dtype
+        np.testing.assert_array_equal(ours, theirs, err_msg=str(x))
 
 
 def test_input_batch_shape_matches_keras():

@@ -50,20 +50,23 @@ CASES = [
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["plain", "mask-weighted"])
-@pytest.mark.parametrize("name,cfg,yk,pk", CASES, ids=lambda v: str(v))
-def test_standalone_metric_matches_keras(name, cfg, yk, pk, weighted):
+def test_standalone_metrics_match_keras(weighted):
+    """Every case in one test (Keras's per-test session reset costs more than a case)."""
     d = _data()
-    ours, theirs = getattr(gm.metrics, name)(**cfg), getattr(keras.metrics, name)(**cfg)
-    for sl in (slice(0, 2), slice(2, 4)):  # two updates accumulate
-        sw = d["mask"][sl] if weighted else None
-        ours.update_state(d[yk][sl], d[pk][sl], sample_weight=sw)
-        theirs.update_state(d[yk][sl], d[pk][sl], sample_weight=sw)
-    # float32 sums in a different order: a few ulps
-    np.testing.assert_allclose(ours.result(), np.asarray(theirs.result()), rtol=2e-6,
-                               atol=1e-7)
-    ours.reset_state()
-    theirs.reset_state()
-    assert float(np.sum(ours.result())) == float(np.sum(np.asarray(theirs.result()))) == 0
+    for name, cfg, yk, pk in CASES:
+        what = f"{name}({cfg}), {'mask-weighted' if weighted else 'plain'}"
+        ours, theirs = getattr(gm.metrics, name)(**cfg), getattr(keras.metrics, name)(**cfg)
+        for sl in (slice(0, 2), slice(2, 4)):  # two updates accumulate
+            sw = d["mask"][sl] if weighted else None
+            ours.update_state(d[yk][sl], d[pk][sl], sample_weight=sw)
+            theirs.update_state(d[yk][sl], d[pk][sl], sample_weight=sw)
+        # float32 sums in a different order: a few ulps
+        np.testing.assert_allclose(ours.result(), np.asarray(theirs.result()), rtol=2e-6,
+                                   atol=1e-7, err_msg=what)
+        ours.reset_state()
+        theirs.reset_state()
+        assert float(np.sum(ours.result())) == float(np.sum(np.asarray(theirs.result()))) \
+            == 0, what
 
 
 def test_mean_and_sum_match_keras():

@@ -3,7 +3,6 @@ weights after N steps on the same gradients, and every schedule's values."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from tests.conformance.oracle import import_keras
 
@@ -69,13 +68,14 @@ def _compare(ours, theirs, what, rtol=2e-5, atol=2e-6):
                                        err_msg=f"{what}: weight {k} after step {step + 1}")
 
 
-@pytest.mark.parametrize("name,cfg", CASES, ids=lambda v: str(v))
-def test_weights_after_steps_match_keras(name, cfg):
+def test_weights_after_steps_match_keras():
+    """Every case in one test (Keras's per-test session reset costs more than a case)."""
     w0, grads = _problem()
-    ours = _ours_run(getattr(gm.optimizers, name)(**cfg), w0, grads)
-    theirs = _keras_run(getattr(keras.optimizers, name)(**cfg), w0, grads)
-    # float32 update rules in Keras's operation order: a few ulps per step
-    _compare(ours, theirs, f"{name}({cfg})")
+    for name, cfg in CASES:
+        ours = _ours_run(getattr(gm.optimizers, name)(**cfg), w0, grads)
+        theirs = _keras_run(getattr(keras.optimizers, name)(**cfg), w0, grads)
+        # float32 update rules in Keras's operation order: a few ulps per step
+        _compare(ours, theirs, f"{name}({cfg})")
 
 
 SCHEDULES = [
@@ -95,26 +95,27 @@ SCHEDULES = [
 ]
 
 
-@pytest.mark.parametrize("name,cfg", SCHEDULES, ids=lambda v: str(v))
-def test_schedule_values_match_keras(name, cfg):
-    ours = getattr(gm.optimizers.schedules, name)(**cfg)
-    theirs = getattr(keras.optimizers.schedules, name)(**cfg)
-    for step in range(14):
-        a, b = ours(step), float(np.asarray(theirs(step)))
-        assert a.dtype == np.float32
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9, err_msg=f"{name} step {step}")
+def test_schedule_values_match_keras():
+    for name, cfg in SCHEDULES:
+        ours = getattr(gm.optimizers.schedules, name)(**cfg)
+        theirs = getattr(keras.optimizers.schedules, name)(**cfg)
+        for step in range(14):
+            a, b = ours(step), float(np.asarray(theirs(step)))
+            assert a.dtype == np.float32
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9,
+                                       err_msg=f"{name}({cfg}) step {step}")
 
 
-@pytest.mark.parametrize("opt", ["SGD", "Adam", "Nadam"])
-def test_training_with_a_schedule_matches_keras(opt):
+def test_training_with_a_schedule_matches_keras():
     cfg = {"initial_learning_rate": 0.05, "decay_steps": 4, "warmup_target": 0.2,
            "warmup_steps": 2}
     w0, grads = _problem(1)
-    ours = _ours_run(getattr(gm.optimizers, opt)(
-        learning_rate=gm.optimizers.schedules.CosineDecay(**cfg)), w0, grads)
-    theirs = _keras_run(getattr(keras.optimizers, opt)(
-        learning_rate=keras.optimizers.schedules.CosineDecay(**cfg)), w0, grads)
-    _compare(ours, theirs, f"{opt} with CosineDecay")
+    for opt in ("SGD", "Adam", "Nadam"):
+        ours = _ours_run(getattr(gm.optimizers, opt)(
+            learning_rate=gm.optimizers.schedules.CosineDecay(**cfg)), w0, grads)
+        theirs = _keras_run(getattr(keras.optimizers, opt)(
+            learning_rate=keras.optimizers.schedules.CosineDecay(**cfg)), w0, grads)
+        _compare(ours, theirs, f"{opt} with CosineDecay")
 
 
 def test_model_fit_with_adamw_and_a_schedule_matches_keras():
