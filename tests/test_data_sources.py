@@ -149,7 +149,7 @@ def test_pydataset_steps_per_epoch_and_validation_steps():
                          validation_steps=2, shuffle=False, verbose=0)
     # epoch 1: batches 0,1,2; epoch 2: batch 3, then a new pass gives up (Keras warns)
     assert d.seen == [0, 1, 2, 3]
-    assert val.seen == [0, 1, 2]  # validation goes on: 0, 1 then 2 (and Keras warns)
+    assert val.seen == [0, 1, 0, 1]  # validation starts from the first batch, as Keras
     assert sorted(h.history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
 
 

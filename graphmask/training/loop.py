@@ -321,6 +321,7 @@ class TrainingMixin:
                 break
             done += 1
             if val_it is not None and (epoch + 1) % validation_freq == 0:
+                val_it.restart()
                 vres = self._evaluate_epoch(val_it, "fit: validation", None)
                 logs.update({f"val_{k}": v for k, v in vres.items()})
             cbs.on_epoch_end(epoch, logs)

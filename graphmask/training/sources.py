@@ -194,6 +194,12 @@ class Epochs:
         self.source, self.steps, self.who = source, steps, who
         self._it, self._seen, self.ran_out, self._passes = None, 0, False, 0
 
+    def restart(self) -> None:
+        """Start a new pass at the next epoch (Keras resets its evaluation iterator before
+        every ``evaluate``, so validation starts from the first batch each time; a
+        generator cannot restart and goes on)."""
+        self._it, self._seen = None, 0
+
     @property
     def num_batches(self):
         """Batches per epoch, None if unknown."""

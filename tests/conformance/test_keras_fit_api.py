@@ -201,3 +201,19 @@ def test_reduce_lr_on_plateau_and_scheduler_histories_match_keras():
     np.testing.assert_allclose(hg.history["learning_rate"], hk.history["learning_rate"],
                                rtol=1e-6)
     np.testing.assert_allclose(hg.history["loss"], hk.history["loss"], rtol=1e-4)
+
+
+def test_array_steps_per_epoch_and_validation_steps_match_keras():
+    """Arrays with steps_per_epoch: an epoch goes on where the last one stopped."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((20, 4)).astype(np.float32)
+    y = rng.standard_normal((20, 1)).astype(np.float32)
+    t = _dense_twin(1, None, seed=5)
+    t.gm.compile(gm.optimizers.SGD(0.05), "mse")
+    t.keras.compile(keras.optimizers.SGD(0.05), "mse")
+    kw = dict(batch_size=4, epochs=3, steps_per_epoch=2, shuffle=False, verbose=0,
+              validation_data=(x[:8], y[:8]), validation_steps=1)
+    hg, hk = t.gm.fit(x, y, **kw), t.keras.fit(x, y, **kw)
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(hg.history[key], hk.history[key], rtol=1e-5, err_msg=key)
+    _close_weights(t, what="steps_per_epoch")
