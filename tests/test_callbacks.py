@@ -261,3 +261,19 @@ def test_metrics_with_several_thresholds_in_the_display_and_the_csv(tmp_path, ca
     assert f" - rec: {np.mean(rec):.4f}" in capsys.readouterr().out  # the mean, as Keras shows
     row = (tmp_path / "l.csv").read_text().splitlines()[1]
     assert row.endswith(f'"""[{str(rec[0])}, {str(rec[1])}]"""')  # Keras's cell
+
+
+def test_evaluate_and_predict_call_their_hooks():
+    m = _model()
+    calls = []
+    cb = LambdaCallback(on_test_begin=lambda logs: calls.append("test_begin"),
+                        on_test_batch_end=lambda b, logs: calls.append(("test", b,
+                                                                        sorted(logs))),
+                        on_test_end=lambda logs: calls.append(("test_end", sorted(logs))),
+                        on_predict_batch_end=lambda b, logs: calls.append(("predict", b)),
+                        on_predict_end=lambda logs: calls.append("predict_end"))
+    m.evaluate(X, Y, batch_size=16, verbose=0, callbacks=[cb])
+    m.predict(X, batch_size=16, callbacks=[cb])
+    assert calls == ["test_begin", ("test", 0, ["loss", "mae"]), ("test", 1, ["loss", "mae"]),
+                     ("test_end", ["loss", "mae"]), ("predict", 0), ("predict", 1),
+                     "predict_end"]
