@@ -470,8 +470,10 @@ class RNN(Layer):
     of ``x`` still applies when ``initial_state`` is given (as for ``LSTM``).
 
     ``RNN(LSTMCell(...))``, ``RNN(GRUCell(...))`` and ``RNN(SimpleRNNCell(...))`` run the
-    coarse kernels of ``LSTM``, ``GRU`` and ``SimpleRNN``; other cells are traced once per
-    step (the input needs a static number of timesteps: ``Input(shape=(T, features))``).
+    coarse kernels of ``LSTM``, ``GRU`` and ``SimpleRNN`` (a stack of them, one kernel per
+    cell); other cells are traced once per step (the input needs a static number of
+    timesteps: ``Input(shape=(T, features))``). The cell's weights are named by their
+    Keras path (``rnn/lstm_cell/kernel``). See ``docs/recurrent.md``.
     """
 
     _call_kwargs = ("initial_state",)
