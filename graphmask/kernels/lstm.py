@@ -22,8 +22,10 @@ Threads: the units are cut into chunks of at most :data:`UNIT_CHUNK`; weights wi
 gate columns are *packed* (chunk q's i, f, g, o columns side by side), and so are the
 gate arrays. Each step runs one task per thread under ``prange``, each over a range of
 unit chunks: small GEMMs on its own packed slices of the weights fused with the gate
-math of its units, in loops over contiguous blocks (these vectorize). float64 runs
-one-thread twins of the drivers (cheaper to compile). Every per-step and forward BLAS
+math of its units, in loops over contiguous blocks (these vectorize). float64 and
+one-thread launches run one-thread twins of the drivers (same tasks, far cheaper to
+compile), and tanh/sigmoid layers step kernels without the other activations' code
+(:func:`drivers`). Every per-step and forward BLAS
 call is kept at M*N*K <= :data:`SERIAL_MNK`, under which OpenBLAS runs on the calling
 thread: its own thread pool is never woken, since two pools (OpenBLAS's and numba's)
 spinning on the same cores slow each other down several times over. The weight
