@@ -56,7 +56,7 @@ def forward_graph(calls, inputs, outputs, trainable: set) -> Graph:
     """The forward graph of ``calls`` (from :func:`calls_of`): one node per call, one
     ``variable`` node per weight (trainable if its id is in ``trainable``)."""
     g = Graph()
-    node_of, var_node, groups = {}, {}, {}
+    node_of, var_node, groups, named = {}, {}, {}, {}
     for c in calls:
         ports, kinds = {}, {}
         for port, v in c.inputs.items():
@@ -66,6 +66,7 @@ def forward_graph(calls, inputs, outputs, trainable: set) -> Graph:
                     kinds[port] = "mask"
             else:
                 if id(v) not in var_node:
+                    _check_unique_name(v, c, named)
                     var_node[id(v)] = g.add("variable", {
                         "var": v.name, "shape": list(v.shape), "dtype": str(v.value.dtype),
                         "trainable": id(v) in trainable}, layer=c.layer.name)
@@ -94,6 +95,18 @@ def forward_graph(calls, inputs, outputs, trainable: set) -> Graph:
         "outputs": [[node_id(t), t.index] for t in grp.outputs]}
         for gid, grp in sorted(groups.items())}
     return g
+
+
+def _check_unique_name(v, call, named: dict) -> None:
+    """Weights are fed and updated by name: two different weights with one name would
+    silently share one value (e.g. two custom blocks that each hold a ``Dense(name=
+    "proj")``; Keras tells them apart by their path, graphmask by name)."""
+    other = named.setdefault(v.name, (v, call.owner.name))
+    if other[0] is not v:
+        raise ConfigError(f"two different weights are named {v.name!r}: one in layer "
+                          f"{other[1]!r}, one in layer {call.owner.name!r}; give the "
+                          f"layers inside them distinct names (e.g. name=self.name + "
+                          f"'_proj')")
 
 
 def _top_level(calls, ordered) -> list:

@@ -305,3 +305,21 @@ def test_dropout_training_follows_fit_eager_calls_and_an_explicit_argument():
     with pytest.raises(ConfigError, match=r"layer 'dropout_\d+' \(Dropout\): training must be "
                                           r"True, False or None, got 'yes'"):
         gm.Dropout(0.5)(Input((3,)), training="yes")
+
+
+def test_two_weights_with_one_name_are_an_error_not_silently_shared():
+    class Block(gm.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.proj = Dense(3, name="proj")
+
+        def call(self, x):
+            return self.proj(x)
+
+    x = Input((3,))
+    with pytest.raises(ConfigError, match=r"two different weights are named 'proj/kernel': "
+                                          r"one in layer 'b2', one in layer 'b1'"):
+        Model(x, Block(name="b1")(Block(name="b2")(x)))
+    shared = Block(name="b3")  # one layer called twice: one set of weights, as in Keras
+    m = Model(x, shared(shared(x)))
+    assert [w.name for w in m.weights] == ["proj/kernel", "proj/bias"]
