@@ -4,6 +4,7 @@ Run from the repository root (OpenBLAS overrides unset, as for the other benchma
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_cold_start.py
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_cold_start.py --top 25
+    python benchmarks/bench_cold_start.py --graphmask-only --rounds 1   # while editing kernels
 
 Each measurement is a fresh Python process timing, from its first line:
 
@@ -169,13 +170,17 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--top", type=int, default=15,
                         help="compile-time rows to print (cold graphmask)")
+    parser.add_argument("--graphmask-only", action="store_true",
+                        help="skip the peers (quick checks of a kernel change; no ratios)")
     args = parser.parse_args(argv)
     base = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CACHE")}
     base["PYTHONPATH"] = ROOT + os.pathsep + base.get("PYTHONPATH", "")
     peers = [("Keras 3 (JAX)", KERAS, "jax"), ("PyTorch", TORCH, "torch")]
+    if args.graphmask_only:
+        peers = []
     peers = [p for p in peers if _available(p[2]) and (p[2] != "jax" or _available("keras"))]
     missing = {"Keras 3 (JAX)", "PyTorch"} - {p[0] for p in peers}
-    if missing:
+    if missing and not args.graphmask_only:
         print(f"not installed, not measured: {sorted(missing)}", file=sys.stderr)
     best: dict[str, dict] = {}
     compiles = None
