@@ -83,6 +83,6 @@ __all__ = [
     "set_random_seed", "load_model", "distribute", "from_keras", "to_keras",
     "clear_workspaces", "Average", "Dot", "LayerNormalization", "Maximum", "Minimum",
     "Multiply", "Permute", "RepeatVector", "Reshape", "Subtract", "Bidirectional",
-    "AveragePooling1D", "BatchNormalization", "Conv1D", "MaxPooling1D", "SpatialDropout1D",
     "AdditiveAttention", "Attention", "EinsumDense", "MultiHeadAttention",
+    "AveragePooling1D", "BatchNormalization", "Conv1D", "MaxPooling1D", "SpatialDropout1D",
 ]

@@ -26,7 +26,6 @@ from graphmask.ops import (  # noqa: F401
     primitives,
     reductions,
     simple_rnn,
-    simple_rnn,
     sources,
     spatial_dropout,
     structural,
