@@ -161,11 +161,17 @@ MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Conca
           "Dot")
 
 
+#: graphmask's composed layers whose computation reads the mask their call receives
+READING_COMPOSED = frozenset({"Bidirectional", "RNN", "MultiHeadAttention", "Attention",
+                              "AdditiveAttention"})
+
+
 def _reads_mask(layer, outs) -> bool:
     """Whether the layer's computation uses the mask it receives."""
     from graphmask.io.keras_config import layer_classes
     from graphmask.ops.base import get_op
-    if not layer._builtin and type(layer) in layer_classes().values():
+    if not layer._builtin and type(layer) in layer_classes().values() \
+            and type(layer).__name__ not in READING_COMPOSED:
         return False  # graphmask's composed layers (Reshape, merges...) read no mask
     if layer._builtin:
         for t in outs:

@@ -111,3 +111,17 @@ def test_random_batches_follow_the_input_spec():
 def test_bad_examples_argument(capsys):
     assert main(["check", "tests.inspect.test_doctor:pooled", "--examples", "-1"]) == 2
     assert "--examples must be >= 0, got -1" in capsys.readouterr().err
+
+
+def test_a_lost_mask_before_a_composed_recurrent_layer_is_found():
+    ids = gm.Input((5,), dtype="int32", name="ids")
+    feats = gm.Input((5, 3), name="feats")
+    e = gm.Embedding(9, 3, mask_zero=True, name="emb")(ids)
+    s = gm.Add(name="merge")([e, feats])
+    b = gm.Bidirectional(gm.LSTM(2), name="bi")(s)
+    r = gm.RNN(gm.GRUCell(2), name="rnn")(s)
+    found = doctor.analyse(gm.Model([ids, feats], [gm.Dense(2, name="head")(b), r]))
+    assert [(f.kind, f.layer) for f in found] == [
+        ("merge-drops-mask", "merge"), ("mask-missing", "bi"), ("mask-missing", "rnn")]
+    assert found[1].message.startswith("layer 'bi' (Bidirectional) reads a padding mask but "
+                                       "receives none: it was lost at layer 'merge'")
