@@ -98,21 +98,29 @@ def per_gate(drop, ng, B, D, H, dt):
     return mx, np.ones((ng, B, H), dt) if mh is None else mh
 
 
-def _prepare(attrs, inputs):
-    """Config, weights cast to the common float dtype, input and recurrent biases (3H,)
-    (zeros when absent), mask (all kept when absent)."""
-    c = _cfg(attrs)
+def cast_inputs(c, inputs):
+    """A recurrent op's arrays for its kernels: x, kernel, recurrent kernel and bias (None
+    when absent or unused) C-contiguous in their common float dtype, and the mask as bool
+    (all kept when absent). Shared by gru and simple_rnn."""
     ws = [inputs["x"], inputs["kernel"], inputs["recurrent_kernel"]]
     if "bias" in inputs:
         ws.append(inputs["bias"])
     dt = np.dtype(float_dtype(*(str(w.dtype) for w in ws)))
     x, k, rk = (np.ascontiguousarray(w, dtype=dt) for w in ws[:3])
-    H = int(c["units"])
     bias = np.ascontiguousarray(inputs["bias"], dtype=dt) if (
         c["use_bias"] and "bias" in inputs) else None
     mask = inputs.get("mask")
     mask = (np.ones(x.shape[:2], dtype=bool) if mask is None
             else np.ascontiguousarray(mask, dtype=bool))
+    return dt, x, k, rk, bias, mask
+
+
+def _prepare(attrs, inputs):
+    """Config, weights cast to the common float dtype, input and recurrent biases (3H,)
+    (zeros when absent), mask (all kept when absent)."""
+    c = _cfg(attrs)
+    dt, x, k, rk, bias, mask = cast_inputs(c, inputs)
+    H = int(c["units"])
     # the kernels do not bounds-check: shapes are checked here, at run time too
     if (x.ndim != 3 or k.shape != (x.shape[2], 3 * H) or rk.shape != (H, 3 * H)
             or mask.shape != x.shape[:2]

@@ -15,9 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from graphmask.kernels import simple_rnn as K
-from graphmask.ops.base import Op, OpError, float_dtype, register
+from graphmask.ops.base import Op, OpError, register
 from graphmask.ops.gru import (
     _initial_state,
+    cast_inputs,
     draw_masks,
     dropout_cfg,
     dropping,
@@ -48,17 +49,8 @@ def _cfg(attrs):
 
 def _prepare(attrs, inputs):
     c = _cfg(attrs)
-    ws = [inputs["x"], inputs["kernel"], inputs["recurrent_kernel"]]
-    if "bias" in inputs:
-        ws.append(inputs["bias"])
-    dt = np.dtype(float_dtype(*(str(w.dtype) for w in ws)))
-    x, k, rk = (np.ascontiguousarray(w, dtype=dt) for w in ws[:3])
+    dt, x, k, rk, bias, mask = cast_inputs(c, inputs)
     H = int(c["units"])
-    bias = np.ascontiguousarray(inputs["bias"], dtype=dt) if (
-        c["use_bias"] and "bias" in inputs) else None
-    mask = inputs.get("mask")
-    mask = (np.ones(x.shape[:2], dtype=bool) if mask is None
-            else np.ascontiguousarray(mask, dtype=bool))
     if (x.ndim != 3 or k.shape != (x.shape[2], H) or rk.shape != (H, H)
             or mask.shape != x.shape[:2] or (bias is not None and bias.shape != (H,))):
         raise OpError(f"simple_rnn(units={H}): shapes do not fit: x {x.shape}, "
