@@ -14,11 +14,17 @@ feature value 0 (or ``mask_value + 1``), rows padded on the right.
 :func:`sample_weights` draws Keras ``sample_weight`` arrays: per sample ``(B,)`` or per
 position ``(B, T)``, non-negative, zeros included, shrinking towards all ones (the
 unweighted case).
+
+Large arrays (more than ``DENSE_MAX`` values: production-size batches such as 40 x 64
+steps) are drawn with hypothesis's own numpy ``arrays`` strategy, which draws a fill value
+and a few distinct elements at random places, so they stay within hypothesis's per-example
+data budget; smaller ones draw every value, so each can shrink on its own.
 """
 from __future__ import annotations
 
 import numpy as np
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from hypothesis.strategies import SearchStrategy
 
 PADDINGS = ("right", "left", "holes")
@@ -27,12 +33,24 @@ _TIME = st.integers(1, 6)
 
 WEIGHT_KINDS = ("sample", "position")
 
+#: arrays with more values than this are drawn sparsely (see the module docstring)
+DENSE_MAX = 128
+
 __all__ = ["PADDINGS", "WEIGHT_KINDS", "float_sequences", "lengths_to_mask", "masks",
            "padded_ids", "sample_weights"]
 
 
 def _value(draw, v):
     return draw(v) if isinstance(v, SearchStrategy) else v
+
+
+def _values(draw, elements, n: int, dtype, total: int | None = None) -> np.ndarray:
+    """``n`` values of ``elements`` as a 1-D array: one draw each when the whole array
+    (``total`` values, default ``n``) has at most ``DENSE_MAX``, hypothesis's sparse numpy
+    arrays above it."""
+    if (n if total is None else total) <= DENSE_MAX:
+        return np.array(draw(st.lists(elements, min_size=n, max_size=n)), dtype=dtype)
+    return draw(hnp.arrays(np.dtype(dtype), n, elements=elements))
 
 
 def _modes(padding) -> tuple:
@@ -79,7 +97,7 @@ def masks(draw, batch_size=_BATCH, timesteps=_TIME, padding="any",
     for _ in range(b):
         mode = modes[0] if len(modes) == 1 else draw(st.sampled_from(modes))
         if mode == "holes":
-            row = np.array(draw(st.lists(st.booleans(), min_size=t, max_size=t)), bool)
+            row = _values(draw, st.booleans(), t, bool, total=b * t)
             if not row.any() and not allow_empty_rows:
                 row[draw(st.integers(0, t - 1))] = True
         else:
@@ -107,7 +125,7 @@ def padded_ids(draw, vocab_size=10, batch_size=_BATCH, min_len: int = 1,
     kept = int(m.sum())
     if kept:
         choices = [i for i in range(vocab_size) if i != pad_id]
-        ids[m] = draw(st.lists(st.sampled_from(choices), min_size=kept, max_size=kept))
+        ids[m] = _values(draw, st.sampled_from(choices), kept, dtype)
     return ids
 
 
@@ -129,8 +147,7 @@ def float_sequences(draw, features=2, mask_value: float = 0.0, batch_size=_BATCH
     kept = int(m.sum())
     if kept:
         el = elements if elements is not None else st.floats(-2, 2, width=32)
-        vals = np.array(draw(st.lists(el, min_size=kept * f, max_size=kept * f)),
-                        dtype=dtype).reshape(kept, f)
+        vals = _values(draw, el, kept * f, dtype).reshape(kept, f)
         same = np.all(vals == np.asarray(mask_value, dtype), axis=1)
         vals[same, 0] = np.asarray(mask_value, dtype) + 1
         x[m] = vals
@@ -185,5 +202,4 @@ def sample_weights(draw, batch_size=_BATCH, timesteps=None, kind="any",
     one = st.one_of(st.just(1.0), st.just(0.0),
                     st.floats(0, float(max_weight), width=32))
     n = int(np.prod(shape))
-    vals = draw(st.lists(one, min_size=n, max_size=n))
-    return np.array(vals, dtype=dtype).reshape(shape)
+    return _values(draw, one, n, dtype).reshape(shape)

@@ -126,3 +126,23 @@ def models_case(spec):
     from graphmask.testing import ModelCase
     model, loss = build_model(spec, seed=3)
     return ModelCase(model, "ids", 0.0, spec[1], None, loss, spec[5][-1][1], 3, spec)
+
+
+# ---------------------------------------------------------------- production sizes
+
+@settings(max_examples=15, derandomize=True)
+@given(st.data())
+def test_production_size_batches_stay_within_the_data_budget(data):
+    """40 x 64 batches with holes and per-position weights (thousands of values) are
+    drawn sparsely, so hypothesis rarely overruns its data budget; when every value was
+    its own draw most examples overran and hypothesis's health check failed the test."""
+    ids = data.draw(padded_ids(vocab_size=50, batch_size=40, min_len=64, max_len=64,
+                               padding="holes"))
+    assert ids.shape == (40, 64) and ids.min() >= 0 and ids.max() < 50
+    x = data.draw(float_sequences(features=8, mask_value=0.0, batch_size=40, min_len=64,
+                                  max_len=64, allow_empty_rows=False))
+    kept = np.any(x != 0.0, axis=-1)
+    assert x.shape == (40, 64, 8) and kept.any(axis=1).all()
+    w = data.draw(sample_weights(40, 64, kind="position"))
+    assert w.shape == (40, 64) and w.min() >= 0 and w.max() <= 4
+
