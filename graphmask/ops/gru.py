@@ -34,6 +34,8 @@ from graphmask.ops.lstm import (
     _np_dact,
     _started,
 )
+from graphmask.ops.rnn_state import n_residuals as state_residuals
+from graphmask.ops.rnn_state import stateful_forward, vjp_inputs
 
 
 def _cfg(attrs):
@@ -245,7 +247,8 @@ class GRU(Op):
 
     def n_residuals(self, attrs):
         # offsets, rows, x_t, h_{t-1}, z, r, hh, recurrent h part (+ the dropout masks)
-        return 10 if dropping(_cfg(attrs)) else 8
+        # (+ with state_key, stateful, the state the forward started from)
+        return (10 if dropping(_cfg(attrs)) else 8) + state_residuals(attrs, ("h0",))
 
     # ---- reference (readable NumPy, one step at a time) -------------------------------
     def _ref_steps(self, attrs, inputs, drop=None):
@@ -337,6 +340,11 @@ class GRU(Op):
 
     # ---- fast path ----------------------------------------------------------------------
     def forward(self, attrs, inputs):
+        # stateful (state_key): from the carried state, see ops/rnn_state.py
+        return stateful_forward("gru", attrs, inputs, lambda ins: self._forward(attrs, ins))
+
+    def _forward(self, attrs, inputs):
+        """(outputs and residuals, (final h,))."""
         c, x, k, rk, b_in, b_rec, mask = _prepare(attrs, inputs)
         B, T, D = x.shape
         H = int(c["units"])
@@ -350,7 +358,7 @@ class GRU(Op):
         if mh is not None:  # recurrent dropout: the reference's step loop (Keras's cell loop)
             out = self.reference({**attrs, "return_state": True}, inputs, (mx, mh))
             vis = out[:1] + (out[1:] if c["return_state"] else [])
-            return vis + [np.empty(0, np.int64)] * 2 + [empty] * 6 + drop
+            return vis + [np.empty(0, np.int64)] * 2 + [empty] * 6 + drop, (out[1],)
         if mx is not None:  # the same input mask at every step
             x = np.ascontiguousarray(x * mx[:, None, :])
         offsets, rows = K.schedule(mask, c["go_backwards"])
@@ -358,9 +366,10 @@ class GRU(Op):
         vis = finish_outputs(c, inputs, mask, y, h)
         if not keep:  # the workspace is reused: hand out nothing that lives in it
             res = [np.empty((0,) * r.ndim, r.dtype) for r in res]
-        return vis + [offsets, rows, *res, *drop]
+        return vis + [offsets, rows, *res, *drop], (h,)
 
     def vjp(self, attrs, inputs, outputs, grads, wrt):
+        inputs, outputs = vjp_inputs(attrs, inputs, outputs)  # stateful: the start state
         c, x, k, rk, _, _, mask = _prepare(attrs, inputs)
         mx = None
         if dropping(c):

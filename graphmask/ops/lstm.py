@@ -33,6 +33,16 @@ import numpy as np
 from graphmask.kernels import lstm as K
 from graphmask.kernels import parallel_launch
 from graphmask.ops.base import MaskRule, Op, OpError, Spec, float_dtype, is_float, register
+from graphmask.ops.rnn_state import (  # noqa: F401  (the stateful API, re-exported)
+    check_stateful_batch,
+    get_state,
+    new_state,
+    reset_state,
+    state_key,
+    stateful_forward,
+    vjp_inputs,
+)
+from graphmask.ops.rnn_state import n_residuals as state_residuals
 from graphmask.utils import rng as global_rng
 
 _RECURRENT = ("sigmoid", "tanh", "linear", "hard_sigmoid")
@@ -104,54 +114,10 @@ def dropout_attrs(dropout, recurrent_dropout, seed, name: str) -> dict:
 
 
 # ---- stateful layers -------------------------------------------------------------------------
-_STATES: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-
-
-_state_keys = iter(range(1, 2**62))
-
-
-def state_key(name: str) -> str:
-    """A fresh key for one stateful layer's carried state."""
-    return f"{name}#{next(_state_keys)}"
-
-
-def check_stateful_batch(who: str, shape) -> None:
-    """A stateful layer's input must have a static batch size (Keras 3's rule)."""
-    if shape[0] is None:
-        from graphmask.errors import ShapeError
-        raise ShapeError(f"{who}: stateful=True needs a fixed batch size, got input shape "
-                         f"{tuple(shape)}; give the input one, e.g. Input(shape, "
-                         f"batch_size=32) or Input(batch_shape=(32, ...))")
-
-
-def new_state(key: str, batch: int, units: int, dtype="float32") -> None:
-    """Zero states ``(h, c)`` of shape ``(batch, units)`` for a stateful layer."""
-    _STATES[key] = (np.zeros((batch, units), dtype), np.zeros((batch, units), dtype))
-
-
-def reset_state(key: str) -> None:
-    """Set a stateful layer's carried states to zeros."""
-    if key in _STATES:
-        for a in _STATES[key]:
-            a[...] = 0
-
-
-def get_state(key: str):
-    """Copies of a stateful layer's carried ``(h, c)``, or None before it is built."""
-    return None if key not in _STATES else tuple(a.copy() for a in _STATES[key])
-
-
-def carried_state(key: str, batch: int, units: int):
-    """The state a stateful call starts from, checked against the batch."""
-    if key not in _STATES:
-        raise OpError(f"lstm(units={units}): no carried state for {key!r} (the stateful "
-                      f"layer was not built)")
-    h, c = _STATES[key]
-    if h.shape[0] != batch:
-        raise OpError(f"lstm(units={units}): a stateful layer needs the same batch size at "
-                      f"every call: its state holds {h.shape[0]} samples, the batch has "
-                      f"{batch}")
-    return h, c
+# The carried states live in ``ops/rnn_state.py`` (shared with gru and simple_rnn);
+# check_stateful_batch, get_state, new_state, reset_state and state_key stay importable
+# from here. The ports a stateful call's start state feeds (and its residuals):
+STATE_PORTS = ("h0", "c0")
 
 
 def _generator(attrs) -> np.random.Generator:
@@ -327,7 +293,7 @@ class LSTM(Op):
         # and with state_key (stateful) the state the forward started from, h0 and c0
         c = _cfg(attrs)
         n = 9 if c["dropout"] or c["recurrent_dropout"] else 7
-        return n + 2 * (attrs.get("state_key") is not None)
+        return n + state_residuals(attrs, STATE_PORTS)
 
     # ---- reference (readable NumPy, one step at a time) -------------------------------
     def _ref_steps(self, attrs, inputs, drop=None):
@@ -414,18 +380,13 @@ class LSTM(Op):
 
     # ---- fast path ----------------------------------------------------------------------
     def forward(self, attrs, inputs):
-        key = attrs.get("state_key")
-        if key is None:
-            return self._forward(attrs, inputs)[0]
-        # stateful: start from the carried state (unless one is given) and carry the last
-        c, x = _cfg(attrs), inputs["x"]
-        h0, c0 = carried_state(key, x.shape[0], int(c["units"]))
-        if "h0" not in inputs:
-            inputs = {**inputs, "h0": h0, "c0": c0}
-        outs, h, cs = self._forward(attrs, inputs)
-        dt = _STATES[key][0].dtype
-        _STATES[key] = (h.astype(dt), cs.astype(dt))
-        return outs + [np.array(inputs["h0"]), np.array(inputs["c0"])]
+        # stateful (state_key): start from the carried state (unless one is given), carry
+        # the last; the start state is the last residuals
+        def run(ins):
+            outs, h, cs = self._forward(attrs, ins)
+            return outs, (h, cs)
+
+        return stateful_forward("lstm", attrs, inputs, run, STATE_PORTS)
 
     def _forward(self, attrs, inputs):
         """(outputs and residuals, final h, final c)."""
@@ -482,10 +443,8 @@ class LSTM(Op):
         c, x, k, rk, _, mask = _prepare(attrs, inputs)
         B = x.shape[0]
         H = int(c["units"])
-        if attrs.get("state_key") is not None:  # the carried state the forward started from
-            if "h0" not in inputs:
-                inputs = {**inputs, "h0": outputs[-2], "c0": outputs[-1]}
-            outputs = outputs[:-2]
+        # stateful: the carried state the forward started from
+        inputs, outputs = vjp_inputs(attrs, inputs, outputs, STATE_PORTS)
         mx = None
         if c["dropout"] or c["recurrent_dropout"]:
             mx, mh = outputs[-2:]

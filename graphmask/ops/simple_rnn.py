@@ -31,6 +31,8 @@ from graphmask.ops.gru import (
     ref_outputs,
 )
 from graphmask.ops.lstm import _ACTIVATION, _np_act, _np_dact
+from graphmask.ops.rnn_state import n_residuals as state_residuals
+from graphmask.ops.rnn_state import stateful_forward, vjp_inputs
 
 
 def _cfg(attrs):
@@ -74,7 +76,8 @@ class SimpleRNN(Op):
 
     def n_residuals(self, attrs):
         # offsets, rows, x_t, h_{t-1}, h_t of every kept row (+ the dropout masks)
-        return 7 if dropping(_cfg(attrs)) else 5
+        # (+ with state_key, stateful, the state the forward started from)
+        return (7 if dropping(_cfg(attrs)) else 5) + state_residuals(attrs, ("h0",))
 
     def _ref_steps(self, attrs, inputs, drop=None):
         c, x, k, rk, b, mask = _prepare(attrs, inputs)
@@ -125,6 +128,12 @@ class SimpleRNN(Op):
         return {p: np.ascontiguousarray(out[p]).astype(inputs[p].dtype) for p in wrt}
 
     def forward(self, attrs, inputs):
+        # stateful (state_key): from the carried state, see ops/rnn_state.py
+        return stateful_forward("simple_rnn", attrs, inputs,
+                                lambda ins: self._forward(attrs, ins))
+
+    def _forward(self, attrs, inputs):
+        """(outputs and residuals, (final h,))."""
         c, x, k, rk, b, mask = _prepare(attrs, inputs)
         B, T, _ = x.shape
         H = int(c["units"])
@@ -137,16 +146,17 @@ class SimpleRNN(Op):
         if mh is not None:  # recurrent dropout: the reference's step loop (Keras's cell loop)
             out = self.reference({**attrs, "return_state": True}, inputs, (mx, mh))
             vis = out[:1] + (out[1:] if c["return_state"] else [])
-            return vis + [np.empty(0, np.int64)] * 2 + [empty] * 3 + drop
+            return vis + [np.empty(0, np.int64)] * 2 + [empty] * 3 + drop, (out[1],)
         if mx is not None:  # the same input mask at every step
             x = np.ascontiguousarray(x * mx[:, None, :])
         offsets, rows = K.schedule(mask, c["go_backwards"])
         res = K.simple_rnn_forward(x, k, b, rk, offsets, rows, mask, c["go_backwards"],
                                    K.ACTIVATIONS.index(c["activation"]),
                                    c["return_sequences"], c["zero_output_for_mask"], y, h)
-        return finish_outputs(c, inputs, mask, y, h) + [offsets, rows, *res, *drop]
+        return finish_outputs(c, inputs, mask, y, h) + [offsets, rows, *res, *drop], (h,)
 
     def vjp(self, attrs, inputs, outputs, grads, wrt):
+        inputs, outputs = vjp_inputs(attrs, inputs, outputs)  # stateful: the start state
         c, x, k, rk, _, mask = _prepare(attrs, inputs)
         mx = None
         if dropping(c):
