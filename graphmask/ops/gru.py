@@ -235,6 +235,7 @@ def ref_initial_dh(c, grads, started, B, H, dt):
 @register
 class GRU(Op):
     name = "gru"
+    side_by_side = True  # the scheduler may run it beside an independent loop
     inputs = ("x", "mask?", "kernel", "recurrent_kernel", "bias?", "h0?")
     diff_ports = ("x", "kernel", "recurrent_kernel", "bias", "h0")
 

@@ -243,6 +243,7 @@ def _widest_step(offsets):
 @register
 class LSTM(Op):
     name = "lstm"
+    side_by_side = True  # the scheduler may run it beside an independent loop
     inputs = ("x", "mask?", "kernel", "recurrent_kernel", "bias?", "h0?", "c0?")
     diff_ports = ("x", "kernel", "recurrent_kernel", "bias", "h0", "c0")
 

@@ -64,6 +64,7 @@ def _prepare(attrs, inputs):
 @register
 class SimpleRNN(Op):
     name = "simple_rnn"
+    side_by_side = True  # the scheduler may run it beside an independent loop
     inputs = ("x", "mask?", "kernel", "recurrent_kernel", "bias?", "h0?")
     diff_ports = ("x", "kernel", "recurrent_kernel", "bias", "h0")
 
