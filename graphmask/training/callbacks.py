@@ -8,12 +8,15 @@ Callbacks run in Keras's order: the user's, then History, then the progress disp
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import os
 import sys
+import threading
 import time
 import warnings
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
@@ -97,6 +100,9 @@ class History(Callback):
 
 
 # ---- the progress display ------------------------------------------------------------------
+COMPILING = "compiling kernels, first run only"
+
+
 def _fmt_value(v) -> str:
     v = float(np.mean(v))  # a metric with several thresholds shows their mean, as Keras
     return f"{v:.4f}" if abs(v) > 1e-3 else f"{v:.4e}"
@@ -110,46 +116,171 @@ def _fmt_step(seconds: float) -> str:
     return f"{seconds * 1e6:.0f}us/step"
 
 
+def _fmt_eta(seconds: float) -> str:
+    """Keras's ETA format: ``1:02:03`` over an hour, ``2:03`` over a minute, else ``7s``."""
+    s = int(seconds)
+    if seconds > 3600:
+        return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    if seconds > 60:
+        return f"{s // 60}:{s % 60:02d}"
+    return f"{s}s"
+
+
 def _interactive() -> bool:
     return hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
 
 
+class StepTimes:
+    """The durations of one pass's steps, and the time per step estimated from them.
+
+    A step during which numba compiled a kernel is not representative (the first run on
+    a machine compiles for seconds), so estimates use only the steps that did not compile;
+    like Keras's progress bar, the pass's first step is left out as soon as a later clean
+    step exists (it may load kernels from the cache or warm the allocator). The estimate
+    is ``None`` while no clean step has finished.
+    """
+
+    def __init__(self):
+        self.first = None  # (seconds, samples) of the first step if it was clean
+        self.time, self.samples, self.steps = 0.0, 0, 0  # clean steps after the first
+        self.count = 0
+
+    def add(self, seconds: float, samples: int, compiled: bool) -> None:
+        self.count += 1
+        if compiled:
+            return
+        if self.count == 1:
+            self.first = (seconds, samples)
+        else:
+            self.time, self.samples, self.steps = (self.time + seconds,
+                                                   self.samples + samples, self.steps + 1)
+
+    def _clean(self):
+        if self.steps:
+            return self.time, self.samples, self.steps
+        if self.first is not None:
+            return self.first[0], self.first[1], 1
+        return None
+
+    def per_step(self):
+        """Seconds per step (``None`` until a step without compilation has finished)."""
+        clean = self._clean()
+        return None if clean is None else clean[0] / clean[2]
+
+    def samples_per_s(self):
+        """Samples per second over the clean steps (``None`` as ``per_step``)."""
+        clean = self._clean()
+        return None if clean is None else clean[1] / max(clean[0], 1e-9)
+
+
+@functools.cache
+def _listener_class():
+    """numba's ``Listener`` subclass for :meth:`ProgressBar.watching` (numba is imported
+    only when a progress display runs a step)."""
+    from numba.core import event
+
+    class CompileWatch(event.Listener):
+        """Calls ``started()`` once, when the thread that installed it starts compiling."""
+
+        def __init__(self, started):
+            self.started, self.thread, self.compiled = started, threading.get_ident(), False
+
+        def on_start(self, ev):
+            if threading.get_ident() == self.thread and not self.compiled:
+                self.compiled = True
+                self.started()
+
+        def on_end(self, ev):
+            pass
+
+    return CompileWatch
+
+
 class ProgressBar(Callback):
     """What ``verbose`` shows. On a terminal, ``verbose=1`` draws a bar per epoch (steps,
-    samples per second, the running loss); when stdout is not a terminal (a log file, a
-    CI job) it prints one line per epoch instead of redrawing. ``verbose=2`` prints one
-    line per epoch: ``"4/4 - 0s - 3ms/step - loss: 0.1234"`` (steps, epoch time, time per
-    step, the epoch's logs). ``evaluate`` and ``predict`` show the same for their pass.
+    the estimated time left, the time per step, samples per second, the running loss);
+    when stdout is not a terminal (a log file, a CI job) it prints one line per epoch
+    instead of redrawing. ``verbose=2`` prints one line per epoch:
+    ``"4/4 - 0s - 3ms/step - loss: 0.1234"`` (steps, epoch time, time per step, the
+    epoch's logs). ``evaluate`` and ``predict`` show the same for their pass.
+
+    While numba compiles kernels during a step (the first run on a machine, or a new
+    dtype), the display says ``"compiling kernels, first run only"``: the bar shows it
+    while the step compiles, a log gets the line once. Steps that compiled are left out
+    of the time per step, the samples per second and the time left (see
+    :class:`StepTimes`); compilation is detected from numba's ``numba:compile`` events,
+    listened to only while a step runs (:meth:`watching`).
     """
+
+    clock = staticmethod(time.perf_counter)  # seconds (a test may substitute its own)
+    refresh = 0.05  # the least seconds between two redraws of the bar (Keras's interval)
 
     def __init__(self, verbose: int, epochs: int, steps):
         self.verbose, self.epochs, self.steps = verbose, epochs, steps
-        self.bar, self.in_fit = None, False
+        self.bar, self.in_fit, self.told = None, False, False
+        self.compiling = False  # a compilation started during the running step
+
+    @contextmanager
+    def watching(self):
+        """Listen for numba compilations while the body (one step) runs."""
+        from numba.core import event
+        self.compiling = False
+        watch = _listener_class()(self._compile_started)
+        with event.install_listener("numba:compile", watch):
+            yield
+        if self.bar is not None and self.compiling:
+            self.bar.set_description_str("", refresh=False)
+
+    def _compile_started(self):
+        self.compiling = True
+        if self.bar is not None:
+            self.bar.set_description_str(COMPILING, refresh=True)
+        elif not self.told:
+            print(COMPILING, file=sys.stdout, flush=True)
+        self.told = True
 
     def _start(self):
-        self.t0, self.seen, self.samples = time.perf_counter(), 0, 0
+        self.t0 = self.last = self.clock()
+        self.seen, self.times = 0, StepTimes()
         if self.verbose == 1 and _interactive():
             from tqdm.auto import tqdm
             self.bar = tqdm(total=self.steps, unit="step", leave=False, file=sys.stdout,
-                            dynamic_ncols=True)
+                            dynamic_ncols=True, mininterval=self.refresh,
+                            bar_format="{n_fmt}/{total_fmt} |{bar:20}| {desc}")
 
     def _step(self, batch, logs, size):
-        self.seen, self.samples = batch + 1, self.samples + (size or 0)
+        now = self.clock()
+        self.times.add(now - self.last, size or 0, self.compiling)
+        self.seen, self.last = batch + 1, now
         if self.bar is not None:
-            secs = max(time.perf_counter() - self.t0, 1e-9)
-            shown = {k: _fmt_value(v) for k, v in (logs or {}).items() if k != "outputs"}
-            self.bar.set_postfix(samples_per_s=f"{self.samples / secs:.0f}", **shown)
-            self.bar.update(1)
+            self.bar.set_description_str(self._status(logs), refresh=False)
+            self.bar.update(1)  # tqdm redraws at most every `refresh` seconds
+            if self.seen == 1:
+                self.bar.refresh()  # the first step's figures at once
+
+    def _status(self, logs) -> str:
+        """The bar's text: time left, time per step, samples per second, the logs."""
+        parts = []
+        per = self.times.per_step()
+        if per is not None:
+            if self.steps:
+                parts.append(f"ETA {_fmt_eta(per * max(self.steps - self.seen, 0))}")
+            parts.append(_fmt_step(per))
+            parts.append(f"samples_per_s: {self.times.samples_per_s():.0f}")
+        parts += [f"{k}: {_fmt_value(v)}" for k, v in (logs or {}).items() if k != "outputs"]
+        return " - ".join(parts)
 
     def _finish(self, logs):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        secs = time.perf_counter() - self.t0
+        secs = self.clock() - self.t0
         steps = self.steps or self.seen
         width = len(str(steps))
-        line = f"{self.seen:>{width}}/{steps} - {secs:.0f}s"
-        line += f" - {_fmt_step(secs / self.seen if self.seen else 0.0)}"
+        per = self.times.per_step()
+        if per is None:  # every step compiled: the plain mean
+            per = secs / self.seen if self.seen else 0.0
+        line = f"{self.seen:>{width}}/{steps} - {secs:.0f}s - {_fmt_step(per)}"
         for k, v in (logs or {}).items():
             line += f" - {k}: {_fmt_value(v)}"
         print(line, file=sys.stdout, flush=True)
@@ -210,6 +341,11 @@ class CallbackList:
         for cb in self.callbacks:
             cb.set_model(model)
             cb.set_params(params)
+
+    def watching(self):
+        """A context for one step: the progress display (if any) listens for kernel
+        compilations while it runs (see :meth:`ProgressBar.watching`)."""
+        return self.progress.watching() if self.progress is not None else nullcontext()
 
     def handles_nan(self) -> bool:
         return any(isinstance(cb, TerminateOnNaN) for cb in self.callbacks)

@@ -13,6 +13,7 @@ arrives, so each may have its own sequence length); see ``sources.py`` for how
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -302,7 +303,8 @@ class TrainingMixin:
                 cbs.on_train_batch_begin(step)
                 xs, ys, sws = self._batch(train, raw, cw, "fit", step)
                 try:
-                    losses, pairs = self._train_step(xs, ys, sws)
+                    with cbs.watching():
+                        losses, pairs = self._train_step(xs, ys, sws)
                     self._host_step(host, ys, sws)
                 except NumericalError as e:
                     if not cbs.handles_nan():
@@ -322,7 +324,8 @@ class TrainingMixin:
             done += 1
             if val_it is not None and (epoch + 1) % validation_freq == 0:
                 val_it.restart()
-                vres = self._evaluate_epoch(val_it, "fit: validation", None)
+                with cbs.watching():
+                    vres = self._evaluate_epoch(val_it, "fit: validation", None)
                 logs.update({f"val_{k}": v for k, v in vres.items()})
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training or epochs_it.ran_out:
@@ -349,7 +352,9 @@ class TrainingMixin:
             if cbs is not None:
                 cbs.on_test_batch_begin(step)
             xs, ys, sws = self._batch(source, raw, None, who, step)
-            tracker.add(*self._eval_step(xs, ys, sws, host), len(xs[0]))
+            with nullcontext() if cbs is None else cbs.watching():
+                result = self._eval_step(xs, ys, sws, host)
+            tracker.add(*result, len(xs[0]))
             if cbs is not None:
                 cbs.on_test_batch_end(step, self._named(tracker.values(), host),
                                       size=len(xs[0]))
@@ -392,7 +397,8 @@ class TrainingMixin:
         for step, raw in it.epoch():
             cbs.on_predict_batch_begin(step)
             xs = raw[0] if source.prepared else self._inputs_of(raw, step)
-            outs = self._predict_arrays(xs)
+            with cbs.watching():
+                outs = self._predict_arrays(xs)
             parts.append([outs] if self._single_output else list(outs))
             cbs.on_predict_batch_end(step, {"outputs": outs}, size=len(xs[0]))
         cbs.on_predict_end()
