@@ -9,6 +9,7 @@ from graphmask.layers import initializers
 from graphmask.layers.base import Layer, SymbolicTensor, Variable, coarse_call
 from graphmask.layers.core import _positive_int
 from graphmask.ops import lstm as lstm_op
+from graphmask.ops import rnn_state
 
 LSTM_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
 LSTM_RECURRENT_ACTIVATIONS = ("sigmoid", "hard_sigmoid", "tanh", "linear")
@@ -112,8 +113,7 @@ class _Recurrent(Layer):
                 raise ConfigError(f"{who}: {arg}={value!r} is not supported "
                                   f"(graphmask's {type(self).__name__} has no dropout); "
                                   f"use 0.0")
-        if stateful:
-            raise ConfigError(f"{who}: stateful=True is not supported")
+        self._init_stateful(stateful)
         self.use_bias = bool(use_bias)
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
@@ -128,6 +128,48 @@ class _Recurrent(Layer):
 
     def _who(self) -> str:
         return f"{type(self).__name__} {self.name!r}"
+
+    # ---- stateful=True: the state carried from one call to the next (ops/rnn_state.py) ---
+    def _init_stateful(self, stateful):
+        self.stateful = bool(stateful)
+        self._state_key = rnn_state.state_key(self.name) if self.stateful else None
+        self._state_batch = None
+
+    def _build_state(self, spec):
+        """A stateful layer's zero state, for the static batch size of ``spec``."""
+        if self.stateful:  # Keras: the state needs a static batch size
+            rnn_state.check_stateful_batch(self._who(), spec.shape)
+            self._state_batch = int(spec.shape[0])
+            rnn_state.new_state(self._state_key, self._state_batch, self.units, self.dtype,
+                                len(self._state_names))
+
+    def _state_attrs(self, x) -> dict:
+        """The op attribute of a stateful layer (none otherwise); a call on a batch of
+        another static size is refused here, as Keras refuses it at call time."""
+        if not self.stateful:
+            return {}
+        batch = x.shape[0] if isinstance(x, SymbolicTensor) else None
+        if batch is not None and self._state_batch is not None and batch != self._state_batch:
+            raise ShapeError(f"{self._who()}: a stateful layer needs the same batch size at "
+                             f"every call: its state holds {self._state_batch} samples, the "
+                             f"batch has {batch}")
+        return {"state_key": self._state_key}
+
+    @property
+    def states(self):
+        """A stateful layer's carried states (copies: ``[h, c]`` for an LSTM, ``[h]``
+        for a GRU or SimpleRNN), else None (as Keras's)."""
+        state = rnn_state.get_state(self._state_key) if self.stateful else None
+        return None if state is None else list(state)
+
+    def reset_states(self):
+        """Zero the carried states of a stateful layer (Keras's alias of reset_state)."""
+        self.reset_state()
+
+    def reset_state(self):
+        """Zero the carried states of a stateful layer; a no-op otherwise (as Keras)."""
+        if self.stateful:
+            rnn_state.reset_state(self._state_key)
 
     def _check_input(self, spec):
         if isinstance(spec, (list, tuple)):
@@ -194,10 +236,8 @@ class LSTM(_Recurrent):
         self._training_sensitive = bool(self.dropout or self.recurrent_dropout)
         self._init_common(units, activation, use_bias, kernel_initializer,
                           recurrent_initializer, bias_initializer, 0.0, 0.0,
-                          return_sequences, return_state, go_backwards, False, unroll,
+                          return_sequences, return_state, go_backwards, stateful, unroll,
                           zero_output_for_mask)
-        self.stateful = bool(stateful)
-        self._state_key = lstm_op.state_key(self.name) if self.stateful else None
         self.recurrent_activation = _choice(self._who(), "recurrent_activation",
                                             recurrent_activation, LSTM_RECURRENT_ACTIVATIONS)
         self.unit_forget_bias = bool(unit_forget_bias)
@@ -205,9 +245,7 @@ class LSTM(_Recurrent):
     def build(self, spec):
         self._check_input(spec)
         h = self.units
-        if self.stateful:  # Keras: the state needs a static batch size
-            lstm_op.check_stateful_batch(self._who(), spec.shape)
-            lstm_op.new_state(self._state_key, spec.shape[0], h, self.dtype)
+        self._build_state(spec)
         self.kernel = self.add_weight(shape=(spec.shape[-1], 4 * h),
                                       initializer=self.kernel_initializer, name="kernel")
         self.recurrent_kernel = self.add_weight(shape=(h, 4 * h),
@@ -235,7 +273,7 @@ class LSTM(_Recurrent):
         attrs = {**self._common_attrs(), "recurrent_activation": self.recurrent_activation,
                  **lstm_op.dropout_attrs(self.dropout, self.recurrent_dropout, self.seed,
                                          self.name),
-                 **({"state_key": self._state_key} if self.stateful else {})}
+                 **self._state_attrs(x)}
         return self._apply("lstm", attrs, {"x": x, "kernel": self.kernel,
                                            "recurrent_kernel": self.recurrent_kernel,
                                            "bias": self.bias, "h0": h0, "c0": c0})
@@ -246,23 +284,9 @@ class LSTM(_Recurrent):
                 "recurrent_dropout": self.recurrent_dropout, "seed": self.seed,
                 "stateful": self.stateful}
 
-    @property
-    def states(self):
-        """A stateful layer's carried ``[h, c]`` (copies), else None (as Keras's)."""
-        state = lstm_op.get_state(self._state_key) if self.stateful else None
-        return None if state is None else list(state)
-
-    def reset_states(self):
-        """Zero the carried states of a stateful layer (Keras's alias of reset_state)."""
-        self.reset_state()
-
-    def reset_state(self):
-        if self.stateful:
-            lstm_op.reset_state(self._state_key)
-
 
 class _OneState(_Recurrent):
-    """GRU and SimpleRNN: one state ``h``; dropout as the LSTM's; no stateful mode."""
+    """GRU and SimpleRNN: one state ``h``; dropout and ``stateful`` as the LSTM's."""
 
     def _init_dropout(self, dropout, recurrent_dropout, seed):
         self.dropout, self.recurrent_dropout, self.seed = lstm_op.check_dropout(
@@ -276,7 +300,7 @@ class _OneState(_Recurrent):
     def _keras_rnn_config(self):
         """The rest of Keras 3's config keys."""
         return {"dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
-                "stateful": False, "unroll": self.unroll}
+                "stateful": self.stateful, "unroll": self.unroll}
 
 
 class GRU(_OneState):
@@ -297,7 +321,13 @@ class GRU(_OneState):
     ``dropout`` / ``recurrent_dropout`` act while training only, as Keras 3's cell: one
     input mask per sample fixed along the sequence; with recurrent dropout one input and
     one state mask per gate (Keras's implementation 1), on a slower NumPy step loop.
-    ``seed`` fixes the layer's masks. ``stateful=True`` is refused.
+    ``seed`` fixes the layer's masks.
+
+    ``stateful=True`` (as the LSTM's, Keras 3's): the input needs a fixed batch size;
+    the final ``h`` of sample ``i`` starts sample ``i`` of the next call, in predict,
+    evaluate and training alike; a masked step does not advance it; an ``initial_state``
+    given at the call replaces it for that call; ``states`` is ``[h]`` (a copy) and
+    ``reset_states()`` zeroes it.
     """
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
@@ -327,6 +357,7 @@ class GRU(_OneState):
     def build(self, spec):
         self._check_input(spec)
         h = self.units
+        self._build_state(spec)
         self.kernel = self.add_weight(shape=(spec.shape[-1], 3 * h),
                                       initializer=self.kernel_initializer, name="kernel")
         self.recurrent_kernel = self.add_weight(shape=(h, 3 * h),
@@ -343,7 +374,8 @@ class GRU(_OneState):
         if initial_state is not None:
             (h0,) = check_initial_state(self, x, initial_state)
         attrs = {**self._common_attrs(), "recurrent_activation": self.recurrent_activation,
-                 "reset_after": self.reset_after, **self._dropout_attrs()}
+                 "reset_after": self.reset_after, **self._dropout_attrs(),
+                 **self._state_attrs(x)}
         return self._apply("gru", attrs, {"x": x, "kernel": self.kernel,
                                           "recurrent_kernel": self.recurrent_kernel,
                                           "bias": self.bias, "h0": h0})
@@ -360,8 +392,8 @@ class SimpleRNN(_OneState):
 
     Weights: ``[kernel (D, H), recurrent_kernel (H, H), bias (H,)]``. Masks, ``initial_state``
     (``h`` or ``[h]``), ``return_state`` (``[output, h]``), ``go_backwards`` and
-    ``zero_output_for_mask``, ``dropout`` / ``recurrent_dropout`` (one mask each) as
-    :class:`GRU`.
+    ``zero_output_for_mask``, ``dropout`` / ``recurrent_dropout`` (one mask each) and
+    ``stateful`` (``states``, ``reset_states()``) as :class:`GRU`.
     """
 
     def __init__(self, units, activation="tanh", use_bias=True,
@@ -380,6 +412,7 @@ class SimpleRNN(_OneState):
     def build(self, spec):
         self._check_input(spec)
         h = self.units
+        self._build_state(spec)
         self.kernel = self.add_weight(shape=(spec.shape[-1], h),
                                       initializer=self.kernel_initializer, name="kernel")
         self.recurrent_kernel = self.add_weight(shape=(h, h),
@@ -394,7 +427,8 @@ class SimpleRNN(_OneState):
         h0 = None
         if initial_state is not None:
             (h0,) = check_initial_state(self, x, initial_state)
-        return self._apply("simple_rnn", {**self._common_attrs(), **self._dropout_attrs()},
+        return self._apply("simple_rnn", {**self._common_attrs(), **self._dropout_attrs(),
+                                          **self._state_attrs(x)},
                            {"x": x, "kernel": self.kernel,
                             "recurrent_kernel": self.recurrent_kernel, "bias": self.bias,
                             "h0": h0})

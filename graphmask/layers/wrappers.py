@@ -267,6 +267,14 @@ class Bidirectional(Layer):
         return outs[0] if len(outs) == 1 else outs
 
     # ---- state -------------------------------------------------------------------------
+    @property
+    def states(self):
+        """With stateful layers, the forward layer's carried states then the backward
+        layer's (a tuple of copies, as Keras's), else None."""
+        fwd = getattr(self.forward_layer, "states", None)
+        bwd = getattr(self.backward_layer, "states", None)
+        return tuple(fwd + bwd) if fwd and bwd else None
+
     def reset_states(self):
         """Reset both directions' carried states (``stateful=True`` layers only)."""
         self.reset_state()

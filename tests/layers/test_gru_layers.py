@@ -113,8 +113,9 @@ BAD = [
      "dropped while training), got -0.5"),
     (lambda: gm.GRU(2, dropout=0.2, seed=-1, name="g"), ConfigError,
      "GRU 'g': seed must be None or an int >= 0, got -1"),
-    (lambda: gm.SimpleRNN(2, stateful=True, name="s"), ConfigError,
-     "SimpleRNN 's': stateful=True is not supported"),
+    (lambda: gm.SimpleRNN(2, stateful=True, name="s")(gm.Input((3, 2))), ShapeError,
+     "SimpleRNN 's': stateful=True needs a fixed batch size, got input shape (None, 3, 2); "
+     "give the input one, e.g. Input(shape, batch_size=32) or Input(batch_shape=(32, ...))"),
     (lambda: gm.SimpleRNN(2.5, name="s"), ConfigError,
      "SimpleRNN 's': units must be a positive int, got 2.5"),
 ]
