@@ -62,7 +62,8 @@ def median_time(fn, steps, warmup=5):
 
 
 # ------------------------------------------------------------------------ graphmask
-def gm_case(kind, b, t, h, padding, steps):
+def gm_step(kind, b, t, h, padding):
+    """One graphmask step of ``kind`` on this workload, as a function of no arguments."""
     import graphmask as gm
     gm.clear_session()
     gm.set_random_seed(0)
@@ -80,13 +81,21 @@ def gm_case(kind, b, t, h, padding, steps):
     m = gm.Model(x, out)
     m.compile(optimizer=gm.optimizers.Adam(1e-3), loss=loss)
     if kind == "W1-predict":
-        return median_time(lambda: m.predict_on_batch(ids), steps)
-    return median_time(lambda: m.train_on_batch(ids, y), steps)
+        return lambda: m.predict_on_batch(ids)
+    return lambda: m.train_on_batch(ids, y)
+
+
+def gm_case(kind, b, t, h, padding, steps):
+    return median_time(gm_step(kind, b, t, h, padding), steps)
 
 
 # ------------------------------------------------------------------------ PyTorch
-def torch_cases(kind, b, t, h, padding, steps):
-    """{variant: seconds} for the padded batch with a masked loss, and packed sequences."""
+TORCH_VARIANTS = {"torch padded+mask": False, "torch packed": True}
+
+
+def torch_step(kind, b, t, h, padding, packed):
+    """One PyTorch step of ``kind`` as a function of no arguments: the padded batch with a
+    masked loss (``packed=False``) or packed sequences (``packed=True``)."""
     import torch
     from torch import nn
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -110,7 +119,7 @@ def torch_cases(kind, b, t, h, padding, steps):
                              .astype(np.float32))
     bce = nn.BCEWithLogitsLoss()
 
-    def forward(packed):
+    def forward():
         x = emb(ids)
         if packed:
             seq = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
@@ -131,19 +140,22 @@ def torch_cases(kind, b, t, h, padding, steps):
         score = ((pred - y) ** 2).mean(-1)
         return (score * mask).sum() / mask.sum().clamp(min=1)
 
-    res = {}
-    for variant, packed in (("torch padded+mask", False), ("torch packed", True)):
-        if kind == "W1-predict":
-            def step(packed=packed):
-                with torch.no_grad():
-                    forward(packed)
-        else:
-            def step(packed=packed):
-                opt.zero_grad(set_to_none=True)
-                loss_of(forward(packed)).backward()
-                opt.step()
-        res[variant] = median_time(step, steps)
-    return res
+    if kind == "W1-predict":
+        def step():
+            with torch.no_grad():
+                forward()
+    else:
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss_of(forward()).backward()
+            opt.step()
+    return step
+
+
+def torch_cases(kind, b, t, h, padding, steps):
+    """{variant: seconds} for the padded batch with a masked loss, and packed sequences."""
+    return {variant: median_time(torch_step(kind, b, t, h, padding, packed), steps)
+            for variant, packed in TORCH_VARIANTS.items()}
 
 
 # ------------------------------------------------------------------------ Keras 3 (JAX)

@@ -180,13 +180,18 @@ def _listener_class():
     from numba.core import event
 
     class CompileWatch(event.Listener):
-        """Calls ``started()`` once, when the thread that installed it starts compiling."""
+        """Calls ``started()`` once, when the thread that installed it (the step's) or one
+        of the runtime's helper threads (named ``graphmask-*``, running the other half of
+        side-by-side steps) starts compiling; other threads of the user's are not heard."""
 
         def __init__(self, started):
             self.started, self.thread, self.compiled = started, threading.get_ident(), False
 
         def on_start(self, ev):
-            if threading.get_ident() == self.thread and not self.compiled:
+            if self.compiled:
+                return
+            if threading.get_ident() == self.thread \
+                    or threading.current_thread().name.startswith("graphmask"):
                 self.compiled = True
                 self.started()
 
