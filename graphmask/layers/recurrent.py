@@ -92,7 +92,55 @@ def check_initial_state(layer, x, initial_state):
     return tuple(initial_state)
 
 
-class _Recurrent(Layer):
+class StatefulRNN:
+    """``stateful=True`` for the layers running a coarse recurrent op (``LSTM``, ``GRU``,
+    ``SimpleRNN``, ``RNN`` on a built-in cell): the state carried from one call to the
+    next lives in ``ops/rnn_state.py`` under the layer's ``state_key``, an op attribute.
+    The layer provides ``units``, ``_state_names``, ``_who()`` and ``dtype``."""
+
+    def _init_stateful(self, stateful):
+        self.stateful = bool(stateful)
+        self._state_key = rnn_state.state_key(self.name) if self.stateful else None
+        self._state_batch = None
+
+    def _build_state(self, shape):
+        """A stateful layer's zero state, for the static batch size of ``shape``."""
+        if self.stateful:  # Keras: the state needs a static batch size
+            rnn_state.check_stateful_batch(self._who(), shape)
+            self._state_batch = int(shape[0])
+            rnn_state.new_state(self._state_key, self._state_batch, self.units, self.dtype,
+                                len(self._state_names))
+
+    def _state_attrs(self, x) -> dict:
+        """The op attribute of a stateful layer (none otherwise); a call on a batch of
+        another static size is refused here, as Keras refuses it at call time."""
+        if not self.stateful:
+            return {}
+        batch = x.shape[0] if isinstance(x, SymbolicTensor) else None
+        if batch is not None and self._state_batch is not None and batch != self._state_batch:
+            raise ShapeError(f"{self._who()}: a stateful layer needs the same batch size at "
+                             f"every call: its state holds {self._state_batch} samples, the "
+                             f"batch has {batch}")
+        return {"state_key": self._state_key}
+
+    @property
+    def states(self):
+        """A stateful layer's carried states (copies: ``[h, c]`` for an LSTM, ``[h]``
+        for a GRU or SimpleRNN), else None (as Keras's)."""
+        state = rnn_state.get_state(self._state_key) if self.stateful else None
+        return None if state is None else list(state)
+
+    def reset_states(self):
+        """Zero the carried states of a stateful layer (Keras's alias of reset_state)."""
+        self.reset_state()
+
+    def reset_state(self):
+        """Zero the carried states of a stateful layer; a no-op otherwise (as Keras)."""
+        if self.stateful:
+            rnn_state.reset_state(self._state_key)
+
+
+class _Recurrent(StatefulRNN, Layer):
     """What Keras 3's recurrent layers share: the options of ``keras.layers.RNN``
     (``return_sequences``, ``return_state``, ``go_backwards``, ``zero_output_for_mask``,
     ``unroll``), the three initializers, the ``initial_state`` call argument and input
@@ -128,48 +176,6 @@ class _Recurrent(Layer):
 
     def _who(self) -> str:
         return f"{type(self).__name__} {self.name!r}"
-
-    # ---- stateful=True: the state carried from one call to the next (ops/rnn_state.py) ---
-    def _init_stateful(self, stateful):
-        self.stateful = bool(stateful)
-        self._state_key = rnn_state.state_key(self.name) if self.stateful else None
-        self._state_batch = None
-
-    def _build_state(self, spec):
-        """A stateful layer's zero state, for the static batch size of ``spec``."""
-        if self.stateful:  # Keras: the state needs a static batch size
-            rnn_state.check_stateful_batch(self._who(), spec.shape)
-            self._state_batch = int(spec.shape[0])
-            rnn_state.new_state(self._state_key, self._state_batch, self.units, self.dtype,
-                                len(self._state_names))
-
-    def _state_attrs(self, x) -> dict:
-        """The op attribute of a stateful layer (none otherwise); a call on a batch of
-        another static size is refused here, as Keras refuses it at call time."""
-        if not self.stateful:
-            return {}
-        batch = x.shape[0] if isinstance(x, SymbolicTensor) else None
-        if batch is not None and self._state_batch is not None and batch != self._state_batch:
-            raise ShapeError(f"{self._who()}: a stateful layer needs the same batch size at "
-                             f"every call: its state holds {self._state_batch} samples, the "
-                             f"batch has {batch}")
-        return {"state_key": self._state_key}
-
-    @property
-    def states(self):
-        """A stateful layer's carried states (copies: ``[h, c]`` for an LSTM, ``[h]``
-        for a GRU or SimpleRNN), else None (as Keras's)."""
-        state = rnn_state.get_state(self._state_key) if self.stateful else None
-        return None if state is None else list(state)
-
-    def reset_states(self):
-        """Zero the carried states of a stateful layer (Keras's alias of reset_state)."""
-        self.reset_state()
-
-    def reset_state(self):
-        """Zero the carried states of a stateful layer; a no-op otherwise (as Keras)."""
-        if self.stateful:
-            rnn_state.reset_state(self._state_key)
 
     def _check_input(self, spec):
         if isinstance(spec, (list, tuple)):
@@ -245,7 +251,7 @@ class LSTM(_Recurrent):
     def build(self, spec):
         self._check_input(spec)
         h = self.units
-        self._build_state(spec)
+        self._build_state(spec.shape)
         self.kernel = self.add_weight(shape=(spec.shape[-1], 4 * h),
                                       initializer=self.kernel_initializer, name="kernel")
         self.recurrent_kernel = self.add_weight(shape=(h, 4 * h),
@@ -357,7 +363,7 @@ class GRU(_OneState):
     def build(self, spec):
         self._check_input(spec)
         h = self.units
-        self._build_state(spec)
+        self._build_state(spec.shape)
         self.kernel = self.add_weight(shape=(spec.shape[-1], 3 * h),
                                       initializer=self.kernel_initializer, name="kernel")
         self.recurrent_kernel = self.add_weight(shape=(h, 3 * h),
@@ -412,7 +418,7 @@ class SimpleRNN(_OneState):
     def build(self, spec):
         self._check_input(spec)
         h = self.units
-        self._build_state(spec)
+        self._build_state(spec.shape)
         self.kernel = self.add_weight(shape=(spec.shape[-1], h),
                                       initializer=self.kernel_initializer, name="kernel")
         self.recurrent_kernel = self.add_weight(shape=(h, h),

@@ -29,12 +29,14 @@ from graphmask.layers.core import _positive_int
 from graphmask.layers.recurrent import (
     LSTM_ACTIVATIONS,
     LSTM_RECURRENT_ACTIVATIONS,
+    StatefulRNN,
     _choice,
     check_initial_state,
 )
 from graphmask.layers.tensors import flatten
 from graphmask.layers.wrappers import deserialize_layer, serialize_layer
 from graphmask.ops import lstm as lstm_op
+from graphmask.ops import rnn_state
 
 __all__ = ["GRUCell", "LSTMCell", "RNN", "SimpleRNNCell", "StackedRNNCells"]
 
@@ -432,7 +434,7 @@ class StackedRNNCells(Layer):
 _COARSE = {LSTMCell: "lstm", GRUCell: "gru", SimpleRNNCell: "simple_rnn"}
 
 
-class RNN(Layer):
+class RNN(StatefulRNN, Layer):
     """A recurrent layer running ``cell`` over the time axis (Keras 3's
     ``keras.layers.RNN``).
 
@@ -452,8 +454,12 @@ class RNN(Layer):
         Process the sequence from its end; with ``return_sequences`` the outputs are in
         processing order (reversed), as Keras.
     stateful : bool
-        Not supported (a ``ConfigError``): use ``LSTM(units, stateful=True)``, or carry
-        the states across batches yourself with ``return_state`` and ``initial_state``.
+        Carry the final states of a batch into the next (as ``LSTM(stateful=True)``):
+        the input needs a fixed batch size; ``states`` and ``reset_states()``. Runs on
+        the coarse kernels only: a built-in cell, or a ``StackedRNNCells`` of them
+        without ``go_backwards``; an unrolled cell with ``stateful=True`` is a
+        ``ConfigError`` (carry its states yourself with ``return_state`` and
+        ``initial_state``).
     unroll : bool
         Accepted as Keras; a user cell is always unrolled, a built-in cell never needs to.
         As Keras, ``unroll=True`` needs a known number of timesteps.
@@ -487,10 +493,6 @@ class RNN(Layer):
         if isinstance(cell, (list, tuple)):
             cell = StackedRNNCells(list(cell))
         _check_cell(who, cell)
-        if stateful:
-            raise ConfigError(f"{who}: stateful=True is not supported by RNN (LSTM(units, "
-                              f"stateful=True) is); or carry the states between batches "
-                              f"yourself with return_state=True and initial_state=")
         for arg, value in (("return_sequences", return_sequences),
                            ("return_state", return_state), ("go_backwards", go_backwards),
                            ("unroll", unroll), ("zero_output_for_mask", zero_output_for_mask)):
@@ -503,7 +505,7 @@ class RNN(Layer):
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
-        self.stateful = False
+        self._init_stateful(stateful)
         self.unroll = bool(unroll)
         self.zero_output_for_mask = bool(zero_output_for_mask)
         size = cell.state_size
@@ -518,6 +520,14 @@ class RNN(Layer):
                               f"unrolls its cell (a subclass, a stack with go_backwards or "
                               f"a user cell, or zero_output_for_mask without "
                               f"return_sequences); use dropout=0.0 here")
+        if self.stateful and self._coarse_op is None and self._coarse_stack() is None:
+            raise ConfigError(f"{who}: stateful=True runs on the coarse kernels of "
+                              f"LSTMCell, GRUCell and SimpleRNNCell (one, or a "
+                              f"StackedRNNCells of them without go_backwards), and this RNN "
+                              f"unrolls its cell {_describe(cell)} (a subclass, a stack with "
+                              f"go_backwards or a user cell, or zero_output_for_mask without "
+                              f"return_sequences); carry the states between batches yourself "
+                              f"with return_state=True and initial_state=")
 
     @property
     def _training_sensitive(self) -> bool:
@@ -579,6 +589,10 @@ class RNN(Layer):
             raise ShapeError(f"{self._who()}: unroll=True needs a known number of timesteps; "
                              f"give the input a time length, e.g. Input(shape=(T, "
                              f"{shape[-1]})), got shape {shape}")
+        if self.stateful:  # the stack's RNNs make their states when they are called
+            rnn_state.check_stateful_batch(self._who(), shape)
+            if self._builtin:
+                self._build_state(shape)
         if isinstance(self.cell, Layer) and not self.cell.built:
             self.cell.build((shape[0],) + shape[2:])
             self.cell.built = True
@@ -629,7 +643,8 @@ class RNN(Layer):
             self._stack = [RNN(c, return_sequences=i < last or self.return_sequences,
                                return_state=self.return_state,
                                zero_output_for_mask=i == last and self.zero_output_for_mask,
-                               name=f"{self.name}_{c.name}", dtype=self.dtype)
+                               stateful=self.stateful, name=f"{self.name}_{c.name}",
+                               dtype=self.dtype)
                            for i, c in enumerate(cell.cells)]
             for layer in self._stack:  # the outer RNN names the cells' weights
                 layer._part_of_stack = True
@@ -671,6 +686,7 @@ class RNN(Layer):
                                                cell.name))
             if training is not None and cell._has_dropout:
                 attrs["training"] = bool(training)  # pinned at call time, as Keras
+        attrs.update(self._state_attrs(x))
         ports = {"x": x, "kernel": cell.kernel, "recurrent_kernel": cell.recurrent_kernel,
                  "bias": cell.bias}
         ports.update({"h0": None} if op != "lstm" else {"h0": None, "c0": None})
@@ -822,6 +838,28 @@ class RNN(Layer):
             return out
         return [out] + _nest_like(self.state_size,
                                   [(b, n) for n in _flat_sizes(self.state_size)])
+
+    # ---- stateful ------------------------------------------------------------------------
+    @property
+    def states(self):
+        """A stateful RNN's carried states (copies), nested as Keras's: ``[h, c]`` for an
+        ``LSTMCell``, ``[h]`` for a one-state cell, one such list per cell of a stack;
+        None when not stateful or not built."""
+        stack = self._coarse_stack() if self.stateful else None
+        if stack is None:
+            return StatefulRNN.states.fget(self)
+        got = [layer.states for layer in stack]
+        return None if any(s is None for s in got) else got
+
+    def reset_state(self):
+        """Zero the carried states (every cell's, for a stack); a no-op when not
+        stateful."""
+        stack = self._coarse_stack() if self.stateful else None
+        if stack is None:
+            StatefulRNN.reset_state(self)
+        else:
+            for layer in stack:
+                layer.reset_state()
 
     def get_initial_state(self, batch_size):
         """Zeros: one float32 array (batch_size, size) per state, nested as state_size."""

@@ -559,8 +559,11 @@ def test_errors_name_the_layer():
     with pytest.raises(ConfigError, match=r"RNN 'r': cell must be a cell instance, got the "
                                           r"class LSTMCell"):
         RNN(LSTMCell, name="r")
-    with pytest.raises(ConfigError, match=r"RNN 'r': stateful=True is not supported"):
-        RNN(LSTMCell(2), stateful=True, name="r")
+    unrolled = r"RNN 'r': stateful=True runs on the coarse kernels of LSTMCell, GRUCell and "
+    with pytest.raises(ConfigError, match=unrolled + r".*unrolls its cell MinimalRNNCell 'c'"):
+        RNN(MinimalRNNCell(2, name="c"), stateful=True, name="r")
+    with pytest.raises(ConfigError, match=unrolled + r".*StackedRNNCells"):
+        RNN([LSTMCell(2), GRUCell(2)], stateful=True, go_backwards=True, name="r")
     with pytest.raises(ConfigError, match=r"GRUCell 'c': units must be a positive int, "
                                           r"got 0"):
         GRUCell(0, name="c")

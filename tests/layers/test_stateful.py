@@ -379,3 +379,77 @@ def test_concurrent_predicts_on_one_stateful_layer_are_serialised(kind):
     assert which == list(range(n))
     for a, b in zip(layer.states, final):
         np.testing.assert_array_equal(a, b)
+
+
+# ---- RNN(cell, stateful=True) on the built-in cells ------------------------------------------
+CELLS = {"lstm": (gm.LSTMCell, gm.LSTM), "gru": (gm.GRUCell, gm.GRU),
+         "simple_rnn": (gm.SimpleRNNCell, gm.SimpleRNN)}
+
+
+def _masked_model(layer):
+    x = gm.Input(batch_shape=(B, T, F))
+    return gm.Model(x, layer(gm.Masking(0.0)(x)))
+
+
+@pytest.mark.parametrize("kind", CELLS)
+def test_rnn_of_a_builtin_cell_is_stateful_as_its_layer(kind):
+    cell_cls, layer_cls = CELLS[kind]
+    rnn = gm.RNN(cell_cls(H), stateful=True, return_sequences=True, name="rnn")
+    layer = layer_cls(H, stateful=True, return_sequences=True, name="layer")
+    a, b = _masked_model(rnn), _masked_model(layer)
+    b.set_weights(a.get_weights())
+    assert rnn.get_config()["stateful"] is True
+    assert gm.RNN.from_config(rnn.get_config()).stateful
+    for seed in range(3):
+        np.testing.assert_array_equal(a.predict(_padded(seed), verbose=0),
+                                      b.predict(_padded(seed), verbose=0))
+        assert len(rnn.states) == (2 if kind == "lstm" else 1)
+        for s, t in zip(rnn.states, layer.states):
+            np.testing.assert_array_equal(s, t)
+    rnn.reset_states()
+    assert not np.any(rnn.states)
+    layer.reset_states()
+    np.testing.assert_array_equal(a.predict(_x(1), verbose=0), b.predict(_x(1), verbose=0))
+
+
+def test_stateful_stack_of_builtin_cells():
+    stacked = gm.RNN([gm.LSTMCell(H), gm.GRUCell(2)], stateful=True, return_sequences=True,
+                     name="stack")
+    assert stacked.states is None  # not built yet
+    a = _masked_model(stacked)
+    x = gm.Input(batch_shape=(B, T, F))
+    lstm = gm.LSTM(H, stateful=True, return_sequences=True)
+    gru = gm.GRU(2, stateful=True, return_sequences=True)
+    b = gm.Model(x, gru(lstm(gm.Masking(0.0)(x))))
+    b.set_weights(a.get_weights())
+    for seed in range(2):
+        np.testing.assert_array_equal(a.predict(_padded(seed), verbose=0),
+                                      b.predict(_padded(seed), verbose=0))
+    (h1, c1), (h2,) = stacked.states  # Keras's nesting: one list per cell
+    np.testing.assert_array_equal(h1, lstm.states[0])
+    np.testing.assert_array_equal(c1, lstm.states[1])
+    np.testing.assert_array_equal(h2, gru.states[0])
+    stacked.reset_states()  # every cell's (Keras 3.15 fails here: a list has no assign)
+    assert not any(np.any(s) for cell in stacked.states for s in cell)
+    with pytest.raises(ShapeError, match=r"RNN 'free': stateful=True needs a fixed batch "
+                                         r"size, got input shape \(None, 4, 2\)"):
+        gm.RNN([gm.LSTMCell(H), gm.GRUCell(2)], stateful=True, name="free")(
+            gm.Input((T, F)))
+
+
+def test_stateful_rnn_errors_and_bidirectional():
+    with pytest.raises(ShapeError, match=r"RNN 'r': stateful=True needs a fixed batch size"):
+        gm.RNN(gm.GRUCell(H), stateful=True, name="r")(gm.Input((T, F)))
+    rnn = gm.RNN(gm.SimpleRNNCell(H), stateful=True, name="r")
+    _masked_model(rnn)
+    with pytest.raises(ShapeError, match=r"RNN 'r': a stateful layer needs the same batch "
+                                         r"size at every call: its state holds 3 samples, "
+                                         r"the batch has 2"):
+        rnn(_x(0)[:2])
+    bidi = gm.Bidirectional(gm.RNN(gm.GRUCell(H), stateful=True, return_sequences=True),
+                            name="bi")
+    model = _masked_model(bidi)
+    model.predict(_padded(0), verbose=0)
+    assert len(bidi.states) == 2 and all(np.any(s) for s in bidi.states)
+    bidi.reset_states()
+    assert not np.any(bidi.states)
