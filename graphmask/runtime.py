@@ -8,13 +8,16 @@ re-raised with the layer's name; anything unexpected from a kernel becomes a
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
+import numba
 import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  (numba's np.dot BLAS: loaded before the scan)
 from threadpoolctl import ThreadpoolController
 
 from graphmask.errors import GraphmaskError, ShapeError
+from graphmask.kernels import serial_launches
 from graphmask.kernels.lstm import (  # noqa: F401  (the memory API lives here)
     clear_workspaces,
     release_workspaces_on_gc,
@@ -48,6 +51,13 @@ def single_threaded_blas():
                 _active["limiter"] = None
 
 
+#: Run independent long-running steps side by side, one thread each (see
+#: ``passes/schedule.py``); only when numba has more than one thread. Results do not
+#: depend on it for inference; training differs only by the rounding of the recurrent
+#: weight gradients, which are summed over one share of rows per thread.
+SIDE_BY_SIDE = True
+
+
 class KernelError(GraphmaskError, RuntimeError):
     """A kernel failed in a way validation should have prevented (a graphmask bug)."""
 
@@ -64,19 +74,65 @@ def _run(plan, feeds: dict, variables: dict) -> list[np.ndarray]:
         values[(nid, 0)] = feeds[nid]
     for nid, name in plan.variables.items():
         values[(nid, 0)] = variables[name]
-    for st in plan.steps:
-        inputs = {p: values[key] for p, key in st.ports.items()}
-        try:
-            outs = st.op.forward(st.attrs, inputs)
-        except GraphmaskError as e:
-            raise type(e)(f"layer {st.label!r}: {e}") from None
-        except OpError as e:
-            raise ShapeError(f"layer {st.label!r} ({st.op.name}): {e}") from None
-        except Exception as e:  # a bug, never the user's fault: say so, keep the cause
-            raise KernelError(f"layer {st.label!r} ({st.op.name}): kernel failed with "
-                              f"{type(e).__name__}: {e}") from e
-        for i, v in enumerate(outs):
-            values[(st.node, i)] = v
-        for key in st.free:
-            values.pop(key, None)
+    steps = plan.steps
+    # (serial_launches first: it starts numba's threads, falling back when it must)
+    side_by_side = SIDE_BY_SIDE and not serial_launches() and numba.get_num_threads() > 1
+    i = 0
+    while i < len(steps):
+        st = steps[i]
+        group = steps[i:i + 2] if st.with_next and side_by_side else [st]
+        inputs = [{p: values[key] for p, key in s.ports.items()} for s in group]
+        if len(group) == 1:
+            results = [_call(st, inputs[0])]
+        else:  # two independent long-running steps at once, one thread each
+            other = _worker().submit(_call_on_one_thread, group[1], inputs[1])
+            try:
+                first = _call_on_one_thread(group[0], inputs[0])
+            except BaseException:
+                wait([other])  # never return while the worker still runs on our arrays
+                raise
+            results = [first, other.result()]  # re-raises the worker's error, if any
+        for s, outs in zip(group, results):
+            for k, v in enumerate(outs):
+                values[(s.node, k)] = v
+        for s in group:
+            for key in s.free:
+                values.pop(key, None)
+        i += len(group)
     return [values[key] for key in plan.fetches]
+
+
+def _call(st, inputs: dict) -> list:
+    """``st.op.forward`` with the errors re-raised naming the layer."""
+    try:
+        return st.op.forward(st.attrs, inputs)
+    except GraphmaskError as e:
+        raise type(e)(f"layer {st.label!r}: {e}") from None
+    except OpError as e:
+        raise ShapeError(f"layer {st.label!r} ({st.op.name}): {e}") from None
+    except Exception as e:  # a bug, never the user's fault: say so, keep the cause
+        raise KernelError(f"layer {st.label!r} ({st.op.name}): kernel failed with "
+                          f"{type(e).__name__}: {e}") from e
+
+
+def _call_on_one_thread(st, inputs: dict) -> list:
+    """:func:`_call` with numba's thread count (per calling thread) set to one."""
+    saved = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return _call(st, inputs)
+    finally:
+        numba.set_num_threads(saved)
+
+
+_pool: dict = {}
+_pool_lock = threading.Lock()
+
+
+def _worker() -> ThreadPoolExecutor:
+    """The threads that run the second step of side-by-side pairs (created on first use;
+    two, so two user threads running plans at once do not wait for each other)."""
+    with _pool_lock:
+        if "pool" not in _pool:
+            _pool["pool"] = ThreadPoolExecutor(2, thread_name_prefix="graphmask-side")
+        return _pool["pool"]

@@ -103,6 +103,11 @@ class Op:
     name: str = ""
     inputs: tuple[str, ...] = ()
     diff_ports: tuple[str, ...] = ()  # ports that can receive a gradient
+    #: A long-running op (a recurrent loop over time) that the scheduler may run beside
+    #: another independent one, each on one thread (``passes/schedule.py``): the two
+    #: directions of a Bidirectional layer, forward and backward. Its results must not
+    #: depend on the thread count it gets.
+    side_by_side: bool = False
 
     # ---- static rules -------------------------------------------------------------
     def infer(self, attrs: Mapping[str, Any], specs: Mapping[str, Spec]) -> list[Spec]:
