@@ -211,3 +211,60 @@ def test_production_size(case, optimizer):
                         what=f"{case} production states {padding}")
     _train_and_compare(g, k, False, optimizer, f"{case} production", rng, batch, PADDINGS, 2,
                        (32, 50, 2), adam_tol=3e-3)
+
+
+@pytest.mark.parametrize("case", ["gru", "simple_rnn_backwards", "rnn_gru_cell"])
+def test_fit_with_validation_and_multi_batch_predict(case):
+    """``fit`` over epochs (no shuffling) carries the state from batch to batch and
+    through the validation batches at each epoch's end, and never resets it; ``predict``
+    over several batches carries it too: as Keras."""
+    kind, bidi, back = CASES[case]
+    g, k = _twin(kind, bidi, back)
+    rng = np.random.default_rng(4)
+    x = np.concatenate([_batch(p, rng) for p in PADDINGS])
+    y = rng.standard_normal((len(x), T, 2)).astype(np.float32)
+    xv, yv = x[:2 * B], y[:2 * B] * 0.5
+    go, ko = tw.optimizer_pair("SGD", learning_rate=0.1)
+    g.compile(optimizer=go, loss="mse")
+    k.compile(optimizer=ko, loss="mse")
+    hist = [model.fit(x, y, batch_size=B, epochs=2, shuffle=False, verbose=0,
+                      validation_data=(xv, yv)).history for model in (g, k)]
+    for key in ("loss", "val_loss"):
+        tw.assert_close(hist[0][key], hist[1][key], tw.TRAIN_RTOL, tw.TRAIN_ATOL,
+                        what=f"{case} {key}")
+    for a, b in zip(g.get_weights(), k.get_weights()):
+        tw.assert_close(a, b, tw.TRAIN_RTOL, tw.TRAIN_ATOL, what=f"{case} weights after fit")
+    tw.assert_close(_states(g, bidi), _states(k, bidi), tw.TRAIN_RTOL, 1e-4,
+                    what=f"{case} states after fit")
+    tw.assert_close(g.predict(x, batch_size=B, verbose=0),
+                    np.asarray(k.predict(x, batch_size=B, verbose=0)), tw.TRAIN_RTOL,
+                    1e-5, what=f"{case} predict over {len(x) // B} batches")
+    tw.assert_close(_states(g, bidi), _states(k, bidi), tw.TRAIN_RTOL, 1e-4,
+                    what=f"{case} states after predict")
+
+
+@pytest.mark.parametrize("kind", ["gru", "simple_rnn"])
+def test_initial_state_replaces_the_carried_state(kind):
+    """Keras starts a stateful layer from ``initial_state`` when one is given, and
+    carries the final state of that call. (No mask: Keras hands a layer called with an
+    initial state none, graphmask applies it; see docs/recurrent.md.)"""
+    models = []
+    for lib in (gm, keras):
+        L = keras.layers if lib is keras else gm
+        Input, Model = (keras.Input, keras.Model) if lib is keras else (gm.Input, gm.Model)
+        x = Input(batch_shape=(B, T, E), name="x")
+        h = Input(batch_shape=(B, H), name="h")
+        layer = _layer(L, kind, H, False)
+        models.append(Model([x, h], layer(x, initial_state=h)))
+    g, k = models
+    g.set_weights(k.get_weights())
+    rng = np.random.default_rng(5)
+    for step in range(3):
+        x = rng.standard_normal((B, T, E)).astype(np.float32)
+        h = rng.standard_normal((B, H)).astype(np.float32) * (step > 0)
+        tw.assert_close(g.predict([x, h], batch_size=B, verbose=0),
+                        np.asarray(k.predict([x, h], batch_size=B, verbose=0)),
+                        what=f"{kind} step {step}")
+        tw.assert_close(g.get_layer("rnn").states[0],
+                        keras.ops.convert_to_numpy(k.get_layer("rnn").states[0]),
+                        what=f"{kind} state after step {step}")
