@@ -106,6 +106,14 @@ def _long_running(g: Graph, nid: int, training: bool) -> bool:
     return get_op(node["op"]).side_by_side and not draws
 
 
+def _one_state(g: Graph, a: int, b: int) -> bool:
+    """Two calls of one stateful layer (one ``state_key``): never side by side, since
+    each starts from the state the other leaves (they run one after the other)."""
+    key = g.node(a)["attrs"].get("state_key") if g.node(a)["op"] != "vjp" else None
+    return key is not None and g.node(b)["op"] != "vjp" and \
+        g.node(b)["attrs"].get("state_key") == key
+
+
 def _pair_side_by_side(g: Graph, order: list, training: bool = False) -> _Order:
     """``order`` with independent long-running nodes moved next to each other.
 
@@ -126,7 +134,8 @@ def _pair_side_by_side(g: Graph, order: list, training: bool = False) -> _Order:
             continue
         after_a = nx.descendants(g.nx, a)
         partner = next((b for b in order[i + 1:] if b not in paired and b not in after_a
-                        and _long_running(g, b, training)), None)
+                        and _long_running(g, b, training) and not _one_state(g, a, b)),
+                       None)
         if partner is None:
             i += 1
             continue
