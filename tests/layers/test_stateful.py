@@ -453,3 +453,20 @@ def test_stateful_rnn_errors_and_bidirectional():
     assert len(bidi.states) == 2 and all(np.any(s) for s in bidi.states)
     bidi.reset_states()
     assert not np.any(bidi.states)
+
+
+def test_a_stateful_layer_called_twice_in_one_model_runs_its_calls_in_order():
+    """Two calls of one stateful layer are never run side by side (the scheduler pairs
+    independent recurrent loops): the second starts from the state the first left, on
+    every run."""
+    a, b = gm.Input(batch_shape=(B, T, F)), gm.Input(batch_shape=(B, T, F))
+    shared = gm.GRU(H, stateful=True, name="shared")
+    model = gm.Model([a, b], gm.Concatenate()([shared(a), shared(b)]))
+    xa, xb = _x(0), _x(1)
+    ya, yb = shared(xa), shared(xb)  # eager: a, then b
+    after = shared.states[0]
+    for _ in range(10):
+        shared.reset_states()
+        np.testing.assert_array_equal(model.predict([xa, xb], verbose=0),
+                                      np.concatenate([ya, yb], axis=-1))
+        np.testing.assert_array_equal(shared.states[0], after)
