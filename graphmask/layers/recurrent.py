@@ -2,6 +2,8 @@
 initializers and weight order)."""
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from graphmask.errors import ConfigError, ShapeError
@@ -102,6 +104,8 @@ class StatefulRNN:
         self.stateful = bool(stateful)
         self._state_key = rnn_state.state_key(self.name) if self.stateful else None
         self._state_batch = None
+        if self.stateful:  # the carried state goes with the layer
+            weakref.finalize(self, rnn_state.discard, self._state_key)
 
     def _build_state(self, shape):
         """A stateful layer's zero state, for the static batch size of ``shape``."""

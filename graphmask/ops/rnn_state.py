@@ -24,7 +24,7 @@ import numpy as np
 
 from graphmask.ops.base import OpError
 
-__all__ = ["carry", "check_stateful_batch", "get_state", "n_residuals", "new_state",
+__all__ = ["carry", "check_stateful_batch", "discard", "get_state", "n_residuals", "new_state",
            "reset_state", "state_key", "stateful_forward", "vjp_inputs"]
 
 _STATES: dict[str, list[np.ndarray]] = {}
@@ -58,6 +58,13 @@ def new_state(key: str, batch: int, units: int, dtype="float32", n: int = 2) -> 
     ``(h, c)`` for an LSTM (``n=2``), ``(h,)`` for a GRU or SimpleRNN (``n=1``)."""
     with _lock(key):
         _STATES[key] = [np.zeros((batch, units), dtype) for _ in range(n)]
+
+
+def discard(key: str) -> None:
+    """Forget a layer's carried state (called when the layer is garbage-collected)."""
+    with _registry_lock:
+        _STATES.pop(key, None)
+        _LOCKS.pop(key, None)
 
 
 def reset_state(key: str) -> None:

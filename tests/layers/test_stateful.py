@@ -470,3 +470,17 @@ def test_a_stateful_layer_called_twice_in_one_model_runs_its_calls_in_order():
         np.testing.assert_array_equal(model.predict([xa, xb], verbose=0),
                                       np.concatenate([ya, yb], axis=-1))
         np.testing.assert_array_equal(shared.states[0], after)
+
+
+def test_the_carried_state_goes_with_the_layer():
+    import gc
+
+    from graphmask.ops import rnn_state
+    layer = gm.GRU(H, stateful=True)
+    model = _masked_model(layer)
+    model.predict(_x(0), verbose=0)
+    key = layer._state_key
+    assert rnn_state.get_state(key) is not None
+    del layer, model
+    gc.collect()
+    assert rnn_state.get_state(key) is None
