@@ -9,7 +9,9 @@ Workload (issue 13): Embedding(10000, 64, mask_zero) -> Bidirectional(LSTM(128,
 return_sequences=True)) -> Dense(17, softmax), sparse categorical crossentropy masked
 by the padding, Adam(1e-3), B=32, T=100, lengths uniform in [10, 100] (right padded,
 seeded), float32. ``train``: one training step (forward, backward, update);
-``predict``: the forward pass.
+``predict``: the forward pass. graphmask runs the two directions side by side, one
+thread each (the default); it is also timed with them one after the other, each on all
+threads (``graphmask.runtime.SIDE_BY_SIDE = False``), to show what that buys.
 
 Peers: PyTorch's ``nn.LSTM(bidirectional=True)`` over the padded batch with a masked
 loss (fast, but its backward direction reads the padding first, so it does not compute
@@ -35,6 +37,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_lstm import EMB, VOCAB, batch, machine, median_time  # noqa: E402
 
 TAGS = 17
+#: graphmask with the two directions run one after the other (``runtime.SIDE_BY_SIDE``
+#: off), each on all threads: shown beside the default, never a peer
+SEQ = "graphmask one after the other"
 
 
 def targets(b, t):
@@ -52,10 +57,15 @@ def gm_case(kind, b, t, h, steps):
     hs = gm.Bidirectional(gm.LSTM(h, return_sequences=True))(e)
     m = gm.Model(x, gm.Dense(TAGS, activation="softmax")(hs))
     m.compile(optimizer=gm.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-    if kind == "predict":
-        return median_time(lambda: m.predict_on_batch(ids), steps)
     y = targets(b, t)
-    return median_time(lambda: m.train_on_batch(ids, y), steps)
+    step = (lambda: m.predict_on_batch(ids)) if kind == "predict" else (
+        lambda: m.train_on_batch(ids, y))
+    from graphmask import runtime
+    res = {}
+    for name, on in ((SEQ, False), ("graphmask", True)):  # alternated by the rounds
+        runtime.SIDE_BY_SIDE = on
+        res[name] = median_time(step, steps)
+    return res
 
 
 # ------------------------------------------------------------------------ PyTorch
@@ -130,14 +140,15 @@ def run_case(kind, b, t, h, steps, rounds, single=False):
             for name, sec in worker(lib, [kind, b, t, h, steps], single).items():
                 best[name] = min(sec, best.get(name, float("inf")))
     ours = best.pop("graphmask")
+    seq = best.pop(SEQ)
     top = min(best, key=best.get) if best else None
     ratio = ours / best[top] if top else float("nan")
     peers = "  ".join(f"{p} {v * 1e3:7.2f} ms" for p, v in best.items())
     threads = ", 1 thread" if single else ""
-    print(f"BiLSTM {kind:<8} B={b} T={t} H={h}{threads}: graphmask {ours * 1e3:7.2f} ms  {peers}  "
-          f"ratio vs {top}: {ratio:.2f}", flush=True)
+    print(f"BiLSTM {kind:<8} B={b} T={t} H={h}{threads}: graphmask {ours * 1e3:7.2f} ms "
+          f"({SEQ}: {seq * 1e3:7.2f} ms)  {peers}  ratio vs {top}: {ratio:.2f}", flush=True)
     return {"case": kind, "b": b, "t": t, "h": h, "single_thread": single,
-            "graphmask_ms": ours * 1e3,
+            "graphmask_ms": ours * 1e3, "graphmask_one_after_the_other_ms": seq * 1e3,
             **{f"{p}_ms": v * 1e3 for p, v in best.items()}, "best_peer": top,
             "ratio": ratio}
 
@@ -156,7 +167,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.worker:
         lib, params = args.worker[0], json.loads(args.worker[1])
-        res = {"graphmask": gm_case(*params)} if lib == "graphmask" else torch_cases(*params)
+        res = gm_case(*params) if lib == "graphmask" else torch_cases(*params)
         print(json.dumps(res))
         return
     print(json.dumps(machine(), indent=1))
