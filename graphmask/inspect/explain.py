@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from graphmask.ir.graph import Graph
+from graphmask.ops.fused import chain_label
 
 SOURCE_OPS = ("input", "target", "sample_weight", "variable", "constant")
 # per-position scores: their reduction (masked_mean / weighted_average) uses the mask
@@ -673,6 +674,8 @@ def _node_line(g: Graph, nid: int, calls: dict, made_by: dict) -> str:
         text += f" var={n['attrs']['var']!r}"
     elif n["op"] == "vjp":
         text += f" of [{n['attrs']['node']}] wrt={n['attrs']['wrt']}"
+    elif n["op"] == "fused_elementwise":
+        text += f" fused: {chain_label(n['attrs'])} (members {n.get('fused')})"
     text += f"  {shapes}"
     if is_mask_node(g, nid):
         text += f"  MASK ({mask_computes(g, nid)}) made for [{n['mask_of']}]"
