@@ -31,6 +31,7 @@ from graphmask.inspect.explain import (
     mask_computes,
     node_status,
 )
+from graphmask.ops.fused import chain_label
 
 SOURCE_OPS = ("input", "target", "sample_weight", "constant", "variable")
 LOSS_OPS = ("loss", "loss_score", "masked_mean", "weighted_mean", "metric_score",
@@ -137,6 +138,8 @@ def _lines(g, nid: int, kind: str, expand: bool) -> list[str]:
     op = n["op"]
     if op == "vjp":
         op = f"vjp of {n['attrs']['op']}"
+    elif op == "fused_elementwise":
+        op = f"fused: {chain_label(n['attrs'])}"
     elif op == "loss_score":
         op = f"loss_score: {n['attrs'].get('fn', '')}"
     lines = [title, op, shape]
