@@ -14,6 +14,7 @@ from graphmask.ops import (  # noqa: F401
     dropout,
     embedding,
     flatten,
+    fused,
     gru,
     losses,
     lstm,
