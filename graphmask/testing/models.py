@@ -18,14 +18,24 @@ from hypothesis import strategies as st
 from graphmask.layers import (
     GRU,
     LSTM,
+    RNN,
+    Add,
+    AdditiveAttention,
+    Attention,
     BatchNormalization,
     Bidirectional,
     Dense,
+    Dropout,
     Embedding,
+    GRUCell,
     Input,
+    LayerNormalization,
+    LSTMCell,
     Masking,
     MultiHeadAttention,
     SimpleRNN,
+    SimpleRNNCell,
+    SpatialDropout1D,
 )
 from graphmask.models.functional import Model
 from graphmask.testing import strategies as gst
@@ -39,7 +49,15 @@ _HEAD = {"mse": "linear", "mae": "linear", "binary_crossentropy": "sigmoid",
 _BATCH = st.integers(1, 3)
 _SEED = st.integers(0, 2**16)
 
-__all__ = ["LOSSES", "ModelCase", "build_model", "make_targets", "models"]
+#: the extra layers ``models(layers=...)`` may draw, in the order they are applied
+LAYERS = ("layer_norm", "attention", "additive_attention", "residual", "dropout",
+          "spatial_dropout")
+#: the recurrent layers ``models(recurrent=...)`` may draw
+RECURRENT = ("LSTM", "GRU", "SimpleRNN", "RNN(LSTMCell)", "RNN(GRUCell)",
+             "RNN(SimpleRNNCell)")
+
+__all__ = ["LAYERS", "LOSSES", "RECURRENT", "ModelCase", "build_model", "make_targets",
+           "models"]
 
 
 @dataclass(repr=False)
@@ -126,20 +144,60 @@ def describe(spec) -> str:
         parts.append(f"Dense({pre}, tanh)")
     if True in norm:
         parts.append("BatchNormalization()")
-    for heads, key_dim, causal in [e[1:] for e in norm if isinstance(e, tuple)]:
+    for heads, key_dim, causal in [e[1:] for e in _entries(norm, "mha")]:
         parts.append(f"MultiHeadAttention({heads}, {key_dim}"
                      f"{', use_causal_mask' * causal})")
+    for entry in _extra_layers(norm):
+        parts.append(_describe_extra(entry))
     for units, seq, back, zero, *rest in lstms:
         flags = "".join([", return_sequences" * seq, ", go_backwards" * back,
                          ", zero_output_for_mask" * zero])
-        layer = f"{_rnn_kind(rest)}({units}{flags})"
+        kind = _rnn_kind(rest)
+        layer = (f"RNN({kind[4:-1]}({units}){flags})" if kind.startswith("RNN(")
+                 else f"{kind}({units}{flags})")
         parts.append(f"Bidirectional({layer})" if rest and rest[0] else layer)
     parts.append(f"Dense({head}, {'linear' if logits else _HEAD[loss]})")
     return " -> ".join(parts) + f"; loss={loss!r}" + (", from_logits" if logits else "")
 
 
-#: the recurrent layers ``models()`` draws: class and name prefix
-_RNN = {"LSTM": (LSTM, "lstm"), "GRU": (GRU, "gru"), "SimpleRNN": (SimpleRNN, "simple_rnn")}
+def _entries(norm, kind: str) -> list:
+    """The trailing ``spec`` entries of one kind (tuples starting with ``kind``)."""
+    return [e for e in norm if isinstance(e, tuple) and e[0] == kind]
+
+
+def _extra_layers(norm) -> list:
+    """The ``layers=`` entries of a ``spec``, in the order they are applied."""
+    return sorted((e for e in norm if isinstance(e, tuple) and e[0] in LAYERS),
+                  key=lambda e: LAYERS.index(e[0]))
+
+
+def _describe_extra(entry) -> str:
+    kind, *args = entry
+    if kind == "layer_norm":
+        return "LayerNormalization()"
+    if kind == "attention":
+        mode, causal = args
+        return f"Attention(score_mode={mode!r})([h, h]{', use_causal_mask' * causal})"
+    if kind == "additive_attention":
+        return f"AdditiveAttention()([h, h]{', use_causal_mask' * args[0]})"
+    if kind == "residual":
+        return "Add()([h, Dense(h)])"
+    if kind == "dropout":
+        return f"Dropout({args[0]})"
+    return f"SpatialDropout1D({args[0]})"
+
+
+def _cell_rnn(cell):
+    def make(units, **kwargs):
+        return RNN(cell(units), **kwargs)
+    return make
+
+
+#: the recurrent layers ``models()`` draws: constructor and name prefix
+_RNN = {"LSTM": (LSTM, "lstm"), "GRU": (GRU, "gru"), "SimpleRNN": (SimpleRNN, "simple_rnn"),
+        "RNN(LSTMCell)": (_cell_rnn(LSTMCell), "rnn_lstm_cell"),
+        "RNN(GRUCell)": (_cell_rnn(GRUCell), "rnn_gru_cell"),
+        "RNN(SimpleRNNCell)": (_cell_rnn(SimpleRNNCell), "rnn_simple_rnn_cell")}
 
 
 def _rnn_kind(rest) -> str:
@@ -167,9 +225,11 @@ def build_model(spec, seed: int = 0) -> tuple[Model, object]:
         h = Dense(pre, activation="tanh", name="dense_in")(h)
     if True in norm:
         h = BatchNormalization(name="batch_norm")(h)
-    for heads, key_dim, causal in [e[1:] for e in norm if isinstance(e, tuple)]:
+    for heads, key_dim, causal in [e[1:] for e in _entries(norm, "mha")]:
         h = MultiHeadAttention(heads, key_dim, name="attention")(
             h, h, use_causal_mask=causal)
+    for entry in _extra_layers(norm):
+        h = _apply_extra(entry, h)
     for i, (units, seq, back, zero, *rest) in enumerate(lstms):
         cls, prefix = _RNN[_rnn_kind(rest)]
         lstm = cls(units, return_sequences=seq, go_backwards=back, zero_output_for_mask=zero,
@@ -189,6 +249,24 @@ def build_model(spec, seed: int = 0) -> tuple[Model, object]:
         ws.append(rng.uniform(-scale, scale, v.shape).astype(v.value.dtype))
     model.set_weights(ws)
     return model, lobj
+
+
+def _apply_extra(entry, h):
+    """One ``layers=`` entry applied to ``h`` (each keeps the incoming mask)."""
+    kind, *args = entry
+    if kind == "layer_norm":
+        return LayerNormalization(name="layer_norm")(h)
+    if kind == "attention":
+        mode, causal = args
+        return Attention(score_mode=mode, name="dot_attention")([h, h],
+                                                                use_causal_mask=causal)
+    if kind == "additive_attention":
+        return AdditiveAttention(name="additive_attention")([h, h], use_causal_mask=args[0])
+    if kind == "residual":
+        return Add(name="residual")([h, Dense(h.shape[-1], name="residual_dense")(h)])
+    if kind == "dropout":
+        return Dropout(args[0], name="dropout")(h)
+    return SpatialDropout1D(args[0], name="spatial_dropout")(h)
 
 
 def _scale(v) -> float:
@@ -226,7 +304,7 @@ def models(draw, inputs=("ids", "floats"), losses=LOSSES, max_lstms: int = 2,
            seed=_SEED, lstm_units=None, batch_norm: bool = True,
            attention: bool = False,
            bidirectional: bool = False,
-           recurrent=("LSTM", "GRU", "SimpleRNN")) -> ModelCase:
+           recurrent=("LSTM", "GRU", "SimpleRNN"), layers=()) -> ModelCase:
     """Compiled random models (see the module docstring).
 
     Parameters
@@ -261,10 +339,24 @@ def models(draw, inputs=("ids", "floats"), losses=LOSSES, max_lstms: int = 2,
         ``Bidirectional`` (concat). Its entry in ``spec`` then has a fifth item, the
         flag; without it every entry has four, as before.
     recurrent : tuple
-        The recurrent layers to draw from (``"LSTM"``, ``"GRU"``, ``"SimpleRNN"``);
-        an entry of ``spec`` for a GRU or SimpleRNN has a fifth item (the Bidirectional
-        flag, False) and a sixth, the layer's name.
+        The recurrent layers to draw from (names in :data:`RECURRENT`: ``"LSTM"``,
+        ``"GRU"``, ``"SimpleRNN"`` and ``RNN`` over a cell, ``"RNN(LSTMCell)"`` ...);
+        an entry of ``spec`` for a layer other than the LSTM has a fifth item (the
+        Bidirectional flag, False) and a sixth, the layer's name.
+    layers : tuple
+        Extra mask-passing layers that may be drawn (names in :data:`LAYERS`), each
+        included or not, applied in :data:`LAYERS` order after the attention and before
+        the recurrent stack: ``"layer_norm"`` (LayerNormalization), ``"attention"``
+        (``Attention([h, h])``, dot or concat scores, optionally causal),
+        ``"additive_attention"``, ``"residual"`` (``Add()([h, Dense(h)])``),
+        ``"dropout"`` and ``"spatial_dropout"`` (rate 0.1-0.5; identity outside training,
+        which is what the checks run). Each adds a tuple entry to ``spec``.
     """
+    bad = [n for n in tuple(recurrent) if n not in RECURRENT] + [
+        n for n in tuple(layers) if n not in LAYERS]
+    if bad:
+        raise ValueError(f"models: unknown recurrent layer or layer name(s) {bad}; "
+                         f"recurrent takes {RECURRENT}, layers takes {LAYERS}")
     units = st.integers(1, max_units) if lstm_units is None else lstm_units
     kind = draw(st.sampled_from(tuple(inputs)))
     if kind == "ids":
@@ -297,6 +389,17 @@ def models(draw, inputs=("ids", "floats"), losses=LOSSES, max_lstms: int = 2,
     if attention and draw(st.booleans()):
         spec += (("mha", draw(st.integers(1, 2)), draw(st.integers(1, 3)),
                   draw(st.booleans())),)
+    for name in LAYERS:
+        if name not in layers or not draw(st.booleans()):
+            continue
+        if name == "attention":
+            spec += ((name, draw(st.sampled_from(("dot", "concat"))), draw(st.booleans())),)
+        elif name == "additive_attention":
+            spec += ((name, draw(st.booleans())),)
+        elif name in ("dropout", "spatial_dropout"):
+            spec += ((name, draw(st.sampled_from((0.1, 0.5)))),)
+        else:
+            spec += ((name,),)
     s = int(draw(seed) if isinstance(seed, st.SearchStrategy) else seed)
     model, lobj = build_model(spec, s)
     return ModelCase(model, kind, pad, size if kind == "ids" else None,

@@ -17,6 +17,7 @@ from graphmask.testing import (
     check_masked_steps,
     check_padding_invariance,
 )
+from graphmask.testing.models import LAYERS, RECURRENT
 from tests.properties.weighted import weighted_cases
 from tests.strategies import cases
 
@@ -59,5 +60,38 @@ def test_gradients_match_finite_differences(draw):
 
 @given(cases())
 def test_mask_annotations_match_runtime_masks(case_x_y):
+    case, x, _ = case_x_y
+    check_mask_annotations(case.model, x)
+
+
+# ------------------------------------------------- every mask-passing layer the suite knows
+#: models drawing from every recurrent layer (RNN over each cell too), Bidirectional,
+#: self-attention (MultiHeadAttention, Attention, AdditiveAttention), LayerNormalization,
+#: a residual Add, Dropout and SpatialDropout1D
+WIDE = dict(layers=LAYERS, recurrent=RECURRENT, attention=True, bidirectional=True)
+
+
+@given(weighted_cases(**WIDE))
+def test_padding_invariance_every_layer(draw):
+    case, x, y, w = draw
+    check_padding_invariance(case.model, x, y, w)
+
+
+@given(weighted_cases(**WIDE))
+def test_batch_independence_and_masked_loss_every_layer(draw):
+    case, x, y, w = draw
+    check_batch_independence(case.model, x, y, w)
+    check_loss_is_masked_mean(case.model, x, y, w)
+    check_all_masked(case.model, x, y, w)
+
+
+@given(weighted_cases(allow_empty_rows=False, **WIDE))
+def test_gradients_match_finite_differences_every_layer(draw):
+    case, x, y, w = draw
+    check_grads(case.model, x, y, w, directions=1)
+
+
+@given(cases(**WIDE))
+def test_mask_annotations_match_runtime_masks_every_layer(case_x_y):
     case, x, _ = case_x_y
     check_mask_annotations(case.model, x)

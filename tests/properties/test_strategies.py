@@ -146,3 +146,37 @@ def test_production_size_batches_stay_within_the_data_budget(data):
     w = data.draw(sample_weights(40, 64, kind="position"))
     assert w.shape == (40, 64) and w.min() >= 0 and w.max() <= 4
 
+
+
+# ---------------------------------------------------------------- models(layers=...)
+
+@pytest.mark.parametrize("name, shown", [
+    ("layer_norm", "LayerNormalization()"), ("attention", "Attention(score_mode="),
+    ("additive_attention", "AdditiveAttention()"), ("residual", "Add()([h, Dense(h)])"),
+    ("dropout", "Dropout("), ("spatial_dropout", "SpatialDropout1D(")])
+def test_models_draw_each_extra_layer(name, shown):
+    from graphmask.testing import models
+    case = find(models(layers=(name,), batch_norm=False), lambda c: shown in repr(c),
+                settings=settings(database=None, max_examples=200))
+    layer_names = [layer.name for layer in case.model.layers]
+    expected = {"layer_norm": "layer_norm", "attention": "dot_attention",
+                "additive_attention": "additive_attention", "residual": "residual",
+                "dropout": "dropout", "spatial_dropout": "spatial_dropout"}[name]
+    assert expected in layer_names
+
+
+@pytest.mark.parametrize("name, layer", [("RNN(LSTMCell)", "rnn_lstm_cell_0"),
+                                         ("RNN(GRUCell)", "rnn_gru_cell_0"),
+                                         ("RNN(SimpleRNNCell)", "rnn_simple_rnn_cell_0")])
+def test_models_draw_rnn_over_each_cell(name, layer):
+    from graphmask.testing import models
+    case = find(models(recurrent=(name,), max_lstms=1, batch_norm=False), lambda c: True)
+    assert f"RNN({name[4:-1]}(" in repr(case)
+    assert [lay.name for lay in case.model.layers][2] == layer
+
+
+@pytest.mark.parametrize("kwargs", [{"layers": ("conv1d",)}, {"recurrent": ("LSTMv2",)}])
+def test_models_refuse_unknown_layer_names(kwargs):
+    from graphmask.testing import models
+    with pytest.raises(ValueError, match=r"models: unknown recurrent layer or layer name"):
+        find(models(**kwargs), lambda c: True)
