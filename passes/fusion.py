@@ -1,4 +1,4 @@
-"""Pass 3: elementwise fusion. Chains of elementwise primitives become one node.
+"""Elementwise fusion: chains of elementwise primitives become one node.
 
 Runs after ``masks`` (every value's mask is known, so the fused node keeps the edges'
 annotations) and before ``losses`` and ``autodiff``, so the backward graph gets one
@@ -20,8 +20,10 @@ connected through their data edges, with no path that leaves the group and comes
 node, as a model output, a custom layer's output) becomes an output of the fused node.
 Groups are grown in the graph's order, so compiling twice gives the same graph.
 
-Switch: ``GRAPHMASK_FUSION=0`` in the environment, or :func:`enabled` (a context manager
-as well as a setter), turns the pass into a no-op for the models compiled meanwhile.
+Switch: :func:`enabled` (a setter that is also a context manager) turns the pass on or
+off for the models compiled meanwhile; its default is :data:`DEFAULT`, which
+``GRAPHMASK_FUSION=1`` or ``=0`` in the environment overrides. Off, the pass changes
+nothing (``meta["fusion"]`` is empty).
 """
 from __future__ import annotations
 
@@ -40,7 +42,10 @@ CHEAP = frozenset({"prim.add", "prim.subtract", "prim.multiply", "prim.divide",
 #: the most members of one fused node
 MAX_MEMBERS = 12
 
-_state = {"on": os.environ.get("GRAPHMASK_FUSION", "1").strip() not in ("0", "false", "off")}
+#: the switch; ``GRAPHMASK_FUSION=1`` (or ``0``) in the environment sets its default
+DEFAULT = False
+_state = {"on": os.environ.get("GRAPHMASK_FUSION", "1" if DEFAULT else "0").strip().lower()
+          not in ("0", "false", "off", "")}
 
 
 class _Switch:
