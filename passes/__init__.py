@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .autodiff import build_backward
 from .branches import select_training_branch
+from .fusion import fuse_elementwise
 from .lint import lint
 from .losses import rewrite_losses
 from .masks import propagate_masks
@@ -19,6 +20,7 @@ PIPELINE = [
     ("branches", select_training_branch),  # keep one branch of each training switch
     ("shapes", infer_shapes),        # shape/dtype inference
     ("masks", propagate_masks),      # explicit mask nodes/edges, per-edge annotations
+    ("fusion", fuse_elementwise),    # elementwise chains -> fused_elementwise nodes
     ("losses", rewrite_losses),      # loss -> loss_score + masked_mean / weighted_mean
     ("autodiff", build_backward),    # one vjp node per differentiable forward node
 ]
@@ -47,4 +49,5 @@ def run_pipeline(graph, upto: str | None = None, check: bool = True,
 
 
 __all__ = ["PIPELINE", "run_pipeline", "lint", "make_plan", "Plan", "infer_shapes",
-           "propagate_masks", "rewrite_losses", "build_backward", "select_training_branch"]
+           "propagate_masks", "rewrite_losses", "build_backward", "select_training_branch",
+           "fuse_elementwise"]
