@@ -16,7 +16,8 @@ def test_passes_is_a_subpackage_of_graphmask():
     import graphmask.passes as p
 
     assert p.__name__ == "graphmask.passes"
-    assert [name for name, _ in p.PIPELINE] == ["branches", "shapes", "masks", "losses", "autodiff"]
+    assert [name for name, _ in p.PIPELINE] == ["branches", "shapes", "masks", "fusion", "losses",
+                                                "autodiff"]
     assert "passes" not in sys.modules or sys.modules["passes"] is not p
 
 
