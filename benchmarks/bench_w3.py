@@ -40,6 +40,8 @@ compares the losses of one batch, so the peers provably compute the same functio
 the plan and summed by op name (a VJP under the op it differentiates), then runs cProfile
 over the same steps. ``--primitives`` times the attention layer's primitive ops alone
 on W3's shapes, each beside the plain NumPy expression of the same result.
+``--fuse``/``--no-fuse`` compile graphmask with the elementwise fusion pass
+(``passes/fusion.py``) on or off, to compare the two in one session.
 """
 from __future__ import annotations
 
@@ -526,10 +528,18 @@ def main(argv=None):
                     help="only time the attention layer's primitive ops on W3's shapes "
                          "against plain NumPy")
     ap.add_argument("--top", type=int, default=30, help="cProfile rows for --profile")
+    fuse = ap.add_mutually_exclusive_group()
+    fuse.add_argument("--fuse", dest="fuse", action="store_const", const="1",
+                      help="graphmask with the elementwise fusion pass on (the default is "
+                           "graphmask.passes.fusion.DEFAULT)")
+    fuse.add_argument("--no-fuse", dest="fuse", action="store_const", const="0",
+                      help="graphmask with the elementwise fusion pass off")
     ap.add_argument("--json", help="write all rows to this file")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--check-worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.fuse is not None:  # read when graphmask is imported, here and by the workers
+        os.environ["GRAPHMASK_FUSION"] = args.fuse
     if args.worker:
         kind, b, t, h, padding, steps = json.loads(args.worker[1])
         print(json.dumps(CASES[args.worker[0]](kind, b, t, h, padding, steps)))
