@@ -36,6 +36,8 @@ the losses of one batch (dropout off), so both provably compute the same functio
 ``--profile [train|predict]`` times graphmask's step per op over the plan's nodes.
 ``--softmax`` times ``prim.masked_softmax`` on T1's scores and masks against the composed
 ``where`` / ``softmax`` / ``where`` it replaces.
+``--fuse``/``--no-fuse`` compile graphmask with the elementwise fusion pass
+(``passes/fusion.py``) on or off, to compare the two in one session.
 """
 from __future__ import annotations
 
@@ -315,9 +317,17 @@ def main(argv=None):
     ap.add_argument("--softmax", action="store_true",
                     help="only time prim.masked_softmax on T1's scores against the "
                          "composed where/softmax/where")
+    fuse = ap.add_mutually_exclusive_group()
+    fuse.add_argument("--fuse", dest="fuse", action="store_const", const="1",
+                      help="graphmask with the elementwise fusion pass on (the default is "
+                           "graphmask.passes.fusion.DEFAULT)")
+    fuse.add_argument("--no-fuse", dest="fuse", action="store_const", const="0",
+                      help="graphmask with the elementwise fusion pass off")
     ap.add_argument("--json", help="write the rows to this file")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.fuse is not None:  # read when graphmask is imported, here and by the workers
+        os.environ["GRAPHMASK_FUSION"] = args.fuse
     if args.worker:
         kind, b, t, steps = json.loads(args.worker[1])
         print(json.dumps(CASES[args.worker[0]](kind, b, t, steps)))
