@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import strategies as st
 
+from graphmask import layers as layers_mod
 from graphmask.layers import (
     GRU,
     LSTM,
     RNN,
-    Add,
     AdditiveAttention,
     Attention,
     BatchNormalization,
@@ -181,10 +181,18 @@ def _describe_extra(entry) -> str:
     if kind == "additive_attention":
         return f"AdditiveAttention()([h, h]{', use_causal_mask' * args[0]})"
     if kind == "residual":
-        return "Add()([h, Dense(h)])"
+        return f"{_merge(args)}()([h, Dense(h)])"
     if kind == "dropout":
         return f"Dropout({args[0]})"
     return f"SpatialDropout1D({args[0]})"
+
+
+#: the merges a ``"residual"`` entry draws (its second item; ``Add`` without one)
+MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
+
+
+def _merge(args) -> str:
+    return args[0] if args else "Add"
 
 
 def _cell_rnn(cell):
@@ -263,7 +271,8 @@ def _apply_extra(entry, h):
     if kind == "additive_attention":
         return AdditiveAttention(name="additive_attention")([h, h], use_causal_mask=args[0])
     if kind == "residual":
-        return Add(name="residual")([h, Dense(h.shape[-1], name="residual_dense")(h)])
+        merge = getattr(layers_mod, _merge(args))
+        return merge(name="residual")([h, Dense(h.shape[-1], name="residual_dense")(h)])
     if kind == "dropout":
         return Dropout(args[0], name="dropout")(h)
     return SpatialDropout1D(args[0], name="spatial_dropout")(h)
@@ -348,7 +357,8 @@ def models(draw, inputs=("ids", "floats"), losses=LOSSES, max_lstms: int = 2,
         included or not, applied in :data:`LAYERS` order after the attention and before
         the recurrent stack: ``"layer_norm"`` (LayerNormalization), ``"attention"``
         (``Attention([h, h])``, dot or concat scores, optionally causal),
-        ``"additive_attention"``, ``"residual"`` (``Add()([h, Dense(h)])``),
+        ``"additive_attention"``, ``"residual"`` (``Add()([h, Dense(h)])`` or another
+        elementwise merge of :data:`MERGES`),
         ``"dropout"`` and ``"spatial_dropout"`` (rate 0.1-0.5; identity outside training,
         which is what the checks run). Each adds a tuple entry to ``spec``.
     """
@@ -396,6 +406,8 @@ def models(draw, inputs=("ids", "floats"), losses=LOSSES, max_lstms: int = 2,
             spec += ((name, draw(st.sampled_from(("dot", "concat"))), draw(st.booleans())),)
         elif name == "additive_attention":
             spec += ((name, draw(st.booleans())),)
+        elif name == "residual":
+            spec += ((name, draw(st.sampled_from(MERGES))),)
         elif name in ("dropout", "spatial_dropout"):
             spec += ((name, draw(st.sampled_from((0.1, 0.5)))),)
         else:

@@ -152,7 +152,7 @@ def test_production_size_batches_stay_within_the_data_budget(data):
 
 @pytest.mark.parametrize("name, shown", [
     ("layer_norm", "LayerNormalization()"), ("attention", "Attention(score_mode="),
-    ("additive_attention", "AdditiveAttention()"), ("residual", "Add()([h, Dense(h)])"),
+    ("additive_attention", "AdditiveAttention()"), ("residual", "()([h, Dense(h)])"),
     ("dropout", "Dropout("), ("spatial_dropout", "SpatialDropout1D(")])
 def test_models_draw_each_extra_layer(name, shown):
     from graphmask.testing import models
