@@ -451,7 +451,9 @@ class Orthogonal(RandomInitializer):
                               f"{shape} of rank {len(shape)}")
         rows, cols = math.prod(shape[:-1]), shape[-1]
         a = gen.normal(0.0, 1.0, size=(max(rows, cols), min(rows, cols)))
-        q, r = np.linalg.qr(a)
+        from graphmask.runtime import single_threaded_blas
+        with single_threaded_blas():  # threaded OpenBLAS QR: up to 500x slower, same result
+            q, r = np.linalg.qr(a)
         q *= np.sign(np.diag(r))
         if rows < cols:
             q = q.T
