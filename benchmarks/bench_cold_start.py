@@ -12,7 +12,8 @@ Each measurement is a fresh Python process timing, from its first line:
 * ``first train``: building W1 (Embedding(10000, 64, mask_zero) -> LSTM(128,
   return_sequences) -> Dense(32), masked mse, Adam, B=32, T=100, lengths in [10, 100]),
   compiling it and running the first ``train_on_batch`` (PyTorch: the first step of the
-  same model, masked loss by hand);
+  same model, masked loss by hand); ``--model gru``: the same with GRU(128) (Keras 3's
+  default ``reset_after=True``; PyTorch's ``nn.GRU``);
 * ``first predict``: the first ``predict`` after that step;
 * ``total``: everything, process start to the end of the first predict.
 
@@ -41,7 +42,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 DATA = """
+import os
 import numpy as np
+RNN = os.environ.get("COLD_RNN", "LSTM")
 rng = np.random.default_rng(0)
 B, T, V, H, D = 32, 100, 10000, 128, 32
 lengths = rng.integers(10, T + 1, B)
@@ -65,7 +68,7 @@ t_import = time.perf_counter() - t0
 """ + DATA + """
 t1 = time.perf_counter()
 inp = gm.Input((T,), dtype="int32")
-h = gm.LSTM(H, return_sequences=True)(gm.Embedding(V, 64, mask_zero=True)(inp))
+h = getattr(gm, RNN)(H, return_sequences=True)(gm.Embedding(V, 64, mask_zero=True)(inp))
 model = gm.Model(inp, gm.Dense(D)(h))
 model.compile(optimizer="adam", loss="mse")
 model.train_on_batch(x, y)
@@ -77,18 +80,23 @@ out = {"import": t_import, "first train": t_train, "first predict": t_predict,
        "total": time.perf_counter() - t0}
 if RECORD:
     recorder_cm.__exit__(None, None, None)
-    starts, per = {}, {}
+    # nested compilations are contained in their caller's: "self" is a compilation
+    # without the ones it started, so the self column adds up to the total
+    stack, per = [], {}
     for ts, ev in recorder.buffer:
-        key = (ev.data.get("dispatcher"), str(ev.data.get("args")))
         if ev.is_start:
-            starts[key] = ts
-        elif key in starts:
-            name = getattr(key[0], "py_func", None)
-            name = (f"{name.__module__}.{name.__qualname__}" if name is not None
-                    else str(key[0]))
-            n, s = per.get(name, (0, 0.0))
-            per[name] = (n + 1, s + ts - starts.pop(key))
-    out["compiles"] = sorted(([k, n, s] for k, (n, s) in per.items()), key=lambda r: -r[2])
+            stack.append([ev.data.get("dispatcher"), ts, 0.0])
+            continue
+        d, t_start, nested = stack.pop()
+        f = getattr(d, "py_func", None) or getattr(d, "_pyfunc", None)
+        name = f"{f.__module__}.{f.__qualname__}" if f is not None else str(d)
+        if hasattr(d, "_pyfunc"):
+            name += " (cfunc)"  # a task kernel (kernels/lstm.py TaskTable)
+        n, incl, own = per.get(name, (0, 0.0, 0.0))
+        per[name] = (n + 1, incl + ts - t_start, own + ts - t_start - nested)
+        if stack:
+            stack[-1][2] += ts - t_start
+    out["compiles"] = sorted(([k, *v] for k, v in per.items()), key=lambda r: -r[3])
 print("RESULT " + json.dumps(out))
 """
 
@@ -102,7 +110,7 @@ t_import = time.perf_counter() - t0
 """ + DATA + """
 t1 = time.perf_counter()
 inp = keras.Input((T,), dtype="int32")
-h = keras.layers.LSTM(H, return_sequences=True)(
+h = getattr(keras.layers, RNN)(H, return_sequences=True)(
     keras.layers.Embedding(V, 64, mask_zero=True)(inp))
 model = keras.Model(inp, keras.layers.Dense(D)(h))
 model.compile(optimizer="adam", loss="mse")
@@ -126,7 +134,7 @@ t_import = time.perf_counter() - t0
 t1 = time.perf_counter()
 torch.manual_seed(0)
 emb = torch.nn.Embedding(V, 64, padding_idx=None)
-lstm = torch.nn.LSTM(64, H, batch_first=True)
+lstm = getattr(torch.nn, RNN)(64, H, batch_first=True)
 dense = torch.nn.Linear(H, D)
 params = [*emb.parameters(), *lstm.parameters(), *dense.parameters()]
 opt = torch.optim.Adam(params, lr=1e-3)
@@ -150,9 +158,9 @@ print("RESULT " + json.dumps({"import": t_import, "first train": t_train,
 """
 
 
-def _run(code: str, env: dict) -> dict:
+def _run(code: str, env: dict, cwd: str = ROOT) -> dict:
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
-                          capture_output=True, text=True, cwd=ROOT)
+                          capture_output=True, text=True, cwd=cwd)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
         raise RuntimeError(f"benchmark process failed:\n{proc.stderr[-3000:]}")
@@ -170,11 +178,18 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--top", type=int, default=15,
                         help="compile-time rows to print (cold graphmask)")
+    parser.add_argument("--model", choices=("lstm", "gru"), default="lstm",
+                        help="W1 as given (LSTM) or with a GRU(128) in place of the LSTM")
+    parser.add_argument("--tree", default=ROOT,
+                        help="graphmask source tree to measure (default: this repository; "
+                             "an exported older commit for before/after in one session)")
     parser.add_argument("--graphmask-only", action="store_true",
                         help="skip the peers (quick checks of a kernel change; no ratios)")
     args = parser.parse_args(argv)
     base = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CACHE")}
-    base["PYTHONPATH"] = ROOT + os.pathsep + base.get("PYTHONPATH", "")
+    tree = os.path.abspath(args.tree)
+    base["PYTHONPATH"] = tree + os.pathsep + base.get("PYTHONPATH", "")
+    base["COLD_RNN"] = args.model.upper()
     peers = [("Keras 3 (JAX)", KERAS, "jax"), ("PyTorch", TORCH, "torch")]
     if args.graphmask_only:
         peers = []
@@ -192,10 +207,10 @@ def main(argv=None) -> int:
     for r in range(args.rounds):
         with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as jax:
             env = dict(base, NUMBA_CACHE_DIR=cache, COLD_RECORD="1" if r == 0 else "0")
-            cold = _run(GRAPHMASK, env)
+            cold = _run(GRAPHMASK, env, tree)
             compiles = compiles or cold.get("compiles")
             keep("graphmask cold", cold)
-            keep("graphmask warm", _run(GRAPHMASK, dict(env, COLD_RECORD="0")))
+            keep("graphmask warm", _run(GRAPHMASK, dict(env, COLD_RECORD="0"), tree))
             for name, code, _ in peers:
                 keep(name, _run(code, dict(base, JAX_COMPILATION_CACHE_DIR=jax)))
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
@@ -209,11 +224,13 @@ def main(argv=None) -> int:
     if compiles:
         n = sum(c[1] for c in compiles)
         print(f"\ncold graphmask: {n} numba specialisations of {len(compiles)} functions "
-              f"compiled; the slowest (seconds, nested compilations included):\n")
-        print("| function | specialisations | compile (s) |")
-        print("|---|---|---|")
-        for name, count, secs in compiles[:args.top]:
-            print(f"| `{name}` | {count} | {secs:.2f} |")
+              f"compiled in {sum(c[3] for c in compiles):.2f} s; the slowest by their own "
+              f"time (without the nested compilations they started, so that column adds up "
+              f"to the total; *with nested* includes them):\n")
+        print("| function | specialisations | own (s) | with nested (s) |")
+        print("|---|---|---|---|")
+        for name, count, incl, own in compiles[:args.top]:
+            print(f"| `{name}` | {count} | {own:.2f} | {incl:.2f} |")
     return 0
 
 

@@ -134,3 +134,83 @@ def test_dense_with_no_inputs_or_no_rows_gives_the_bias_and_zero_gradients():
     assert dx.shape == (0, 2)
     np.testing.assert_array_equal(dw, np.zeros((2, 3), np.float32))
     np.testing.assert_array_equal(db, np.zeros(3, np.float32))
+
+
+def _run_gru(after, nthreads, threaded, default, act=1, ract=2):
+    """GRU forward, backward and weight gradients of one problem through the drivers."""
+    import graphmask.kernels.gru as KG
+
+    x, mask, uoff, offsets, rows, _, _, _, gy = _problem(act, ract, seed=3)
+    rng = np.random.default_rng(4)
+    k = (rng.normal(size=(D, 3 * H)) * 0.3).astype(np.float32)
+    rk = (rng.normal(size=(H, 3 * H)) * 0.3).astype(np.float32)
+    bp = (rng.normal(size=(1, 3 * H)) * 0.1).astype(np.float32)
+    f32 = np.float32
+    if after:
+        rkp, rkhp, brh = KG.pack(rk, uoff, 3), np.empty(0, f32), bp[0, 2 * H:].copy()
+    else:
+        rkp = KG.pack(np.ascontiguousarray(rk[:, :2 * H]), uoff, 2)
+        rkhp, brh = KG.pack(np.ascontiguousarray(rk[:, 2 * H:]), uoff, 1), np.empty(0, f32)
+    y = np.empty((B, T, H), f32)
+    h = np.zeros((B, H), f32)
+    kw = {"threaded": threaded, "default": default}
+    res = KG.gru_forward(x, KG.pack(k, uoff, 3), KG.pack(bp, uoff, 3), rkp, rkhp, brh, uoff,
+                         offsets, rows, mask, False, act, ract, after, True, False, y, h,
+                         np.empty(0, f32), nthreads, **kw)
+    Xc, Hp, Z, R, HH, RH = res
+    N = Xc.shape[0]
+    rk0 = rk.copy()
+    if not after:
+        rk0[:, 2 * H:] = 0
+    rkT = np.ascontiguousarray(KG.permute(rk0, uoff, 3).T)
+    rkhT = np.ascontiguousarray(rk[:, 2 * H:].T) if not after else np.empty((0, 0), f32)
+    dh = np.zeros((B, H), f32)
+    ws = np.empty(KG.backward_workspace_size(N, B, D, H, after), f32)
+    dZx, dZh, dAh = (a.copy() for a in KG.gru_backward(
+        Z, R, HH, RH, Hp, rkT, rkhT, uoff, offsets, rows, mask, False, act, ract, after, True,
+        False, gy, dh, ws, nthreads, **kw))
+    at = N * 3 * H + (N * 3 * H if after else N * H)
+    dXc = ws[at + 3 * B * H:at + 3 * B * H + N * D].reshape(N, D)
+    grads = KG.gru_weight_grads(dZx, dZh if after else dZx, Xc, Hp, KG.permute(k, uoff, 3),
+                                offsets, rows, False, B, dXc, nthreads, threaded=threaded)
+    return [y, h, *res, dZx, dZh, dAh, dh, *grads]
+
+
+@pytest.mark.parametrize("after", [True, False])
+def test_gru_one_thread_twin_and_default_kernels_match_bit_for_bit(after):
+    """GRU drivers: the threaded and one-thread variants, and the default-activation step
+    kernels and the general ones, give the same results bit for bit."""
+    threaded = _run_gru(after, 2, True, True)
+    _assert_same(threaded, _run_gru(after, 2, False, True))
+    _assert_same(threaded, _run_gru(after, 2, False, False))
+    relu = _run_gru(after, 2, True, False, act=3, ract=4)
+    _assert_same(relu, _run_gru(after, 2, False, False, act=3, ract=4))
+    assert not np.array_equal(relu[0], threaded[0])  # the activations are applied
+
+
+@pytest.mark.parametrize("dtype,nthreads,threaded", [
+    (np.float32, 2, True), (np.float32, 1, False), (np.float64, 2, False)])
+def test_gru_drivers_pick_the_threaded_variant_for_float32_with_threads(
+        monkeypatch, dtype, nthreads, threaded):
+    import graphmask.kernels.gru as KG
+
+    calls = []
+    for name in ("gru_forward", "gru_backward", "gru_weight_grads"):
+        monkeypatch.setattr(KG, name, lambda *a, _n=name, **kw: calls.append((_n, kw)))
+    for f in KG.drivers(dtype):
+        f(*([None] * 5), nthreads)
+    assert calls == [(n, {"threaded": threaded}) for n in
+                     ("gru_forward", "gru_backward", "gru_weight_grads")]
+
+
+def test_task_kernels_are_compiled_once_per_dtype_as_c_callbacks():
+    """Drivers receive their tasks as function pointers (numba cfuncs, made on first use
+    and kept): one compiled copy per task and float dtype."""
+    import numba
+
+    f32 = K._task("dh", np.float32)
+    assert K._task("dh", np.float32) is f32
+    assert K._task("dh", np.float64) is not f32
+    assert isinstance(numba.typeof(f32), numba.types.FunctionType)
+    assert f32.address > 0
+    assert str(numba.typeof(f32).signature).startswith("(int64, int64, int64, int64")

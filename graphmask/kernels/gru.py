@@ -24,22 +24,33 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import types
 
 from graphmask.kernels import jit, jit_parallel, parallel_launch
 from graphmask.kernels.lstm import (
     ACTIVATIONS,
     PARALLEL_MIN_WORK,
+    TaskTable,
     _act_inplace,
     _add_gy,
+    _clone,
     _dact,
     _gather_h,
+    _ntasks,
+    _ntasks_py,
     _one_thread_twin,
     _row_block,
+    _sigmoid_inplace,
     _span,
+    _step_times,
+    _tanh_inplace,
     _write_y,
     lstm_schedule,
+    pack_gates,
+    permute_gates,
     threads_for,
     unit_chunks,
+    unpermute_gates,
     workspace,
 )
 
@@ -48,55 +59,26 @@ __all__ = ["schedule", "forward", "backward", "pack", "permute", "unpermute"]
 schedule = lstm_schedule
 
 
-@jit
+#: False in the default-activation (tanh, sigmoid) clones of the step kernels, whose
+#: other-activation paths are pruned at compile time (see kernels/lstm.py).
+_GENERAL = True
+
+
 def permute(W, uoff, ng):
     """The ``ng`` H-wide gate blocks of ``W`` (R, ng H) in packed order: chunk q's gate
     columns side by side at columns ``ng * uoff[q]:ng * uoff[q + 1]``."""
-    R = W.shape[0]
-    H = uoff[-1]
-    out = np.empty((R, ng * H), W.dtype)
-    for q in range(uoff.size - 1):
-        u0 = uoff[q]
-        uq = uoff[q + 1] - u0
-        for i in range(R):
-            for gi in range(ng):
-                for k in range(uq):
-                    out[i, ng * u0 + gi * uq + k] = W[i, gi * H + u0 + k]
-    return out
+    return permute_gates(W, uoff, ng)
 
 
-@jit
 def unpermute(P, uoff, ng):
     """Inverse of :func:`permute`: (R, ng H) in Keras column order."""
-    R = P.shape[0]
-    H = uoff[-1]
-    out = np.empty((R, ng * H), P.dtype)
-    for q in range(uoff.size - 1):
-        u0 = uoff[q]
-        uq = uoff[q + 1] - u0
-        for i in range(R):
-            for gi in range(ng):
-                for k in range(uq):
-                    out[i, gi * H + u0 + k] = P[i, ng * u0 + gi * uq + k]
-    return out
+    return unpermute_gates(P, uoff, ng)
 
 
-@jit
 def pack(W, uoff, ng):
     """:func:`permute` cut into contiguous chunk blocks, flat: chunk q is the
     (R, ng uq) block at ``R * ng * uoff[q]``."""
-    R = W.shape[0]
-    H = uoff[-1]
-    out = np.empty(R * ng * H, W.dtype)
-    for q in range(uoff.size - 1):
-        u0 = uoff[q]
-        uq = uoff[q + 1] - u0
-        blk = out[R * ng * u0:R * ng * (u0 + uq)].reshape(R, ng * uq)
-        for i in range(R):
-            for gi in range(ng):
-                for k in range(uq):
-                    blk[i, gi * uq + k] = W[i, gi * H + u0 + k]
-    return out
+    return pack_gates(W, uoff, ng)
 
 
 class gru_threads(threads_for):
@@ -104,13 +86,6 @@ class gru_threads(threads_for):
 
     def __init__(self, n: int, H: int):
         self.serial = n * H * 3 * H < PARALLEL_MIN_WORK
-
-
-@jit
-def _ntasks(work, Q, nthreads):
-    if work < PARALLEL_MIN_WORK:
-        return 1
-    return max(1, min(nthreads, Q))
 
 
 # ---- forward ----------------------------------------------------------------------------
@@ -174,8 +149,12 @@ def _fwd_after_task(task, ntask, o0, n, uoff, rows, rkp, brh, P, G, Hp, Z, R, HH
                 rj[k] = p[uq + k] + g[uq + k]
             for k in range(uq):
                 rhj[k] = g[2 * uq + k] + bq[k]
-        _act_inplace(Z[s0:s1], ract)
-        _act_inplace(R[s0:s1], ract)
+        if _GENERAL:
+            _act_inplace(Z[s0:s1], ract)
+            _act_inplace(R[s0:s1], ract)
+        else:  # the default-activation clone: ract is sigmoid
+            _sigmoid_inplace(Z[s0:s1])
+            _sigmoid_inplace(R[s0:s1])
         for j in range(n):
             p = Pq[o0 + j]
             hj = Hq[j]
@@ -183,7 +162,10 @@ def _fwd_after_task(task, ntask, o0, n, uoff, rows, rkp, brh, P, G, Hp, Z, R, HH
             rhj = RHq[j]
             for k in range(uq):
                 hj[k] = p[2 * uq + k] + rj[k] * rhj[k]
-        _act_inplace(HH[s0:s1], act)
+        if _GENERAL:
+            _act_inplace(HH[s0:s1], act)
+        else:  # the default-activation clone: act is tanh
+            _tanh_inplace(HH[s0:s1])
         for j in range(n):
             b = rows[o0 + j]
             hb = h[b, u0:u0 + uq]
@@ -226,8 +208,12 @@ def _fwd_zr_task(task, ntask, o0, n, uoff, rkp, P, G, Hp, Z, R, RH, ract):
                 zj[k] = p[k] + g[k]
             for k in range(uq):
                 rj[k] = p[uq + k] + g[uq + k]
-        _act_inplace(Z[s0:s1], ract)
-        _act_inplace(R[s0:s1], ract)
+        if _GENERAL:
+            _act_inplace(Z[s0:s1], ract)
+            _act_inplace(R[s0:s1], ract)
+        else:  # the default-activation clone: ract is sigmoid
+            _sigmoid_inplace(Z[s0:s1])
+            _sigmoid_inplace(R[s0:s1])
         for j in range(n):
             rj = Rq[j]
             hp = Hp[o0 + j, u0:u0 + uq]
@@ -264,7 +250,10 @@ def _fwd_h_task(task, ntask, o0, n, uoff, rows, rkhp, P, G, Hp, Z, HH, RH, h, ac
             hj = Hq[j]
             for k in range(uq):
                 hj[k] = p[2 * uq + k] + g[k]
-        _act_inplace(HH[s0:s1], act)
+        if _GENERAL:
+            _act_inplace(HH[s0:s1], act)
+        else:  # the default-activation clone: act is tanh
+            _tanh_inplace(HH[s0:s1])
         for j in range(n):
             b = rows[o0 + j]
             hb = h[b, u0:u0 + uq]
@@ -275,41 +264,27 @@ def _fwd_h_task(task, ntask, o0, n, uoff, rows, rkhp, P, G, Hp, Z, HH, RH, h, ac
                 hb[k] = zj[k] * hp[k] + (one - zj[k]) * hj[k]
 
 
-@jit
 def _fwd_setup(x, offsets, rows, backwards, H, ws):
     """Xc (N, D), P (N 3H, chunked), Hp (N, H), Z, R, HH (N H, chunked), RH (N H), G
-    scratch (B 3H): carved from ``ws`` when it is not empty (inference), else fresh."""
+    scratch (B 3H): carved from ``ws`` when it is not empty (inference), else fresh.
+    NumPy (copies only)."""
     N = rows.size
     B, T, D = x.shape
     dt = x.dtype
+    sizes = (N * D, N * 3 * H, N * H, N * H, N * H, N * H, N * H, B * 3 * H)
     if ws.size > 0:
-        o = np.empty(8, np.int64)
-        sizes = (N * D, N * 3 * H, N * H, N * H, N * H, N * H, N * H, B * 3 * H)
-        at = 0
-        for i in range(8):
-            o[i] = at
-            at += sizes[i] + 16 * (i + 1)  # regions apart by more than a cache line each
-        Xc = ws[o[0]:o[0] + N * D].reshape(N, D)
-        P = ws[o[1]:o[1] + N * 3 * H]
-        Hp = ws[o[2]:o[2] + N * H].reshape(N, H)
-        Z = ws[o[3]:o[3] + N * H]
-        R = ws[o[4]:o[4] + N * H]
-        HH = ws[o[5]:o[5] + N * H]
-        RH = ws[o[6]:o[6] + N * H]
-        G = ws[o[7]:o[7] + B * 3 * H]
+        out, at = [], 0
+        for i, n in enumerate(sizes):
+            out.append(ws[at:at + n])
+            at += n + 16 * (i + 1)  # regions apart by more than a cache line each
     else:
-        Xc = np.empty((N, D), dt)
-        P = np.empty(N * 3 * H, dt)
-        Hp = np.empty((N, H), dt)
-        Z = np.empty(N * H, dt)
-        R = np.empty(N * H, dt)
-        HH = np.empty(N * H, dt)
-        RH = np.empty(N * H, dt)
-        G = np.empty(B * 3 * H, dt)
-    for t in range(T):
-        ts = T - 1 - t if backwards else t
-        for r in range(offsets[t], offsets[t + 1]):
-            Xc[r] = x[rows[r], ts, :]
+        out = [np.empty(n, dt) for n in sizes]
+    Xc, P, Hp, Z, R, HH, RH, G = out
+    Xc = Xc.reshape(N, D)
+    Hp = Hp.reshape(N, H)
+    if N:
+        np.take(x.reshape(B * T, D), rows * T + _step_times(offsets, backwards, T), axis=0,
+                out=Xc)
     return Xc, P, Hp, Z, R, HH, RH, G
 
 
@@ -318,9 +293,59 @@ def forward_workspace_size(N: int, B: int, D: int, H: int) -> int:
     return N * (D + 8 * H) + B * 3 * H + 16 * 36
 
 
+# Drivers: loops over the steps that launch their tasks through function pointers (see
+# kernels/lstm.py: each task compiles once, a driver compiles as the loop it is).
 @jit_parallel
+def _forward_after_loop(proj, step, kp, bp, rkp, brh, uoff, offsets, rows, mask, backwards,
+                        act, ract, ret_seq, zero_masked, y, h, Xc, P, Hp, Z, R, HH, RH, G,
+                        nthreads):
+    """reset_after=True steps: one task launch per step."""
+    H = h.shape[1]
+    N, D = Xc.shape
+    Q = uoff.size - 1
+    T = offsets.size - 1
+    npj = _ntasks(N * D * 3 * H, 1 << 30, nthreads)
+    for task in numba.prange(npj):
+        proj(np.int64(task), npj, Xc, kp, bp, P, uoff)
+    for t in range(T):
+        o0 = offsets[t]
+        n = offsets[t + 1] - o0
+        _gather_h(Hp, h, rows, o0, n)
+        nt = _ntasks(n * H * 3 * H, Q, nthreads)
+        for task in numba.prange(nt):
+            step(np.int64(task), nt, o0, n, uoff, rows, rkp, brh, P, G, Hp, Z, R, HH, RH, h,
+                 act, ract)
+        if ret_seq:
+            _write_y(y, h, mask, t, backwards, zero_masked)
+
+
+@jit_parallel
+def _forward_before_loop(proj, zr, hstep, kp, bp, rkp, rkhp, uoff, offsets, rows, mask,
+                         backwards, act, ract, ret_seq, zero_masked, y, h, Xc, P, Hp, Z, R,
+                         HH, RH2, G, nthreads):
+    """reset_after=False steps: z and r of all chunks, then the candidate."""
+    H = h.shape[1]
+    N, D = Xc.shape
+    Q = uoff.size - 1
+    T = offsets.size - 1
+    npj = _ntasks(N * D * 3 * H, 1 << 30, nthreads)
+    for task in numba.prange(npj):
+        proj(np.int64(task), npj, Xc, kp, bp, P, uoff)
+    for t in range(T):
+        o0 = offsets[t]
+        n = offsets[t + 1] - o0
+        _gather_h(Hp, h, rows, o0, n)
+        nt = _ntasks(n * H * 3 * H, Q, nthreads)
+        for task in numba.prange(nt):
+            zr(np.int64(task), nt, o0, n, uoff, rkp, P, G, Hp, Z, R, RH2, ract)
+        for task in numba.prange(nt):
+            hstep(np.int64(task), nt, o0, n, uoff, rows, rkhp, P, G, Hp, Z, HH, RH2, h, act)
+        if ret_seq:
+            _write_y(y, h, mask, t, backwards, zero_masked)
+
+
 def gru_forward(x, kp, bp, rkp, rkhp, brh, uoff, offsets, rows, mask, backwards, act, ract,
-                after, ret_seq, zero_masked, y, h, ws, nthreads):
+                after, ret_seq, zero_masked, y, h, ws, nthreads, *, threaded=True, default=None):
     """Forward over kept rows. ``kp, bp``: :func:`pack` (3 gates) of the kernel and the
     input bias (plus, with ``after``, the recurrent z and r biases); ``rkp``: the packed
     recurrent kernel (3 gates with ``after``, else its z, r columns) and ``rkhp`` its h
@@ -328,33 +353,24 @@ def gru_forward(x, kp, bp, rkp, rkhp, brh, uoff, offsets, rows, mask, backwards,
     ``h`` (B, H) enters as the initial state and ends as the final state; ``y`` (B, T, H)
     is written when ``ret_seq`` (the carried ``h`` at masked steps). Returns the
     residuals Xc, Hp (N, D), (N, H) and Z, R, HH, RH (N H, see the module docstring; RH
-    is ``h_{t-1} U_h + b'_h`` chunked with ``after``, else ``r * h_{t-1}`` (N, H))."""
+    is ``h_{t-1} U_h + b'_h`` chunked with ``after``, else ``r * h_{t-1}`` (N, H)).
+    ``threaded``: the tasks of a step on numba's threads (False: one after another, same
+    tasks, same results); ``default``: the default-activation (tanh, sigmoid) step
+    kernels (None: when ``act, ract`` are those)."""
     H = h.shape[1]
-    D = x.shape[2]
-    Q = uoff.size - 1
-    T = offsets.size - 1
     Xc, P, Hp, Z, R, HH, RH, G = _fwd_setup(x, offsets, rows, backwards, H, ws)
-    N = Xc.shape[0]
-    RH2 = RH.reshape(N, H)
-    npj = _ntasks(N * D * 3 * H, 1 << 30, nthreads)
-    for task in numba.prange(npj):
-        _proj_task(task, npj, Xc, kp, bp, P, uoff)
-    for t in range(T):
-        o0 = offsets[t]
-        n = offsets[t + 1] - o0
-        _gather_h(Hp, h, rows, o0, n)
-        nt = _ntasks(n * H * 3 * H, Q, nthreads)
-        if after:
-            for task in numba.prange(nt):
-                _fwd_after_task(task, nt, o0, n, uoff, rows, rkp, brh, P, G, Hp, Z, R, HH,
-                                RH, h, act, ract)
-        else:
-            for task in numba.prange(nt):
-                _fwd_zr_task(task, nt, o0, n, uoff, rkp, P, G, Hp, Z, R, RH2, ract)
-            for task in numba.prange(nt):
-                _fwd_h_task(task, nt, o0, n, uoff, rows, rkhp, P, G, Hp, Z, HH, RH2, h, act)
-        if ret_seq:
-            _write_y(y, h, mask, t, backwards, zero_masked)
+    dt = x.dtype
+    d = "_dflt" if (act == 1 and ract == 2 if default is None else default) else ""
+    if after:
+        loop = _forward_after_loop if threaded else _forward_after_loop_1t
+        loop(_task("proj", dt), _task("after" + d, dt), kp, bp, rkp, brh, uoff, offsets,
+             rows, mask, backwards, act, ract, ret_seq, zero_masked, y, h, Xc, P, Hp, Z, R,
+             HH, RH, G, nthreads)
+    else:
+        loop = _forward_before_loop if threaded else _forward_before_loop_1t
+        loop(_task("proj", dt), _task("zr" + d, dt), _task("h" + d, dt), kp, bp, rkp, rkhp,
+             uoff, offsets, rows, mask, backwards, act, ract, ret_seq, zero_masked, y, h, Xc,
+             P, Hp, Z, R, HH, RH.reshape(Xc.shape[0], H), G, nthreads)
     return Xc, Hp, Z, R, HH, RH
 
 
@@ -408,7 +424,7 @@ def _bwd_task(task, ntask, o0, n, uoff, rows, Z, R, HH, RH, Hp, dZx, dZh, dAh, D
                         dzh[uq + k] = dr
                         dzh[2 * uq + k] = dah * r
                         dd[k] = g * z
-                else:
+                elif _GENERAL:
                     for k in range(uq):
                         g = dhb[k]
                         z = zj[k]
@@ -487,7 +503,6 @@ def _dh_task(task, ntask, o0, n, rows, dZ, rkT, DH, DD, dh):
             dh[b, k] = DH[j, k] + DD[j, k]
 
 
-@jit
 def _bwd_setup(ws, N, B, H, after):
     """dZx (N, 3H), dZh (N, 3H) (``after``) or dAh (N, H), and three (B, H) scratches,
     carved from ``ws``."""
@@ -512,20 +527,13 @@ def backward_workspace_size(N: int, B: int, D: int, H: int, after: bool) -> int:
 
 
 @jit_parallel
-def gru_backward(Z, R, HH, RH, Hp, rkT, rkhT, uoff, offsets, rows, mask, backwards, act,
-                 ract, after, ret_seq, zero_masked, gy, dh, ws, nthreads):
-    """Backpropagation through time over kept rows (residuals as left by the forward).
-
-    ``dh`` (B, H) enters as the gradient w.r.t. the final state and leaves as the one
-    w.r.t. the initial state. ``rkT``: :func:`permute` of U (3 gates; with ``after``
-    false its h columns zeroed), transposed (3H, H); ``rkhT``: ``U[:, 2H:].T`` (not
-    ``after``). Returns dZx, dZh, dAh (views of ``ws``, see :func:`_bwd_setup`)."""
-    B, H = dh.shape
-    N = Hp.shape[0]
+def _backward_after_loop(bstep, dhstep, Z, R, HH, RH, Hp, rkT, uoff, offsets, rows, mask,
+                         backwards, act, ract, ret_seq, zero_masked, gy, dh, dZx, dZh, dAh,
+                         DD, DH, nthreads):
+    """reset_after=True steps of :func:`gru_backward`."""
+    H = dh.shape[1]
     T = offsets.size - 1
     Q = uoff.size - 1
-    dZx, dZh, dAh, DD, DH, DR = _bwd_setup(ws, N, B, H, after)
-    dZr = dZh if after else dZx
     for t in range(T - 1, -1, -1):
         if ret_seq:
             _add_gy(dh, gy, mask, t, backwards, zero_masked)
@@ -533,15 +541,63 @@ def gru_backward(Z, R, HH, RH, Hp, rkT, rkhT, uoff, offsets, rows, mask, backwar
         n = offsets[t + 1] - o0
         nt = _ntasks(n * H * 3 * H, Q, nthreads)
         for task in numba.prange(nt):
-            _bwd_task(task, nt, o0, n, uoff, rows, Z, R, HH, RH, Hp, dZx, dZh, dAh, DD, dh,
-                      act, ract, after)
-        if not after:
-            for task in numba.prange(nt):
-                _gemm_rows_task(task, nt, o0, n, dAh, rkhT, DR)
-            for task in numba.prange(nt):
-                _dr_task(task, nt, o0, n, uoff, R, Hp, DR, dZx, DD, ract)
+            bstep(np.int64(task), nt, o0, n, uoff, rows, Z, R, HH, RH, Hp, dZx, dZh, dAh, DD,
+                  dh, act, ract, True)
         for task in numba.prange(nt):
-            _dh_task(task, nt, o0, n, rows, dZr, rkT, DH, DD, dh)
+            dhstep(np.int64(task), nt, o0, n, rows, dZh, rkT, DH, DD, dh)
+
+
+@jit_parallel
+def _backward_before_loop(bstep, gemm, drstep, dhstep, Z, R, HH, RH, Hp, rkT, rkhT, uoff,
+                          offsets, rows, mask, backwards, act, ract, ret_seq, zero_masked, gy,
+                          dh, dZx, dZh, dAh, DD, DH, DR, nthreads):
+    """reset_after=False steps of :func:`gru_backward`."""
+    H = dh.shape[1]
+    T = offsets.size - 1
+    Q = uoff.size - 1
+    for t in range(T - 1, -1, -1):
+        if ret_seq:
+            _add_gy(dh, gy, mask, t, backwards, zero_masked)
+        o0 = offsets[t]
+        n = offsets[t + 1] - o0
+        nt = _ntasks(n * H * 3 * H, Q, nthreads)
+        for task in numba.prange(nt):
+            bstep(np.int64(task), nt, o0, n, uoff, rows, Z, R, HH, RH, Hp, dZx, dZh, dAh, DD,
+                  dh, act, ract, False)
+        for task in numba.prange(nt):
+            gemm(np.int64(task), nt, o0, n, dAh, rkhT, DR)
+        for task in numba.prange(nt):
+            drstep(np.int64(task), nt, o0, n, uoff, R, Hp, DR, dZx, DD, ract)
+        for task in numba.prange(nt):
+            dhstep(np.int64(task), nt, o0, n, rows, dZx, rkT, DH, DD, dh)
+
+
+def gru_backward(Z, R, HH, RH, Hp, rkT, rkhT, uoff, offsets, rows, mask, backwards, act,
+                 ract, after, ret_seq, zero_masked, gy, dh, ws, nthreads, *, threaded=True,
+                 default=None):
+    """Backpropagation through time over kept rows (residuals as left by the forward).
+
+    ``dh`` (B, H) enters as the gradient w.r.t. the final state and leaves as the one
+    w.r.t. the initial state. ``rkT``: :func:`permute` of U (3 gates; with ``after``
+    false its h columns zeroed), transposed (3H, H); ``rkhT``: ``U[:, 2H:].T`` (not
+    ``after``). Returns dZx, dZh, dAh (views of ``ws``, see :func:`_bwd_setup`).
+    ``threaded``, ``default``: as :func:`gru_forward`."""
+    B, H = dh.shape
+    N = Hp.shape[0]
+    dZx, dZh, dAh, DD, DH, DR = _bwd_setup(ws, N, B, H, after)
+    dt = Z.dtype
+    if default is None:
+        default = act == 1 and ract == 2
+    b = _task("bwd_dflt" if default else "bwd", dt)
+    if after:
+        loop = _backward_after_loop if threaded else _backward_after_loop_1t
+        loop(b, _task("dh", dt), Z, R, HH, RH, Hp, rkT, uoff, offsets, rows, mask, backwards,
+             act, ract, ret_seq, zero_masked, gy, dh, dZx, dZh, dAh, DD, DH, nthreads)
+    else:
+        loop = _backward_before_loop if threaded else _backward_before_loop_1t
+        loop(b, _task("gemm", dt), _task("dr", dt), _task("dh", dt), Z, R, HH, RH, Hp, rkT,
+             rkhT, uoff, offsets, rows, mask, backwards, act, ract, ret_seq, zero_masked, gy,
+             dh, dZx, dZh, dAh, DD, DH, DR, nthreads)
     return dZx, dZh, dAh
 
 
@@ -550,9 +606,15 @@ def _wgrad_task(task, ntask, dZx, dZr, Xc, Hp, kp, dK, dR, dbx, dbr, dXc):
     """Partial sums over a block of kept rows: ``Xc.T @ dZx``, ``Hp.T @ dZr``, the bias
     sums, and the block's rows of ``dZx @ kernel.T``."""
     a, e = _span(task, ntask, dZx.shape[0])
-    if e == a:
-        dK[task][:] = 0
-        dR[task][:] = 0
+    if e == a:  # no rows: no sums (np.dot would not write); explicit loops (a slice
+        # assignment compiles a shape check that formats its error message)
+        zero = dK.dtype.type(0.0)
+        for i in range(dK.shape[1]):
+            for k in range(dK.shape[2]):
+                dK[task, i, k] = zero
+        for i in range(dR.shape[1]):
+            for k in range(dR.shape[2]):
+                dR[task, i, k] = zero
         return
     np.dot(Xc[a:e].T, dZx[a:e], dK[task])
     np.dot(Hp[a:e].T, dZr[a:e], dR[task])
@@ -567,54 +629,92 @@ def _wgrad_task(task, ntask, dZx, dZr, Xc, Hp, kp, dK, dR, dbx, dbr, dXc):
             br[k] += zr[k]
 
 
-@jit
-def _wg_setup(dZx, Xc, H, ntask):
-    D = Xc.shape[1]
-    dt = dZx.dtype
-    return (np.empty((ntask, D, 3 * H), dt), np.empty((ntask, H, 3 * H), dt),
-            np.zeros((ntask, 3 * H), dt), np.zeros((ntask, 3 * H), dt))
+@jit_parallel
+def _weight_grads_loop(wstep, nt, dZx, dZr, Xc, Hp, kp, dK, dR, dbx, dbr, dXc):
+    """The tasks of :func:`gru_weight_grads`."""
+    for task in numba.prange(nt):
+        wstep(np.int64(task), nt, dZx, dZr, Xc, Hp, kp, dK, dR, dbx, dbr, dXc)
 
 
-@jit
-def _wg_finish(dK, dR, dbx, dbr, dXc, offsets, rows, backwards, B):
+def gru_weight_grads(dZx, dZr, Xc, Hp, kp, offsets, rows, backwards, B, dXc, nthreads, *,
+                     threaded=True):
+    """Gradients of x (B, T, D), of the kernel and recurrent kernel and of the two biases
+    (packed order) from the gate gradients: sums over all kept rows, each task's share
+    added in task order."""
+    N, D = Xc.shape
+    H = Hp.shape[1]
     T = offsets.size - 1
-    dx = np.zeros((B, T, dXc.shape[1]), dXc.dtype)
-    for t in range(T):
-        ts = T - 1 - t if backwards else t
-        for r in range(offsets[t], offsets[t + 1]):
-            dx[rows[r], ts, :] = dXc[r]
-    for p in range(1, dK.shape[0]):
-        dK[0] += dK[p]
-        dR[0] += dR[p]
-        dbx[0] += dbx[p]
-        dbr[0] += dbr[p]
+    dt = dZx.dtype
+    nt = _ntasks_py(N * (D + H) * 3 * H, 1 << 30, nthreads)
+    dK = np.empty((nt, D, 3 * H), dt)
+    dR = np.empty((nt, H, 3 * H), dt)
+    dbx = np.zeros((nt, 3 * H), dt)
+    dbr = np.zeros((nt, 3 * H), dt)
+    loop = _weight_grads_loop if threaded else _weight_grads_loop_1t
+    loop(_task("wgrad", dt), nt, dZx, dZr, Xc, Hp, kp, dK, dR, dbx, dbr, dXc)
+    dx = np.zeros((B, T, D), dt)
+    if N:
+        dx.reshape(B * T, D)[rows * T + _step_times(offsets, backwards, T)] = dXc
+    for p in range(1, nt):  # in place, in task order
+        for a in (dK, dR, dbx, dbr):
+            np.add(a[0], a[p], out=a[0])
     return dx, dK[0], dR[0], dbx[0:1], dbr[0:1]
 
 
-@jit_parallel
-def gru_weight_grads(dZx, dZr, Xc, Hp, kp, offsets, rows, backwards, B, dXc, nthreads):
-    """Gradients of x (B, T, D), of the kernel and recurrent kernel and of the two biases
-    (packed order) from the gate gradients: sums over all kept rows."""
-    N, D = Xc.shape
-    H = Hp.shape[1]
-    nt = _ntasks(N * (D + H) * 3 * H, 1 << 30, nthreads)
-    dK, dR, dbx, dbr = _wg_setup(dZx, Xc, H, nt)
-    for task in numba.prange(nt):
-        _wgrad_task(task, nt, dZx, dZr, Xc, Hp, kp, dK, dR, dbx, dbr, dXc)
-    return _wg_finish(dK, dR, dbx, dbr, dXc, offsets, rows, backwards, B)
+_forward_after_loop_1t = _one_thread_twin(_forward_after_loop)
+_forward_before_loop_1t = _one_thread_twin(_forward_before_loop)
+_backward_after_loop_1t = _one_thread_twin(_backward_after_loop)
+_backward_before_loop_1t = _one_thread_twin(_backward_before_loop)
+_weight_grads_loop_1t = _one_thread_twin(_weight_grads_loop)
 
 
-gru_forward_1t = _one_thread_twin(gru_forward)
-gru_backward_1t = _one_thread_twin(gru_backward)
-gru_weight_grads_1t = _one_thread_twin(gru_weight_grads)
+def _task_signatures(f):
+    """The signature of each task kernel for float type ``f``."""
+    i = types.int64
+    iv = types.Array(i, 1, "C")
+    v, m, a3 = (types.Array(f, nd, "C") for nd in (1, 2, 3))
+    return {
+        "proj": types.void(i, i, m, v, v, v, iv),
+        "after": types.void(i, i, i, i, iv, iv, v, v, v, v, m, v, v, v, v, m, i, i),
+        "zr": types.void(i, i, i, i, iv, v, v, v, m, v, v, m, i),
+        "h": types.void(i, i, i, i, iv, iv, v, v, v, m, v, v, m, m, i),
+        "bwd": types.void(i, i, i, i, iv, iv, v, v, v, v, m, m, m, m, m, m, i, i,
+                          types.boolean),
+        "gemm": types.void(i, i, i, i, m, m, m),
+        "dr": types.void(i, i, i, i, iv, v, m, m, m, m, i),
+        "dh": types.void(i, i, i, i, iv, m, m, m, m, m),
+        "wgrad": types.void(i, i, m, m, m, m, m, a3, a3, m, m, m),
+    }
+
+
+_task = TaskTable({
+    "proj": _proj_task, "after": _fwd_after_task, "zr": _fwd_zr_task, "h": _fwd_h_task,
+    "bwd": _bwd_task, "gemm": _gemm_rows_task, "dr": _dr_task, "dh": _dh_task,
+    "wgrad": _wgrad_task,
+    # default activations (tanh, sigmoid): without the other activations' code
+    "after_dflt": _clone(_fwd_after_task, "_dflt", _GENERAL=False),
+    "zr_dflt": _clone(_fwd_zr_task, "_dflt", _GENERAL=False),
+    "h_dflt": _clone(_fwd_h_task, "_dflt", _GENERAL=False),
+    "bwd_dflt": _clone(_bwd_task, "_dflt", _GENERAL=False)}, _task_signatures)
 
 
 def drivers(dtype):
-    """(forward, backward, weight_grads): multi-threaded for float32, one-thread twins for
-    float64."""
-    if np.dtype(dtype) == np.float32:
-        return gru_forward, gru_backward, gru_weight_grads
-    return gru_forward_1t, gru_backward_1t, gru_weight_grads_1t
+    """(forward, backward, weight_grads), each a callable with the arguments of
+    :func:`gru_forward`, :func:`gru_backward`, :func:`gru_weight_grads`: the tasks of a
+    step on numba's threads for float32 launches with ``nthreads > 1``, one after another
+    otherwise (float64, one thread: same tasks, same results, far cheaper to compile)."""
+    threadable = np.dtype(dtype) == np.float32
+
+    def forward(*args):
+        return gru_forward(*args, threaded=threadable and args[-1] > 1)
+
+    def backward(*args):
+        return gru_backward(*args, threaded=threadable and args[-1] > 1)
+
+    def weight_grads(*args):
+        return gru_weight_grads(*args, threaded=threadable and args[-1] > 1)
+
+    return forward, backward, weight_grads
 
 
 def _widest_step(offsets) -> int:

@@ -42,6 +42,8 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import event
+from numba.core.ccallback import CFunc
 from numba.extending import intrinsic, overload
 
 from graphmask.kernels import jit, jit_parallel
@@ -175,88 +177,91 @@ def _dact(y, code, one, sixth):
     return one
 
 
-@jit
+# The layout helpers below are NumPy (index arithmetic and copies, exact): a model's first
+# step compiles nothing for them. ``uoff`` is always :func:`unit_chunks` of H: chunks of
+# UNIT_CHUNK units, the last one ragged.
 def lstm_schedule(mask, backwards):
-    """Compact rows of a (B, T) bool mask in processing order: ``(offsets, rows)``."""
-    B, T = mask.shape
-    offsets = np.zeros(T + 1, np.int64)
-    n = 0
-    for t in range(T):
-        ts = T - 1 - t if backwards else t
-        for b in range(B):
-            if mask[b, ts]:
-                n += 1
-        offsets[t + 1] = n
-    rows = np.empty(n, np.int64)
-    r = 0
-    for t in range(T):
-        ts = T - 1 - t if backwards else t
-        for b in range(B):
-            if mask[b, ts]:
-                rows[r] = b
-                r += 1
+    """Compact rows of a (B, T) bool mask in processing order: ``(offsets, rows)``
+    (int64: ``offsets`` (T + 1,), ``rows`` (N,), samples in increasing order per step)."""
+    mask = np.asarray(mask, dtype=bool)
+    pm = mask[:, ::-1] if backwards else mask
+    offsets = np.zeros(mask.shape[1] + 1, np.int64)
+    np.cumsum(pm.sum(axis=0), out=offsets[1:])
+    B = mask.shape[0]
+    # kept positions step-major, then by sample: flat index t * B + b
+    rows = np.flatnonzero(pm.T) % B if B else np.zeros(0, np.int64)
     return offsets, rows
 
 
-@jit
 def unit_chunks(H):
     """Unit offsets of the chunks: (Q + 1,) with chunks of UNIT_CHUNK units (last ragged)."""
+    H = int(H)
     Q = (H + UNIT_CHUNK - 1) // UNIT_CHUNK
-    uoff = np.empty(Q + 1, np.int64)
-    for q in range(Q + 1):
-        uoff[q] = min(q * UNIT_CHUNK, H)
-    return uoff
+    return np.minimum(np.arange(Q + 1, dtype=np.int64) * UNIT_CHUNK, H)
 
 
-@jit
+def _gate_views(W, uoff, ng):
+    """``W`` (R, ng H) as (R, ng, full, UNIT_CHUNK) over its full chunks and
+    (R, ng, ragged) over the ragged last one."""
+    W = np.asarray(W)
+    R = W.shape[0]
+    H = int(uoff[-1])
+    full = H // UNIT_CHUNK * UNIT_CHUNK
+    g = W.reshape(R, ng, H)
+    return g[:, :, :full].reshape(R, ng, full // UNIT_CHUNK, UNIT_CHUNK), g[:, :, full:]
+
+
+def permute_gates(W, uoff, ng):
+    """The ``ng`` H-wide gate blocks of ``W`` (R, ng H) in *packed order*: chunk q's gate
+    columns side by side at columns ``ng * uoff[q]:ng * uoff[q + 1]``."""
+    R = W.shape[0]
+    full, rag = _gate_views(W, uoff, ng)
+    out = np.empty((R, W.shape[1]), W.dtype)
+    nf = full.shape[2] * full.shape[3] * ng
+    out[:, :nf].reshape(R, full.shape[2], ng, UNIT_CHUNK)[...] = full.transpose(0, 2, 1, 3)
+    out[:, nf:].reshape(rag.shape)[...] = rag
+    return out
+
+
+def unpermute_gates(P, uoff, ng):
+    """Inverse of :func:`permute_gates`: (R, ng H) in Keras column order."""
+    P = np.asarray(P)
+    R = P.shape[0]
+    out = np.empty((R, P.shape[1]), P.dtype)
+    full, rag = _gate_views(out, uoff, ng)
+    nf = full.shape[2] * full.shape[3] * ng
+    full.transpose(0, 2, 1, 3)[...] = P[:, :nf].reshape(R, full.shape[2], ng, UNIT_CHUNK)
+    rag[...] = P[:, nf:].reshape(rag.shape)
+    return out
+
+
+def pack_gates(W, uoff, ng):
+    """:func:`permute_gates` cut into contiguous chunk blocks, flat: chunk q is the
+    (R, ng uq) block at ``R * ng * uoff[q]``."""
+    R = W.shape[0]
+    full, rag = _gate_views(W, uoff, ng)
+    out = np.empty(W.size, W.dtype)
+    nf = R * full.shape[2] * full.shape[3] * ng
+    out[:nf].reshape(full.shape[2], R, ng, UNIT_CHUNK)[...] = full.transpose(2, 0, 1, 3)
+    out[nf:].reshape(rag.shape)[...] = rag
+    return out
+
+
 def permute(W, uoff):
     """The 4H gate columns of ``W`` (R, 4H) in *packed order*: chunk q's i, f, g, o
     columns side by side at columns ``4 * uoff[q]:4 * uoff[q + 1]``."""
-    R = W.shape[0]
-    H = uoff[-1]
-    out = np.empty((R, 4 * H), W.dtype)
-    for q in range(uoff.size - 1):
-        u0 = uoff[q]
-        uq = uoff[q + 1] - u0
-        for i in range(R):
-            for gi in range(4):
-                for k in range(uq):
-                    out[i, 4 * u0 + gi * uq + k] = W[i, gi * H + u0 + k]
-    return out
+    return permute_gates(W, uoff, 4)
 
 
-@jit
 def unpermute(P, uoff):
     """Inverse of :func:`permute`: (R, 4H) in Keras column order."""
-    R = P.shape[0]
-    H = uoff[-1]
-    out = np.empty((R, 4 * H), P.dtype)
-    for q in range(uoff.size - 1):
-        u0 = uoff[q]
-        uq = uoff[q + 1] - u0
-        for i in range(R):
-            for gi in range(4):
-                for k in range(uq):
-                    out[i, gi * H + u0 + k] = P[i, 4 * u0 + gi * uq + k]
-    return out
+    return unpermute_gates(P, uoff, 4)
 
 
-@jit
 def pack(W, uoff):
     """:func:`permute` cut into contiguous chunk blocks, flat: chunk q is the
     (R, 4 uq) block at ``R * 4 * uoff[q]``."""
-    R = W.shape[0]
-    H = uoff[-1]
-    out = np.empty(R * 4 * H, W.dtype)
-    for q in range(uoff.size - 1):
-        u0 = uoff[q]
-        uq = uoff[q + 1] - u0
-        blk = out[R * 4 * u0:R * 4 * (u0 + uq)].reshape(R, 4 * uq)
-        for i in range(R):
-            for gi in range(4):
-                for k in range(uq):
-                    blk[i, gi * uq + k] = W[i, gi * H + u0 + k]
-    return out
+    return pack_gates(W, uoff, 4)
 
 
 # ---- workspaces -----------------------------------------------------------------------
@@ -497,11 +502,18 @@ def _fwd_task(task, ntask, o0, n, uoff, rows, rkb, A, G, Hp, Cp, Tc, h, c, act, 
                 hb[k] = z[3 * uq + k] * tc[k]
 
 
-@jit
+def _step_times(offsets, backwards: bool, T: int) -> np.ndarray:
+    """The time index of every compact row (N,): step ``t`` in processing order is time
+    ``T - 1 - t`` when ``backwards``."""
+    t = np.repeat(np.arange(T, dtype=np.int64), np.diff(offsets))
+    return T - 1 - t if backwards else t
+
+
 def _fwd_setup(x, offsets, rows, backwards, H, ws):
     """Xc (N, D): the input of every kept row; Hp (N, H); flat A (N 4H), Cp, Tc (N H)
     cut by unit chunks; G scratch. Carved from ``ws`` when it is not empty (inference:
-    nothing outlives the call), else fresh (residuals for the VJP)."""
+    nothing outlives the call), else fresh (residuals for the VJP). NumPy: copies only,
+    nothing to compile."""
     N = rows.size
     B, T, D = x.shape
     dt = x.dtype
@@ -525,12 +537,9 @@ def _fwd_setup(x, offsets, rows, backwards, H, ws):
         Cp = np.empty(N * H, dt)
         Tc = np.empty(N * H, dt)
         G = np.empty(B * 4 * H, dt)
-    for t in range(T):
-        ts = T - 1 - t if backwards else t
-        for r in range(offsets[t], offsets[t + 1]):
-            b = rows[r]
-            for k in range(D):
-                Xc[r, k] = x[b, ts, k]
+    if N:
+        np.take(x.reshape(B * T, D), rows * T + _step_times(offsets, backwards, T), axis=0,
+                out=Xc)
     return Xc, A, Hp, Cp, Tc, G
 
 
@@ -571,42 +580,36 @@ def _ntasks(work, Q, nthreads):
     return max(1, min(nthreads, Q))
 
 
-# The parallel drivers hold nothing but scalar code, prange loops and calls: numba turns
-# any array expression in a parallel function into one more parfor to compile.
+# ---- drivers ------------------------------------------------------------------------
+# A driver is a small loop over the steps that launches its tasks (``prange`` in the
+# threaded variant) through *function pointers* it receives as arguments (numba's
+# first-class functions, :class:`_Task`): numba links every callee it calls by name into
+# the caller's module and optimizes and compiles it again there (and once more in each
+# parfor body), so a driver calling its tasks by name cost several times the tasks' own
+# compilation. Called through pointers, each task compiles once, and a driver compiles
+# as the loop it is, whatever tasks (default or general activations) it runs. Setup and
+# finishing are NumPy (copies, exact sums in a fixed order): nothing to compile there.
 @jit_parallel
-def lstm_forward(x, kb, bp, rkb, uoff, offsets, rows, mask, backwards, act, ract, ret_seq,
-                 zero_masked, y, h, c, ws, nthreads):
-    """Forward over kept rows. ``kb, rkb, bp``: :func:`pack` of the kernel, the
-    recurrent kernel and the bias (zeros without bias), g columns times 2 for the
-    default activations (see :func:`_fwd_task`).
-    ``h, c`` (B, H) enter as the initial state (zeros, or the op's ``h0, c0``) and end as
-    the final state; ``y`` (B, T, H) is written when ``ret_seq``, with the carried ``h`` at
-    masked steps (the op zeroes those before a sample's first kept step when it starts
-    from a given state). ``ws``: empty, or (inference) a scratch of
-    :func:`forward_workspace_size` elements all the arrays below are carved from. Returns
-    the residuals: Xc (N, D) and Hp (N, H), the input and
-    ``h_{t-1}`` of every kept row, and flat, cut by unit chunks like the weights: the
-    gate activations A (chunk q is (N, 4 uq) at ``N 4 uoff[q]``), c_{t-1} and act(c_t)
-    (chunk q is (N, uq) at ``N uoff[q]``)."""
+def _forward_loop(proj, step, kb, bp, rkb, uoff, offsets, rows, mask, backwards, act, ract,
+                  ret_seq, zero_masked, y, h, c, Xc, A, Hp, Cp, Tc, G, nthreads):
+    """The steps of :func:`lstm_forward`: input projection, then per step the tasks of
+    ``step`` (:func:`_fwd_task` or its default-activation clone)."""
     H = h.shape[1]
-    D = x.shape[2]
+    N, D = Xc.shape
     Q = uoff.size - 1
     T = offsets.size - 1
-    Xc, A, Hp, Cp, Tc, G = _fwd_setup(x, offsets, rows, backwards, H, ws)
-    N = Xc.shape[0]
     npj = _ntasks(N * D * 4 * H, 1 << 30, nthreads)
     for task in numba.prange(npj):
-        _proj_task(np.int64(task), npj, Xc, kb, bp, A, uoff)
+        proj(np.int64(task), npj, Xc, kb, bp, A, uoff)
     for t in range(T):
         o0 = offsets[t]
         n = offsets[t + 1] - o0
         _gather_h(Hp, h, rows, o0, n)
         nt = _ntasks(n * H * 4 * H, Q, nthreads)
         for task in numba.prange(nt):
-            _fwd_task(np.int64(task), nt, o0, n, uoff, rows, rkb, A, G, Hp, Cp, Tc, h, c, act, ract)
+            step(np.int64(task), nt, o0, n, uoff, rows, rkb, A, G, Hp, Cp, Tc, h, c, act, ract)
         if ret_seq:
             _write_y(y, h, mask, t, backwards, zero_masked)
-    return Xc, Hp, A, Cp, Tc
 
 
 @jit
@@ -689,29 +692,14 @@ def _add_gy(dh, gy, mask, t, backwards, zero_masked):
                 dh[b, k] += gy[b, t, k]
 
 
-@jit
-def _bwd_setup(ws, N, B, H):
-    """dZ (N, 4H) and the (B, H) dh scratch, carved from the workspace ``ws``."""
-    return ws[:N * 4 * H].reshape(N, 4 * H), ws[N * 4 * H:N * 4 * H + B * H].reshape(B, H)
-
-
 @jit_parallel
-def lstm_backward(A, Cp, Tc, rkT, uoff, offsets, rows, mask, backwards, act, ract,
-                  ret_seq, zero_masked, gy, dh, dc, ws, nthreads):
-    """Backpropagation through time over kept rows (A, Cp, Tc as left by the forward).
-
-    ``dh, dc`` (B, H) enter as the gradients w.r.t. the final state and are updated in
-    place: they leave as the gradients w.r.t. the initial state (``dh0, dc0``). ``gy`` is
-    the gradient of the (B, T, H) sequence output when ``ret_seq``.
-    ``rkT`` is :func:`permute` of the recurrent kernel, transposed (4H, H), contiguous.
-    ``ws``: a scratch of at least N 4H + B H elements (reused between calls, see
-    :func:`workspace`). Returns the gate pre-activation gradients dZ (N, 4H), in packed
-    order like A: a view of ``ws``.
-    """
-    B, H = dh.shape
+def _backward_loop(bstep, dhstep, A, Cp, Tc, rkT, uoff, offsets, rows, mask, backwards, act,
+                   ract, ret_seq, zero_masked, gy, dh, dc, dZ, DH, nthreads):
+    """The steps of :func:`lstm_backward` (``bstep``: :func:`_bwd_task` or its
+    default-activation clone; ``dhstep``: :func:`_dh_task`)."""
+    H = dh.shape[1]
     T = offsets.size - 1
     Q = uoff.size - 1
-    dZ, DH = _bwd_setup(ws, A.size // (4 * H), B, H)
     for t in range(T - 1, -1, -1):
         if ret_seq:
             _add_gy(dh, gy, mask, t, backwards, zero_masked)
@@ -719,10 +707,9 @@ def lstm_backward(A, Cp, Tc, rkT, uoff, offsets, rows, mask, backwards, act, rac
         n = offsets[t + 1] - o0
         nt = _ntasks(n * H * 4 * H, Q, nthreads)
         for task in numba.prange(nt):
-            _bwd_task(np.int64(task), nt, o0, n, uoff, rows, A, Cp, Tc, dZ, dh, dc, act, ract)
+            bstep(np.int64(task), nt, o0, n, uoff, rows, A, Cp, Tc, dZ, dh, dc, act, ract)
         for task in numba.prange(nt):
-            _dh_task(np.int64(task), nt, o0, n, rows, dZ, rkT, DH, dh)
-    return dZ
+            dhstep(np.int64(task), nt, o0, n, rows, dZ, rkT, DH, dh)
 
 
 @jit
@@ -750,51 +737,11 @@ def _wgrad_task(task, ntask, dZ, Xc, Hp, kp, dK, dR, db, dXc):
             dbt[k] += z[k]
 
 
-@jit
-def _wg_setup(dZ, Xc, H, ntask):
-    D = Xc.shape[1]
-    dt = dZ.dtype
-    return (np.empty((ntask, D, 4 * H), dt), np.empty((ntask, H, 4 * H), dt),
-            np.zeros((ntask, 4 * H), dt))
-
-
-@jit
-def _wg_finish(dK, dR, db, dXc, offsets, rows, backwards, B):
-    # explicit loops: numba's array assignments and in-place array operators compile
-    # shape checks that format their error messages (slow to compile)
-    T = offsets.size - 1
-    D = dXc.shape[1]
-    dx = np.zeros((B, T, D), dXc.dtype)
-    for t in range(T):
-        ts = T - 1 - t if backwards else t
-        for r in range(offsets[t], offsets[t + 1]):
-            b = rows[r]
-            for k in range(D):
-                dx[b, ts, k] = dXc[r, k]
-    for p in range(1, dK.shape[0]):
-        for i in range(dK.shape[1]):
-            for k in range(dK.shape[2]):
-                dK[0, i, k] += dK[p, i, k]
-        for i in range(dR.shape[1]):
-            for k in range(dR.shape[2]):
-                dR[0, i, k] += dR[p, i, k]
-        for k in range(db.shape[1]):
-            db[0, k] += db[p, k]
-    return dx, dK[0], dR[0], db[0:1]
-
-
 @jit_parallel
-def lstm_weight_grads(dZ, Xc, Hp, kp, offsets, rows, backwards, B, dXc, nthreads):
-    """Gradients of x (B, T, D), of the kernel and recurrent kernel (packed order) and of
-    the bias ((1, 4H), packed order) from the gate gradients: sums over all kept rows.
-    ``dXc`` (N, D): scratch for the input gradient of each kept row."""
-    N, D = Xc.shape
-    H = Hp.shape[1]
-    nt = _ntasks(N * (D + H) * 4 * H, 1 << 30, nthreads)
-    dK, dR, db = _wg_setup(dZ, Xc, H, nt)
+def _weight_grads_loop(wstep, nt, dZ, Xc, Hp, kp, dK, dR, db, dXc):
+    """The tasks of :func:`lstm_weight_grads` (``wstep``: :func:`_wgrad_task`)."""
     for task in numba.prange(nt):
-        _wgrad_task(np.int64(task), nt, dZ, Xc, Hp, kp, dK, dR, db, dXc)
-    return _wg_finish(dK, dR, db, dXc, offsets, rows, backwards, B)
+        wstep(np.int64(task), nt, dZ, Xc, Hp, kp, dK, dR, db, dXc)
 
 
 def _clone(kernel, suffix, parallel=False, **names):
@@ -813,30 +760,181 @@ def _clone(kernel, suffix, parallel=False, **names):
 def _one_thread_twin(parallel_kernel):
     """The same driver compiled without ``parallel`` (prange runs as range).
 
-    float64 (gradient checks) and one-thread launches run these: compiling a parallel
-    kernel costs several seconds per signature, and a twin given the same ``nthreads``
-    splits the work into the same tasks, so its results are bit for bit the same.
+    float64 (gradient checks) and one-thread launches run these: a twin given the same
+    ``nthreads`` splits the work into the same tasks, so its results are bit for bit the
+    same, and it compiles in a fraction of the time.
     """
     return _clone(parallel_kernel, "_1t")
 
 
-lstm_forward_1t = _one_thread_twin(lstm_forward)
-lstm_backward_1t = _one_thread_twin(lstm_backward)
-lstm_weight_grads_1t = _one_thread_twin(lstm_weight_grads)
+_forward_loop_1t = _one_thread_twin(_forward_loop)
+_backward_loop_1t = _one_thread_twin(_backward_loop)
+_weight_grads_loop_1t = _one_thread_twin(_weight_grads_loop)
 
-# Default activations (tanh, sigmoid): step kernels without the other activations' code
-# (about half of what a driver compiles), and drivers calling them.
+# Default activations (tanh, sigmoid): step kernels without the other activations' code.
 _fwd_task_dflt = _clone(_fwd_task, "_dflt", _GENERAL=False)
 _bwd_task_dflt = _clone(_bwd_task, "_dflt", _GENERAL=False)
+
+
+def _task_signatures(f):
+    """The signature of each task kernel for float type ``f``."""
+    i = types.int64
+    iv = types.Array(i, 1, "C")
+    v, m, a3 = (types.Array(f, nd, "C") for nd in (1, 2, 3))
+    return {
+        "proj": types.void(i, i, m, v, v, v, iv),
+        "fwd": types.void(i, i, i, i, iv, iv, v, v, v, m, v, v, m, m, i, i),
+        "bwd": types.void(i, i, i, i, iv, iv, v, v, v, m, m, m, i, i),
+        "dh": types.void(i, i, i, i, iv, m, m, m, m),
+        "wgrad": types.void(i, i, m, m, m, m, a3, a3, m, m),
+    }
+
+
+class _TaskCallback(CFunc):
+    """``numba.cfunc`` whose compilation (not a load from the cache) is announced as
+    numba's ``numba:compile`` event, as a jitted function's is (the progress display and
+    ``benchmarks/bench_cold_start.py`` listen for it)."""
+
+    def _compile_uncached(self):
+        with event.trigger_event("numba:compile", data={
+                "dispatcher": self, "args": self._sig.args,
+                "return_type": self._sig.return_type}):
+            return super()._compile_uncached()
+
+
+class TaskTable:
+    """Task kernels compiled as C callbacks (:class:`_TaskCallback`, cached on disk like
+    every kernel), one per (name, float dtype), made on first use: a driver receives them
+    as first-class functions and calls them through their pointers, without linking their
+    code. ``kernels``: name -> ``@jit`` kernel; ``signatures(f)``: name -> signature for
+    float type ``f`` (a name's part before ``_`` when variants share one)."""
+
+    def __init__(self, kernels: dict, signatures):
+        self.kernels = kernels
+        self.signatures = signatures
+        self.made: dict = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, name: str, dtype):
+        key = (name, np.dtype(dtype))
+        t = self.made.get(key)
+        if t is None:
+            with self.lock:
+                t = self.made.get(key)
+                if t is None:
+                    f = types.float32 if key[1] == np.float32 else types.float64
+                    sig = self.signatures(f)[name.split("_")[0]]
+                    t = _TaskCallback(self.kernels[name].py_func, (sig.args, sig.return_type),
+                                      locals={}, options={"nogil": True})
+                    t.enable_caching()
+                    t.compile()  # or load from the cache
+                    self.made[key] = t
+        return t
+
+
+_task = TaskTable({"proj": _proj_task, "fwd": _fwd_task, "fwd_dflt": _fwd_task_dflt,
+                   "bwd": _bwd_task, "bwd_dflt": _bwd_task_dflt, "dh": _dh_task,
+                   "wgrad": _wgrad_task}, _task_signatures)
+
+
+def lstm_forward(x, kb, bp, rkb, uoff, offsets, rows, mask, backwards, act, ract, ret_seq,
+                 zero_masked, y, h, c, ws, nthreads, *, threaded=True, default=None):
+    """Forward over kept rows. ``kb, rkb, bp``: :func:`pack` of the kernel, the
+    recurrent kernel and the bias (zeros without bias), g columns times 2 for the
+    default activations (see :func:`_fwd_task`).
+    ``h, c`` (B, H) enter as the initial state (zeros, or the op's ``h0, c0``) and end as
+    the final state; ``y`` (B, T, H) is written when ``ret_seq``, with the carried ``h`` at
+    masked steps (the op zeroes those before a sample's first kept step when it starts
+    from a given state). ``ws``: empty, or (inference) a scratch of
+    :func:`forward_workspace_size` elements all the arrays below are carved from. Returns
+    the residuals: Xc (N, D) and Hp (N, H), the input and
+    ``h_{t-1}`` of every kept row, and flat, cut by unit chunks like the weights: the
+    gate activations A (chunk q is (N, 4 uq) at ``N 4 uoff[q]``), c_{t-1} and act(c_t)
+    (chunk q is (N, uq) at ``N uoff[q]``).
+
+    ``threaded``: run the tasks of a step on numba's threads (False: one after another
+    on this thread, same tasks, same results); ``default``: the default-activation step
+    kernels (None: when ``act, ract`` are tanh, sigmoid)."""
+    if default is None:
+        default = act == 1 and ract == 2
+    H = h.shape[1]
+    Xc, A, Hp, Cp, Tc, G = _fwd_setup(x, offsets, rows, backwards, H, ws)
+    dt = x.dtype
+    loop = _forward_loop if threaded else _forward_loop_1t
+    loop(_task("proj", dt), _task("fwd_dflt" if default else "fwd", dt), kb, bp, rkb, uoff,
+         offsets, rows, mask, backwards, act, ract, ret_seq, zero_masked, y, h, c, Xc, A, Hp,
+         Cp, Tc, G, nthreads)
+    return Xc, Hp, A, Cp, Tc
+
+
+def lstm_backward(A, Cp, Tc, rkT, uoff, offsets, rows, mask, backwards, act, ract,
+                  ret_seq, zero_masked, gy, dh, dc, ws, nthreads, *, threaded=True,
+                  default=None):
+    """Backpropagation through time over kept rows (A, Cp, Tc as left by the forward).
+
+    ``dh, dc`` (B, H) enter as the gradients w.r.t. the final state and are updated in
+    place: they leave as the gradients w.r.t. the initial state (``dh0, dc0``). ``gy`` is
+    the gradient of the (B, T, H) sequence output when ``ret_seq``.
+    ``rkT`` is :func:`permute` of the recurrent kernel, transposed (4H, H), contiguous.
+    ``ws``: a scratch of at least N 4H + B H elements (reused between calls, see
+    :func:`workspace`). Returns the gate pre-activation gradients dZ (N, 4H), in packed
+    order like A: a view of ``ws``. ``threaded``, ``default``: as :func:`lstm_forward`.
+    """
+    if default is None:
+        default = act == 1 and ract == 2
+    B, H = dh.shape
+    N = A.size // (4 * H)
+    dZ = ws[:N * 4 * H].reshape(N, 4 * H)
+    DH = ws[N * 4 * H:N * 4 * H + B * H].reshape(B, H)
+    dt = A.dtype
+    loop = _backward_loop if threaded else _backward_loop_1t
+    loop(_task("bwd_dflt" if default else "bwd", dt), _task("dh", dt), A, Cp, Tc, rkT, uoff,
+         offsets, rows, mask, backwards, act, ract, ret_seq, zero_masked, gy, dh, dc, dZ, DH,
+         nthreads)
+    return dZ
+
+
+def _ntasks_py(work: int, Q: int, nthreads: int) -> int:
+    """:func:`_ntasks` for the Python side."""
+    return 1 if work < PARALLEL_MIN_WORK else max(1, min(nthreads, Q))
+
+
+def lstm_weight_grads(dZ, Xc, Hp, kp, offsets, rows, backwards, B, dXc, nthreads, *,
+                      threaded=True):
+    """Gradients of x (B, T, D), of the kernel and recurrent kernel (packed order) and of
+    the bias ((1, 4H), packed order) from the gate gradients: sums over all kept rows.
+    ``dXc`` (N, D): scratch for the input gradient of each kept row. Each task sums its
+    share of the rows; the shares are added in task order."""
+    N, D = Xc.shape
+    H = Hp.shape[1]
+    T = offsets.size - 1
+    dt = dZ.dtype
+    nt = _ntasks_py(N * (D + H) * 4 * H, 1 << 30, nthreads)
+    dK = np.empty((nt, D, 4 * H), dt)
+    dR = np.empty((nt, H, 4 * H), dt)
+    db = np.zeros((nt, 4 * H), dt)
+    loop = _weight_grads_loop if threaded else _weight_grads_loop_1t
+    loop(_task("wgrad", dt), nt, dZ, Xc, Hp, kp, dK, dR, db, dXc)
+    dx = np.zeros((B, T, D), dt)
+    if N:
+        dx.reshape(B * T, D)[rows * T + _step_times(offsets, backwards, T)] = dXc
+    for p in range(1, nt):  # in place, in task order: the sums of the numba loops before
+        np.add(dK[0], dK[p], out=dK[0])
+        np.add(dR[0], dR[p], out=dR[0])
+        np.add(db[0], db[p], out=db[0])
+    return dx, dK[0], dR[0], db[0:1]
+
+
+def _variant(kernel, default, threaded):
+    return lambda *args: kernel(*args, threaded=threaded, default=default)
+
+
 _FORWARD = {  # (default activations, threaded) -> driver
-    (False, True): lstm_forward, (False, False): lstm_forward_1t,
-    (True, True): _clone(lstm_forward, "_dflt", True, _fwd_task=_fwd_task_dflt),
-    (True, False): _clone(lstm_forward, "_dflt_1t", _fwd_task=_fwd_task_dflt)}
+    (d, th): _variant(lstm_forward, d, th) for d in (False, True) for th in (False, True)}
 _BACKWARD = {
-    (False, True): lstm_backward, (False, False): lstm_backward_1t,
-    (True, True): _clone(lstm_backward, "_dflt", True, _bwd_task=_bwd_task_dflt),
-    (True, False): _clone(lstm_backward, "_dflt_1t", _bwd_task=_bwd_task_dflt)}
-_WEIGHT_GRADS = {True: lstm_weight_grads, False: lstm_weight_grads_1t}
+    (d, th): _variant(lstm_backward, d, th) for d in (False, True) for th in (False, True)}
+_WEIGHT_GRADS = {th: (lambda *args, _th=th: lstm_weight_grads(*args, threaded=_th))
+                 for th in (False, True)}
 
 
 def _threaded(threadable, nthreads):

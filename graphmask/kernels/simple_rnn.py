@@ -20,6 +20,7 @@ from graphmask.kernels.lstm import (
     _add_gy,
     _dact,
     _row_block,
+    _step_times,
     _write_y,
     lstm_schedule,
 )
@@ -40,6 +41,38 @@ def _gemm_rows(A, W, OUT):
 
 
 @jit
+def _forward_steps(Xc, k, b, rk, offsets, rows, mask, backwards, act, ret_seq, zero_masked, y,
+                   h, Hp, Y, G):
+    B, H = h.shape
+    T = offsets.size - 1
+    N = Xc.shape[0]
+    if N > 0:
+        _gemm_rows(Xc, k, Y)
+    for t in range(T):
+        o0 = offsets[t]
+        n = offsets[t + 1] - o0
+        for j in range(n):  # explicit loops: numba's array assignments compile shape checks
+            hb = h[rows[o0 + j]]  # that format their error messages (slow to compile)
+            hp = Hp[o0 + j]
+            for u in range(H):
+                hp[u] = hb[u]
+        if n > 0:
+            _gemm_rows(Hp[o0:o0 + n], rk, G[:n])
+        for j in range(n):
+            yr = Y[o0 + j]
+            g = G[j]
+            for u in range(H):
+                yr[u] += g[u] + b[u]
+        _act_inplace(Y[o0:o0 + n].reshape(n * H), act)
+        for j in range(n):
+            hb = h[rows[o0 + j]]
+            yr = Y[o0 + j]
+            for u in range(H):
+                hb[u] = yr[u]
+        if ret_seq:
+            _write_y(y, h, mask, t, backwards, zero_masked)
+
+
 def simple_rnn_forward(x, k, b, rk, offsets, rows, mask, backwards, act, ret_seq,
                        zero_masked, y, h):
     """Forward over kept rows; ``h`` (B, H) enters as the initial state and ends as the
@@ -50,49 +83,25 @@ def simple_rnn_forward(x, k, b, rk, offsets, rows, mask, backwards, act, ret_seq
     H = h.shape[1]
     N = rows.size
     Xc = np.empty((N, D), x.dtype)
-    for t in range(T):
-        ts = T - 1 - t if backwards else t
-        for r in range(offsets[t], offsets[t + 1]):
-            Xc[r] = x[rows[r], ts, :]
+    if N:
+        np.take(x.reshape(B * T, D), rows * T + _step_times(offsets, backwards, T), axis=0,
+                out=Xc)
     Y = np.empty((N, H), x.dtype)
     Hp = np.empty((N, H), x.dtype)
-    if N > 0:
-        _gemm_rows(Xc, k, Y)
     G = np.empty((B, H), x.dtype)
-    for t in range(T):
-        o0 = offsets[t]
-        n = offsets[t + 1] - o0
-        for j in range(n):
-            Hp[o0 + j] = h[rows[o0 + j]]
-        if n > 0:
-            _gemm_rows(Hp[o0:o0 + n], rk, G[:n])
-        for j in range(n):
-            yr = Y[o0 + j]
-            g = G[j]
-            for u in range(H):
-                yr[u] += g[u] + b[u]
-        _act_inplace(Y[o0:o0 + n].reshape(n * H), act)
-        for j in range(n):
-            h[rows[o0 + j]] = Y[o0 + j]
-        if ret_seq:
-            _write_y(y, h, mask, t, backwards, zero_masked)
+    _forward_steps(Xc, k, b, rk, offsets, rows, mask, backwards, act, ret_seq, zero_masked, y,
+                   h, Hp, Y, G)
     return Xc, Hp, Y
 
 
 @jit
-def simple_rnn_backward(Xc, Hp, Y, k, rk, offsets, rows, mask, backwards, act, ret_seq,
-                        zero_masked, gy, dh, B):
-    """Backpropagation through time over kept rows. ``dh`` (B, H) enters as the
-    gradient w.r.t. the final state and leaves as the one w.r.t. the initial state.
-    Returns dx (B, T, D), d kernel, d recurrent kernel, d bias."""
+def _backward_steps(Xc, Hp, Y, kT, rkT, offsets, rows, mask, backwards, act, ret_seq,
+                    zero_masked, gy, dh, dA, DH, dK, dR, dXc, db):
     N, D = Xc.shape
     H = Hp.shape[1]
     T = offsets.size - 1
     one = Y.dtype.type(1.0)
     sixth = one / Y.dtype.type(6.0)
-    dA = np.empty((N, H), Y.dtype)
-    DH = np.empty((B, H), Y.dtype)
-    rkT = np.ascontiguousarray(rk.T)
     for t in range(T - 1, -1, -1):
         if ret_seq:
             _add_gy(dh, gy, mask, t, backwards, zero_masked)
@@ -107,21 +116,38 @@ def simple_rnn_backward(Xc, Hp, Y, k, rk, offsets, rows, mask, backwards, act, r
         if n > 0:
             _gemm_rows(dA[o0:o0 + n], rkT, DH[:n])
         for j in range(n):
-            dh[rows[o0 + j]] = DH[j]
-    dK = np.zeros((D, H), Y.dtype)
-    dR = np.zeros((H, H), Y.dtype)
-    dXc = np.empty((N, D), Y.dtype)
-    db = np.zeros(H, Y.dtype)
+            hb = dh[rows[o0 + j]]
+            d = DH[j]
+            for u in range(H):
+                hb[u] = d[u]
     if N > 0:
         np.dot(Xc.T, dA, dK)
         np.dot(Hp.T, dA, dR)
-        _gemm_rows(dA, np.ascontiguousarray(k.T), dXc)
+        _gemm_rows(dA, kT, dXc)
     for r in range(N):
         for u in range(H):
             db[u] += dA[r, u]
-    dx = np.zeros((B, T, D), Y.dtype)
-    for t in range(T):
-        ts = T - 1 - t if backwards else t
-        for r in range(offsets[t], offsets[t + 1]):
-            dx[rows[r], ts, :] = dXc[r]
+
+
+def simple_rnn_backward(Xc, Hp, Y, k, rk, offsets, rows, mask, backwards, act, ret_seq,
+                        zero_masked, gy, dh, B):
+    """Backpropagation through time over kept rows. ``dh`` (B, H) enters as the
+    gradient w.r.t. the final state and leaves as the one w.r.t. the initial state.
+    Returns dx (B, T, D), d kernel, d recurrent kernel, d bias."""
+    N, D = Xc.shape
+    H = Hp.shape[1]
+    T = offsets.size - 1
+    dt = Y.dtype
+    dA = np.empty((N, H), dt)
+    DH = np.empty((B, H), dt)
+    dK = np.zeros((D, H), dt)
+    dR = np.zeros((H, H), dt)
+    dXc = np.empty((N, D), dt)
+    db = np.zeros(H, dt)
+    _backward_steps(Xc, Hp, Y, np.ascontiguousarray(k.T), np.ascontiguousarray(rk.T), offsets,
+                    rows, mask, backwards, act, ret_seq, zero_masked, gy, dh, dA, DH, dK, dR,
+                    dXc, db)
+    dx = np.zeros((B, T, D), dt)
+    if N:
+        dx.reshape(B * T, D)[rows * T + _step_times(offsets, backwards, T)] = dXc
     return dx, dK, dR, db

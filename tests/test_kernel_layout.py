@@ -1,0 +1,83 @@
+"""The recurrent kernels' layout helpers (NumPy, nothing compiled) give exactly the layout
+the kernels index: compact rows per step and gate columns packed per unit chunk, checked
+against plain loops over the definitions (graphmask/kernels/lstm.py)."""
+import numpy as np
+import pytest
+
+import graphmask.kernels.gru as KG
+import graphmask.kernels.lstm as K
+
+
+def _schedule_loops(mask, backwards):
+    B, T = mask.shape
+    offsets, rows = [0], []
+    for t in range(T):
+        ts = T - 1 - t if backwards else t
+        rows += [b for b in range(B) if mask[b, ts]]
+        offsets.append(len(rows))
+    return np.array(offsets, np.int64), np.array(rows, np.int64)
+
+
+def _packed_columns(H, ng):
+    """Source column of each packed column: chunk q's gate blocks side by side."""
+    cols = []
+    for q in range(0, H, K.UNIT_CHUNK):
+        uq = min(K.UNIT_CHUNK, H - q)
+        cols += [g * H + q + k for g in range(ng) for k in range(uq)]
+    return np.array(cols)
+
+
+@pytest.mark.parametrize("B,T", [(5, 7), (32, 40), (1, 1), (3, 0), (0, 4)])
+@pytest.mark.parametrize("backwards", [False, True])
+def test_schedule_is_the_kept_rows_step_by_step(B, T, backwards):
+    mask = np.random.default_rng(B * 100 + T).random((B, T)) < 0.6
+    if B > 2 and T:
+        mask[1] = False  # a sample with no kept step
+        mask[2] = True
+    offsets, rows = K.lstm_schedule(mask, backwards)
+    want_offsets, want_rows = _schedule_loops(mask, backwards)
+    np.testing.assert_array_equal(offsets, want_offsets)
+    np.testing.assert_array_equal(rows, want_rows)
+    for a in (offsets, rows):  # what the kernels take
+        assert a.dtype == np.int64 and a.ndim == 1 and a.flags.c_contiguous
+
+
+@pytest.mark.parametrize("H", [1, 5, 16, 17, 40, 128])
+def test_unit_chunks(H):
+    uoff = K.unit_chunks(H)
+    want = [min(q * K.UNIT_CHUNK, H) for q in range(-(-H // K.UNIT_CHUNK) + 1)]
+    assert uoff.dtype == np.int64 and uoff.tolist() == want
+
+
+@pytest.mark.parametrize("H", [1, 7, 16, 40, 128])
+@pytest.mark.parametrize("ng", [1, 2, 3, 4])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gate_packing_matches_its_definition(H, ng, dtype):
+    R = 6
+    W = np.random.default_rng(H * ng).normal(size=(R, ng * H)).astype(dtype)
+    uoff = K.unit_chunks(H)
+    cols = _packed_columns(H, ng)
+    P = K.permute_gates(W, uoff, ng)
+    np.testing.assert_array_equal(P, W[:, cols])
+    np.testing.assert_array_equal(K.unpermute_gates(P, uoff, ng), W)
+    flat = K.pack_gates(W, uoff, ng)
+    want = np.concatenate([W[:, cols[ng * uoff[q]:ng * uoff[q + 1]]].ravel()
+                           for q in range(uoff.size - 1)])
+    np.testing.assert_array_equal(flat, want)
+    for a in (P, flat):
+        assert a.dtype == dtype and a.flags.c_contiguous
+    if ng == 4:  # the LSTM's names
+        np.testing.assert_array_equal(K.permute(W, uoff), P)
+        np.testing.assert_array_equal(K.unpermute(P, uoff), W)
+        np.testing.assert_array_equal(K.pack(W, uoff), flat)
+    np.testing.assert_array_equal(KG.pack(W, uoff, ng), flat)
+    np.testing.assert_array_equal(KG.unpermute(KG.permute(W, uoff, ng), uoff, ng), W)
+
+
+def test_packing_a_view_and_an_empty_matrix():
+    H = 20
+    uoff = K.unit_chunks(H)
+    W = np.random.default_rng(0).normal(size=(4, 8 * H)).astype(np.float32)[:, ::2]
+    np.testing.assert_array_equal(K.pack(W, uoff), K.pack(np.ascontiguousarray(W), uoff))
+    assert K.pack(np.zeros((0, 4 * H), np.float32), uoff).shape == (0,)
+    assert K.permute(np.zeros((0, 4 * H), np.float32), uoff).shape == (0, 4 * H)
