@@ -50,7 +50,8 @@ def test_instance_config_roundtrip_and_attrs():
     scce = losses.SparseCategoricalCrossentropy(True, -100, name="seg")
     assert scce.attrs() == {"fn": "sparse_categorical_crossentropy", "from_logits": True,
                             "ignore_class": -100}
-    assert scce.get_config() == {"name": "seg", "from_logits": True, "ignore_class": -100}
+    assert scce.get_config() == {"name": "seg", "reduction": "sum_over_batch_size",
+                                 "from_logits": True, "ignore_class": -100}
     assert losses.SparseCategoricalCrossentropy().get_config()["ignore_class"] is None
     again = losses.deserialize(losses.serialize(scce))
     assert again == scce and again.ignore_class == -100 and again.name == "seg"
@@ -261,3 +262,23 @@ def test_against_keras3():
         set_keras_mask(tp, keras.ops.convert_to_tensor(mask))
         np.testing.assert_allclose(ours(y, pred, mask=mask), np.asarray(theirs(y, tp)),
                                    rtol=2e-6)
+
+
+def test_keras_loss_configs_with_reduction_axis_and_dtype_load():
+    """What Keras 3 writes for a loss object (``.keras`` compile configs): reduction,
+    and axis / dtype where the class has them. Only Keras's default reduction exists here:
+    another is refused by name, never silently reduced differently."""
+    mse = losses.deserialize({"class_name": "MeanSquaredError", "config": {
+        "name": "mean_squared_error", "reduction": "sum_over_batch_size"}})
+    assert isinstance(mse, losses.MeanSquaredError) and mse.reduction == "sum_over_batch_size"
+    bce = losses.deserialize({"class_name": "BinaryCrossentropy", "config": {
+        "name": "bce", "reduction": "sum_over_batch_size", "from_logits": True,
+        "label_smoothing": 0.0, "axis": -1, "dtype": None}})
+    assert bce.from_logits and bce.name == "bce"
+    for cls, kwargs, arg in [(losses.MeanSquaredError, {"reduction": "sum"}, "reduction='sum'"),
+                             (losses.SparseCategoricalCrossentropy, {"reduction": None},
+                              "reduction=None"),
+                             (losses.CategoricalCrossentropy, {"axis": 1}, "axis=1"),
+                             (losses.MeanAbsoluteError, {"dtype": "int8"}, "dtype must be")]:
+        with pytest.raises(ConfigError, match=rf"{cls.__name__}: {re.escape(arg)}"):
+            cls(**kwargs)

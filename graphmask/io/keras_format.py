@@ -22,11 +22,12 @@ import zlib
 
 from graphmask.errors import ConfigError, FileFormatError, GraphmaskError
 from graphmask.io import keras_config as kc
-from graphmask.io import keras_graph, keras_h5
+from graphmask.io import keras_graph, keras_h5, keras_optimizer
 from graphmask.io.saving import (
     ModelFileExistsError,
     _check_declared_sizes,
     _read_member,
+    _restore_optimizer,
     _write_atomic,
 )
 from graphmask.utils import rng
@@ -110,7 +111,8 @@ def model_from_config(config: dict, path, call=None):
 
 def load_keras_model(filepath, compile: bool = True):
     """Read a Keras 3 ``.keras`` file: the model, its weights and (``compile=True``) its
-    losses, metrics and optimizer settings (not the optimizer's moments).
+    losses, metrics and optimizer settings, and the optimizer's state (step count,
+    learning rate, moments), so training resumes where it stopped.
 
     Raises
     ------
@@ -130,6 +132,11 @@ def load_keras_model(filepath, compile: bool = True):
     ccfg = config.get("compile_config")
     if compile and isinstance(ccfg, dict) and ccfg.get("loss") is not None:
         compile_from_keras(model, ccfg, path)
+        saved = keras_h5.read_optimizer(io.BytesIO(data), f"{path!r}")
+        state = None if saved is None else keras_optimizer.from_keras(model, saved,
+                                                                       f"{path!r}")
+        if state is not None:
+            _restore_optimizer(model, state, path)
     return model
 
 
@@ -227,7 +234,8 @@ def keras_config(model) -> dict:
 
 def save_keras_model(model, filepath, overwrite: bool = True) -> None:
     """Write ``model`` as a Keras 3 ``.keras`` file that ``keras.saving.load_model``
-    reads (config, weights, compile config; the optimizer's moments are not written).
+    reads (config, weights, compile config and, for a compiled model, the optimizer's
+    state in Keras's order, so Keras resumes training where graphmask stopped).
 
     Raises
     ------
@@ -242,11 +250,12 @@ def save_keras_model(model, filepath, overwrite: bool = True) -> None:
     if not overwrite and os.path.exists(path):
         raise ModelFileExistsError(f"save: {path!r} exists and overwrite=False")
     config = keras_config(model)
+    optimizer = keras_optimizer.to_keras(model) if model.compiled else None
     meta = {"keras_version": WRITES_KERAS_VERSION,
             "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
     members = {"metadata.json": json.dumps(meta).encode(),
                "config.json": json.dumps(config).encode(),
-               "model.weights.h5": keras_h5.to_bytes(model)}
+               "model.weights.h5": keras_h5.to_bytes(model, optimizer)}
     _write_atomic(path, members, overwrite)
 
 

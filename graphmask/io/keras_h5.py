@@ -117,20 +117,40 @@ def model_paths(model) -> list[tuple[str, list]]:
 
 
 # ---- writing ------------------------------------------------------------------------------
-def write(model, target) -> None:
-    """Write ``model``'s weights in Keras's layout to ``target`` (a path or a file)."""
+def write(model, target, optimizer: list | None = None) -> None:
+    """Write ``model``'s weights in Keras's layout to ``target`` (a path or a file), and
+    ``optimizer`` (Keras's optimizer variables, see :mod:`graphmask.io.keras_optimizer`)
+    to ``optimizer/vars`` when given, as a ``.keras`` file holds them."""
     mod = h5py()
     with mod.File(target, "w") as f:
         for path, weights in model_paths(model):
             group = f.require_group(path)
             for i, v in enumerate(weights):
                 group.create_dataset(str(i), data=np.asarray(v.value))
+        if optimizer is not None:
+            group = f.require_group("optimizer/vars")
+            for i, a in enumerate(optimizer):
+                group.create_dataset(str(i), data=np.asarray(a))
 
 
-def to_bytes(model) -> bytes:
+def to_bytes(model, optimizer: list | None = None) -> bytes:
     buf = io.BytesIO()
-    write(model, buf)
+    write(model, buf, optimizer)
     return buf.getvalue()
+
+
+def read_optimizer(source, label) -> list[np.ndarray] | None:
+    """The arrays of ``optimizer/vars`` in a Keras weights file (in order), or None."""
+    mod = h5py()
+    with mod.File(source, "r") as f:
+        group = f.get("optimizer/vars")
+        if group is None:
+            return None
+        names = sorted(group.keys(), key=lambda k: (not k.isdigit(), int(k) if k.isdigit()
+                                                    else 0, k))
+        if names != [str(i) for i in range(len(names))]:
+            raise FileFormatError(f"{label}: optimizer/vars holds {names}, not 0..n-1")
+        return [np.asarray(group[k][()]) for k in names]
 
 
 # ---- reading ------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ __all__ = ["BinaryCrossentropy", "CategoricalCrossentropy", "Loss", "MeanAbsolut
            "serialize", "sparse_categorical_crossentropy"]
 
 _INT32 = np.iinfo(np.int32)
+#: the one reduction graphmask implements (Keras 3's default)
+REDUCTION = "sum_over_batch_size"
 
 
 def _as_float_array(name: str, x: Any) -> np.ndarray:
@@ -48,8 +50,18 @@ class Loss:
     fn: str = ""
     _args: tuple[str, ...] = ()
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, reduction: str = "sum_over_batch_size",
+                 dtype: Any = None) -> None:
         self.name = name or self.fn
+        if reduction != REDUCTION:
+            raise ConfigError(
+                f"{type(self).__name__}: reduction={reduction!r} is not supported; graphmask "
+                f"reduces every loss as Keras's default {REDUCTION!r} (the mean over kept "
+                f"positions of a masked output, else over the batch)")
+        if dtype not in (None, "float32", "float64"):
+            raise ConfigError(f"{type(self).__name__}: dtype must be None, 'float32' or "
+                              f"'float64', got {dtype!r}")
+        self.reduction = reduction
 
     def attrs(self) -> dict[str, Any]:
         """Attributes of the ``loss_score`` / ``loss`` op for this loss."""
@@ -60,7 +72,8 @@ class Loss:
         return out
 
     def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, **{k: getattr(self, k) for k in self._args}}
+        return {"name": self.name, "reduction": self.reduction,
+                **{k: getattr(self, k) for k in self._args}}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Loss:
@@ -143,8 +156,12 @@ class _SmoothedCrossentropy(Loss):
     _args = ("from_logits", "label_smoothing")
 
     def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0,
-                 name: str | None = None) -> None:
-        super().__init__(name)
+                 axis: int = -1, reduction: str = REDUCTION, name: str | None = None,
+                 dtype: Any = None) -> None:
+        super().__init__(name, reduction, dtype)
+        if axis != -1:
+            raise ConfigError(f"{type(self).__name__}: axis={axis!r} is not supported; the "
+                              f"classes must be on the last axis (axis=-1)")
         self.from_logits = _flag("from_logits", from_logits)
         self.label_smoothing = _smoothing(label_smoothing)
 
@@ -180,8 +197,8 @@ class SparseCategoricalCrossentropy(Loss):
     _args = ("from_logits", "ignore_class")
 
     def __init__(self, from_logits: bool = False, ignore_class: int | None = None,
-                 name: str | None = None) -> None:
-        super().__init__(name)
+                 reduction: str = REDUCTION, name: str | None = None, dtype: Any = None) -> None:
+        super().__init__(name, reduction, dtype)
         self.from_logits = _flag("from_logits", from_logits)
         self.ignore_class = check_ignore_class(ignore_class)
 
