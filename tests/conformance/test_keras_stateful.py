@@ -268,3 +268,31 @@ def test_initial_state_replaces_the_carried_state(kind):
         tw.assert_close(g.get_layer("rnn").states[0],
                         keras.ops.convert_to_numpy(k.get_layer("rnn").states[0]),
                         what=f"{kind} state after step {step}")
+
+
+def test_stacked_cells_carry_every_state():
+    """``RNN([LSTMCell, GRUCell], stateful=True)``: predictions and the nested states
+    ``[[h1, c1], [h2]]`` over padded batches (no reset: Keras 3.15's ``reset_state``
+    fails on the nested states, graphmask's resets every cell, see
+    tests/layers/test_stateful.py)."""
+    models = []
+    for lib in (gm, keras):
+        L = keras.layers if lib is keras else gm
+        Input, Model = (keras.Input, keras.Model) if lib is keras else (gm.Input, gm.Model)
+        ids = Input(batch_shape=(B, T), dtype="int32", name="ids")
+        rnn = L.RNN([L.LSTMCell(H), L.GRUCell(3)], stateful=True, return_sequences=True,
+                    name="rnn")
+        models.append(Model(ids, rnn(L.Embedding(V, E, mask_zero=True, name="emb")(ids))))
+    g, k = models
+    rng = np.random.default_rng(0)
+    k.set_weights([(rng.standard_normal(w.shape) * 0.5).astype(w.dtype)
+                   for w in k.get_weights()])
+    g.set_weights(k.get_weights())
+    for padding in PADDINGS:
+        x = _batch(padding, rng)
+        tw.assert_close(g.predict(x, batch_size=B, verbose=0), tw.keras_predict(k, x),
+                        what=f"stack {padding}")
+        ours = [s for cell in g.get_layer("rnn").states for s in cell]
+        theirs = [keras.ops.convert_to_numpy(s) for cell in k.get_layer("rnn").states
+                  for s in cell]
+        tw.assert_close(ours, theirs, what=f"stack states {padding}")
