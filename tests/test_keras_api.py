@@ -66,3 +66,73 @@ def test_layer_order_follows_keras_depth_then_walk_from_outputs():
     assert [layer.name for layer in m.layers] == ["input_layer", "embedding", "lstm", "dense",
                                                   "lstm_1"]
     assert [w.shape for w in m.get_weights()][-5:] == [(4, 3), (3,), (4, 8), (2, 8), (8,)]
+
+
+# ---- Keras 3's model attributes about metrics, shapes, variables, JSON ----------------------
+
+def _tiny(metrics=("mae",)):
+    gm.clear_session()
+    gm.set_random_seed(0)
+    i = gm.Input((4,))
+    m = gm.Model(i, gm.Dense(2, name="d")(i))
+    return m, lambda: m.compile(optimizer="sgd", loss="mse", metrics=list(metrics))
+
+
+def test_metrics_names_as_keras():
+    m, compile_ = _tiny()
+    assert m.metrics_names == []
+    compile_()
+    assert m.metrics_names == ["loss", "compile_metrics"]
+    bare, compile_bare = _tiny(metrics=())
+    compile_bare()
+    assert bare.metrics_names == ["loss"]
+
+
+def test_history_and_metrics_result_follow_the_last_call():
+    m, compile_ = _tiny()
+    compile_()
+    x, y = np.ones((4, 4), "float32"), np.ones((4, 2), "float32")
+    h = m.fit(x, y, epochs=2, verbose=0)
+    assert m.history is h
+    assert m.get_metrics_result() == {k: v[-1] for k, v in h.history.items()}
+    h = m.fit(x, y, verbose=0, validation_data=(x, 3 * y))  # validation ran last: its values
+    assert m.get_metrics_result() == {"loss": h.history["val_loss"][-1],
+                                      "mae": h.history["val_mae"][-1]}
+    loss, mae = m.evaluate(x, 2 * y, verbose=0)
+    assert m.get_metrics_result() == {"loss": loss, "mae": mae}
+    assert m.train_on_batch(x, y, return_dict=True) == m.get_metrics_result()
+    assert m.test_on_batch(x, y) == [m.get_metrics_result()["loss"],
+                                     m.get_metrics_result()["mae"]]
+    m.reset_metrics()
+    assert m.get_metrics_result() == {"loss": 0.0, "mae": 0.0}
+
+
+def test_shapes_variables_and_losses():
+    a, b = gm.Input((3, 4)), gm.Input((5,))
+    d = gm.Dense(2)(a)
+    bn = gm.BatchNormalization()(b)
+    m = gm.Model([a, b], [d, bn])
+    assert m.input_shape == [(None, 3, 4), (None, 5)]
+    assert m.output_shape == [(None, 3, 2), (None, 5)]
+    assert m.variables == m.weights and m.trainable_variables == m.trainable_weights
+    assert [v.name for v in m.non_trainable_variables] == [
+        "batch_normalization/moving_mean", "batch_normalization/moving_variance"]
+    assert m.losses == []
+    single = gm.Model(a, d)
+    assert single.input_shape == (None, 3, 4) and single.output_shape == (None, 3, 2)
+
+
+def test_to_json_round_trip_and_compile_config():
+    m, compile_ = _tiny()
+    assert m.get_compile_config() is None
+    compile_()
+    cfg = m.get_compile_config()
+    assert cfg["loss"] == "mse" and cfg["metrics"] == ["mae"]
+    again = gm.models.model_from_json(m.to_json())
+    assert not again.compiled and again.count_params() == m.count_params()
+    assert [v.name for v in again.weights] == [v.name for v in m.weights]
+    import json
+    assert "compile_config" not in json.loads(m.to_json())
+    from graphmask.errors import FileFormatError
+    with pytest.raises(FileFormatError, match="model_from_json: not a JSON model config"):
+        gm.models.model_from_json("{not json")

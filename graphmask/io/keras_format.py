@@ -166,6 +166,22 @@ def _plain(value, what: str, path):
                       f"with compile=False")
 
 
+def _metric_names(value, what: str):
+    """A compile config's metrics as given (names: a list, a list per output, or a dict
+    by output name); metric objects' configs are refused (only names are read)."""
+    def names(v):
+        return v is None or isinstance(v, str) or (
+            isinstance(v, list) and all(isinstance(m, str) for m in v))
+    if value is None or names(value):
+        return value
+    if isinstance(value, list) and all(names(v) for v in value):
+        return value
+    if isinstance(value, dict) and "class_name" not in value and all(
+            names(v) for v in value.values()):
+        return value
+    raise ConfigError(f"{what} {value!r} (only metric names are read)")
+
+
 def compile_from_keras(model, ccfg: dict, path) -> None:
     from graphmask.training import losses as losses_mod
     from graphmask.training import optimizers as optimizers_mod
@@ -187,12 +203,11 @@ def compile_from_keras(model, ccfg: dict, path) -> None:
             raise ConfigError(f"loss {loss!r} does not give one loss per output")
         losses = [lo if isinstance(lo, str) or lo is None else
                   losses_mod.deserialize(_plain(lo, "loss", path)) for lo in losses]
-        metrics = ccfg.get("metrics")
-        if metrics is not None and not (isinstance(metrics, list)
-                                        and all(isinstance(m, str) for m in metrics)):
-            raise ConfigError(f"metrics {metrics!r} (only metric names are read)")
+        metrics = _metric_names(ccfg.get("metrics"), "metrics")
+        weighted = _metric_names(ccfg.get("weighted_metrics"), "weighted_metrics")
         model.compile(optimizer=opt, loss=losses[0] if n == 1 else losses,
-                      metrics=metrics, loss_weights=ccfg.get("loss_weights"))
+                      metrics=metrics, weighted_metrics=weighted,
+                      loss_weights=ccfg.get("loss_weights"))
     except (GraphmaskError, TypeError, ValueError, KeyError) as e:
         raise ConfigError(f"{path!r}: compile config: {e}; load with compile=False to get "
                           f"the model uncompiled") from None
@@ -208,17 +223,46 @@ def compile_to_keras(model) -> dict | None:
     def keras_obj(cfg, module):
         return {"module": module, "class_name": cfg["class_name"], "config": cfg["config"],
                 "registered_name": None}
-    losses = [None if lo is None else keras_obj(losses_mod.serialize(lo), "keras.losses")
-              for lo in model.loss_objects]
-    metrics = model.compiled_metrics["metrics"]
-    names = [[m for m in per if isinstance(m, str)] for per in metrics]
+    args = getattr(model, "_compile_args", {})
+    if _string_tree(args.get("loss")):  # as given, like Keras ("mse", a list or a dict)
+        loss = args["loss"]
+    else:
+        losses = [None if lo is None else keras_obj(losses_mod.serialize(lo), "keras.losses")
+                  for lo in model.loss_objects]
+        loss = losses[0] if len(losses) == 1 else losses
+
+    def names(kind):
+        per = [[m for m in out if isinstance(m, str)] for out in model.compiled_metrics[kind]]
+        return (per[0] or None) if len(per) == 1 else (per if any(per) else None)
     return {"optimizer": keras_obj(optimizers_mod.serialize(model.optimizer),
                                    "keras.optimizers"),
-            "loss": losses[0] if len(losses) == 1 else losses,
-            "loss_weights": None,
-            "metrics": (names[0] or None) if len(names) == 1 else names,
-            "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
-            "jit_compile": False}
+            "loss": loss,
+            "loss_weights": _plain_numbers(args.get("loss_weights")),
+            "metrics": names("metrics"),
+            "weighted_metrics": names("weighted_metrics"), "run_eagerly": False,
+            "steps_per_execution": 1, "jit_compile": False}
+
+
+def _plain_numbers(v):
+    """``loss_weights`` as JSON numbers (a float, a list or a dict of them, or None)."""
+    if v is None:
+        return None
+    if isinstance(v, dict):
+        return {k: float(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [float(x) for x in v]
+    return float(v)
+
+
+def _string_tree(v) -> bool:
+    """A loss argument made only of names (a string, or a list / dict of them or None)."""
+    if isinstance(v, str):
+        return True
+    if isinstance(v, list):
+        return bool(v) and all(x is None or isinstance(x, str) for x in v)
+    if isinstance(v, dict):
+        return bool(v) and all(x is None or isinstance(x, str) for x in v.values())
+    return False
 
 
 # ---- writing ------------------------------------------------------------------------------

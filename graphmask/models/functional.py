@@ -21,6 +21,7 @@ from graphmask.runtime import release_workspaces_on_gc, run
 from graphmask.training import losses as losses_mod
 from graphmask.training import metrics as metrics_mod
 from graphmask.training import optimizers as optimizers_mod
+from graphmask.training.callbacks import Callback
 from graphmask.training.data import prepare_inputs, prepare_targets, prepare_weights
 from graphmask.training.loop import TrainingMixin
 
@@ -121,6 +122,21 @@ def _top_level(calls, ordered) -> list:
         seen.add(id(top))
         out.append(top)
     return out
+
+
+class _LastEpochLogs(Callback):
+    """A callback keeping the last epoch's logs (for ``get_metrics_result``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.logs = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.logs = dict(logs or {})
+
+    def result(self) -> dict:
+        val = {k[4:]: v for k, v in self.logs.items() if k.startswith("val_")}
+        return val or {k: v for k, v in self.logs.items() if not k.startswith("val_")}
 
 
 class Model(TrainingMixin, Layer):
@@ -329,6 +345,7 @@ class Model(TrainingMixin, Layer):
                              if g.nodes_by_op("training_switch") else self._graph)
         self.optimizer, self.loss, self.loss_objects = opt, loss, loss_objs
         self.compiled_metrics = {"metrics": metric_list, "weighted_metrics": weighted_list}
+        self._compile_args = {"loss": loss, "loss_weights": loss_weights}
         self.compiled = True
         self._plans = {}
 
@@ -446,19 +463,67 @@ class Model(TrainingMixin, Layer):
         ``distribute``: a ``graphmask.distribute.DaskStrategy`` shards every batch.
         """
         if distribute is not None:
-            return _distributed(distribute, "evaluate", self, x, y, batch_size=batch_size,
+            logs = _distributed(distribute, "evaluate", self, x, y, batch_size=batch_size,
                                 verbose=verbose, sample_weight=sample_weight, steps=steps,
-                                callbacks=callbacks, return_dict=return_dict)
-        return TrainingMixin.evaluate(self, x, y, batch_size=batch_size, verbose=verbose,
-                                      sample_weight=sample_weight, steps=steps,
-                                      callbacks=callbacks, return_dict=return_dict)
+                                callbacks=callbacks, return_dict=True)
+        else:
+            logs = TrainingMixin.evaluate(self, x, y, batch_size=batch_size, verbose=verbose,
+                                          sample_weight=sample_weight, steps=steps,
+                                          callbacks=callbacks, return_dict=True)
+        self._metrics_result = dict(logs)
+        return self._returned(logs, return_dict)
 
-    def fit(self, *args, distribute=None, **kwargs):
+    def fit(self, *args, distribute=None, callbacks=None, **kwargs):
         """Train as ``keras.Model.fit`` (see ``TrainingMixin.fit``); ``distribute``: a
-        ``graphmask.distribute.DaskStrategy`` runs every step data-parallel on Dask."""
+        ``graphmask.distribute.DaskStrategy`` runs every step data-parallel on Dask.
+        The returned ``History`` is also ``model.history``, as in Keras."""
+        last = _LastEpochLogs()
+        callbacks = [*(callbacks or []), last]
         if distribute is not None:
-            return _distributed(distribute, "fit", self, *args, **kwargs)
-        return TrainingMixin.fit(self, *args, **kwargs)
+            history = _distributed(distribute, "fit", self, *args, callbacks=callbacks,
+                                   **kwargs)
+        else:
+            history = TrainingMixin.fit(self, *args, callbacks=callbacks, **kwargs)
+        self.history = history
+        self._metrics_result = last.result()
+        return history
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict=False):
+        logs = TrainingMixin.train_on_batch(self, x, y, sample_weight, class_weight,
+                                            return_dict=True)
+        self._metrics_result = dict(logs)
+        return self._returned(logs, return_dict)
+
+    train_on_batch.__doc__ = TrainingMixin.train_on_batch.__doc__
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        logs = TrainingMixin.test_on_batch(self, x, y, sample_weight, return_dict=True)
+        self._metrics_result = dict(logs)
+        return self._returned(logs, return_dict)
+
+    test_on_batch.__doc__ = TrainingMixin.test_on_batch.__doc__
+
+    # ---- Keras's model attributes about metrics ----------------------------------------
+    @property
+    def metrics_names(self) -> list[str]:
+        """Keras 3's names of the model's metric objects: ``[]`` before ``compile``, then
+        ``["loss"]``, plus ``"compile_metrics"`` when metrics were compiled (Keras groups
+        them in one object; the per-metric names are the keys of ``return_dict=True``)."""
+        if not self.compiled:
+            return []
+        cm = self.compiled_metrics
+        has = any(per for lst in (cm["metrics"], cm["weighted_metrics"]) for per in lst)
+        return ["loss", "compile_metrics"] if has else ["loss"]
+
+    def get_metrics_result(self) -> dict:
+        """The results of the last ``fit`` epoch (its validation, when it ran last, as
+        Keras's trackers then hold it), ``evaluate`` or ``*_on_batch`` call, by name."""
+        return dict(getattr(self, "_metrics_result", {}))
+
+    def reset_metrics(self) -> None:
+        """Zero every result :meth:`get_metrics_result` reports (as Keras's reset)."""
+        self._metrics_result = {k: 0.0 for k in getattr(self, "_metrics_result", {})}
 
     def _format(self, values, return_dict):
         """Keras's return value: a float, a list, or a dict of the named results."""
@@ -519,6 +584,51 @@ class Model(TrainingMixin, Layer):
     @property
     def output(self):
         return self.outputs[0] if self._single_output else list(self.outputs)
+
+    @property
+    def input_shape(self):
+        """The input's shape with ``None`` for the batch (a list with several inputs)."""
+        shapes = [tuple(t.shape) for t in self.inputs]
+        return shapes[0] if self._single_input else shapes
+
+    @property
+    def output_shape(self):
+        """The output's shape with ``None`` for the batch (a list with several outputs)."""
+        shapes = [tuple(t.shape) for t in self.outputs]
+        return shapes[0] if self._single_output else shapes
+
+    # Keras 3's names for the weight lists
+    @property
+    def variables(self):
+        return self.weights
+
+    @property
+    def trainable_variables(self):
+        return self.trainable_weights
+
+    @property
+    def non_trainable_variables(self):
+        return self.non_trainable_weights
+
+    @property
+    def losses(self) -> list:
+        """Keras's added losses (``add_loss``, activity regularisers): graphmask has none."""
+        return []
+
+    def to_json(self, **kwargs) -> str:
+        """The model's Keras 3 config as JSON (``keras.models.model_from_json`` reads it;
+        so does ``graphmask.models.model_from_json``); ``kwargs`` go to ``json.dumps``."""
+        import json
+
+        from graphmask.io.keras_format import keras_config
+        config = keras_config(self)
+        config.pop("compile_config", None)
+        return json.dumps(config, **kwargs)
+
+    def get_compile_config(self) -> dict | None:
+        """The ``compile`` arguments as Keras 3 serialises them (None before compile)."""
+        from graphmask.io.keras_format import compile_to_keras
+        return compile_to_keras(self) if self.compiled else None
 
     @property
     def input(self):

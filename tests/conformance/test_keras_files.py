@@ -206,3 +206,47 @@ def test_graphmask_check_finds_a_planted_mask_bug_in_a_keras_model(tmp_path, cap
     out = capsys.readouterr().out
     assert "[mask-dropped] the mask made by layer 'emb' reaches layer 'reshape'" in out
     assert "[mask-missing] layer 'rnn' (LSTM) reads a padding mask but receives none" in out
+
+
+def _two_heads(lib):
+    Lx = gm if lib == "graphmask" else L
+    ids = (gm.Input if lib == "graphmask" else keras.Input)((T,), dtype="int32")
+    h = Lx.LSTM(4, return_sequences=True)(Lx.Embedding(V, 3, mask_zero=True)(ids))
+    tags = Lx.Dense(2, name="tags")(h)
+    score = Lx.Dense(1, activation="sigmoid", name="score")(Lx.LSTM(3)(h))
+    return (gm.Model if lib == "graphmask" else keras.Model)(ids, [tags, score])
+
+
+COMPILE = dict(loss={"tags": "mse", "score": "binary_crossentropy"},
+               loss_weights={"tags": 0.3, "score": 2.0},
+               metrics={"tags": ["mae"], "score": ["accuracy"]},
+               weighted_metrics={"tags": ["mse"], "score": ["mae"]})
+
+
+@pytest.mark.parametrize("writer", ["graphmask", "keras"])
+def test_compile_config_crosses_with_loss_weights_and_metrics(tmp_path, writer):
+    """Loss dict by output name, loss weights, per-output metrics and weighted metrics
+    survive a .keras file both ways: evaluate gives the same named results."""
+    rng = np.random.default_rng(0)
+    x = _ids()
+    y = [rng.normal(size=(B, T, 2)).astype("float32"),
+         (rng.random((B, 1)) < 0.5).astype("float32")]
+    sw = [rng.random((B, T)).astype("float32"), rng.random(B).astype("float32")]
+    if writer == "graphmask":
+        gm.clear_session()
+        saved = _two_heads("graphmask")
+        saved.compile(optimizer="sgd", **COMPILE)
+        saved.save(tmp_path / "m.keras")
+        other = keras.saving.load_model(tmp_path / "m.keras")
+    else:
+        keras.utils.set_random_seed(0)
+        saved = _two_heads("keras")
+        saved.compile(optimizer="sgd", **COMPILE)
+        saved.save(tmp_path / "m.keras")
+        other = gm.saving.load_model(tmp_path / "m.keras")
+    ours = saved.evaluate(x, y, sample_weight=sw, verbose=0, return_dict=True)
+    theirs = other.evaluate(x, y, sample_weight=sw, verbose=0, return_dict=True)
+    assert sorted(ours) == sorted(theirs)
+    for k in ours:
+        np.testing.assert_allclose(float(ours[k]), float(theirs[k]), rtol=1e-5, atol=1e-6,
+                                   err_msg=k)
