@@ -27,7 +27,6 @@ nothing (``meta["fusion"]`` is empty).
 """
 from __future__ import annotations
 
-import json
 import os
 
 from graphmask.ir.graph import Graph
@@ -186,7 +185,7 @@ def _attrs(g: Graph, members: list, inputs: list, outputs: list) -> dict:
         described.append({"node": nid, "op": n["op"], "attrs": n["attrs"], "args": args})
     attrs = {"members": described, "outputs": [index[o] for o in outputs],
              "n_in": len(inputs), "dtype": g.spec(members[0]).dtype}
-    attrs["key"] = json.dumps(attrs, sort_keys=True)
+    attrs["key"] = F.chain_key(attrs)
     return attrs
 
 

@@ -12,7 +12,9 @@ semantics, the pictures and ``debugprint`` stay those of the chain:
     the members whose values leave the group (read by another node, a model output,
     a loss or metric), in order: they are the fused node's outputs;
 ``n_in``, ``dtype``
-    the number of inputs and the float dtype every member computes in.
+    the number of inputs and the float dtype every member computes in;
+``key``
+    :func:`chain_key`: what the chain computes, the key of its cached tapes.
 
 The op contract, side by side with the primitives it replaces: the shape rule and the
 NumPy reference run the members' own rules in order; the forward and the VJP run one
@@ -483,10 +485,17 @@ _CACHES: dict = {}
 _CACHE_LOCK = threading.Lock()
 
 
+def chain_key(attrs) -> str:
+    """What a chain computes, as a string (the node ids left out, so equal chains of
+    different models share their tapes)."""
+    members = [{k: m[k] for k in ("op", "attrs", "args")} for m in attrs["members"]]
+    return json.dumps([members, attrs["outputs"], attrs["n_in"], attrs["dtype"]],
+                      sort_keys=True)
+
+
 def _cache(attrs) -> dict:
-    """Per chain (keyed by its attrs): layouts per input shapes and the built tapes."""
-    key = attrs.get("key") or json.dumps(
-        {k: attrs[k] for k in ("members", "outputs", "n_in", "dtype")}, sort_keys=True)
+    """Per chain (keyed by :func:`chain_key`): layouts per input shapes and the tapes."""
+    key = attrs.get("key") or chain_key(attrs)
     entry = _CACHES.get(key)
     if entry is None:
         with _CACHE_LOCK:
