@@ -12,7 +12,9 @@ semantics, the pictures and ``debugprint`` stay those of the chain:
     the members whose values leave the group (read by another node, a model output,
     a loss or metric), in order: they are the fused node's outputs;
 ``n_in``, ``dtype``
-    the number of inputs and the float dtype every member computes in;
+    the number of inputs and the float dtype every member computes in as compiled (at
+    run time the members' own dtype rules decide, as for the unfused graph: float64
+    gradient checks run a float32 model's graph on float64 values);
 ``key``
     :func:`chain_key`: what the chain computes, the key of its cached tapes.
 
@@ -34,7 +36,7 @@ from functools import reduce
 import numpy as np
 
 from graphmask.kernels import fused as K
-from graphmask.ops.base import IGNORES_MASK, Op, OpError, get_op, register
+from graphmask.ops.base import IGNORES_MASK, Op, OpError, Spec, get_op, register
 
 NAME = "fused_elementwise"
 
@@ -44,6 +46,7 @@ BINARY = {"prim.add": K.ADD, "prim.subtract": K.SUB, "prim.multiply": K.MUL,
           "prim.divide": K.DIV, "prim.maximum": K.MAX, "prim.minimum": K.MIN}
 #: every primitive the kernel runs
 SUPPORTED = frozenset(UNARY) | frozenset(BINARY) | {"prim.where"}
+FLOATS = ("float32", "float64")
 #: inputs and outputs of one fused node (the VJP's tape also reads the output cotangents)
 MAX_INPUTS, MAX_OUTPUTS = 8, 4
 
@@ -332,15 +335,6 @@ def _run(tape, consts, dtype, ins, modes, n_out, accs, acc_modes, total, n):
     return outs
 
 
-def _member_shapes(attrs, shapes):
-    """Each member's run-time shape from the input shapes."""
-    vals = []
-    for m in attrs["members"]:
-        operands = [shapes[r[1]] if r[0] == "in" else vals[r[1]] for r in m["args"].values()]
-        vals.append(tuple(np.broadcast_shapes(*operands)))
-    return vals
-
-
 @register
 class FusedElementwiseOp(Op):
     """A chain of elementwise primitives in one kernel (see the module docstring)."""
@@ -355,13 +349,17 @@ class FusedElementwiseOp(Op):
         return IGNORES_MASK
 
     # ---- shape rule: the members' own rules, in order --------------------------------
-    def infer(self, attrs, specs):
+    def _member_specs(self, attrs, specs):
         vals = []
         for m in attrs["members"]:
             op = get_op(m["op"])
             mspecs = {p: specs[f"x{r[1]}"] if r[0] == "in" else vals[r[1]]
                       for p, r in m["args"].items()}
             vals.append(op.infer(m["attrs"], mspecs)[0])
+        return vals
+
+    def infer(self, attrs, specs):
+        vals = self._member_specs(attrs, specs)
         return [vals[j] for j in attrs["outputs"]]
 
     # ---- the members one by one: the reference, and the unfused run ---------------------
@@ -417,36 +415,40 @@ class FusedElementwiseOp(Op):
 
     # ---- the kernel ----------------------------------------------------------------------
     def _plan(self, attrs, inputs):
-        """``(total, n, modes, out_shape)`` for these inputs, or None (run unfused)."""
-        shapes = tuple(inputs[f"x{k}"].shape for k in range(attrs["n_in"]))
+        """``(total, n, modes, out_shape, dtype)`` for these inputs, or None: run the
+        members one by one. The kernel runs when every member computes in one float dtype
+        on values of one shape (the members' own rules, on the run-time shapes and
+        dtypes; inputs of another dtype are cast to it as each member's ufunc would)."""
+        arrays = [inputs[f"x{k}"] for k in range(attrs["n_in"])]
+        key = tuple((a.shape, a.dtype.str) for a in arrays)
         cache = _cache(attrs)
-        if shapes not in cache["layouts"]:
+        if key not in cache["layouts"]:
+            specs = {f"x{k}": Spec(tuple(a.shape), str(a.dtype)) for k, a in enumerate(arrays)}
             try:
-                members = _member_shapes(attrs, shapes)
-            except ValueError:
-                raise OpError(f"{NAME} ({chain_label(attrs)}): cannot broadcast the "
-                              f"input shapes {list(shapes)}") from None
-            out = members[-1]
-            found = layout(shapes, out) if all(s == out for s in members) else None
-            cache["layouts"][shapes] = None if found is None else (*found, out)
-        return cache["layouts"][shapes]
+                members = self._member_specs(attrs, specs)
+            except OpError as e:
+                raise OpError(f"{NAME} ({chain_label(attrs)}): {e}") from None
+            out, dt = members[-1].shape, members[-1].dtype
+            same = all(s.shape == out and s.dtype == dt for s in members)
+            found = layout([a.shape for a in arrays], out) if same and dt in FLOATS else None
+            cache["layouts"][key] = None if found is None else (*found, out, dt)
+        return cache["layouts"][key]
 
-    def _inputs(self, attrs, inputs, modes):
-        dt = np.dtype(attrs["dtype"])
+    def _inputs(self, inputs, n_in, dt):
         return [np.ascontiguousarray(inputs[f"x{k}"], dtype=dt).reshape(-1)
-                for k in range(attrs["n_in"])]
+                for k in range(n_in)]
 
     def forward(self, attrs, inputs):
         plan = self._plan(attrs, inputs)
         if plan is None:
             vals = self._members(attrs, inputs, kernel=True)
             return [vals[j] for j in attrs["outputs"]]
-        total, n, modes, out = plan
+        total, n, modes, out, dt = plan
         cache = _cache(attrs)
         if "forward" not in cache:
             cache["forward"] = forward_tape(attrs)
         tape, consts = cache["forward"]
-        outs = _run(tape, consts, attrs["dtype"], self._inputs(attrs, inputs, modes), modes,
+        outs = _run(tape, consts, dt, self._inputs(inputs, attrs["n_in"], dt), modes,
                     len(attrs["outputs"]), [], [], total, n)
         return [o.reshape(out) for o in outs]
 
@@ -454,7 +456,7 @@ class FusedElementwiseOp(Op):
         plan = self._plan(attrs, inputs)
         if plan is None:
             return self._members_vjp(attrs, inputs, grads, wrt, kernel=True)
-        total, n, modes, out = plan
+        total, n, modes, out, dt = plan
         wanted = tuple(int(p[1:]) for p in wrt)
         present = tuple(k for k, g in enumerate(grads) if g is not None)
         key = (wanted, present, tuple(modes))
@@ -462,18 +464,17 @@ class FusedElementwiseOp(Op):
         if key not in cache["backward"]:
             cache["backward"][key] = backward_tape(attrs, wanted, present, modes)
         tape, consts, full, bcast = cache["backward"][key]
-        dt = np.dtype(attrs["dtype"])
-        ins = self._inputs(attrs, inputs, modes)
+        ins = self._inputs(inputs, attrs["n_in"], dt)
         ins += [np.ascontiguousarray(grads[k], dtype=dt).reshape(-1) for k in present]
         in_modes = list(modes) + [0] * len(present)
         accs = [np.zeros(inputs[f"x{k}"].size, np.float64) for k in bcast]
-        outs = _run(tape, consts, attrs["dtype"], ins, in_modes, len(full), accs,
+        outs = _run(tape, consts, dt, ins, in_modes, len(full), accs,
                     [modes[k] for k in bcast], total, n)
         res = {}
         for k in wanted:
             x = inputs[f"x{k}"]
             if k in full:
-                res[f"x{k}"] = outs[full.index(k)].reshape(x.shape)
+                res[f"x{k}"] = outs[full.index(k)].reshape(x.shape).astype(x.dtype, copy=False)
             elif k in bcast:
                 res[f"x{k}"] = accs[bcast.index(k)].astype(x.dtype).reshape(x.shape)
             else:

@@ -406,6 +406,33 @@ def test_where_clip_and_ties_in_the_kernel_match_the_primitives():
         np.testing.assert_array_equal(got[p], want[p])
 
 
+def test_the_kernel_computes_in_the_dtype_the_members_would():
+    """A float32 chain run on float64 values (as the float64 gradient checks do) computes
+    in float64; a float32 scalar beside float64 arrays is cast up as the ufunc casts it;
+    when the members would compute in different dtypes the members run one by one."""
+    attrs = {"dtype": "float32", "n_in": 3, "outputs": [1], "members": [
+        {"node": 1, "op": "prim.add", "attrs": {}, "args": {"x": ["in", 0], "y": ["in", 1]}},
+        {"node": 2, "op": "prim.multiply", "attrs": {},
+         "args": {"x": ["m", 0], "y": ["in", 2]}}]}
+    op = get_op(F.NAME)
+    rng = np.random.default_rng(2)
+    x64, y64 = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
+    eps = np.array(1e-5, "float32")
+    for x, y, fused in ((x64, y64, True), (x64.astype("float32"), y64, False)):
+        inputs = {"x0": x, "x1": eps, "x2": y}
+        assert (op._plan(attrs, inputs) is not None) == fused
+        got = op.forward(attrs, inputs)[0]
+        want = op._members(attrs, inputs, kernel=True)[1]
+        assert got.dtype == want.dtype == np.float64
+        np.testing.assert_array_equal(got, want)
+        g = rng.standard_normal((4, 6))
+        dx = op.vjp(attrs, inputs, [got], [g], ["x0", "x2"])
+        want_dx = op._members_vjp(attrs, inputs, [g], ["x0", "x2"], kernel=True)
+        for p in ("x0", "x2"):
+            assert dx[p].dtype == inputs[p].dtype
+            np.testing.assert_array_equal(dx[p], want_dx[p])
+
+
 def test_a_bad_broadcast_is_an_error_naming_the_chain():
     op = get_op(F.NAME)
     with pytest.raises(gm.ops.OpError, match=r"multiply -> multiply -> add.*cannot broadcast"):
