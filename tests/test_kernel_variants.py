@@ -37,7 +37,7 @@ def _run(forward, backward, weight_grads, act, ract, nthreads):
     N = Xc.shape[0]
     dh = np.zeros((B, H), np.float32)
     dc = np.zeros((B, H), np.float32)
-    ws = np.empty(N * (4 * H + D) + B * H, np.float32)
+    ws = np.full(N * (4 * H + D) + B * H, np.nan, np.float32)  # stale reads show
     rkT = np.ascontiguousarray(K.permute(rk, uoff).T)
     dZ = backward(A, Cp, Tc, rkT, uoff, offsets, rows, mask, False, act, ract, True, False,
                   gy, dh, dc, ws, nthreads).copy()
@@ -165,7 +165,7 @@ def _run_gru(after, nthreads, threaded, default, act=1, ract=2):
     rkT = np.ascontiguousarray(KG.permute(rk0, uoff, 3).T)
     rkhT = np.ascontiguousarray(rk[:, 2 * H:].T) if not after else np.empty((0, 0), f32)
     dh = np.zeros((B, H), f32)
-    ws = np.empty(KG.backward_workspace_size(N, B, D, H, after), f32)
+    ws = np.full(KG.backward_workspace_size(N, B, D, H, after), np.nan, f32)
     dZx, dZh, dAh = (a.copy() for a in KG.gru_backward(
         Z, R, HH, RH, Hp, rkT, rkhT, uoff, offsets, rows, mask, False, act, ract, after, True,
         False, gy, dh, ws, nthreads, **kw))
@@ -205,12 +205,15 @@ def test_gru_drivers_pick_the_threaded_variant_for_float32_with_threads(
 
 def test_task_kernels_are_compiled_once_per_dtype_as_c_callbacks():
     """Drivers receive their tasks as function pointers (numba cfuncs, made on first use
-    and kept): one compiled copy per task and float dtype."""
+    and kept): one compiled copy per task and float dtype, typed as a first-class
+    function of the task's signature."""
     import numba
 
     f32 = K._task("dh", np.float32)
     assert K._task("dh", np.float32) is f32
     assert K._task("dh", np.float64) is not f32
-    assert isinstance(numba.typeof(f32), numba.types.FunctionType)
+    ftype = numba.typeof(f32)
+    assert isinstance(ftype, numba.types.FunctionType)
+    assert ftype.signature == K._task_signatures(numba.types.float32)["dh"]
+    assert numba.typeof(f32) is ftype  # made once, not at every driver call
     assert f32.address > 0
-    assert str(numba.typeof(f32).signature).startswith("(int64, int64, int64, int64")

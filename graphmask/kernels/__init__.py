@@ -31,6 +31,7 @@ def _choose_cache_dir() -> None:
 _choose_cache_dir()
 
 import numba  # noqa: E402  (after the cache dir is chosen)
+from numba.core.cpu_options import ParallelOptions  # noqa: E402
 
 # numba's default "workqueue" threading layer aborts the process when two Python
 # threads run parallel kernels at once (concurrent predict). Ask for a thread-safe
@@ -116,4 +117,7 @@ def parallel_launch():
 #: Decorator for every kernel: ``@jit`` or ``@jit(parallel=True)`` style is not used;
 #: kernels that want threads call numba.prange inside a ``@jit_parallel`` function.
 jit = numba.njit(cache=True, nogil=True)
-jit_parallel = numba.njit(cache=True, nogil=True, parallel=True)
+#: Successive prange loops are never fused into one: a driver's task launches depend on
+#: each other through memory numba cannot see (tasks called by address).
+jit_parallel = numba.njit(cache=True, nogil=True,
+                          parallel=ParallelOptions({"fusion": False}))
