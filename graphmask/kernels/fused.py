@@ -3,11 +3,11 @@
 A fused chain (``graphmask/ops/fused.py``) is compiled by the fusion pass into an
 *instruction tape*: an ``int64`` array of rows ``(opcode, dst, a, b, c)``. :func:`run_tape`
 walks the flattened output in blocks of :data:`BLOCK` values and runs the whole tape on
-each block, each instruction one tight loop over the block (LLVM vectorises it: the
-block length is a compile-time constant). Temporaries live in a small register file that
-stays in the L1 cache, full-size inputs are read in place and results are written in
-place, so the intermediate arrays of the unfused graph and their passes over memory
-disappear. This is the design of NumExpr's virtual machine.
+each block, each instruction one tight loop over the block (which LLVM vectorises).
+Temporaries live in a small register file that stays in the cache, full-size inputs are
+read in place and results are written in place, so the intermediate arrays of the
+unfused graph and their passes over memory disappear. This is the design of NumExpr's
+virtual machine.
 
 Why a tape rather than one kernel composed per chain: one compiled kernel per dtype
 (float32, float64) serves every chain, forward and backward, and is cached on disk, so a
@@ -15,11 +15,14 @@ new model costs no compile time; a kernel composed per chain from jitted closure
 faster (no register traffic) but compiles for each chain in each new process, because
 numba cannot cache closures.
 
-Operands: ``0 <= k``: register ``k`` (input ``k`` is register ``k``: read in place when it
-is full, else staged into the register block by block: a row ``(1, n)``, a column
-``(m, 1)`` or a scalar); ``k < 0``: output ``-k-1``, in place. ``ACC`` adds a block into
-a float64 accumulator shaped like a broadcast input (the gradient of that input, summed
-over its broadcast axes).
+Operands are slot numbers: input ``k`` is slot ``k`` (read in place when it is full,
+else staged block by block into a register of its own: a row ``(1, n)``, a column
+``(m, 1)`` or a scalar), output ``o`` is slot :data:`OUT` ``+ o`` (written in place), the
+working registers start at :data:`WORK`. ``ACC`` adds a block into a float64
+accumulator shaped like a broadcast input (the gradient of that input, summed over its
+broadcast axes). Slot lookups never branch on array types: each slot is a buffer, a
+step per block (1 in place, 0 in a register) and a base offset, which keeps the loops
+vectorised (a view chosen by ``if`` cost 3-10x).
 
 Arithmetic is the dtype's own (constants typed like the arrays), so ``+ - * /``,
 ``sqrt``, ``abs``, ``maximum``, ``clip`` and ``where`` give bit for bit the values of
@@ -34,7 +37,7 @@ import numpy as np
 
 from graphmask.kernels.primitives import jit
 
-#: values per block (a register): 4 KiB of float32
+#: values per block (one register: 16 KiB of float32)
 BLOCK = 4096
 #: the most inputs, outputs and working registers of one tape (the buffer tuple has a
 #: fixed length so that the kernel compiles once per dtype)
@@ -103,7 +106,7 @@ def _arith(op, z, x, y, c, size, zero):
 
 
 @jit
-def _unary(op, z, x, size, lo, hi, zero, one):
+def _unary(op, z, x, size, lo, hi, zero):
     """``z <- f(x)`` on ``size`` values (``CLIP`` between ``lo`` and ``hi``)."""
     if op == NEG:
         for j in range(size):
@@ -129,7 +132,7 @@ def _unary(op, z, x, size, lo, hi, zero, one):
 
 
 @jit
-def _grad(op, z, x, y, c, size, lo, hi, zero, one, half):
+def _grad(op, z, x, y, c, size, lo, hi, zero, half):
     """``z <- g * f'`` on ``size`` values: ``g`` in ``x``, the point in ``y``; max/min
     shares read their operands from ``y`` and ``c``."""
     if op == G_ABS:
@@ -208,7 +211,7 @@ def _accumulate(acc, src, mode, off, size, n):
 
 
 @jit
-def _slots(modes, total):
+def _slots(modes):
     """Where each operand lives: (buffer index, step per block, base offset). A full input
     or an output is read in place at the block's offset; a broadcast input is staged in
     register ``k`` (for input ``k``); the working registers follow."""
@@ -235,8 +238,9 @@ def run_tape(tape, consts, bufs, modes, accs, acc_modes, total, n):
     ----------
     tape : int64 array (k, 5)
         The instructions ``(op, dst, a, b, c)`` (see the opcodes above).
-    consts : array (dtype of the computation)
-        Constant slots read by ``CONST``, ``CLIP`` and ``G_CLIP``.
+    consts : float64 array
+        Constant slots read by ``CONST``, ``CLIP`` and ``G_CLIP`` (the clip bounds are
+        compared in float64, as the primitive's VJP compares them).
     bufs : tuple of ``WORK + 1`` 1-D arrays
         The inputs (flattened; unused ones any array), the outputs (``total`` values
         each), then the register file (``(MAX_IN + MAX_WORK) * BLOCK`` values).
@@ -251,9 +255,10 @@ def run_tape(tape, consts, bufs, modes, accs, acc_modes, total, n):
     """
     regs = bufs[REGS]
     zero = np.zeros(1, regs.dtype)[0]
-    one = np.ones(1, regs.dtype)[0]
     half = np.full(1, 0.5, regs.dtype)[0]
-    buf, step, base = _slots(modes, total)
+    if total == 0:
+        return
+    buf, step, base = _slots(modes)
     k = tape.shape[0]
     periodic = n <= BLOCK and BLOCK % n == 0   # a row input looks the same in every block
     for q in range(MAX_IN):
@@ -287,7 +292,7 @@ def run_tape(tape, consts, bufs, modes, accs, acc_modes, total, n):
                 lo, hi = zero, zero
                 if op == CLIP:
                     lo, hi = consts[tape[t, 3]], consts[tape[t, 4]]
-                _unary(op, z, x, size, lo, hi, zero, one)
+                _unary(op, z, x, size, lo, hi, zero)
             else:
                 i = tape[t, 3]
                 o = off * step[i] + base[i]
@@ -301,4 +306,4 @@ def run_tape(tape, consts, bufs, modes, accs, acc_modes, total, n):
                     lo, hi = zero, zero
                     if op == G_CLIP:
                         lo, hi = consts[tape[t, 4]], consts[tape[t, 4] + 1]
-                    _grad(op, z, x, y, c, size, lo, hi, zero, one, half)
+                    _grad(op, z, x, y, c, size, lo, hi, zero, half)

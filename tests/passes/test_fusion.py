@@ -433,6 +433,22 @@ def test_the_kernel_computes_in_the_dtype_the_members_would():
             np.testing.assert_array_equal(dx[p], want_dx[p])
 
 
+def test_an_empty_batch_gives_empty_values_and_zero_gradients():
+    op = get_op(F.NAME)
+    attrs = _ln_tail_attrs("float32")
+    rng = np.random.default_rng(3)
+    inputs = {"x0": np.zeros((0, 4, 5), "float32"), "x1": np.zeros((0, 4, 1), "float32"),
+              "x2": rng.standard_normal(5).astype("float32"),
+              "x3": rng.standard_normal(5).astype("float32")}
+    (out,) = op.forward(attrs, inputs)
+    assert out.shape == (0, 4, 5) and out.dtype == np.float32
+    grads = op.vjp(attrs, inputs, [out], [np.zeros((0, 4, 5), "float32")],
+                   ["x0", "x1", "x2", "x3"])
+    assert [grads[p].shape for p in ("x0", "x1", "x2", "x3")] == [(0, 4, 5), (0, 4, 1),
+                                                                  (5,), (5,)]
+    np.testing.assert_array_equal(grads["x2"], np.zeros(5, "float32"))
+
+
 def test_a_bad_broadcast_is_an_error_naming_the_chain():
     op = get_op(F.NAME)
     with pytest.raises(gm.ops.OpError, match=r"multiply -> multiply -> add.*cannot broadcast"):
