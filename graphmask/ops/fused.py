@@ -59,7 +59,7 @@ class TapeTooLarge(ValueError):
 
 
 def chain_label(attrs) -> str:
-    """``"multiply -> add -> tanh"``: the members' ops in order."""
+    """``"multiply -> add -> relu"``: the members' ops in order."""
     return " -> ".join(m["op"].removeprefix("prim.") for m in attrs["members"])
 
 
