@@ -11,6 +11,7 @@ Every model here is compiled twice, with and without fusion, and compared:
 """
 import contextlib
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -342,6 +343,47 @@ def test_a_broadcast_the_kernel_cannot_fold_runs_the_members_one_by_one():
     for _ in range(2):
         assert on.train_on_batch(x, y) == off.train_on_batch(x, y)
     np.testing.assert_array_equal(on.get_weights()[0], off.get_weights()[0])
+
+
+def test_a_call_that_depends_on_training_is_fused_in_both_graphs():
+    """``fit`` runs the training branch, ``predict`` the other: each graph fuses its own."""
+    class Noisy(gm.layers.Layer):
+        def call(self, x, training=None):
+            y = x * 2.0 + 1.0
+            return ops.relu(y) - 0.5 if training else ops.maximum(y, 0.0) * 3.0
+
+    def model(fuse):
+        gm.clear_session()
+        gm.set_random_seed(8)
+        with fusion.enabled(fuse):
+            x = gm.Input(shape=(T, D))
+            m = gm.Model(x, gm.Dense(2, name="out")(Noisy(name="noisy")(x)))
+            m.compile(optimizer="sgd", loss="mse")
+        return m
+
+    on, off = model(True), model(False)
+    chains = [F.chain_label(g.node(n)["attrs"]) for g in (on.graph, on.inference_graph)
+              for n in g.nodes_by_op(F.NAME)]
+    assert chains == ["multiply -> add -> relu -> subtract", "multiply -> add -> maximum -> "
+                                                               "multiply"]
+    x, _ = _data()
+    y = np.ones((B, T, 2), "float32")
+    np.testing.assert_array_equal(on.predict_on_batch(x), off.predict_on_batch(x))
+    assert on.train_on_batch(x, y) == off.train_on_batch(x, y)
+    for w_on, w_off in zip(on.get_weights(), off.get_weights()):
+        np.testing.assert_array_equal(w_on, w_off)
+
+
+def test_threads_predicting_at_once_get_the_sequential_results():
+    """Each thread has its own register file: concurrent runs of one fused kernel."""
+    m = _chain_model(True)
+    xs = [np.random.default_rng(s).standard_normal((700, T, D)).astype("float32")
+          for s in range(8)]  # 21,000 values: several blocks each
+    want = [m.predict_on_batch(x) for x in xs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(m.predict_on_batch, xs * 3))
+    for k, out in enumerate(got):
+        np.testing.assert_array_equal(out, want[k % len(xs)])
 
 
 # ------------------------------------------------------------------------ views
