@@ -49,6 +49,11 @@ from numba.extending import intrinsic, overload, typeof_impl
 
 from graphmask.kernels import jit, jit_parallel
 
+#: Small helpers are inlined into their callers at numba's IR level: compiled as kernels
+#: of their own, each cost a full compilation (wrappers, machine code) before being
+#: linked into its callers anyway.
+_inline = numba.njit(cache=True, nogil=True, inline="always")
+
 #: Units per chunk (one task's share of a step).
 UNIT_CHUNK = 16
 #: OpenBLAS computes a GEMM with M*N*K at or below this on the calling thread, by its
@@ -125,7 +130,7 @@ def _exp_impl(x):
     return lambda x: np.exp(x)
 
 
-@jit
+@_inline
 def _tanh_inplace(v):
     """tanh on the 1-D array ``v`` in place: 1 - 2 / (exp(2x) + 1), which saturates
     cleanly at +-1. np.divide, not ``/``: numba's ``/`` checks for a zero divisor, which
@@ -136,7 +141,7 @@ def _tanh_inplace(v):
         v[k] = one - np.divide(two, _exp(two * v[k]) + one)
 
 
-@jit
+@_inline
 def _sigmoid_inplace(v):
     """sigmoid on the 1-D array ``v`` in place."""
     one = v.dtype.type(1.0)
@@ -144,7 +149,7 @@ def _sigmoid_inplace(v):
         v[k] = np.divide(one, one + _exp(-v[k]))
 
 
-@jit
+@_inline
 def _act_inplace(v, code):
     """Apply activation ``code`` to the 1-D array ``v`` in place, one tight loop each."""
     zero = v.dtype.type(0.0)
@@ -162,7 +167,7 @@ def _act_inplace(v, code):
             v[k] = np.divide(min(max(v[k] + three, zero), six), six)
 
 
-@jit
+@_inline
 def _dact(y, code, one, sixth):
     """Derivative of activation ``code`` through its output ``y`` (``one``, ``sixth``
     carry the float type, so float32 math stays float32)."""
@@ -398,13 +403,13 @@ class threads_for:
         return False
 
 
-@jit
+@_inline
 def _span(task, ntask, n):
     """Part ``task`` of ``ntask`` near-equal parts of ``range(n)``: (start, stop)."""
     return task * n // ntask, (task + 1) * n // ntask
 
 
-@jit
+@_inline
 def _row_block(kn):
     """Rows per GEMM call with K*N = ``kn``: M*N*K under :data:`SERIAL_MNK`, a multiple
     of 8 when it can be (the small kernels are slow on ragged row counts)."""
@@ -549,7 +554,7 @@ def forward_workspace_size(N: int, B: int, D: int, H: int) -> int:
     return N * (D + 7 * H) + B * 4 * H + 240
 
 
-@jit
+@_inline
 def _gather_h(Hp, h, rows, o0, n):
     H = h.shape[1]
     for j in range(n):
@@ -558,7 +563,7 @@ def _gather_h(Hp, h, rows, o0, n):
             Hp[o0 + j, k] = h[b, k]
 
 
-@jit
+@_inline
 def _write_y(y, h, mask, t, backwards, zero_masked):
     # kept step: the new h; masked step: the carried h (= the previous output).
     B, T, H = y.shape
@@ -573,7 +578,7 @@ def _write_y(y, h, mask, t, backwards, zero_masked):
                 y[b, t, k] = h[b, k]
 
 
-@jit
+@_inline
 def _ntasks(work, Q, nthreads):
     """Tasks for ``work`` multiply-adds over ``Q`` chunks: one per thread when it pays."""
     if work < PARALLEL_MIN_WORK:
@@ -682,7 +687,7 @@ def _dh_task(task, ntask, o0, n, rows, dZ, rkT, DH, dh):
             dh[b, k] = DH[j, k]
 
 
-@jit
+@_inline
 def _add_gy(dh, gy, mask, t, backwards, zero_masked):
     # y[:, t] is h_t at kept and carried steps alike, so its gradient joins dh.
     B, T, H = gy.shape
