@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 
+from graphmask.errors import ConfigError
 from graphmask.ir.graph import Graph
 from graphmask.ops import fused as F
 
@@ -41,10 +42,23 @@ CHEAP = frozenset({"prim.add", "prim.subtract", "prim.multiply", "prim.divide",
 #: the most members of one fused node
 MAX_MEMBERS = 12
 
-#: the switch; ``GRAPHMASK_FUSION=1`` (or ``0``) in the environment sets its default
+#: the switch's default; ``GRAPHMASK_FUSION=1`` (or ``0``) in the environment overrides it
 DEFAULT = False
-_state = {"on": os.environ.get("GRAPHMASK_FUSION", "1" if DEFAULT else "0").strip().lower()
-          not in ("0", "false", "off", "")}
+_WORDS = {"1": True, "true": True, "on": True, "yes": True,
+          "0": False, "false": False, "off": False, "no": False}
+
+
+def _from_environment() -> bool:
+    value = os.environ.get("GRAPHMASK_FUSION")
+    if value is None or value.strip() == "":
+        return DEFAULT
+    if value.strip().lower() not in _WORDS:
+        raise ConfigError(f"GRAPHMASK_FUSION={value!r}: expected 1 or 0 (true/false, on/off, "
+                          f"yes/no)")
+    return _WORDS[value.strip().lower()]
+
+
+_state = {"on": _from_environment()}
 
 
 class _Switch:
@@ -75,8 +89,11 @@ def enabled(on: bool | None = None):
     """
     if on is None:
         return _state["on"]
+    if not isinstance(on, bool):
+        raise ConfigError(f"graphmask.passes.fusion.enabled: on must be True, False or None, "
+                          f"got {on!r}")
     previous = _state["on"]
-    _state["on"] = bool(on)
+    _state["on"] = on
     return _Switch(previous)
 
 

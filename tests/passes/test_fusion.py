@@ -203,6 +203,18 @@ def test_the_switch_turns_the_pass_off_and_back_on():
     assert len(_fused(_chain_model(None))) == 1
 
 
+def test_a_bad_switch_value_is_refused_naming_it(monkeypatch):
+    with pytest.raises(gm.errors.ConfigError, match=r"on must be True, False or None, got 'no'"):
+        fusion.enabled("no")
+    assert fusion.enabled() is True
+    monkeypatch.setenv("GRAPHMASK_FUSION", "maybe")
+    with pytest.raises(gm.errors.ConfigError, match=r"GRAPHMASK_FUSION='maybe': expected 1 or 0"):
+        fusion._from_environment()
+    for value, on in (("1", True), ("off", False), (" Yes ", True), ("", fusion.DEFAULT)):
+        monkeypatch.setenv("GRAPHMASK_FUSION", value)
+        assert fusion._from_environment() is on
+
+
 # ------------------------------------------------------------------------ equal results
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_predict_and_evaluate_are_bit_identical(dtype):
