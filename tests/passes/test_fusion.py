@@ -510,6 +510,48 @@ def test_a_bad_broadcast_is_an_error_naming_the_chain():
                                       "x2": np.ones(3), "x3": np.ones(3)})
 
 
+_dims = st.lists(st.integers(1, 5), min_size=0, max_size=4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(out=_dims, pattern=st.lists(st.lists(st.booleans(), min_size=4, max_size=4),
+                                   min_size=3, max_size=3),
+       drop=st.lists(st.integers(0, 4), min_size=3, max_size=3))
+def test_random_broadcasts_match_the_members(out, pattern, drop):
+    """Inputs keep or broadcast each axis of the output (and may lose leading axes):
+    values bit for bit, full-size gradients bit for bit, broadcast ones to 1e-12 (float64
+    sums in another order)."""
+    shapes = []
+    for keep, lead in zip(pattern, drop):
+        s = tuple(d if k else 1 for d, k in zip(out, keep))
+        shapes.append(s[min(lead, len(s)):])
+    attrs = {"dtype": "float64", "n_in": 3, "outputs": [2], "members": [
+        {"node": 1, "op": "prim.multiply", "attrs": {}, "args": {"x": ["in", 0],
+                                                                  "y": ["in", 1]}},
+        {"node": 2, "op": "prim.subtract", "attrs": {}, "args": {"x": ["m", 0],
+                                                                  "y": ["in", 2]}},
+        {"node": 3, "op": "prim.maximum", "attrs": {}, "args": {"x": ["m", 1],
+                                                                 "y": ["in", 0]}}]}
+    rng = np.random.default_rng(len(out))
+    inputs = {f"x{k}": rng.standard_normal(s) for k, s in enumerate(shapes)}
+    op = get_op(F.NAME)
+    full = np.broadcast_shapes(*shapes)
+    (got,) = op.forward(attrs, inputs)
+    want = op._members(attrs, inputs, kernel=True)[2]
+    assert got.shape == want.shape == full
+    np.testing.assert_array_equal(got, want)
+    g = rng.standard_normal(full)
+    wrt = ["x0", "x1", "x2"]
+    dx, want_dx = op.vjp(attrs, inputs, [got], [g], wrt), op._members_vjp(
+        attrs, inputs, [g], wrt, kernel=True)
+    for p in wrt:
+        assert dx[p].shape == inputs[p].shape
+        if inputs[p].shape == full:
+            np.testing.assert_array_equal(dx[p], want_dx[p])
+        else:
+            np.testing.assert_allclose(dx[p], want_dx[p], rtol=1e-12, atol=1e-12)
+
+
 # ------------------------------------------------------------------------ random chains
 _UNARY = ["negative", "abs", "relu", "square", "sqrt", "clip"]
 _BINARY = ["add", "subtract", "multiply", "divide", "maximum", "minimum", "where"]
