@@ -46,6 +46,7 @@ from graphmask.inspect.explain import (
     node_status,
     unit_of,
 )
+from graphmask.ops.fused import chain_label
 from graphmask.viz.draw import FONT, LINE_H, PAD_Y, Layout
 from graphmask.viz.view import (
     CLUSTER_STYLE,
@@ -306,6 +307,9 @@ def _node_details(model, g, key, layers, calls_by_ref, grads_by_node, labels) ->
            "phase": n["phase"], "shapes": _specs(g, nid), "node": nid, "value": f"{nid}:0"}
     if n["op"] == "vjp":
         out["op"] = f"vjp of {n['attrs']['op']}"
+    elif n["op"] == "fused_elementwise":
+        out["op"] = f"fused: {chain_label(n['attrs'])}"
+        out["fused"] = list(n.get("fused") or ())
     layer = layers.get(n["layer"])
     path = group_path(g, nid)
     calls = [_call_by_id(calls_by_ref, gid) for gid in path]
