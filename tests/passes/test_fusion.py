@@ -26,6 +26,7 @@ from graphmask.inspect import debugprint
 from graphmask.ops import fused as F
 from graphmask.ops import get_op
 from graphmask.passes import fusion
+from graphmask.viz.html import explorer_data
 from graphmask.viz.view import build_view
 from tests.ops.harness import check_op
 
@@ -413,6 +414,10 @@ def test_debugprint_and_the_picture_show_the_fused_chain():
     view = build_view(m, expand=True)
     assert any("fused: subtract -> multiply -> add -> relu -> multiply -> maximum" in s
                for n in view.nodes.values() for s in n.lines)
+    data, _ = explorer_data(m)  # the interactive explorer's node details
+    node = data["nodes"][f"n{fid}"]
+    assert (node["op"], node["fused"], node["layer"]) == (
+        "fused: subtract -> multiply -> add -> relu -> multiply -> maximum", members, "chain")
 
 
 # ------------------------------------------------------------------------ the op itself
