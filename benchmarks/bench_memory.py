@@ -12,9 +12,10 @@ library. Each row is a fresh Python process that imports NumPy, then the library
 the model and runs ``--steps`` training steps (graphmask ``train_on_batch``; PyTorch the
 padded batch with a masked loss, or ``pack_padded_sequence``):
 
-* ``import``: peak resident set (``ru_maxrss``) once the library is imported: what the
-  library costs before any model exists (the ``python + numpy`` row is the interpreter);
-* ``peak``: ``ru_maxrss`` at the end of the run, the high-water mark of the process;
+* ``import``: peak resident set once the library is imported: what the library costs
+  before any model exists (the ``python + numpy`` row is the interpreter);
+* ``peak``: the peak resident set at the end of the run, the high-water mark of the
+  process (``VmHWM`` on Linux rather than ``ru_maxrss``: see :func:`peak_bytes`);
 * ``training``: ``peak - import``, what building the model and training it added;
 * ``after 1`` / ``after N``: the current resident set (``/proc/self/statm``) after the
   first and after the last step; ``growth`` is their difference (a leak shows as a
@@ -46,10 +47,24 @@ from bench_lstm import TORCH_VARIANTS, gm_step, machine, torch_step  # noqa: E40
 
 LIBS = ("python + numpy", "graphmask", *TORCH_VARIANTS)
 MIB = 1 << 20
+CURVE = (2, 5, 10, 20, 50, 100, 200, 500, 1000)  # steps after which the RSS is recorded
 
 
 def peak_bytes() -> int:
-    """The process's peak resident set so far (``ru_maxrss`` is KiB on Linux)."""
+    """The peak resident set of this process image so far.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``. ``ru_maxrss`` is not used there: Linux
+    carries the high-water mark of the image a process had before ``exec`` over into
+    it, so a worker started by a big parent (``subprocess`` forks or vforks it) reports
+    at least the parent's peak. Elsewhere ``ru_maxrss`` (bytes on macOS, KiB otherwise).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kib if sys.platform == "darwin" else kib * 1024
 
@@ -82,13 +97,17 @@ def run_worker(lib: str, steps: int, b: int, t: int, h: int, trace: bool) -> dic
         def workspace_bytes():
             return 0
         step = torch_step("W1", b, t, h, None, TORCH_VARIANTS[lib])
+    out["after_build"] = rss_bytes()
     step()
     out["after_first"] = rss_bytes()
-    ws = workspace_bytes()
-    for _ in range(steps - 1):
+    ws, curve = workspace_bytes(), {1: out["after_first"]}
+    for i in range(2, steps + 1):
         step()
         ws = max(ws, workspace_bytes())
+        if i in CURVE or i == steps:
+            curve[i] = rss_bytes()
     out["after_last"] = rss_bytes()
+    out["rss_by_step"] = curve
     out["peak"] = peak_bytes()
     if lib == "graphmask":
         out["workspace"] = ws
@@ -97,20 +116,18 @@ def run_worker(lib: str, steps: int, b: int, t: int, h: int, trace: bool) -> dic
     return out
 
 
-def traced_step(step, top=8) -> dict:
-    """Peak traced allocations during one more step, and the biggest sites at that peak
-    (a snapshot taken inside the step would move the peak; the sites are the ones alive
-    at the end of the step plus the step's peak)."""
+def traced_step(step) -> dict:
+    """Traced allocations (NumPy arrays and Python objects; numba's own allocations are
+    not traced) during one step: their peak above the start, and what is left after."""
     import tracemalloc
-    tracemalloc.start(25)
-    before = tracemalloc.get_traced_memory()[0]
+    tracemalloc.start()
+    step()  # warm: what a step leaves behind is allocated under tracing
+    tracemalloc.reset_peak()
+    rest = tracemalloc.get_traced_memory()[0]
     step()
-    _, peak = tracemalloc.get_traced_memory()
-    snap = tracemalloc.take_snapshot()
+    current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    stats = snap.statistics("lineno")[:top]
-    return {"peak_during_step": peak - before,
-            "alive_after_step": [[str(s.traceback[0]), s.size] for s in stats]}
+    return {"rest": rest, "peak_during_step": peak - rest, "left_after_step": current - rest}
 
 
 def worker(lib, steps, b, t, h, trace=False, env=None) -> dict | None:
@@ -169,12 +186,16 @@ def main(argv=None) -> int:
         rows.append(r)
     print(table(rows, args.steps))
     for r in rows:
+        curve = r.get("rss_by_step")
+        if curve:
+            print(f"{r['lib']}: RSS (MiB) after import {r['import'] / MIB:.1f} (peak), "
+                  f"after building the model {r['after_build'] / MIB:.1f}, after step " + ", ".join(
+                f"{k}: {v / MIB:.1f}" for k, v in curve.items()))
         if "trace" in r:
             tr = r["trace"]
-            print(f"\ngraphmask, one traced step: peak {tr['peak_during_step'] / MIB:.1f} MiB "
-                  f"above the start of the step; biggest allocations alive after it:")
-            for site, size in tr["alive_after_step"]:
-                print(f"  {size / MIB:7.2f} MiB  {site}")
+            print(f"graphmask, one step traced (tracemalloc: NumPy arrays and Python "
+                  f"objects): +{tr['peak_during_step'] / MIB:.1f} MiB at its peak, "
+                  f"{tr['left_after_step'] / MIB:+.2f} MiB left after it")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
