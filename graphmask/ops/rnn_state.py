@@ -25,7 +25,7 @@ import numpy as np
 from graphmask.ops.base import OpError
 
 __all__ = ["carry", "check_stateful_batch", "discard", "get_state", "n_residuals", "new_state",
-           "reset_state", "state_key", "stateful_forward", "vjp_inputs"]
+           "reset_state", "set_state", "state_key", "stateful_forward", "vjp_inputs"]
 
 _STATES: dict[str, list[np.ndarray]] = {}
 _LOCKS: dict[str, threading.RLock] = {}
@@ -72,6 +72,13 @@ def reset_state(key: str) -> None:
     with _lock(key):
         for a in _STATES.get(key, ()):
             a[...] = 0
+
+
+def set_state(key: str, states) -> None:
+    """Replace a layer's carried states with copies of ``states`` (what :func:`get_state`
+    returned); used to run a stateful model several times from one state."""
+    with _lock(key):
+        _STATES[key] = [np.array(a, copy=True) for a in states]
 
 
 def get_state(key: str):

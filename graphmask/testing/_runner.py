@@ -7,10 +7,12 @@ changed on the way, ``graphmask.runtime.run``, so what is checked is what ``fit`
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from graphmask import passes
 from graphmask.errors import ConfigError
+from graphmask.ops import rnn_state
 from graphmask.runtime import run
 from graphmask.training.data import prepare_inputs, prepare_targets, prepare_weights
 
@@ -131,6 +133,27 @@ def execute(model, batch: Batch, fetches: list, dtype=None, variables_=None, hoo
     g = model.graph
     plan = passes.make_plan(g, list(fetches))
     vs = variables(model, dtype) if variables_ is None else variables_
+    with states_kept(g):
+        return _execute(model, batch, plan, vs, hook)
+
+
+@contextmanager
+def states_kept(g):
+    """Stateful layers' carried states as they were before, whatever the run did: every
+    run of a check starts from the state the model had, and the model keeps it."""
+    keys = sorted({g.node(n)["attrs"]["state_key"] for n in g.order()
+                   if g.node(n)["phase"] == "forward"
+                   and g.node(n)["attrs"].get("state_key") is not None})
+    saved = {k: rnn_state.get_state(k) for k in keys}
+    try:
+        yield
+    finally:
+        for k, states in saved.items():
+            if states is not None:
+                rnn_state.set_state(k, states)
+
+
+def _execute(model, batch, plan, vs, hook):
     if hook is None:
         return run(plan, feeds(model, batch), vs)
     values = {}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphmask.errors import ConfigError
 from graphmask.testing import _runner as R
 from graphmask.testing._common import (
     all_fetches,
@@ -197,6 +198,12 @@ def check_batch_independence(model, x, y=None, sample_weight=None, *, dtype="flo
     rtol, atol = tol(dtype, rtol, atol)
     rec = Recorder("check_batch_independence")
     g = model.graph
+    stateful = _stateful_layer(g)
+    if stateful is not None:
+        raise ConfigError(f"check_batch_independence: layer {stateful!r} is stateful: it "
+                          f"keeps its batch size and carries each sample's state from "
+                          f"batch to batch, so a sample cannot run alone; the other checks "
+                          f"apply (each of their runs starts from the model's carried state)")
     with_loss = _loss_part(model, y, rec)
     batch = R.prepare(model, x, y, sample_weight, dtype)
     outs, fetches, names = all_fetches(model, with_loss)
@@ -319,6 +326,15 @@ def _compare_rows(model, base, single, outs, b, L, rtol, atol, what):
 # ---------------------------------------------------------------- all of them
 
 
+def _stateful_layer(g):
+    """The label of the first stateful recurrent node, or None."""
+    for n in g.order():
+        node = g.node(n)
+        if node["phase"] == "forward" and node["attrs"].get("state_key") is not None:
+            return g.label(n)
+    return None
+
+
 def check_all(model, x, y=None, sample_weight=None, *, dtype="float64") -> CheckReport:
     """Every check that applies to this model and batch, in a sensible order.
 
@@ -338,7 +354,12 @@ def check_all(model, x, y=None, sample_weight=None, *, dtype="float64") -> Check
     rec.merge(check_mask_annotations(model, x))
     rec.merge(check_masked_steps(model, x, dtype=dtype))
     rec.merge(check_padding_invariance(model, x, y, sample_weight, dtype=dtype))
-    rec.merge(check_batch_independence(model, x, y, sample_weight, dtype=dtype))
+    stateful = _stateful_layer(model.graph)
+    if stateful is None:
+        rec.merge(check_batch_independence(model, x, y, sample_weight, dtype=dtype))
+    else:
+        rec.skip(f"check_batch_independence: layer {stateful!r} is stateful (a fixed batch "
+                 f"whose samples carry state between batches)")
     loss_checks = "check_loss_is_masked_mean, check_all_masked and check_grads"
     if y is None:
         rec.skip(f"{loss_checks}: no y given")
