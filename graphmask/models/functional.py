@@ -39,6 +39,11 @@ def _distributed(strategy, method, model, *args, **kwargs):
     if not isinstance(strategy, DaskStrategy):
         raise ConfigError(f"{method}: distribute must be a graphmask.distribute.DaskStrategy "
                           f"or None, got {strategy!r}")
+    stateful = [la.name for la in model.layers if getattr(la, "stateful", False)]
+    if stateful:
+        raise ConfigError(f"{method}: layer {stateful[0]!r} is stateful; its state is carried "
+                          f"batch to batch in this process, which shards on Dask workers "
+                          f"cannot share: call {method} without distribute=")
     return getattr(strategy, method)(model, *args, **kwargs)
 
 

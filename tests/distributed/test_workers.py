@@ -89,6 +89,23 @@ def test_bad_arguments_are_config_errors_before_anything_runs(client):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_stateful_model_is_refused_before_anything_runs(strategy):
+    import graphmask as gm
+    x = gm.Input(batch_shape=(4, None), dtype="int32")
+    h = gm.GRU(3, stateful=True, name="carry")(gm.Embedding(9, 2, mask_zero=True)(x))
+    model = gm.Model(x, gm.Dense(1)(h))
+    model.compile(optimizer="sgd", loss="mse")
+    ids = np.array([[1, 2, 0], [3, 0, 0], [4, 5, 6], [7, 0, 0]], "int32")
+    for method, args in (("fit", (ids, np.zeros((4, 1), "float32"))),
+                         ("evaluate", (ids, np.zeros((4, 1), "float32"))),
+                         ("predict", (ids,))):
+        with pytest.raises(ConfigError, match=rf"{method}: layer 'carry' is stateful; its "
+                                              rf"state is carried batch to batch"):
+            getattr(model, method)(*args, distribute=strategy)
+    assert model.optimizer.iterations == 0
+    np.testing.assert_array_equal(model.get_layer("carry").states[0], 0)
+
+
 def test_a_non_finite_shard_is_the_local_numerical_error(strategy, monkeypatch):
     import graphmask.training.data as data
     monkeypatch.setattr(data, "ALLOW_NONFINITE", True)
