@@ -95,11 +95,11 @@ def _arith(op, z, x, y, c, size, zero):
     elif op == MAX:
         for j in range(size):
             u, v = x[j], y[j]
-            z[j] = u if (u >= v or u != u) else v  # NaN propagates, as np.maximum
+            z[j] = u if (u > v or u != u) else v  # as np.maximum: NaN wins, ties give y
     elif op == MIN:
         for j in range(size):
             u, v = x[j], y[j]
-            z[j] = u if (u <= v or u != u) else v
+            z[j] = u if (u < v or u != u) else v
     else:  # WHERE
         for j in range(size):
             z[j] = y[j] if x[j] != zero else c[j]
@@ -123,8 +123,8 @@ def _unary(op, z, x, size, lo, hi, zero):
     elif op == RELU:
         for j in range(size):
             v = x[j]
-            z[j] = v if (v >= zero or v != v) else zero  # as np.maximum(x, 0)
-    else:  # CLIP
+            z[j] = v if (v > zero or v != v) else zero  # as np.maximum(x, 0): relu(-0) = 0
+    else:  # CLIP, as np.clip: NaN stays, a value equal to a bound stays (signed zeros)
         for j in range(size):
             v = x[j]
             v = lo if v < lo else v

@@ -13,6 +13,7 @@ Every model here is compiled twice, with and without fusion, and compared:
 """
 import contextlib
 import io
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -492,6 +493,37 @@ def test_the_kernel_computes_in_the_dtype_the_members_would():
         for p in ("x0", "x2"):
             assert dx[p].dtype == inputs[p].dtype
             np.testing.assert_array_equal(dx[p], want_dx[p])
+
+
+_EDGES = np.array([-0.0, 0.0, 1.0, -1.0, np.nan, 0.5, np.inf], "float32")
+
+
+@pytest.mark.parametrize("op_name, attrs", [
+    ("prim.maximum", {}), ("prim.minimum", {}), ("prim.relu", {}), ("prim.abs", {}),
+    ("prim.clip", {"min": -0.0, "max": 0.0}), ("prim.clip", {"min": 0.0, "max": 0.5}),
+    ("prim.sqrt", {}), ("prim.divide", {}), ("prim.square", {})])
+def test_signed_zeros_nan_and_inf_are_the_ufuncs_bit_for_bit(op_name, attrs):
+    """``np.maximum`` gives its second operand on ties (``max(-0, 0)`` is ``0``,
+    ``max(0, -0)`` is ``-0``), ``np.clip`` keeps a value equal to a bound: the kernel
+    follows, so even the sign of a zero and a NaN's bits match the unfused graph."""
+    a, b = (np.tile(np.array(v, "float32"), 3) for v in zip(*itertools.product(_EDGES, _EDGES)))
+    binary = op_name in ("prim.maximum", "prim.minimum", "prim.divide")
+    args = {"x": ["in", 0], "y": ["in", 1]} if binary else {"x": ["in", 0]}
+    chain = {"dtype": "float32", "n_in": 2 if binary else 1, "outputs": [1], "members": [
+        {"node": 1, "op": op_name, "attrs": attrs, "args": args},
+        {"node": 2, "op": "prim.negative", "attrs": {}, "args": {"x": ["m", 0]}}]}
+    inputs = {"x0": a, "x1": b} if binary else {"x0": a}
+    op = get_op(F.NAME)
+    with np.errstate(all="ignore"):
+        got = op.forward(chain, inputs)[0]
+        want = op._members(chain, inputs, kernel=True)[1]
+        np.testing.assert_array_equal(got.view("uint32"), want.view("uint32"))
+        g = np.linspace(-2, 2, a.size).astype("float32")
+        wrt = ["x0", "x1"] if binary else ["x0"]
+        dx = op.vjp(chain, inputs, [got], [g], wrt)
+        want_dx = op._members_vjp(chain, inputs, [g], wrt, kernel=True)
+    for p in wrt:
+        np.testing.assert_array_equal(dx[p].view("uint32"), want_dx[p].view("uint32"))
 
 
 def test_an_empty_batch_gives_empty_values_and_zero_gradients():
