@@ -330,9 +330,9 @@ def test_masks_flow_through_a_fused_layer_unchanged():
 
 
 def test_a_broadcast_the_kernel_cannot_fold_runs_the_members_one_by_one():
-    """A (T, 1) weight against (B, T, D) broadcasts in three runs of axes: the fused
-    op runs its members' own kernels (the unfused computation) and says so in no way a
-    user sees: the results are those of the unfused graph."""
+    """A (T, 1) weight against (B, T, D) broadcasts in three runs of axes, which the
+    kernel's two-axis layout cannot fold: the fused op runs its members' own kernels one
+    by one (the unfused computation), so the results are the unfused graph's."""
     class PerStep(gm.layers.Layer):
         def build(self, input_shape):
             self.w = self.add_weight(shape=(T, 1), initializer="random_normal", name="w")
