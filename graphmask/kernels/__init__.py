@@ -1,4 +1,6 @@
-"""numba kernels. Every kernel is compiled with :data:`jit` (on-disk cache, no GIL).
+"""numba kernels. Every kernel is compiled with :data:`jit` (on-disk cache, no GIL); the
+recurrent drivers' task kernels are compiled as C callbacks with the same options and
+passed to the drivers by pointer (``graphmask.kernels.lstm.TaskTable``).
 
 The cache lives next to the source unless that folder is read-only, in which case it
 goes to ``$XDG_CACHE_HOME/graphmask/numba`` (set ``NUMBA_CACHE_DIR`` to choose another).
