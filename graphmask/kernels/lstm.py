@@ -588,13 +588,14 @@ def _ntasks(work, Q, nthreads):
 
 # ---- drivers ------------------------------------------------------------------------
 # A driver is a small loop over the steps that launches its tasks (``prange`` in the
-# threaded variant) through *function pointers* it receives as arguments (numba's
-# first-class functions, :class:`_Task`): numba links every callee it calls by name into
-# the caller's module and optimizes and compiles it again there (and once more in each
-# parfor body), so a driver calling its tasks by name cost several times the tasks' own
-# compilation. Called through pointers, each task compiles once, and a driver compiles
-# as the loop it is, whatever tasks (default or general activations) it runs. Setup and
-# finishing are NumPy (copies, exact sums in a fixed order): nothing to compile there.
+# threaded variant) through *function pointers* it receives as arguments (C callbacks
+# passed as numba's first-class functions, :class:`TaskTable`): numba links every callee
+# it calls by name into the caller's module and optimizes and compiles it again there
+# (and once more in each parfor body), so a driver calling its tasks by name cost
+# several times the tasks' own compilation. Called through pointers, each task compiles
+# once, and a driver compiles as the loop it is, whatever tasks (default or general
+# activations) it runs. Setup and finishing are NumPy (copies, exact sums in a fixed
+# order): nothing to compile there.
 @jit_parallel
 def _forward_loop(proj, step, kb, bp, rkb, uoff, offsets, rows, mask, backwards, act, ract,
                   ret_seq, zero_masked, y, h, c, Xc, A, Hp, Cp, Tc, G, nthreads):
