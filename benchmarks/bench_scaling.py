@@ -32,11 +32,17 @@ the GEMM work at H >= 64), the embedding gather, the loss and Adam's update (abo
 operations per weight, 0.8% of a W1 step) are not counted: they are memory-bound, not
 GEMM work, so the bound is a lower limit that no implementation reaches. The peak is
 measured in the same run (:func:`sgemm_peak`): the best of several NumPy float32
-matmuls of the LSTM's GEMM shapes, on one and on two BLAS threads; the bound uses the
-peak on as many threads as the run gives the libraries (every core).
+matmuls of the LSTM's GEMM shapes, on one thread and on as many threads as the run
+gives the libraries (every core); the bound uses the higher of the two (on a loaded
+machine the threaded GEMM can measure slower than one thread: the bound is then what
+one core alone reaches, and a quiet machine's bound is lower still).
 
 The machine is shared: the load average is recorded during the run and reported with
-the results; compare the ratios of one run only.
+the results; compare the ratios of one run only. ``--threads N`` gives both libraries N
+threads (``NUMBA_NUM_THREADS`` for graphmask's kernels, ``torch.set_num_threads`` for
+PyTorch, through ``BENCH_THREADS``); on a machine busy with other work, one thread each
+measures the kernels rather than how each library's thread pool copes with contention
+(PyTorch's many short parallel regions per step suffer most).
 """
 from __future__ import annotations
 
@@ -107,9 +113,12 @@ def points():
             for v in values]
 
 
-def run(steps: int, rounds: int) -> dict:
-    """Time every point (W1's own point once), with the bound and the load average."""
-    threads = os.cpu_count() or 1
+def run(steps: int, rounds: int, threads: int | None = None) -> dict:
+    """Time every point (W1's own point once), with the bound and the load average;
+    ``threads``: each library's thread count (default: every core)."""
+    if threads:
+        os.environ["NUMBA_NUM_THREADS"] = os.environ["BENCH_THREADS"] = str(threads)
+    threads = threads or os.cpu_count() or 1
     peak = sgemm_peak(threads=sorted({1, threads}))
     print("sgemm peak: " + ", ".join(f"{n} thread(s) {p / 1e9:.1f} GFLOP/s"
                                       for n, p in peak.items()), flush=True)
@@ -124,16 +133,20 @@ def run(steps: int, rounds: int) -> dict:
                                      steps, None, rounds)
                 loads.append(os.getloadavg()[0])
             r = done[key]
-            flops = gemm_flops(lengths, p["h"], kind)
             rows.append({"sweep": sweep, "value": value, "kind": kind, **p,
-                         "kept": int(np.sum(lengths)), "flops": flops,
-                         "bound_ms": flops / peak[threads] * 1e3,
+                         "kept": int(np.sum(lengths)),
+                         "flops": gemm_flops(lengths, p["h"], kind),
                          **{k: v for k, v in r.items() if k != "case"}})
     return {"machine": machine(), "peak_flops": {str(k): v for k, v in peak.items()},
             "threads": threads, "steps": steps, "rounds": rounds,
             "load_average": {"min": min(loads), "max": max(loads),
                              "mean": sum(loads) / len(loads)},
             "rows": rows}
+
+
+def bound_ms(res: dict, row: dict) -> float:
+    """The row's physical bound (ms): its GEMM FLOPs at the run's best measured peak."""
+    return row["flops"] / max(res["peak_flops"].values()) * 1e3
 
 
 def peer_ms(row: dict) -> float:
@@ -153,7 +166,7 @@ def markdown(res: dict) -> str:
             f"{'train' if r['kind'] == 'W1' else 'predict'} | {r['kept']} | "
             f"{r['graphmask_ms']:.2f} ms | {r.get('torch padded+mask_ms', float('nan')):.2f} ms"
             f" | {r.get('torch packed_ms', float('nan')):.2f} ms | **{r['ratio']:.2f}** | "
-            f"{r['bound_ms']:.2f} ms | {r['graphmask_ms'] / r['bound_ms']:.1f}x |")
+            f"{bound_ms(res, r):.2f} ms | {r['graphmask_ms'] / bound_ms(res, r):.1f}x |")
     return "\n".join(out)
 
 
@@ -174,7 +187,7 @@ def plot(res: dict, path: str) -> None:
                     color="tab:blue", label=f"graphmask {name}")
             ax.plot(xs, [peer_ms(r) for r in rows], style[kind], marker="s",
                     color="tab:orange", label=f"PyTorch best {name}")
-            ax.plot(xs, [r["bound_ms"] for r in rows], style[kind], color="black",
+            ax.plot(xs, [bound_ms(res, r) for r in rows], style[kind], color="black",
                     label=f"bound {name} (GEMM FLOPs / sgemm peak)")
         ax.set_yscale("log")
         if sweep != "padding":
@@ -183,10 +196,11 @@ def plot(res: dict, path: str) -> None:
         ax.set_xlabel(LABELS[sweep])
         ax.set_ylabel("ms per step")
         ax.grid(True, which="both", alpha=0.3)
-    peak = res["peak_flops"][str(res["threads"])] / 1e9
+    peak = max(res["peak_flops"].values()) / 1e9
     load = res["load_average"]
-    fig.suptitle(f"W1 scaling, one change at a time from B=32, T=100, H=128 "
-                 f"(sgemm peak {peak:.0f} GFLOP/s on {res['threads']} threads; "
+    fig.suptitle(f"W1 scaling, one change at a time from B=32, T=100, H=128; "
+                 f"{res['threads']} thread{'s' if res['threads'] > 1 else ''} per library "
+                 f"(bound at the measured sgemm peak {peak:.0f} GFLOP/s; "
                  f"load average {load['min']:.1f}-{load['max']:.1f})")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False)
@@ -199,6 +213,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--threads", type=int,
+                    help="threads for each library (default: every core)")
     ap.add_argument("--json", help="write the results to this file")
     ap.add_argument("--plot", help="draw the curves into this PNG (needs matplotlib)")
     ap.add_argument("--replot", help="read results from this JSON instead of running")
@@ -210,7 +226,7 @@ def main(argv=None) -> int:
         if os.environ.get("OPENBLAS_CORETYPE"):
             print("note: OPENBLAS_CORETYPE is set; run with `env -u OPENBLAS_CORETYPE -u "
                   "OPENBLAS_L2_SIZE` to measure the BLAS at full speed", file=sys.stderr)
-        res = run(args.steps, args.rounds)
+        res = run(args.steps, args.rounds, args.threads)
     print(markdown(res))
     load = res["load_average"]
     print(f"\nload average during the run: {load['min']:.2f} to {load['max']:.2f} "
