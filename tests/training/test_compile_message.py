@@ -206,3 +206,31 @@ def test_step_times_leave_compiling_steps_and_keras_first_step_out():
     assert warm.per_step() == 0.5  # the only clean step
     warm.add(0.25, 2, compiled=False)
     assert warm.per_step() == 0.25 and warm.samples_per_s() == 8.0  # the first left out
+
+
+COLD_FIT = """
+import numpy as np
+import graphmask as gm
+x = gm.Input(shape=(2,))
+m = gm.Model(x, gm.Dense(1)(x))
+m.compile(optimizer="sgd", loss="mse")
+X = np.linspace(-1, 1, 64, dtype=np.float32).reshape(32, 2)
+m.fit(X, X[:, :1], epochs=1, batch_size=8, verbose=2)
+"""
+
+
+@pytest.mark.slow
+def test_a_cold_numba_cache_says_it_and_the_warm_cache_does_not(tmp_path):
+    """The real thing: the model's own kernels compile in a fresh process with an empty
+    cache (every kernel of the step), then load from that cache in the next process."""
+    import os
+    import subprocess
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    outs = [subprocess.run([sys.executable, "-c", COLD_FIT], env=env, capture_output=True,
+                           text=True, timeout=900) for _ in range(2)]
+    for r in outs:
+        assert r.returncode == 0, r.stderr
+    line = r"4/4 - \d+s - \d+(us|ms|s)/step - loss: \S+\n"
+    assert re.fullmatch(rf"Epoch 1/1\ncompiling kernels, first run only\n{line}",
+                        outs[0].stdout), outs[0].stdout
+    assert re.fullmatch(rf"Epoch 1/1\n{line}", outs[1].stdout), outs[1].stdout
