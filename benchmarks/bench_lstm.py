@@ -101,7 +101,7 @@ def torch_step(kind, b, t, h, padding, packed):
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
     torch.manual_seed(0)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", 0)) or os.cpu_count() or 1)
     ids_np, lengths_np = batch(b, t, padding)
     ids = torch.from_numpy(ids_np.astype(np.int64))
     lengths = torch.from_numpy(lengths_np)

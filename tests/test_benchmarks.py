@@ -84,3 +84,28 @@ def test_memory_table_separates_import_from_training():
     assert lines[0].startswith("| process | import | peak | training (peak - import) |")
     assert lines[2] == "| python + numpy | 30.0 | 30.0 |  | 29.0 | 29.0 | +0.0 |  |"
     assert lines[3] == "| graphmask | 200.0 | 260.0 | 60.0 | 250.0 | 251.0 | +1.0 | 7.0 |"
+
+
+def _fake_results():
+    rows = []
+    for sweep, value, p in bench_scaling.points():
+        for kind in bench_scaling.KINDS:
+            rows.append({"sweep": sweep, "value": value, "kind": kind, **p, "kept": 100,
+                         "flops": 2_000_000_000, "graphmask_ms": 20.0,
+                         "torch padded+mask_ms": 30.0, "torch packed_ms": 25.0,
+                         "best_peer": "torch packed", "ratio": 0.8})
+    return {"peak_flops": {"1": 200e9, "2": 100e9}, "threads": 2,
+            "load_average": {"min": 1.0, "max": 2.0, "mean": 1.5}, "rows": rows}
+
+
+def test_bound_uses_the_best_measured_peak_and_the_table_and_plot_show_it(tmp_path):
+    res = _fake_results()
+    assert bench_scaling.bound_ms(res, res["rows"][0]) == 10.0  # 2 GFLOP at 200 GFLOP/s
+    assert bench_scaling.peer_ms(res["rows"][0]) == 25.0
+    table = bench_scaling.markdown(res).splitlines()
+    assert table[2] == ("| T | 25 | train | 100 | 20.00 ms | 30.00 ms | 25.00 ms | **0.80** | "
+                        "10.00 ms | 2.0x |")
+    assert len(table) == 2 + 2 * 22
+    path = tmp_path / "scaling.png"
+    bench_scaling.plot(res, str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
