@@ -7,8 +7,9 @@ input projection of all kept rows is done up front in GEMMs; each step multiplie
 its rows' ``h_{t-1}`` by the recurrent kernel, fused with the gate math; the backward
 pass computes the gate gradients step by step, then the weight and input gradients as
 big GEMMs over all kept rows. BLAS calls stay under ``SERIAL_MNK`` (OpenBLAS on the
-calling thread), float64 runs one-thread twins, scratch comes from the LSTM's per-thread
-workspaces.
+calling thread), float64 and one-thread launches run one-thread twins, tanh/sigmoid
+layers default-activation step kernels, scratch comes from the LSTM's per-thread
+workspaces; the drivers call their task kernels by pointer (``lstm.TaskTable``).
 
 Gates are z, r, h (Keras order). The units are cut into chunks of ``UNIT_CHUNK``; a
 weight with 3H gate columns is *packed* (chunk q's z, r, h columns side by side), and
