@@ -94,21 +94,22 @@ class gru_threads(threads_for):
 def _proj_task(task, ntask, Xc, kp, bp, P, uoff):
     """``x_t @ kernel + bias`` of a block of kept rows into P (chunk q: (N, 3 uq))."""
     N, D = Xc.shape
-    a, e = _span(task, ntask, N)
-    if e == a:
-        return
     for q in range(uoff.size - 1):
         u0 = uoff[q]
         w = 3 * (uoff[q + 1] - u0)
         Pq = P[N * 3 * u0:N * 3 * u0 + N * w].reshape(N, w)
         Wq = kp[D * 3 * u0:D * 3 * u0 + D * w].reshape(D, w)
+        # the tasks share out whole row blocks of one fixed grid, so every GEMM call
+        # (and its rounding) is the same whatever the number of tasks
         mr = _row_block(D * w)
-        for a2 in range(a, e, mr):
-            e2 = min(e, a2 + mr)
+        b0, b1 = _span(task, ntask, (N + mr - 1) // mr)
+        for blk in range(b0, b1):
+            a2 = blk * mr
+            e2 = min(N, a2 + mr)
             np.dot(Xc[a2:e2], Wq, Pq[a2:e2])
-        for r in range(a, e):
-            for k in range(w):
-                Pq[r, k] += bp[3 * u0 + k]
+            for r in range(a2, e2):
+                for k in range(w):
+                    Pq[r, k] += bp[3 * u0 + k]
 
 
 @jit

@@ -424,21 +424,22 @@ def _proj_task(task, ntask, Xc, kb, bp, A, uoff):
     """Input projection of a block of kept rows, ``x_t @ kernel + bias``, for all steps
     at once: per unit chunk, GEMMs of many rows into its contiguous block of A."""
     N, D = Xc.shape
-    a, e = _span(task, ntask, N)
-    if e == a:
-        return
     for q in range(uoff.size - 1):
         u0 = uoff[q]
         w = 4 * (uoff[q + 1] - u0)
         Aq = A[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)
         Wq = kb[D * 4 * u0:D * 4 * u0 + D * w].reshape(D, w)
+        # the tasks share out whole row blocks of one fixed grid, so every GEMM call
+        # (and its rounding) is the same whatever the number of tasks
         mr = _row_block(D * w)
-        for a2 in range(a, e, mr):
-            e2 = min(e, a2 + mr)
+        b0, b1 = _span(task, ntask, (N + mr - 1) // mr)
+        for blk in range(b0, b1):
+            a2 = blk * mr
+            e2 = min(N, a2 + mr)
             np.dot(Xc[a2:e2], Wq, Aq[a2:e2])
-        for r in range(a, e):
-            for k in range(w):
-                Aq[r, k] += bp[4 * u0 + k]
+            for r in range(a2, e2):
+                for k in range(w):
+                    Aq[r, k] += bp[4 * u0 + k]
 
 
 @jit
