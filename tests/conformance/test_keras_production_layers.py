@@ -11,7 +11,9 @@ kernels see long masked rows:
 * a Bidirectional LSTM tagger and a Bidirectional GRU tagger (concat),
 * a Transformer-encoder block (MultiHeadAttention, residual Adds, LayerNormalization,
   a feed-forward pair of Dense layers, masked GlobalAveragePooling1D),
-* ``RNN(LSTMCell)`` and a SimpleRNN.
+* ``RNN(LSTMCell)`` and a SimpleRNN,
+* Conv1D (causal and dilated; strided "same"), BatchNormalization, MaxPooling1D,
+  AveragePooling1D and GlobalAveragePooling1D over an unmasked float sequence.
 
 Each is built in both libraries with graphmask's initial weights copied into Keras;
 predict, the loss and every gradient (torch autograd on Keras's compiled loss), and the
@@ -179,3 +181,55 @@ def test_predict_gradients_and_sgd_steps(name, mask_kind):
                         f"{name} ({mask_kind}) {wname} after {STEPS} SGD steps")
     tw.assert_close(g.predict(x, batch_size=B, verbose=0), tw.keras_predict(k, x),
                     1e-4, 1e-5, f"{name} predict after training ({mask_kind})")
+
+
+def _conv(lib):
+    """Conv1D (causal, dilated; strided 'same'), BatchNormalization, both poolings and a
+    global pooling over an unmasked float sequence (the convolutions take no mask)."""
+    L = lib.layers
+    x = lib.Input((T, 16), name="x")
+    h = L.Conv1D(64, 5, padding="causal", dilation_rate=2, activation="relu", name="c1")(x)
+    h = L.BatchNormalization(name="bn")(h)
+    h = L.MaxPooling1D(2, name="max")(h)
+    h = L.Conv1D(32, 3, strides=2, padding="same", name="c2")(h)
+    h = L.AveragePooling1D(3, strides=2, padding="same", name="avg")(h)
+    h = L.GlobalAveragePooling1D(name="pool")(h)
+    return lib.Model(x, L.Dense(C, name="head")(h))
+
+
+def _conv_pair():
+    gm.clear_session()
+    gm.set_random_seed(11)
+    g = _conv(Lib("graphmask"))
+    k = _conv(Lib("keras"))
+    tw.copy_weights(g, k)
+    go, ko = tw.optimizer_pair("SGD", **SGD)
+    g.compile(optimizer=go, loss="mse")
+    k.compile(optimizer=ko, loss="mse")
+    return g, k
+
+
+def test_convolutions_pooling_and_batch_norm_at_production_sizes():
+    g, k = _conv_pair()
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(B, T, 16)).astype("float32")
+    tw.assert_close(g.predict(x, batch_size=B, verbose=0), tw.keras_predict(k, x),
+                    what="conv predict")
+    y = rng.normal(size=(B, C)).astype("float32")
+    ours_loss, ours = g.loss_and_gradients(x, y)
+    theirs_loss, theirs = tw.keras_loss_and_gradients(k, x, y)
+    np.testing.assert_allclose(ours_loss, theirs_loss, rtol=1e-5, err_msg="conv loss")
+    for (wname, a), b in zip(ours.items(), theirs):
+        scale = float(np.abs(b).max())
+        np.testing.assert_allclose(a, b, rtol=0, atol=GRAD_TOL * max(scale, GRAD_FLOOR),
+                                   err_msg=f"conv: gradient of {wname}")
+    # Keras's gradient pass (a training call) moved its BatchNormalization statistics:
+    # the steps start again from a fresh pair
+    g, k = _conv_pair()
+    for step in range(STEPS):
+        xs = rng.normal(size=(B, T, 16)).astype("float32")
+        ys = rng.normal(size=(B, C)).astype("float32")
+        tw.assert_close(g.train_on_batch(xs, ys), k.train_on_batch(xs, ys), 1e-5, 0.0,
+                        f"conv loss at step {step}")
+    for v, a, b in zip(g.weights, g.get_weights(), tw.keras_weights(k)):
+        tw.assert_close(a, b, tw.TRAIN_RTOL, tw.TRAIN_ATOL, f"conv {v.name} after SGD steps")
