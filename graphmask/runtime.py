@@ -16,6 +16,7 @@ import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  (numba's np.dot BLAS: loaded before the scan)
 from threadpoolctl import ThreadpoolController
 
+from graphmask import allocator
 from graphmask.errors import GraphmaskError, ShapeError
 from graphmask.kernels import serial_launches
 from graphmask.kernels.lstm import (  # noqa: F401  (the memory API lives here)
@@ -30,6 +31,7 @@ from graphmask.ops import OpError
 # spinning on the same 2 cores (measured: W1 predict 8.0 ms -> 2.2 ms). The limit is
 # reference-counted so concurrent runs restore the user's setting only when the last
 # one ends.
+allocator.tune()  # glibc: large per-step arrays reuse heap memory (graphmask/allocator.py)
 _blas = ThreadpoolController()
 _lock = threading.Lock()
 _active = {"runs": 0, "limiter": None}
