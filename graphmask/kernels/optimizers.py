@@ -4,12 +4,21 @@ All arrays are flat (1-D views of the weights and their slots) and share the wei
 dtype; scalar hyper-parameters arrive already cast to that dtype, so float32 weights
 are updated with float32 arithmetic in Keras 3's operation order (bit-for-bit where the
 platform's float32 sqrt/divide agree).
+
+The kernels are compiled with NumPy's error model: a division by zero gives inf or nan
+as NumPy does (no divisor here is zero unless a hyper-parameter is, e.g. ``epsilon=0``
+with a zero second moment), and the loops vectorise: Python's model checks every
+divisor for zero, which kept Adam on W1's 700,000 weights scalar (1.3 ms a step; 0.16 ms
+vectorised). Vector and scalar division and square root are both correctly rounded,
+so the results are the same bits.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from graphmask.kernels import jit
+import numba
+
+jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 
 @jit
