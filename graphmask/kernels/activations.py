@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
 from graphmask.kernels import jit
+from graphmask.kernels.fastmath import _exp
 
 LINEAR, RELU, TANH, SIGMOID, SOFTMAX, ELU = 0, 1, 2, 3, 4, 5
 SOFTPLUS, SWISH, GELU, HARD_SIGMOID, EXPONENTIAL = 6, 7, 8, 9, 10
@@ -97,6 +99,30 @@ def act_grad_scalar(dy, y, x, code):
     return dy + 0.0
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _softmax_rows(z):
+    """Softmax over each row of ``z`` in place, in ``z``'s dtype: for float32 the
+    exponentials are :func:`~graphmask.kernels.fastmath._exp` (a vectorised loop; exactly
+    0 below exp(-87)), summed in row order in float64."""
+    n, d = z.shape
+    zero = z.dtype.type(0.0)
+    lo = z.dtype.type(-87.0)
+    for i in range(n):
+        row = z[i]
+        m = z.dtype.type(-np.inf)
+        for j in range(d):
+            m = max(m, row[j])
+        for j in range(d):
+            x = row[j] - m
+            row[j] = zero if x < lo else _exp(x)  # NaN stays NaN
+        s = 0.0  # summed and divided in float64, as before the float32 exp
+        for j in range(d):
+            s += float(row[j])
+        inv = 1.0 / s
+        for j in range(d):
+            row[j] = float(row[j]) * inv
+
+
 @jit
 def activate_inplace(z, code):
     """Apply activation ``code`` to the 2-D array ``z`` in place (softmax over rows)."""
@@ -104,18 +130,7 @@ def activate_inplace(z, code):
     if code == LINEAR:
         return
     if code == SOFTMAX:
-        for i in range(n):
-            m = -np.inf
-            for j in range(d):
-                m = max(m, z[i, j])
-            s = 0.0
-            for j in range(d):
-                e = math.exp(z[i, j] - m)
-                z[i, j] = e
-                s += e
-            inv = 1.0 / s
-            for j in range(d):
-                z[i, j] *= inv
+        _softmax_rows(z)
         return
     for i in range(n):
         for j in range(d):
