@@ -41,9 +41,10 @@ def _gemm(a, b):
 def _forward(x, w, b, keep_z):
     z = _gemm(x, w)
     n, u = z.shape
-    for i in range(n):
+    for i in range(n):  # row views: this loop vectorises, z[i, j] did not
+        row = z[i]
         for j in range(u):
-            z[i, j] += b[j]
+            row[j] += b[j]
     # _CODE != LINEAR compares two constants: numba drops the dead branch before typing
     if keep_z:
         y = z.copy()

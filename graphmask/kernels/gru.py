@@ -107,9 +107,11 @@ def _proj_task(task, ntask, Xc, kp, bp, P, uoff):
             a2 = blk * mr
             e2 = min(N, a2 + mr)
             np.dot(Xc[a2:e2], Wq, Pq[a2:e2])
-            for r in range(a2, e2):
+            bq = bp[3 * u0:3 * u0 + w]
+            for r in range(a2, e2):  # row views: this loop vectorises, Pq[r, k] did not
+                row = Pq[r]
                 for k in range(w):
-                    Pq[r, k] += bp[3 * u0 + k]
+                    row[k] += bq[k]
 
 
 @jit

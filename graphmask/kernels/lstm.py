@@ -385,9 +385,11 @@ def _proj_task(task, ntask, Xc, kb, bp, A, uoff):
             a2 = blk * mr
             e2 = min(N, a2 + mr)
             np.dot(Xc[a2:e2], Wq, Aq[a2:e2])
-            for r in range(a2, e2):
+            bq = bp[4 * u0:4 * u0 + w]
+            for r in range(a2, e2):  # row views: this loop vectorises, Aq[r, k] did not
+                row = Aq[r]
                 for k in range(w):
-                    Aq[r, k] += bp[4 * u0 + k]
+                    row[k] += bq[k]
 
 
 @jit
@@ -422,8 +424,9 @@ def _fwd_task(task, ntask, o0, n, uoff, rows, rkb, A, G, Hp, Cp, Tc, h, c, act, 
         if fast:
             _sigmoid_inplace(zf)
             for j in range(n):
+                row = Aq[j]
                 for k in range(2 * uq, 3 * uq):
-                    Aq[j, k] = two * Aq[j, k] - one
+                    row[k] = two * row[k] - one
         elif _GENERAL:
             for j in range(n):
                 _act_inplace(Aq[j, :2 * uq], ract)
@@ -568,6 +571,57 @@ def _forward_loop(proj, step, kb, bp, rkb, uoff, offsets, rows, mask, backwards,
             _write_y(y, h, mask, t, backwards, zero_masked)
 
 
+@_inline
+def _write_y_range(y, h, mask, t, backwards, zero_masked, b0, b1):
+    # :func:`_write_y` for the samples b0:b1 only (one group's)
+    T, H = y.shape[1], y.shape[2]
+    ts = T - 1 - t if backwards else t
+    zero = y.dtype.type(0.0)
+    for b in range(b0, b1):
+        yt = y[b, t]
+        if zero_masked and not mask[b, ts]:
+            for k in range(H):
+                yt[k] = zero
+        else:
+            hb = h[b]
+            for k in range(H):
+                yt[k] = hb[k]
+
+
+@jit_parallel
+def _forward_groups_loop(proj, step, kb, bp, rkb, uoff, offsets, rows, gsplit, goff, mask,
+                         backwards, act, ract, ret_seq, zero_masked, y, h, c, Xc, A, Hp, Cp,
+                         Tc, G, nthreads):
+    """:func:`_forward_loop` with the samples split into groups (``gsplit``: the first
+    sample of each group, then B) instead of the units: the input projection as there,
+    then one task per group runs *every* step over its own samples' rows (step ``t``'s
+    rows ``offsets[t] + goff[t, g]`` to ``offsets[t] + goff[t, g + 1]``), all unit chunks
+    at once. A group reads and writes only its own samples' state, so the tasks never
+    wait for each other: one fork/join per call instead of one per step, and no state
+    crossing between cores at every step. Each group has its own (B, 4H) gate scratch in
+    ``G``."""
+    H = h.shape[1]
+    N, D = Xc.shape
+    T = offsets.size - 1
+    npj = _ntasks(N * D * 4 * H, 1 << 30, nthreads)
+    for task in numba.prange(npj):
+        proj(np.int64(task), npj, Xc, kb, bp, A, uoff)
+    ng = gsplit.size - 1
+    B = h.shape[0]
+    for g in numba.prange(ng):
+        Gg = G[g * B * 4 * H:(g + 1) * B * 4 * H]
+        for t in range(T):
+            o0 = offsets[t] + goff[t, g]
+            n = goff[t, g + 1] - goff[t, g]
+            if n > 0:
+                _gather_h(Hp, h, rows, o0, n)
+                step(np.int64(0), np.int64(1), o0, n, uoff, rows, rkb, A, Gg, Hp, Cp, Tc,
+                     h, c, act, ract)
+            if ret_seq:
+                _write_y_range(y, h, mask, t, backwards, zero_masked, gsplit[g],
+                               gsplit[g + 1])
+
+
 @jit
 def _bwd_task(task, ntask, o0, n, uoff, rows, A, Cp, Tc, dZ, dh, dc, act, ract):
     """Gate gradients of one step for a group of unit chunks."""
@@ -648,6 +702,19 @@ def _add_gy(dh, gy, mask, t, backwards, zero_masked):
                 dh[b, k] += gy[b, t, k]
 
 
+@_inline
+def _add_gy_range(dh, gy, mask, t, backwards, zero_masked, b0, b1):
+    # :func:`_add_gy` for the samples b0:b1 only (one group's)
+    T, H = gy.shape[1], gy.shape[2]
+    ts = T - 1 - t if backwards else t
+    for b in range(b0, b1):
+        if not (zero_masked and not mask[b, ts]):
+            d = dh[b]
+            g = gy[b, t]
+            for k in range(H):
+                d[k] += g[k]
+
+
 @jit_parallel
 def _backward_loop(bstep, dhstep, A, Cp, Tc, rkT, uoff, offsets, rows, mask, backwards, act,
                    ract, ret_seq, zero_masked, gy, dh, dc, dZ, DH, nthreads):
@@ -666,6 +733,30 @@ def _backward_loop(bstep, dhstep, A, Cp, Tc, rkT, uoff, offsets, rows, mask, bac
             bstep(np.int64(task), nt, o0, n, uoff, rows, A, Cp, Tc, dZ, dh, dc, act, ract)
         for task in numba.prange(nt):
             dhstep(np.int64(task), nt, o0, n, rows, dZ, rkT, DH, dh)
+
+
+@jit_parallel
+def _backward_groups_loop(bstep, dhstep, A, Cp, Tc, rkT, uoff, offsets, rows, gsplit, goff,
+                          mask, backwards, act, ract, ret_seq, zero_masked, gy, dh, dc, dZ,
+                          DH, nthreads):
+    """:func:`_backward_loop` by sample groups (see :func:`_forward_groups_loop`): one
+    task per group runs every step backwards over its own samples' rows; group g's dh
+    scratch is ``DH[gsplit[g]:gsplit[g + 1]]``."""
+    T = offsets.size - 1
+    ng = gsplit.size - 1
+    for g in numba.prange(ng):
+        b0 = gsplit[g]
+        b1 = gsplit[g + 1]
+        DHg = DH[b0:b1]
+        for t in range(T - 1, -1, -1):
+            if ret_seq:
+                _add_gy_range(dh, gy, mask, t, backwards, zero_masked, b0, b1)
+            o0 = offsets[t] + goff[t, g]
+            n = goff[t, g + 1] - goff[t, g]
+            if n > 0:
+                bstep(np.int64(0), np.int64(1), o0, n, uoff, rows, A, Cp, Tc, dZ, dh, dc,
+                      act, ract)
+                dhstep(np.int64(0), np.int64(1), o0, n, rows, dZ, rkT, DHg, dh)
 
 
 @jit
@@ -726,6 +817,8 @@ def _one_thread_twin(parallel_kernel):
 _forward_loop_1t = _one_thread_twin(_forward_loop)
 _backward_loop_1t = _one_thread_twin(_backward_loop)
 _weight_grads_loop_1t = _one_thread_twin(_weight_grads_loop)
+_forward_groups_loop_1t = _one_thread_twin(_forward_groups_loop)
+_backward_groups_loop_1t = _one_thread_twin(_backward_groups_loop)
 
 # Default activations (tanh, sigmoid): step kernels without the other activations' code.
 _fwd_task_dflt = _clone(_fwd_task, "_dflt", _GENERAL=False)
@@ -831,10 +924,19 @@ def lstm_forward(x, kb, bp, rkb, uoff, offsets, rows, mask, backwards, act, ract
     H = h.shape[1]
     Xc, A, Hp, Cp, Tc, G = _fwd_setup(x, offsets, rows, backwards, H, ws)
     dt = x.dtype
+    proj, step = _task("proj", dt), _task("fwd_dflt" if default else "fwd", dt)
+    groups = sample_groups(offsets, rows, h.shape[0], H)
+    if groups is not None:
+        gsplit, goff = groups
+        G = np.empty((gsplit.size - 1) * G.size, dt)  # one gate scratch per group
+        (_forward_groups_loop if threaded else _forward_groups_loop_1t)(
+            proj, step, kb, bp, rkb, uoff, offsets, rows, gsplit, goff,
+            mask, backwards, act, ract, ret_seq, zero_masked, y, h, c, Xc, A, Hp, Cp, Tc, G,
+            nthreads)
+        return Xc, Hp, A, Cp, Tc
     loop = _forward_loop if threaded else _forward_loop_1t
-    loop(_task("proj", dt), _task("fwd_dflt" if default else "fwd", dt), kb, bp, rkb, uoff,
-         offsets, rows, mask, backwards, act, ract, ret_seq, zero_masked, y, h, c, Xc, A, Hp,
-         Cp, Tc, G, nthreads)
+    loop(proj, step, kb, bp, rkb, uoff, offsets, rows, mask, backwards, act, ract, ret_seq,
+         zero_masked, y, h, c, Xc, A, Hp, Cp, Tc, G, nthreads)
     return Xc, Hp, A, Cp, Tc
 
 
@@ -858,11 +960,58 @@ def lstm_backward(A, Cp, Tc, rkT, uoff, offsets, rows, mask, backwards, act, rac
     dZ = ws[:N * 4 * H].reshape(N, 4 * H)
     DH = ws[N * 4 * H:N * 4 * H + B * H].reshape(B, H)
     dt = A.dtype
+    bstep, dhstep = _task("bwd_dflt" if default else "bwd", dt), _task("dh", dt)
+    groups = sample_groups(offsets, rows, B, H)
+    if groups is not None:
+        gsplit, goff = groups
+        (_backward_groups_loop if threaded else _backward_groups_loop_1t)(
+            bstep, dhstep, A, Cp, Tc, rkT, uoff, offsets, rows, gsplit, goff, mask, backwards,
+            act, ract, ret_seq, zero_masked, gy, dh, dc, dZ, DH, nthreads)
+        return dZ
     loop = _backward_loop if threaded else _backward_loop_1t
-    loop(_task("bwd_dflt" if default else "bwd", dt), _task("dh", dt), A, Cp, Tc, rkT, uoff,
-         offsets, rows, mask, backwards, act, ract, ret_seq, zero_masked, gy, dh, dc, dZ, DH,
-         nthreads)
+    loop(bstep, dhstep, A, Cp, Tc, rkT, uoff, offsets, rows, mask, backwards, act, ract,
+         ret_seq, zero_masked, gy, dh, dc, dZ, DH, nthreads)
     return dZ
+
+
+#: Batches of at least 2 x GROUP_SAMPLES samples run by *sample groups* (see
+#: :func:`_forward_groups_loop`): B // GROUP_SAMPLES groups (at most MAX_GROUPS), shared
+#: out among the threads; smaller batches split each step's units between the threads.
+GROUP_SAMPLES = 16
+MAX_GROUPS = 8
+
+
+def sample_groups(offsets, rows, B: int, H: int):
+    """The sample groups of a launch, or None (a small batch, or too little work per step
+    to be worth threads: the unit-chunk drivers then run it).
+
+    The groups depend on the batch and its mask only, never on the number of threads:
+    every GEMM of a step covers one group's rows whichever thread runs it, so results
+    are bit for bit the same for any thread count (OpenBLAS rounds a row differently
+    when it is multiplied among a different number of rows).
+
+    Returns ``(gsplit, goff)``: ``gsplit`` (ng + 1,) the first sample of each group then
+    B, contiguous ranges chosen so the groups hold near-equal numbers of kept rows;
+    ``goff`` (T, ng + 1): group g's rows of step t are ``offsets[t] + goff[t, g]`` to
+    ``offsets[t] + goff[t, g + 1]`` (a step's rows are in increasing sample order). NumPy:
+    nothing to compile."""
+    ng = min(MAX_GROUPS, B // GROUP_SAMPLES)
+    T = offsets.size - 1
+    N = rows.size
+    if ng < 2 or T == 0 or N * 4 * H * H < PARALLEL_MIN_WORK * T:
+        return None
+    kept = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=B))])
+    want = N * np.arange(1, ng) / ng
+    hi = np.clip(np.searchsorted(kept, want), 1, B)
+    lo = hi - 1
+    inner = np.where(want - kept[lo] <= kept[hi] - want, lo, hi)
+    gsplit = np.concatenate([[0], np.maximum.accumulate(inner), [B]]).astype(np.int64)
+    step = np.repeat(np.arange(T, dtype=np.int64), np.diff(offsets))
+    group = np.searchsorted(gsplit, rows, side="right") - 1
+    counts = np.bincount(step * ng + group, minlength=T * ng).reshape(T, ng)
+    goff = np.zeros((T, ng + 1), np.int64)
+    np.cumsum(counts, axis=1, out=goff[:, 1:])
+    return gsplit, goff
 
 
 def _ntasks_py(work: int, Q: int, nthreads: int) -> int:

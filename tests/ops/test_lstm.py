@@ -484,3 +484,48 @@ def test_initial_state_run_time_errors():
         OP.forward(attrs_of(), {**inp, "h0": np.ones((3, 3))})
     with pytest.raises(OpError, match="needs both h0 and c0"):
         OP.forward(attrs_of(), {k: v for k, v in inp.items() if k != "c0"})
+
+
+def test_sample_groups_balance_kept_rows_and_index_each_steps_rows():
+    """Batches of 32 or more samples run by sample groups (contiguous samples, near-equal
+    kept rows): 8 samples of length 10 and 24 of length 2 (128 kept rows) split after
+    sample 6 (60 rows | 68 rows), the nearest to half."""
+    from graphmask.kernels import lstm as K
+
+    lengths = np.array([10] * 8 + [2] * 24)
+    mask = np.arange(10)[None, :] < lengths[:, None]
+    offsets, rows = K.lstm_schedule(mask, False)
+    gsplit, goff = K.sample_groups(offsets, rows, 32, 128)
+    assert gsplit.tolist() == [0, 6, 32]
+    assert goff.tolist() == [[0, 6, 32]] * 2 + [[0, 6, 8]] * 8
+    offsets, rows = K.lstm_schedule(mask, True)  # go_backwards: the same rows, reversed
+    assert K.sample_groups(offsets, rows, 32, 128)[1].tolist() == [[0, 6, 8]] * 8 + [[0, 6, 32]] * 2
+    # 16 samples (one group) or too little work per step: the unit-chunk drivers instead
+    assert K.sample_groups(*K.lstm_schedule(mask[:16], False), 16, 128) is None
+    assert K.sample_groups(offsets, rows, 32, 8) is None
+
+
+@pytest.mark.parametrize("kw", [{"return_sequences": True},
+                                {"go_backwards": True, "return_state": True},
+                                {"return_sequences": True, "zero_output_for_mask": True,
+                                 "activation": "relu"}])
+@pytest.mark.parametrize("mask", ["any", "right", "first_samples_empty"])
+def test_sample_group_drivers_match_the_reference(kw, mask):
+    """B = 48, H = 128: three sample groups, each running every step on its own samples
+    (float32: on numba's threads; float64: one after another)."""
+    from graphmask.kernels import lstm as K
+
+    B, T, H = 48, 12, 128
+    rng = np.random.default_rng(11)
+    inp = make_inputs(rng, B=B, T=T, D=5, H=H, mask="right" if mask == "right" else "any",
+                      scale=0.2)
+    if mask == "first_samples_empty":
+        inp["mask"][:20] = False
+    groups = K.sample_groups(*K.lstm_schedule(inp["mask"], False), B, H)
+    assert groups is not None and groups[0].size == 4
+    attrs = attrs_of(H, **kw)
+    check_forward("lstm", attrs, inp, rtol=1e-10, atol=1e-12)
+    check_vjp("lstm", attrs, inp, rtol=1e-9, atol=1e-10)
+    inp32 = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in inp.items()}
+    check_forward("lstm", attrs, inp32, rtol=1e-4, atol=1e-5)
+    check_vjp("lstm", attrs, inp32, rtol=1e-3, atol=1e-4)
