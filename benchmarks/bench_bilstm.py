@@ -9,9 +9,11 @@ Workload (issue 13): Embedding(10000, 64, mask_zero) -> Bidirectional(LSTM(128,
 return_sequences=True)) -> Dense(17, softmax), sparse categorical crossentropy masked
 by the padding, Adam(1e-3), B=32, T=100, lengths uniform in [10, 100] (right padded,
 seeded), float32. ``train``: one training step (forward, backward, update);
-``predict``: the forward pass. graphmask runs the two directions side by side, one
-thread each (the default); it is also timed with them one after the other, each on all
-threads (``graphmask.runtime.SIDE_BY_SIDE = False``), to show what that buys.
+``predict``: the forward pass. ``graphmask``: the runtime's choice, which for an LSTM
+at B=32 or more is one direction after the other, each on all threads by sample
+groups (below 32 samples: side by side, one thread each); it is also timed with
+side-by-side steps turned off (``graphmask.runtime.SIDE_BY_SIDE = False``), the same
+thing at B=32; ``--batch 16`` shows the side-by-side pairs.
 
 Peers: PyTorch's ``nn.LSTM(bidirectional=True)`` over the padded batch with a masked
 loss (fast, but its backward direction reads the padding first, so it does not compute
@@ -37,8 +39,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_lstm import EMB, VOCAB, batch, machine, median_time  # noqa: E402
 
 TAGS = 17
-#: graphmask with the two directions run one after the other (``runtime.SIDE_BY_SIDE``
-#: off), each on all threads: shown beside the default, never a peer
+#: graphmask with side-by-side steps turned off (``runtime.SIDE_BY_SIDE``): shown
+#: beside the default, never a peer
 SEQ = "graphmask one after the other"
 
 

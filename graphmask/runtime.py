@@ -24,7 +24,7 @@ from graphmask.kernels.lstm import (  # noqa: F401  (the memory API lives here)
     release_workspaces_on_gc,
     workspace_bytes,
 )
-from graphmask.ops import OpError
+from graphmask.ops import OpError, get_op
 
 # While a plan runs, BLAS is kept on the calling thread: the kernels parallelise with
 # numba's own threads, and a multithreaded BLAS call beside them leaves BLAS threads
@@ -84,6 +84,8 @@ def _run(plan, feeds: dict, variables: dict) -> list[np.ndarray]:
         st = steps[i]
         group = steps[i:i + 2] if st.with_next and side_by_side else [st]
         inputs = [{p: values[key] for p, key in s.ports.items()} for s in group]
+        if len(group) == 2 and not all(_pays_side_by_side(s, v) for s, v in zip(group, inputs)):
+            group, inputs = group[:1], inputs[:1]
         if len(group) == 1:
             results = [_call(st, inputs[0])]
         else:  # two independent long-running steps at once, one thread each
@@ -102,6 +104,15 @@ def _run(plan, feeds: dict, variables: dict) -> list[np.ndarray]:
                 values.pop(key, None)
         i += len(group)
     return [values[key] for key in plan.fetches]
+
+
+def _pays_side_by_side(st, inputs: dict) -> bool:
+    """Whether ``st`` (a ``side_by_side`` op or its VJP) gains from running beside its
+    partner at this batch size (``Op.side_by_side_max_batch``)."""
+    op = get_op(st.attrs["op"]) if st.op.name == "vjp" else st.op
+    limit = op.side_by_side_max_batch
+    x = inputs.get("x", inputs.get("in:x"))
+    return limit is None or x is None or x.shape[0] < limit
 
 
 def _call(st, inputs: dict) -> list:

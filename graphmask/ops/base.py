@@ -108,6 +108,10 @@ class Op:
     #: directions of a Bidirectional layer, forward and backward. Its results must not
     #: depend on the thread count it gets.
     side_by_side: bool = False
+    #: With ``side_by_side``: pair it only for batches of fewer samples than this (None:
+    #: any batch). Bigger batches run faster one after the other, each on all threads
+    #: (the LSTM's sample groups share out a batch without per-step synchronisation).
+    side_by_side_max_batch: int | None = None
 
     # ---- static rules -------------------------------------------------------------
     def infer(self, attrs: Mapping[str, Any], specs: Mapping[str, Spec]) -> list[Spec]:

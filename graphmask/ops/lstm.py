@@ -244,6 +244,7 @@ def _widest_step(offsets):
 class LSTM(Op):
     name = "lstm"
     side_by_side = True  # the scheduler may run it beside an independent loop
+    side_by_side_max_batch = 2 * K.GROUP_SAMPLES  # from here on: sample groups
     inputs = ("x", "mask?", "kernel", "recurrent_kernel", "bias?", "h0?", "c0?")
     diff_ports = ("x", "kernel", "recurrent_kernel", "bias", "h0", "c0")
 

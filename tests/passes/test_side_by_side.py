@@ -150,6 +150,33 @@ def test_an_error_in_either_step_names_its_layer(monkeypatch, failing):
         m.predict_on_batch(ids)
 
 
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
+                    reason="one numba thread: steps never run side by side")
+@pytest.mark.parametrize("rnn, batch, paired", [(gm.LSTM, 31, True), (gm.LSTM, 32, False),
+                                                (gm.LSTM, 64, False), (gm.GRU, 64, True)])
+def test_lstm_pairs_run_one_after_the_other_from_32_samples(monkeypatch, rnn, batch, paired):
+    """From 32 samples an LSTM runs by sample groups on all threads, faster than one
+    thread per direction, so the runtime does not pair it (``side_by_side_max_batch``);
+    the GRU has no sample groups and still pairs. Results are the same either way."""
+    rng = np.random.default_rng(2)
+    ids = rng.integers(1, V, (batch, T)).astype("int32")
+    ids[:, 6:] = 0
+    y = np.zeros((batch, T), "int32")
+    m = _tagger(rnn)
+    m.train_on_batch(ids, y)
+    runtime.SIDE_BY_SIDE = False
+    try:
+        expected = m.predict_on_batch(ids)
+    finally:
+        runtime.SIDE_BY_SIDE = True
+    pairs = []
+    worker = runtime._worker
+    monkeypatch.setattr(runtime, "_worker", lambda: pairs.append(1) or worker())
+    np.testing.assert_array_equal(m.predict_on_batch(ids), expected)
+    m.train_on_batch(ids, y)
+    assert len(pairs) == (3 if paired else 0)  # predict, training forward and VJPs
+
+
 # ---------------------------------------------------------------- the pairing itself
 
 class _Heavy:
