@@ -43,9 +43,9 @@ COLD = textwrap.dedent("""
 @pytest.mark.slow
 def test_a_first_lstm_step_compiles_only_the_kernels_it_runs(tmp_path):
     """From an empty cache, a float32 tanh/sigmoid LSTM compiles each of its task kernels
-    once (the default-activation steps only) and the drivers it launches (threaded, or
-    the one-thread twins on one core); nothing for the layout helpers (NumPy) or the
-    small helpers (inlined)."""
+    once (the default-activation sample-group tasks only: 32 samples) and the drivers it
+    launches (threaded, or the one-thread twins on one core); nothing for the layout
+    helpers (NumPy) or the small helpers and step code (inlined)."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", COLD], env=env, capture_output=True,
                           text=True, timeout=900, cwd=ROOT)
@@ -54,8 +54,11 @@ def test_a_first_lstm_step_compiles_only_the_kernels_it_runs(tmp_path):
     lstm = sorted(n.split(".")[-1] for n in out["compiled"]  # (not numba's overloads)
                   if n.startswith("graphmask.kernels.lstm.") and "<locals>" not in n)
     tw = "" if out["threads"] > 1 else "_1t"
-    drivers = [f"_backward_loop{tw}", f"_forward_loop{tw}", f"_weight_grads_loop{tw}"]
-    tasks = ["_bwd_task_dflt", "_dh_task", "_fwd_task_dflt", "_proj_task", "_wgrad_task"]
+    # 32 samples: the sample-group drivers (kernels/lstm.py, sample_groups)
+    drivers = [f"_backward_groups_loop{tw}", f"_forward_groups_loop{tw}",
+               f"_weight_grads_loop{tw}"]
+    # the group tasks take the step code in (inlined): no separate step kernels
+    tasks = ["_bwd_group_task_dflt", "_fwd_group_task_dflt", "_proj_task", "_wgrad_task"]
     assert lstm == sorted(drivers + tasks)  # the helpers they call are inlined
 
 

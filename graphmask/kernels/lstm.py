@@ -589,37 +589,23 @@ def _write_y_range(y, h, mask, t, backwards, zero_masked, b0, b1):
 
 
 @jit_parallel
-def _forward_groups_loop(proj, step, kb, bp, rkb, uoff, offsets, rows, gsplit, goff, mask,
+def _forward_groups_loop(proj, group, kb, bp, rkb, uoff, offsets, rows, gsplit, goff, mask,
                          backwards, act, ract, ret_seq, zero_masked, y, h, c, Xc, A, Hp, Cp,
                          Tc, G, nthreads):
     """:func:`_forward_loop` with the samples split into groups (``gsplit``: the first
     sample of each group, then B) instead of the units: the input projection as there,
-    then one task per group runs *every* step over its own samples' rows (step ``t``'s
-    rows ``offsets[t] + goff[t, g]`` to ``offsets[t] + goff[t, g + 1]``), all unit chunks
-    at once. A group reads and writes only its own samples' state, so the tasks never
-    wait for each other: one fork/join per call instead of one per step, and no state
-    crossing between cores at every step. Each group has its own (B, 4H) gate scratch in
-    ``G``."""
+    then one task per group (``group``: :func:`_fwd_group_task` or its default-activation
+    clone) runs *every* step over its own samples' rows. A group reads and writes only its
+    own samples' state, so the tasks never wait for each other: one fork/join per call
+    instead of one per step, and no state crossing between cores at every step."""
     H = h.shape[1]
     N, D = Xc.shape
-    T = offsets.size - 1
     npj = _ntasks(N * D * 4 * H, 1 << 30, nthreads)
     for task in numba.prange(npj):
         proj(np.int64(task), npj, Xc, kb, bp, A, uoff)
-    ng = gsplit.size - 1
-    B = h.shape[0]
-    for g in numba.prange(ng):
-        Gg = G[g * B * 4 * H:(g + 1) * B * 4 * H]
-        for t in range(T):
-            o0 = offsets[t] + goff[t, g]
-            n = goff[t, g + 1] - goff[t, g]
-            if n > 0:
-                _gather_h(Hp, h, rows, o0, n)
-                step(np.int64(0), np.int64(1), o0, n, uoff, rows, rkb, A, Gg, Hp, Cp, Tc,
-                     h, c, act, ract)
-            if ret_seq:
-                _write_y_range(y, h, mask, t, backwards, zero_masked, gsplit[g],
-                               gsplit[g + 1])
+    for g in numba.prange(gsplit.size - 1):
+        group(np.int64(g), offsets, rows, gsplit, goff, uoff, rkb, A, G, Hp, Cp, Tc, h, c, y,
+              mask, backwards, act, ract, ret_seq, zero_masked)
 
 
 @jit
@@ -736,27 +722,15 @@ def _backward_loop(bstep, dhstep, A, Cp, Tc, rkT, uoff, offsets, rows, mask, bac
 
 
 @jit_parallel
-def _backward_groups_loop(bstep, dhstep, A, Cp, Tc, rkT, uoff, offsets, rows, gsplit, goff,
-                          mask, backwards, act, ract, ret_seq, zero_masked, gy, dh, dc, dZ,
-                          DH, nthreads):
+def _backward_groups_loop(group, A, Cp, Tc, rkT, uoff, offsets, rows, gsplit, goff, mask,
+                          backwards, act, ract, ret_seq, zero_masked, gy, dh, dc, dZ, DH,
+                          nthreads):
     """:func:`_backward_loop` by sample groups (see :func:`_forward_groups_loop`): one
-    task per group runs every step backwards over its own samples' rows; group g's dh
-    scratch is ``DH[gsplit[g]:gsplit[g + 1]]``."""
-    T = offsets.size - 1
-    ng = gsplit.size - 1
-    for g in numba.prange(ng):
-        b0 = gsplit[g]
-        b1 = gsplit[g + 1]
-        DHg = DH[b0:b1]
-        for t in range(T - 1, -1, -1):
-            if ret_seq:
-                _add_gy_range(dh, gy, mask, t, backwards, zero_masked, b0, b1)
-            o0 = offsets[t] + goff[t, g]
-            n = goff[t, g + 1] - goff[t, g]
-            if n > 0:
-                bstep(np.int64(0), np.int64(1), o0, n, uoff, rows, A, Cp, Tc, dZ, dh, dc,
-                      act, ract)
-                dhstep(np.int64(0), np.int64(1), o0, n, rows, dZ, rkT, DHg, dh)
+    task per group (``group``: :func:`_bwd_group_task` or its default-activation clone)
+    runs every step backwards over its own samples' rows."""
+    for g in numba.prange(gsplit.size - 1):
+        group(np.int64(g), offsets, rows, gsplit, goff, uoff, A, Cp, Tc, rkT, dZ, DH, dh, dc,
+              gy, mask, backwards, act, ract, ret_seq, zero_masked)
 
 
 @jit
@@ -825,10 +799,74 @@ _fwd_task_dflt = _clone(_fwd_task, "_dflt", _GENERAL=False)
 _bwd_task_dflt = _clone(_bwd_task, "_dflt", _GENERAL=False)
 
 
+def _inline_clone(kernel, suffix, **names):
+    """``kernel``'s Python function as an inlined helper (see ``_inline``), with the module
+    globals in ``names`` replaced: the group tasks below take the step kernels' code in
+    instead of linking compiled copies of them."""
+    f = kernel.py_func
+    g = pytypes.FunctionType(f.__code__, dict(f.__globals__, **names), f.__name__ + suffix,
+                             f.__defaults__, f.__closure__)
+    g.__qualname__ = f.__qualname__ + suffix
+    return _inline(g)
+
+
+_fwd_step = _inline_clone(_fwd_task, "_inl")
+_bwd_step = _inline_clone(_bwd_task, "_inl")
+_dh_step = _inline_clone(_dh_task, "_inl")
+
+
+@jit
+def _fwd_group_task(g, offsets, rows, gsplit, goff, uoff, rkb, A, G, Hp, Cp, Tc, h, c, y,
+                    mask, backwards, act, ract, ret_seq, zero_masked):
+    """Every step of :func:`_forward_groups_loop` for sample group ``g``: step ``t``'s
+    rows ``offsets[t] + goff[t, g]`` to ``offsets[t] + goff[t, g + 1]``, all unit chunks
+    at once (the step code of :func:`_fwd_task`); its own (B, 4H) gate scratch in ``G``."""
+    B, H = h.shape
+    Gg = G[g * B * 4 * H:(g + 1) * B * 4 * H]
+    for t in range(offsets.size - 1):
+        o0 = offsets[t] + goff[t, g]
+        n = goff[t, g + 1] - goff[t, g]
+        if n > 0:
+            _gather_h(Hp, h, rows, o0, n)
+            _fwd_step(np.int64(0), np.int64(1), o0, n, uoff, rows, rkb, A, Gg, Hp, Cp, Tc, h,
+                      c, act, ract)
+        if ret_seq:
+            _write_y_range(y, h, mask, t, backwards, zero_masked, gsplit[g], gsplit[g + 1])
+
+
+@jit
+def _bwd_group_task(g, offsets, rows, gsplit, goff, uoff, A, Cp, Tc, rkT, dZ, DH, dh, dc, gy,
+                    mask, backwards, act, ract, ret_seq, zero_masked):
+    """Every step of :func:`_backward_groups_loop` for sample group ``g``, last to first
+    (the step code of :func:`_bwd_task` and :func:`_dh_task`); its dh scratch is
+    ``DH[gsplit[g]:gsplit[g + 1]]``."""
+    b0 = gsplit[g]
+    b1 = gsplit[g + 1]
+    DHg = DH[b0:b1]
+    for t in range(offsets.size - 2, -1, -1):
+        if ret_seq:
+            _add_gy_range(dh, gy, mask, t, backwards, zero_masked, b0, b1)
+        o0 = offsets[t] + goff[t, g]
+        n = goff[t, g + 1] - goff[t, g]
+        if n > 0:
+            _bwd_step(np.int64(0), np.int64(1), o0, n, uoff, rows, A, Cp, Tc, dZ, dh, dc, act,
+                      ract)
+            _dh_step(np.int64(0), np.int64(1), o0, n, rows, dZ, rkT, DHg, dh)
+
+
+_fwd_group_task_dflt = _clone(_fwd_group_task, "_dflt",
+                              _fwd_step=_inline_clone(_fwd_task, "_inl_dflt", _GENERAL=False))
+_bwd_group_task_dflt = _clone(_bwd_group_task, "_dflt",
+                              _bwd_step=_inline_clone(_bwd_task, "_inl_dflt", _GENERAL=False))
+
+
 def _task_signatures(f):
     """The signature of each task kernel for float type ``f``."""
     i = types.int64
     iv = types.Array(i, 1, "C")
+    im = types.Array(i, 2, "C")
+    b = types.boolean
+    bm = types.Array(b, 2, "C")
     v, m, a3 = (types.Array(f, nd, "C") for nd in (1, 2, 3))
     return {
         "proj": types.void(i, i, m, v, v, v, iv),
@@ -836,6 +874,10 @@ def _task_signatures(f):
         "bwd": types.void(i, i, i, i, iv, iv, v, v, v, m, m, m, i, i),
         "dh": types.void(i, i, i, i, iv, m, m, m, m),
         "wgrad": types.void(i, i, m, m, m, m, a3, a3, m, m),
+        "fgroup": types.void(i, iv, iv, iv, im, iv, v, v, v, m, v, v, m, m, a3, bm, b, i, i, b,
+                             b),
+        "bgroup": types.void(i, iv, iv, iv, im, iv, v, v, v, m, m, m, m, m, a3, bm, b, i, i, b,
+                             b),
     }
 
 
@@ -898,7 +940,9 @@ class TaskTable:
 
 _task = TaskTable({"proj": _proj_task, "fwd": _fwd_task, "fwd_dflt": _fwd_task_dflt,
                    "bwd": _bwd_task, "bwd_dflt": _bwd_task_dflt, "dh": _dh_task,
-                   "wgrad": _wgrad_task}, _task_signatures)
+                   "wgrad": _wgrad_task, "fgroup": _fwd_group_task,
+                   "fgroup_dflt": _fwd_group_task_dflt, "bgroup": _bwd_group_task,
+                   "bgroup_dflt": _bwd_group_task_dflt}, _task_signatures)
 
 
 def lstm_forward(x, kb, bp, rkb, uoff, offsets, rows, mask, backwards, act, ract, ret_seq,
@@ -924,16 +968,18 @@ def lstm_forward(x, kb, bp, rkb, uoff, offsets, rows, mask, backwards, act, ract
     H = h.shape[1]
     Xc, A, Hp, Cp, Tc, G = _fwd_setup(x, offsets, rows, backwards, H, ws)
     dt = x.dtype
-    proj, step = _task("proj", dt), _task("fwd_dflt" if default else "fwd", dt)
+    proj = _task("proj", dt)
     groups = sample_groups(offsets, rows, h.shape[0], H)
     if groups is not None:
         gsplit, goff = groups
         G = np.empty((gsplit.size - 1) * G.size, dt)  # one gate scratch per group
+        group = _task("fgroup_dflt" if default else "fgroup", dt)
         (_forward_groups_loop if threaded else _forward_groups_loop_1t)(
-            proj, step, kb, bp, rkb, uoff, offsets, rows, gsplit, goff,
-            mask, backwards, act, ract, ret_seq, zero_masked, y, h, c, Xc, A, Hp, Cp, Tc, G,
-            nthreads)
+            proj, group, kb, bp, rkb, uoff, offsets, rows, gsplit, goff,
+            np.ascontiguousarray(mask), bool(backwards), int(act), int(ract), bool(ret_seq),
+            bool(zero_masked), y, h, c, Xc, A, Hp, Cp, Tc, G, nthreads)
         return Xc, Hp, A, Cp, Tc
+    step = _task("fwd_dflt" if default else "fwd", dt)
     loop = _forward_loop if threaded else _forward_loop_1t
     loop(proj, step, kb, bp, rkb, uoff, offsets, rows, mask, backwards, act, ract, ret_seq,
          zero_masked, y, h, c, Xc, A, Hp, Cp, Tc, G, nthreads)
@@ -960,14 +1006,16 @@ def lstm_backward(A, Cp, Tc, rkT, uoff, offsets, rows, mask, backwards, act, rac
     dZ = ws[:N * 4 * H].reshape(N, 4 * H)
     DH = ws[N * 4 * H:N * 4 * H + B * H].reshape(B, H)
     dt = A.dtype
-    bstep, dhstep = _task("bwd_dflt" if default else "bwd", dt), _task("dh", dt)
     groups = sample_groups(offsets, rows, B, H)
     if groups is not None:
         gsplit, goff = groups
+        group = _task("bgroup_dflt" if default else "bgroup", dt)
         (_backward_groups_loop if threaded else _backward_groups_loop_1t)(
-            bstep, dhstep, A, Cp, Tc, rkT, uoff, offsets, rows, gsplit, goff, mask, backwards,
-            act, ract, ret_seq, zero_masked, gy, dh, dc, dZ, DH, nthreads)
+            group, A, Cp, Tc, rkT, uoff, offsets, rows, gsplit, goff,
+            np.ascontiguousarray(mask), bool(backwards), int(act), int(ract), bool(ret_seq),
+            bool(zero_masked), np.ascontiguousarray(gy), dh, dc, dZ, DH, nthreads)
         return dZ
+    bstep, dhstep = _task("bwd_dflt" if default else "bwd", dt), _task("dh", dt)
     loop = _backward_loop if threaded else _backward_loop_1t
     loop(bstep, dhstep, A, Cp, Tc, rkT, uoff, offsets, rows, mask, backwards, act, ract,
          ret_seq, zero_masked, gy, dh, dc, dZ, DH, nthreads)
