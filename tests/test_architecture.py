@@ -12,7 +12,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 #: role of each top-level name under graphmask/, lowest first (as in the docs table)
 RANKS = {
-    "errors": 0, "utils": 0,
+    "errors": 0, "utils": 0, "allocator": 0,
     "ops": 1, "kernels": 1,
     "ir": 2,
     "passes": 3,
