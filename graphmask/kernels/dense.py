@@ -38,22 +38,32 @@ def _gemm(a, b):
 
 
 @jit
-def _forward(x, w, b, keep_z):
-    z = _gemm(x, w)
+def _forward(x, w, b, z, y, keep_z):
+    """``z = x @ w + b`` into ``z``; the activation into ``y`` when ``keep_z``, else in
+    place in ``z`` (``y`` unused)."""
     n, u = z.shape
+    if x.shape[1] == 0:
+        zero = z.dtype.type(0.0)
+        for i in range(n):
+            for j in range(u):
+                z[i, j] = zero
+    elif n > 0:
+        np.dot(x, w, z)
     for i in range(n):  # row views: this loop vectorises, z[i, j] did not
         row = z[i]
         for j in range(u):
             row[j] += b[j]
     # _CODE != LINEAR compares two constants: numba drops the dead branch before typing
     if keep_z:
-        y = z.copy()
+        for i in range(n):
+            zr = z[i]
+            yr = y[i]
+            for j in range(u):
+                yr[j] = zr[j]
         if _CODE != LINEAR:
             activate_inplace(y, _CODE)
-        return y, z
-    if _CODE != LINEAR:
+    elif _CODE != LINEAR:
         activate_inplace(z, _CODE)
-    return z, np.empty((0, 0), dtype=z.dtype)
 
 
 @jit
@@ -95,13 +105,41 @@ def _for_code(kernel, code: int):
     return f
 
 
+#: A forward pass with at least this many multiply-adds is cut into two halves of rows
+#: that run at once on two threads (graphmask.runtime.run_pair).
+SPLIT_WORK = 1 << 21
+
+
+def _cut(n: int, work: int):
+    """The row where a forward pass is cut in two, or None. It depends on the shapes
+    only, never on the thread count: with one thread the halves run one after the other,
+    so results are the same bits either way (OpenBLAS rounds a row differently when it
+    multiplies it among a different number of rows)."""
+    if work < SPLIT_WORK or n < 64:
+        return None
+    return n // 2 - (n // 2) % 8
+
+
 def dense_forward(x, w, b, code, keep_z):
     """``(y, z)`` with ``z = x @ w + b`` and ``y = f(z)`` for activation ``code``.
 
     When ``keep_z`` is False the activation runs in place and ``z`` is returned as an
-    empty (0, 0) array (the VJP then needs only ``y``).
+    empty (0, 0) array (the VJP then needs only ``y``). Large products run as two halves
+    of rows at once (see :func:`_cut`).
     """
-    return _for_code(_forward, code)(x, w, b, keep_z)
+    n, u = x.shape[0], w.shape[1]
+    z = np.empty((n, u), x.dtype)
+    y = np.empty((n, u) if keep_z else (0, 0), x.dtype)
+    f = _for_code(_forward, code)
+    cut = _cut(n, n * x.shape[1] * u)
+    if cut is None:
+        f(x, w, b, z, y, keep_z)
+    else:
+        from graphmask.runtime import run_pair  # (lazy: the runtime sits above kernels)
+        y0, y1 = (y[:cut], y[cut:]) if keep_z else (y, y)
+        run_pair(lambda: f(x[:cut], w, b, z[:cut], y0, keep_z),
+                 lambda: f(x[cut:], w, b, z[cut:], y1, keep_z))
+    return (y, z) if keep_z else (z, np.empty((0, 0), x.dtype))
 
 
 def dense_backward(x, w, y, z, dy, code, need_dx, need_dw, need_db):
