@@ -231,11 +231,7 @@ def test_threaded_path_with_ragged_unit_chunks(kw):
     inp = make_inputs(rng, B=B, T=9, D=5, H=H, mask="any", scale=0.3)
     assert not K.threads_for(int(inp["mask"].sum(0).max()), H).serial
     attrs = attrs_of(H, **kw)
-    check_forward("lstm", attrs, inp, rtol=1e-10, atol=1e-12)
-    check_vjp("lstm", attrs, inp, rtol=1e-9, atol=1e-10)
-    inp32 = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in inp.items()}
-    check_forward("lstm", attrs, inp32, rtol=1e-4, atol=1e-5)
-    check_vjp("lstm", attrs, inp32, rtol=1e-3, atol=1e-4)
+    _check_float64_and_float32(attrs, inp)
 
 
 def test_run_time_shape_errors():
@@ -436,11 +432,7 @@ def test_initial_state_threaded_path(kw):
     inp = make_inputs(rng, B=B, T=8, D=5, H=H, mask="any", scale=0.2, init=True)
     assert not K.threads_for(int(inp["mask"].sum(0).max()), H).serial
     attrs = attrs_of(H, **kw)
-    check_forward("lstm", attrs, inp, rtol=1e-10, atol=1e-12)
-    check_vjp("lstm", attrs, inp, rtol=1e-9, atol=1e-10)
-    inp32 = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in inp.items()}
-    check_forward("lstm", attrs, inp32, rtol=1e-4, atol=1e-5)
-    check_vjp("lstm", attrs, inp32, rtol=1e-3, atol=1e-4)
+    inp32 = _check_float64_and_float32(attrs, inp)
     check_forward("lstm", {**attrs, "_residuals": False}, inp32, rtol=1e-4, atol=1e-5)
 
 
@@ -524,8 +516,15 @@ def test_sample_group_drivers_match_the_reference(kw, mask):
     groups = K.sample_groups(*K.lstm_schedule(inp["mask"], False), B, H)
     assert groups is not None and groups[0].size == 4
     attrs = attrs_of(H, **kw)
+    _check_float64_and_float32(attrs, inp)
+
+
+def _check_float64_and_float32(attrs, inp):
+    """The kernels against the NumPy reference in float64 (one-thread drivers) and in
+    float32 (threaded drivers); returns the float32 inputs."""
     check_forward("lstm", attrs, inp, rtol=1e-10, atol=1e-12)
     check_vjp("lstm", attrs, inp, rtol=1e-9, atol=1e-10)
     inp32 = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in inp.items()}
     check_forward("lstm", attrs, inp32, rtol=1e-4, atol=1e-5)
     check_vjp("lstm", attrs, inp32, rtol=1e-3, atol=1e-4)
+    return inp32
