@@ -908,6 +908,13 @@ def _typeof_task(val, c):
     return val.numba_type
 
 
+#: LLVM may fuse a multiply and an add into one FMA in the task kernels ("contract"; no
+#: other fast-math liberty): the exp polynomial of the gate activations runs 1.6x faster.
+#: The fused results round once instead of twice; every task is compiled the same way
+#: for every thread count, so results stay bit-identical across thread counts.
+FASTMATH = {"contract"}
+
+
 class TaskTable:
     """Task kernels compiled as C callbacks (:class:`_TaskCallback`, cached on disk like
     every kernel), one per (name, float dtype), made on first use: a driver receives them
@@ -931,7 +938,7 @@ class TaskTable:
                     f = types.float32 if key[1] == np.float32 else types.float64
                     sig = self.signatures(f)[name.split("_")[0]]
                     t = _TaskCallback(self.kernels[name].py_func, (sig.args, sig.return_type),
-                                      locals={}, options={"nogil": True})
+                                      locals={}, options={"nogil": True, "fastmath": FASTMATH})
                     t.enable_caching()
                     t.compile()  # or load from the cache
                     self.made[key] = t
