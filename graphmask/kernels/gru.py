@@ -54,6 +54,7 @@ from graphmask.kernels.lstm import (
     unpermute_gates,
     workspace,
 )
+from graphmask.kernels.smallgemm import matmul_into
 
 __all__ = ["schedule", "forward", "backward", "pack", "permute", "unpermute"]
 
@@ -132,7 +133,7 @@ def _fwd_after_task(task, ntask, o0, n, uoff, rows, rkp, brh, P, G, Hp, Z, R, HH
         mr = _row_block(H * w)
         for a in range(0, n, mr):
             e = min(n, a + mr)
-            np.dot(Hp[o0 + a:o0 + e], Wq, Gq[a:e])
+            matmul_into(Hp[o0 + a:o0 + e], Wq, Gq[a:e])
         Pq = P[N * 3 * u0:N * 3 * u0 + N * w].reshape(N, w)
         s0 = N * u0 + o0 * uq
         s1 = s0 + n * uq
@@ -197,7 +198,7 @@ def _fwd_zr_task(task, ntask, o0, n, uoff, rkp, P, G, Hp, Z, R, RH, ract):
         mr = _row_block(H * w)
         for a in range(0, n, mr):
             e = min(n, a + mr)
-            np.dot(Hp[o0 + a:o0 + e], Wq, Gq[a:e])
+            matmul_into(Hp[o0 + a:o0 + e], Wq, Gq[a:e])
         Pq = P[N * 3 * u0:N * 3 * u0 + N * 3 * uq].reshape(N, 3 * uq)
         s0 = N * u0 + o0 * uq
         s1 = s0 + n * uq
@@ -242,7 +243,7 @@ def _fwd_h_task(task, ntask, o0, n, uoff, rows, rkhp, P, G, Hp, Z, HH, RH, h, ac
         mr = _row_block(H * uq)
         for a in range(0, n, mr):
             e = min(n, a + mr)
-            np.dot(RH[o0 + a:o0 + e], Wq, Gq[a:e])
+            matmul_into(RH[o0 + a:o0 + e], Wq, Gq[a:e])
         Pq = P[N * 3 * u0:N * 3 * u0 + N * 3 * uq].reshape(N, 3 * uq)
         s0 = N * u0 + o0 * uq
         s1 = s0 + n * uq
@@ -489,7 +490,7 @@ def _gemm_rows_task(task, ntask, o0, n, A, WT, OUT):
     mr = _row_block(WT.shape[0] * WT.shape[1])
     for a in range(a0, e0, mr):
         e = min(e0, a + mr)
-        np.dot(A[o0 + a:o0 + e], WT, OUT[a:e])
+        matmul_into(A[o0 + a:o0 + e], WT, OUT[a:e])
 
 
 @jit
@@ -500,7 +501,7 @@ def _dh_task(task, ntask, o0, n, rows, dZ, rkT, DH, DD, dh):
     mr = _row_block(rkT.shape[0] * H)
     for a in range(a0, e0, mr):
         e = min(e0, a + mr)
-        np.dot(dZ[o0 + a:o0 + e], rkT, DH[a:e])
+        matmul_into(dZ[o0 + a:o0 + e], rkT, DH[a:e])
     for j in range(a0, e0):
         b = rows[o0 + j]
         for k in range(H):

@@ -49,6 +49,7 @@ from numba.extending import intrinsic, overload, typeof_impl
 
 from graphmask.kernels import jit, jit_parallel
 from graphmask.kernels.fastmath import _exp
+from graphmask.kernels.smallgemm import matmul_into
 
 #: Small helpers are inlined into their callers at numba's IR level: compiled as kernels
 #: of their own, each cost a full compilation (wrappers, machine code) before being
@@ -415,7 +416,7 @@ def _fwd_task(task, ntask, o0, n, uoff, rows, rkb, A, G, Hp, Cp, Tc, h, c, act, 
         mr = _row_block(H * w)
         for a in range(0, n, mr):
             e = min(n, a + mr)
-            np.dot(Hp[o0 + a:o0 + e], Wq, Gq[a:e])
+            matmul_into(Hp[o0 + a:o0 + e], Wq, Gq[a:e])
         Aq = A[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)[o0:o0 + n]
         zf = A[N * 4 * u0 + o0 * w:N * 4 * u0 + (o0 + n) * w]
         gf = G[B * 4 * u0:B * 4 * u0 + n * w]
@@ -670,7 +671,7 @@ def _dh_task(task, ntask, o0, n, rows, dZ, rkT, DH, dh):
     mr = _row_block(4 * H * H)
     for a in range(a0, e0, mr):
         e = min(e0, a + mr)
-        np.dot(dZ[o0 + a:o0 + e], rkT, DH[a:e])
+        matmul_into(dZ[o0 + a:o0 + e], rkT, DH[a:e])
     for j in range(a0, e0):
         b = rows[o0 + j]
         for k in range(H):

@@ -24,6 +24,7 @@ from graphmask.kernels.lstm import (
     _write_y,
     lstm_schedule,
 )
+from graphmask.kernels.smallgemm import matmul_into
 
 __all__ = ["ACTIVATIONS", "schedule", "simple_rnn_forward", "simple_rnn_backward"]
 
@@ -57,7 +58,7 @@ def _forward_steps(Xc, k, b, rk, offsets, rows, mask, backwards, act, ret_seq, z
             for u in range(H):
                 hp[u] = hb[u]
         if n > 0:
-            _gemm_rows(Hp[o0:o0 + n], rk, G[:n])
+            matmul_into(Hp[o0:o0 + n], rk, G[:n])
         for j in range(n):
             yr = Y[o0 + j]
             g = G[j]
@@ -114,7 +115,7 @@ def _backward_steps(Xc, Hp, Y, kT, rkT, offsets, rows, mask, backwards, act, ret
             for u in range(H):
                 da[u] = dh[b, u] * _dact(yr[u], act, one, sixth)
         if n > 0:
-            _gemm_rows(dA[o0:o0 + n], rkT, DH[:n])
+            matmul_into(dA[o0:o0 + n], rkT, DH[:n])
         for j in range(n):
             hb = dh[rows[o0 + j]]
             d = DH[j]
