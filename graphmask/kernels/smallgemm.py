@@ -4,7 +4,7 @@ A recurrent step multiplies only its kept rows (often 8 to 32) by a weight matri
 the (128, 512) recurrent kernel. OpenBLAS packs both operands into its own layout at
 every call; with so few rows, packing the weights costs more than the product (measured
 on an AVX2 machine: 30% of an LSTM forward pass in ``sgemm_itcopy``, and
-(16, 128) x (128, 512) took 60-70 us where this kernel takes 30-35 us).
+(16, 128) x (128, 512) took 60-73 us where this kernel takes 36-56 us).
 
 :func:`matmul_into` reads the weights where they are instead: the output in tiles of
 4 rows x 16 columns, each tile's accumulators kept in vector registers through the
