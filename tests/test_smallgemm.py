@@ -71,3 +71,83 @@ def test_arrays_that_are_not_c_contiguous_go_to_blas():
     _mm(at, w[:8], out)
     np.testing.assert_allclose(out, at @ w[:8], rtol=1e-6)
 
+
+
+# --- the wide tiles (AVX-512: 8 rows x 32 columns) --------------------------------------
+# matmul_into takes them on AVX-512 hosts only; these tests call them directly, so
+# they run (and must hold) on every host numba compiles AVX-512 code for.
+
+from graphmask.kernels import smallgemm  # noqa: E402
+
+
+@njit(cache=False)
+def _wide(a, w, out):
+    smallgemm._wide_tiles(a, w, out)
+
+
+@njit(cache=False)
+def _narrow(a, w, out):
+    smallgemm._narrow_tiles(a, w, out)
+
+
+def _host_has_avx512():
+    from llvmlite import binding
+    return bool(binding.get_host_cpu_features().get("avx512f", False))
+
+
+def test_matmul_into_takes_the_wide_tiles_exactly_on_avx512_hosts():
+    assert smallgemm.WIDE == _host_has_avx512()
+
+
+wide_only = pytest.mark.skipif(not _host_has_avx512(),
+                               reason="16-lane vectors need an AVX-512 CPU")
+
+
+@wide_only
+@pytest.mark.parametrize("n", range(0, 21))  # 8-row tiles and every 4/2/1-row tail
+@pytest.mark.parametrize("K,N", [(128, 64), (128, 32), (512, 128), (3, 96)])
+def test_wide_tiles_equal_the_narrow_tiles_bit_for_bit(n, K, N):
+    """Both sum every element in the same order (blocks of KBLOCK fused multiply-adds),
+    so the AVX-512 path changes no result of the AVX2 path."""
+    a, w, wide = _problem(n, K, N, np.float32, seed=n)
+    narrow = np.full_like(wide, np.nan)
+    _wide(a, w, wide)
+    _narrow(a, w, narrow)
+    np.testing.assert_array_equal(wide, narrow)
+    truth = a.astype(np.float64) @ w.astype(np.float64)
+    bound = K * np.finfo(np.float32).eps * (np.abs(a).astype(np.float64) @ np.abs(w))
+    assert np.all(np.abs(wide - truth) <= bound + 1e-30)
+
+
+@wide_only
+def test_wide_tiles_rows_do_not_depend_on_the_other_rows():
+    a, w, _ = _problem(19, 128, 64, np.float32, seed=5)
+    full = np.empty((19, 64), np.float32)
+    _wide(a, w, full)
+    for lo in range(19):
+        for hi in range(lo + 1, 20):
+            part = np.empty((hi - lo, 64), np.float32)
+            _wide(a[lo:hi], w, part)
+            np.testing.assert_array_equal(part, full[lo:hi], err_msg=f"rows {lo}:{hi}")
+
+
+@pytest.mark.parametrize("N", [48, 16, 80])  # multiples of 16, not of 32
+def test_widths_off_the_wide_grid_still_use_tiles_and_agree(N):
+    a, w, out = _problem(13, 64, N, np.float32, seed=N)
+    _mm(a, w, out)
+    ref = np.empty_like(out)
+    _narrow(a, w, ref)
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_blocked_dot_keeps_each_call_under_the_serial_size():
+    """np.dot in row blocks: same values as one np.dot to float32 accuracy, and every
+    block is at most row_block rows (a multiple of 8 when it can be)."""
+    assert smallgemm.SERIAL_MNK == 262144
+    assert smallgemm.row_block(128 * 64) == 32
+    assert smallgemm.row_block(100 * 100) == 24  # 26 rows fit; cut to a multiple of 8
+    assert smallgemm.row_block(128 * 512) == 4  # fewer than 8 fit: as many as fit
+    assert smallgemm.row_block(10 ** 9) == 1
+    a, w, out = _problem(100, 128, 40, np.float64, seed=2)
+    _mm(a, w, out)
+    np.testing.assert_allclose(out, a @ w, rtol=1e-12, atol=1e-12)

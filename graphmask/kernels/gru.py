@@ -40,7 +40,6 @@ from graphmask.kernels.lstm import (
     _ntasks,
     _ntasks_py,
     _one_thread_twin,
-    _row_block,
     _sigmoid_inplace,
     _span,
     _step_times,
@@ -54,7 +53,7 @@ from graphmask.kernels.lstm import (
     unpermute_gates,
     workspace,
 )
-from graphmask.kernels.smallgemm import matmul_into
+from graphmask.kernels.smallgemm import matmul_into, row_block
 
 __all__ = ["schedule", "forward", "backward", "pack", "permute", "unpermute"]
 
@@ -102,7 +101,7 @@ def _proj_task(task, ntask, Xc, kp, bp, P, uoff):
         Wq = kp[D * 3 * u0:D * 3 * u0 + D * w].reshape(D, w)
         # the tasks share out whole row blocks of one fixed grid, so every GEMM call
         # (and its rounding) is the same whatever the number of tasks
-        mr = _row_block(D * w)
+        mr = row_block(D * w)
         b0, b1 = _span(task, ntask, (N + mr - 1) // mr)
         for blk in range(b0, b1):
             a2 = blk * mr
@@ -130,10 +129,7 @@ def _fwd_after_task(task, ntask, o0, n, uoff, rows, rkp, brh, P, G, Hp, Z, R, HH
         w = 3 * uq
         Gq = G[B * 3 * u0:B * 3 * u0 + B * w].reshape(B, w)
         Wq = rkp[H * 3 * u0:H * 3 * u0 + H * w].reshape(H, w)
-        mr = _row_block(H * w)
-        for a in range(0, n, mr):
-            e = min(n, a + mr)
-            matmul_into(Hp[o0 + a:o0 + e], Wq, Gq[a:e])
+        matmul_into(Hp[o0:o0 + n], Wq, Gq[:n])
         Pq = P[N * 3 * u0:N * 3 * u0 + N * w].reshape(N, w)
         s0 = N * u0 + o0 * uq
         s1 = s0 + n * uq
@@ -195,10 +191,7 @@ def _fwd_zr_task(task, ntask, o0, n, uoff, rkp, P, G, Hp, Z, R, RH, ract):
         w = 2 * uq
         Gq = G[B * 2 * u0:B * 2 * u0 + B * w].reshape(B, w)
         Wq = rkp[H * 2 * u0:H * 2 * u0 + H * w].reshape(H, w)
-        mr = _row_block(H * w)
-        for a in range(0, n, mr):
-            e = min(n, a + mr)
-            matmul_into(Hp[o0 + a:o0 + e], Wq, Gq[a:e])
+        matmul_into(Hp[o0:o0 + n], Wq, Gq[:n])
         Pq = P[N * 3 * u0:N * 3 * u0 + N * 3 * uq].reshape(N, 3 * uq)
         s0 = N * u0 + o0 * uq
         s1 = s0 + n * uq
@@ -240,10 +233,7 @@ def _fwd_h_task(task, ntask, o0, n, uoff, rows, rkhp, P, G, Hp, Z, HH, RH, h, ac
         uq = uoff[q + 1] - u0
         Gq = G[B * u0:B * u0 + B * uq].reshape(B, uq)
         Wq = rkhp[H * u0:H * (u0 + uq)].reshape(H, uq)
-        mr = _row_block(H * uq)
-        for a in range(0, n, mr):
-            e = min(n, a + mr)
-            matmul_into(RH[o0 + a:o0 + e], Wq, Gq[a:e])
+        matmul_into(RH[o0:o0 + n], Wq, Gq[:n])
         Pq = P[N * 3 * u0:N * 3 * u0 + N * 3 * uq].reshape(N, 3 * uq)
         s0 = N * u0 + o0 * uq
         s1 = s0 + n * uq
@@ -487,10 +477,7 @@ def _dr_task(task, ntask, o0, n, uoff, R, Hp, DR, dZx, DD, ract):
 def _gemm_rows_task(task, ntask, o0, n, A, WT, OUT):
     """OUT[j] = A[o0 + j] @ WT for a block of this step's rows."""
     a0, e0 = _span(task, ntask, n)
-    mr = _row_block(WT.shape[0] * WT.shape[1])
-    for a in range(a0, e0, mr):
-        e = min(e0, a + mr)
-        matmul_into(A[o0 + a:o0 + e], WT, OUT[a:e])
+    matmul_into(A[o0 + a0:o0 + e0], WT, OUT[a0:e0])
 
 
 @jit
@@ -498,10 +485,7 @@ def _dh_task(task, ntask, o0, n, rows, dZ, rkT, DH, DD, dh):
     """dh_{t-1} = DD + dZ_t @ U.T for a block of this step's rows."""
     H = dh.shape[1]
     a0, e0 = _span(task, ntask, n)
-    mr = _row_block(rkT.shape[0] * H)
-    for a in range(a0, e0, mr):
-        e = min(e0, a + mr)
-        matmul_into(dZ[o0 + a:o0 + e], rkT, DH[a:e])
+    matmul_into(dZ[o0 + a0:o0 + e0], rkT, DH[a0:e0])
     for j in range(a0, e0):
         b = rows[o0 + j]
         for k in range(H):

@@ -25,10 +25,11 @@ unit chunks: small GEMMs on its own packed slices of the weights fused with the 
 math of its units, in loops over contiguous blocks (these vectorize). float64 and
 one-thread launches run one-thread twins of the drivers (same tasks, far cheaper to
 compile), and tanh/sigmoid layers step kernels without the other activations' code
-(:func:`drivers`). Every per-step and forward BLAS
-call is kept at M*N*K <= :data:`SERIAL_MNK`, under which OpenBLAS runs on the calling
-thread: its own thread pool is never woken, since two pools (OpenBLAS's and numba's)
-spinning on the same cores slow each other down several times over. The weight
+(:func:`drivers`). The per-step products are register tiles
+(``smallgemm.matmul_into``); every BLAS call is kept at M*N*K <=
+``smallgemm.SERIAL_MNK``, under which OpenBLAS runs on the calling thread: its own
+thread pool is never woken, since two pools (OpenBLAS's and numba's) spinning on the
+same cores slow each other down several times over. The weight
 gradients are a few big GEMMs, one share of rows per task; the runtime keeps OpenBLAS
 single-threaded while a plan runs (``runtime.single_threaded_blas``).
 """
@@ -41,15 +42,14 @@ import weakref
 
 import numba
 import numpy as np
-from llvmlite import ir
 from numba import types
 from numba.core import event
 from numba.core.ccallback import CFunc
-from numba.extending import intrinsic, overload, typeof_impl
+from numba.extending import typeof_impl
 
 from graphmask.kernels import jit, jit_parallel
 from graphmask.kernels.fastmath import _exp
-from graphmask.kernels.smallgemm import matmul_into
+from graphmask.kernels.smallgemm import matmul_into, row_block
 
 #: Small helpers are inlined into their callers at numba's IR level: compiled as kernels
 #: of their own, each cost a full compilation (wrappers, machine code) before being
@@ -58,12 +58,6 @@ _inline = numba.njit(cache=True, nogil=True, inline="always")
 
 #: Units per chunk (one task's share of a step).
 UNIT_CHUNK = 16
-#: OpenBLAS computes a GEMM with M*N*K at or below this on the calling thread, by its
-#: small-matrix kernels (no packing): fast for step-sized products, and bit-identical
-#: whichever thread calls (bigger products were seen to round differently in a thread
-#: other than the one that first ran BLAS). Every per-step and every forward GEMM is cut
-#: into row blocks under it.
-SERIAL_MNK = 65536 * 4
 
 #: Below this many multiply-adds per step (rows x H x 4H), kernels run on one thread:
 #: a fork/join per step costs more than it saves on small problems, and on a loaded
@@ -358,14 +352,6 @@ def _span(task, ntask, n):
     return task * n // ntask, (task + 1) * n // ntask
 
 
-@_inline
-def _row_block(kn):
-    """Rows per GEMM call with K*N = ``kn``: M*N*K under :data:`SERIAL_MNK`, a multiple
-    of 8 when it can be (the small kernels are slow on ragged row counts)."""
-    mr = SERIAL_MNK // kn
-    return mr - mr % 8 if mr >= 8 else max(1, mr)
-
-
 # Each prange body below is a plain @jit task function: parfor analysis of big loop
 # bodies is what makes parallel kernels slow to compile.
 @jit
@@ -380,7 +366,7 @@ def _proj_task(task, ntask, Xc, kb, bp, A, uoff):
         Wq = kb[D * 4 * u0:D * 4 * u0 + D * w].reshape(D, w)
         # the tasks share out whole row blocks of one fixed grid, so every GEMM call
         # (and its rounding) is the same whatever the number of tasks
-        mr = _row_block(D * w)
+        mr = row_block(D * w)
         b0, b1 = _span(task, ntask, (N + mr - 1) // mr)
         for blk in range(b0, b1):
             a2 = blk * mr
@@ -413,10 +399,7 @@ def _fwd_task(task, ntask, o0, n, uoff, rows, rkb, A, G, Hp, Cp, Tc, h, c, act, 
         w = 4 * uq
         Gq = G[B * 4 * u0:B * 4 * u0 + B * w].reshape(B, w)
         Wq = rkb[H * 4 * u0:H * 4 * u0 + H * w].reshape(H, w)
-        mr = _row_block(H * w)
-        for a in range(0, n, mr):
-            e = min(n, a + mr)
-            matmul_into(Hp[o0 + a:o0 + e], Wq, Gq[a:e])
+        matmul_into(Hp[o0:o0 + n], Wq, Gq[:n])
         Aq = A[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)[o0:o0 + n]
         zf = A[N * 4 * u0 + o0 * w:N * 4 * u0 + (o0 + n) * w]
         gf = G[B * 4 * u0:B * 4 * u0 + n * w]
@@ -668,10 +651,7 @@ def _dh_task(task, ntask, o0, n, rows, dZ, rkT, DH, dh):
     """dh_{t-1} = dZ_t @ recurrent_kernel.T for a block of this step's rows."""
     H = dh.shape[1]
     a0, e0 = _span(task, ntask, n)
-    mr = _row_block(4 * H * H)
-    for a in range(a0, e0, mr):
-        e = min(e0, a + mr)
-        matmul_into(dZ[o0 + a:o0 + e], rkT, DH[a:e])
+    matmul_into(dZ[o0 + a0:o0 + e0], rkT, DH[a0:e0])
     for j in range(a0, e0):
         b = rows[o0 + j]
         for k in range(H):

@@ -14,9 +14,8 @@ so the results are the same bits.
 """
 from __future__ import annotations
 
-import numpy as np
-
 import numba
+import numpy as np
 
 jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 

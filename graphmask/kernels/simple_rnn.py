@@ -19,26 +19,15 @@ from graphmask.kernels.lstm import (
     _act_inplace,
     _add_gy,
     _dact,
-    _row_block,
     _step_times,
     _write_y,
     lstm_schedule,
 )
-from graphmask.kernels.smallgemm import matmul_into
+from graphmask.kernels.smallgemm import blocked_dot, matmul_into
 
 __all__ = ["ACTIVATIONS", "schedule", "simple_rnn_forward", "simple_rnn_backward"]
 
 schedule = lstm_schedule
-
-
-@jit
-def _gemm_rows(A, W, OUT):
-    """OUT = A @ W in row blocks under SERIAL_MNK."""
-    n = A.shape[0]
-    mr = _row_block(W.shape[0] * W.shape[1])
-    for a in range(0, n, mr):
-        e = min(n, a + mr)
-        np.dot(A[a:e], W, OUT[a:e])
 
 
 @jit
@@ -48,7 +37,7 @@ def _forward_steps(Xc, k, b, rk, offsets, rows, mask, backwards, act, ret_seq, z
     T = offsets.size - 1
     N = Xc.shape[0]
     if N > 0:
-        _gemm_rows(Xc, k, Y)
+        blocked_dot(Xc, k, Y)
     for t in range(T):
         o0 = offsets[t]
         n = offsets[t + 1] - o0
@@ -124,7 +113,7 @@ def _backward_steps(Xc, Hp, Y, kT, rkT, offsets, rows, mask, backwards, act, ret
     if N > 0:
         np.dot(Xc.T, dA, dK)
         np.dot(Hp.T, dA, dR)
-        _gemm_rows(dA, kT, dXc)
+        blocked_dot(dA, kT, dXc)
     for r in range(N):
         for u in range(H):
             db[u] += dA[r, u]
