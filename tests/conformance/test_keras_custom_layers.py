@@ -2,9 +2,9 @@
 
 ``BODY`` below is ordinary Keras 3 code: custom layers (``build`` with ``add_weight``,
 ``call`` with ``mask`` / ``{arg}_mask``, ``compute_mask``, ``supports_masking``, nested
-built-in layers, an ``if training:`` branch), a ``Lambda`` with ``mask=``, a model called as a layer and an
-encoder-decoder with ``initial_state``, and the models built from them. It is executed
-twice, after ``from keras import Input, Model, layers, ops`` and after
+built-in layers, an ``if training:`` branch), a ``Lambda`` with ``mask=``, a model called
+as a layer and an encoder-decoder with ``initial_state``, and the models built from them.
+It is executed twice, after ``from keras import Input, Model, layers, ops`` and after
 ``from graphmask import Input, Model, layers, ops``; nothing else differs
 (``test_the_source_names_no_library``).
 
