@@ -151,3 +151,40 @@ def test_blocked_dot_keeps_each_call_under_the_serial_size():
     a, w, out = _problem(100, 128, 40, np.float64, seed=2)
     _mm(a, w, out)
     np.testing.assert_allclose(out, a @ w, rtol=1e-12, atol=1e-12)
+
+
+# ---- out += a @ w (the LSTM step adds h_{t-1} @ recurrent_kernel to the projection) ---------
+@njit(cache=False)
+def _mm_add(a, w, out, scratch):
+    smallgemm.matmul_add_into(a, w, out, scratch)
+
+
+@njit(cache=False)
+def _narrow_add(a, w, out):
+    smallgemm._narrow_tiles_add(a, w, out)
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 7, 8, 9, 13, 20])
+@pytest.mark.parametrize("K,N,dtype", [(128, 64, np.float32), (128, 32, np.float32),
+                                       (64, 48, np.float32), (512, 128, np.float32),
+                                       (64, 40, np.float32), (128, 64, np.float64)])
+def test_matmul_add_into_has_the_bits_of_a_product_then_a_sum(n, K, N, dtype):
+    """The product is summed in full, then added: exactly ``matmul_into`` into a scratch
+    and ``+=``. Tiled arrays leave the scratch alone (NaN stays); the others (float64, a
+    width off the 16-column grid) go through it."""
+    a, w, _ = _problem(n, K, N, dtype, seed=n + K)
+    base = np.random.default_rng(n).normal(size=(n, N)).astype(dtype)
+    expected = np.full((n, N), np.nan, dtype)
+    _mm(a, w, expected)
+    expected += base
+    out = base.copy()
+    scratch = np.full((n, N), np.nan, dtype)
+    _mm_add(a, w, out, scratch)
+    np.testing.assert_array_equal(out, expected)
+    tiled = dtype == np.float32 and N % 16 == 0
+    if n > 0:
+        assert np.isnan(scratch).all() == tiled
+    if tiled:  # the AVX2 tiles too, on any host
+        narrow = base.copy()
+        _narrow_add(a, w, narrow)
+        np.testing.assert_array_equal(narrow, expected)

@@ -49,7 +49,7 @@ from numba.extending import typeof_impl
 
 from graphmask.kernels import jit, jit_parallel
 from graphmask.kernels.fastmath import _exp
-from graphmask.kernels.smallgemm import matmul_into, row_block
+from graphmask.kernels.smallgemm import matmul_add_into, matmul_into, row_block
 
 #: Small helpers are inlined into their callers at numba's IR level: compiled as kernels
 #: of their own, each cost a full compilation (wrappers, machine code) before being
@@ -371,7 +371,7 @@ def _proj_task(task, ntask, Xc, kb, bp, A, uoff):
         for blk in range(b0, b1):
             a2 = blk * mr
             e2 = min(N, a2 + mr)
-            np.dot(Xc[a2:e2], Wq, Aq[a2:e2])
+            matmul_into(Xc[a2:e2], Wq, Aq[a2:e2])
             bq = bp[4 * u0:4 * u0 + w]
             for r in range(a2, e2):  # row views: this loop vectorises, Aq[r, k] did not
                 row = Aq[r]
@@ -399,12 +399,10 @@ def _fwd_task(task, ntask, o0, n, uoff, rows, rkb, A, G, Hp, Cp, Tc, h, c, act, 
         w = 4 * uq
         Gq = G[B * 4 * u0:B * 4 * u0 + B * w].reshape(B, w)
         Wq = rkb[H * 4 * u0:H * 4 * u0 + H * w].reshape(H, w)
-        matmul_into(Hp[o0:o0 + n], Wq, Gq[:n])
         Aq = A[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)[o0:o0 + n]
+        # the gate pre-activations: projection (already in A) + h_{t-1} @ recurrent kernel
+        matmul_add_into(Hp[o0:o0 + n], Wq, Aq, Gq[:n])
         zf = A[N * 4 * u0 + o0 * w:N * 4 * u0 + (o0 + n) * w]
-        gf = G[B * 4 * u0:B * 4 * u0 + n * w]
-        for k in range(n * w):
-            zf[k] += gf[k]
         if fast:
             _sigmoid_inplace(zf)
             for j in range(n):

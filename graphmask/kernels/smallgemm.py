@@ -60,6 +60,8 @@ COLS = 16
 WIDE = _avx512()
 WIDE_COLS = 32
 WIDE_ROWS = 8
+#: Columns of the wide tail tiles (the rows after the last 8-row tile): 4 vectors per row.
+TAIL_COLS = 64
 #: The inner dimension is summed in blocks of KBLOCK products, the blocks' sums then
 #: added up: the rounding error grows with KBLOCK + K / KBLOCK instead of K (a plain
 #: running sum over K = 128 was 1.3x less accurate than OpenBLAS, over 512 1.9x).
@@ -69,11 +71,13 @@ KBLOCK = 16
 ROWS = 4
 
 
-def _make_tile(R: int, lanes: int = 8):
-    """``tile(a, w, out, i, j0)``: ``out[i:i+R, j0:j0+2L] = a[i:i+R] @ w[:, j0:j0+2L]``
-    (L = ``lanes``) for float32 C-contiguous 2-D arrays (no bounds checks: the caller's
-    loops keep the tile inside the arrays). Every output element is summed in the same
-    order whatever R and L: a row's bits do not depend on the tile it falls in."""
+def _make_tile(R: int, lanes: int = 8, nvec: int = 2, add: bool = False):
+    """``tile(a, w, out, i, j0)``: ``out[i:i+R, j0:j0+VL] = a[i:i+R] @ w[:, j0:j0+VL]``
+    (L = ``lanes``, V = ``nvec`` vectors per row; ``add``: ``+=``, the product summed in
+    full first, then added to ``out``: the bits of a separate product and sum) for
+    float32 C-contiguous 2-D arrays (no bounds checks: the caller's loops keep the tile
+    inside the arrays). Every output element is summed in the same
+    order whatever R, L and V: a row's bits do not depend on the tile it falls in."""
 
     @intrinsic
     def tile(typingctx, a, w, out, i, j0):
@@ -93,7 +97,6 @@ def _make_tile(R: int, lanes: int = 8):
             fty = ir.FloatType()
             vty = ir.VectorType(fty, lanes)
             vptr = vty.as_pointer()
-            nvec = 2
             fmuladd = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(vty, [vty, vty, vty]),
                 f"llvm.fmuladd.v{lanes}f32")
@@ -137,7 +140,10 @@ def _make_tile(R: int, lanes: int = 8):
             for r in range(R):
                 for v in range(nvec):
                     p = builder.bitcast(ptr(oty, OUT, plus(i0, r), plus(c0, v * lanes)), vptr)
-                    builder.store(builder.load(total[r][v]), p, align=4)
+                    t = builder.load(total[r][v])
+                    if add:
+                        t = builder.fadd(builder.load(p, align=4), t)
+                    builder.store(t, p, align=4)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -145,13 +151,17 @@ def _make_tile(R: int, lanes: int = 8):
     return tile
 
 
-_tile4 = _make_tile(ROWS)
-_tile2 = _make_tile(2)
-_tile1 = _make_tile(1)
-_wtile8 = _make_tile(WIDE_ROWS, 16)
-_wtile4 = _make_tile(4, 16)
-_wtile2 = _make_tile(2, 16)
-_wtile1 = _make_tile(1, 16)
+def _tiles(add: bool):
+    """The tile kinds :func:`_narrow_tiles` and :func:`_wide_tiles` use, writing (``add``
+    False) or adding to their output."""
+    return (_make_tile(ROWS, add=add), _make_tile(2, add=add), _make_tile(1, add=add),
+            _make_tile(WIDE_ROWS, 16, add=add), _make_tile(4, 16, add=add),
+            _make_tile(2, 16, add=add), _make_tile(1, 16, add=add),
+            # the rows after the last 8-row tile, 64 columns at a time: a 1-row tile of 2
+            # vectors has only 2 independent chains of fused multiply-adds and waits on
+            # their latency; 4 vectors per row keep twice as many in flight
+            _make_tile(4, 16, 4, add=add), _make_tile(2, 16, 4, add=add),
+            _make_tile(1, 16, 4, add=add))
 
 
 @register_jitable(inline="always")
@@ -173,37 +183,65 @@ def blocked_dot(a, w, out):
         np.dot(a[i:e], w, out[i:e])
 
 
-@register_jitable
-def _narrow_tiles(a, w, out):
-    n = a.shape[0]
-    for j0 in range(0, w.shape[1], COLS):  # a 16-column slice of w stays in L1
-        i = 0
-        while i + ROWS <= n:
-            _tile4(a, w, out, i, j0)
-            i += ROWS
-        if i + 2 <= n:
-            _tile2(a, w, out, i, j0)
-            i += 2
-        if i < n:
-            _tile1(a, w, out, i, j0)
+def _make_loops(add: bool):
+    """``narrow(a, w, out)`` and ``wide(a, w, out)``: ``out = a @ w`` (``add``: ``+=``) by
+    the 16-column tiles or the AVX-512 tiles (8 rows x 32 columns, the last rows 64
+    columns at a time when the width allows)."""
+    (tile4, tile2, tile1, wtile8, wtile4, wtile2, wtile1,
+     wtile4x4, wtile2x4, wtile1x4) = _tiles(add)
+
+    @register_jitable
+    def narrow(a, w, out):
+        n = a.shape[0]
+        for j0 in range(0, w.shape[1], COLS):  # a 16-column slice of w stays in L1
+            i = 0
+            while i + ROWS <= n:
+                tile4(a, w, out, i, j0)
+                i += ROWS
+            if i + 2 <= n:
+                tile2(a, w, out, i, j0)
+                i += 2
+            if i < n:
+                tile1(a, w, out, i, j0)
+
+    @register_jitable
+    def wide(a, w, out):
+        n = a.shape[0]
+        N = w.shape[1]
+        full = n - n % WIDE_ROWS
+        for j0 in range(0, N, WIDE_COLS):
+            for i in range(0, full, WIDE_ROWS):
+                wtile8(a, w, out, i, j0)
+        if full == n:
+            return
+        if N % TAIL_COLS == 0:
+            for j0 in range(0, N, TAIL_COLS):
+                i = full
+                if i + 4 <= n:
+                    wtile4x4(a, w, out, i, j0)
+                    i += 4
+                if i + 2 <= n:
+                    wtile2x4(a, w, out, i, j0)
+                    i += 2
+                if i < n:
+                    wtile1x4(a, w, out, i, j0)
+            return
+        for j0 in range(0, N, WIDE_COLS):
+            i = full
+            if i + 4 <= n:
+                wtile4(a, w, out, i, j0)
+                i += 4
+            if i + 2 <= n:
+                wtile2(a, w, out, i, j0)
+                i += 2
+            if i < n:
+                wtile1(a, w, out, i, j0)
+
+    return narrow, wide
 
 
-@register_jitable
-def _wide_tiles(a, w, out):
-    n = a.shape[0]
-    for j0 in range(0, w.shape[1], WIDE_COLS):
-        i = 0
-        while i + WIDE_ROWS <= n:
-            _wtile8(a, w, out, i, j0)
-            i += WIDE_ROWS
-        if i + 4 <= n:
-            _wtile4(a, w, out, i, j0)
-            i += 4
-        if i + 2 <= n:
-            _wtile2(a, w, out, i, j0)
-            i += 2
-        if i < n:
-            _wtile1(a, w, out, i, j0)
+_narrow_tiles, _wide_tiles = _make_loops(False)
+_narrow_tiles_add, _wide_tiles_add = _make_loops(True)
 
 
 def matmul_into(a, w, out):
@@ -238,5 +276,54 @@ def _matmul_into_impl(a, w, out):
             _narrow_tiles(a, w, out)
         else:
             blocked_dot(a, w, out)
+
+    return impl_wide
+
+
+def matmul_add_into(a, w, out, scratch):
+    """``out += a @ w`` inside kernels, with the bits of ``matmul_into(a, w, scratch)``
+    followed by ``out += scratch`` (the product is summed in full before it is added).
+    Tiled arrays (as :func:`matmul_into`) add in the tiles' last store and leave
+    ``scratch`` alone; otherwise the product goes through ``scratch``
+    (``out``'s shape)."""
+    matmul_into(a, w, scratch)
+    out += scratch
+
+
+@register_jitable
+def _add_through_scratch(a, w, out, scratch):
+    matmul_into(a, w, scratch)
+    for i in range(out.shape[0]):
+        o = out[i]
+        s = scratch[i]
+        for k in range(o.size):
+            o[k] += s[k]
+
+
+@overload(matmul_add_into)
+def _matmul_add_into_impl(a, w, out, scratch):
+    if not all(isinstance(t, types.Array) and t.ndim == 2 for t in (a, w, out, scratch)):
+        return None
+    tiled = all(t.dtype == types.float32 and t.layout == "C" for t in (a, w, out))
+    through_scratch = _add_through_scratch
+    if not tiled:
+        return through_scratch
+    if not WIDE:
+        def impl(a, w, out, scratch):
+            if w.shape[1] % COLS == 0:
+                _narrow_tiles_add(a, w, out)
+            else:
+                through_scratch(a, w, out, scratch)
+
+        return impl
+
+    def impl_wide(a, w, out, scratch):
+        N = w.shape[1]
+        if N % WIDE_COLS == 0:
+            _wide_tiles_add(a, w, out)
+        elif N % COLS == 0:
+            _narrow_tiles_add(a, w, out)
+        else:
+            through_scratch(a, w, out, scratch)
 
     return impl_wide
