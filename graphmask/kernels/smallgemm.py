@@ -280,6 +280,20 @@ def _matmul_into_impl(a, w, out):
     return impl_wide
 
 
+def tiles_take(a, w, out):
+    """Whether :func:`matmul_into` runs ``a @ w`` by register tiles (float32,
+    C-contiguous, a width that is a multiple of 16) rather than by :func:`blocked_dot`."""
+    return False
+
+
+@overload(tiles_take)
+def _tiles_take_impl(a, w, out):
+    if all(isinstance(t, types.Array) and t.ndim == 2 and t.dtype == types.float32
+           and t.layout == "C" for t in (a, w, out)):
+        return lambda a, w, out: w.shape[1] % COLS == 0
+    return lambda a, w, out: False
+
+
 def matmul_add_into(a, w, out, scratch):
     """``out += a @ w`` inside kernels, with the bits of ``matmul_into(a, w, scratch)``
     followed by ``out += scratch`` (the product is summed in full before it is added).
