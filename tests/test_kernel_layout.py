@@ -81,3 +81,19 @@ def test_packing_a_view_and_an_empty_matrix():
     np.testing.assert_array_equal(K.pack(W, uoff), K.pack(np.ascontiguousarray(W), uoff))
     assert K.pack(np.zeros((0, 4 * H), np.float32), uoff).shape == (0,)
     assert K.permute(np.zeros((0, 4 * H), np.float32), uoff).shape == (0, 4 * H)
+
+
+@pytest.mark.parametrize("H", [1, 5, 16, 20, 33, 128])
+@pytest.mark.parametrize("R", [1, 3, 64])
+def test_scaling_a_gate_in_the_packed_layout_scales_exactly_its_columns(H, R):
+    """The forward doubles the g columns (tanh as 2 sigmoid(2x) - 1) after packing:
+    the same array as packing the doubled matrix, other gates untouched."""
+    rng = np.random.default_rng(H * 100 + R)
+    W = rng.normal(size=(R, 4 * H)).astype(np.float32)
+    uoff = K.unit_chunks(H)
+    doubled = W.copy()
+    doubled[:, 2 * H:3 * H] *= 2
+    P = K.pack(W, uoff)
+    out = K.scale_packed_gate(P, R, uoff, 2, 2)
+    assert out is P
+    np.testing.assert_array_equal(P, K.pack(doubled, uoff))

@@ -190,6 +190,17 @@ def pack_gates(W, uoff, ng):
     return out
 
 
+def scale_packed_gate(P, R, uoff, gate, factor, ng=4):
+    """Multiply gate ``gate``'s columns of the :func:`pack_gates` layout ``P`` (flat, of
+    an (R, ng H) matrix) by ``factor``, in place."""
+    H = int(uoff[-1])
+    Qf = H // UNIT_CHUNK
+    nf = R * Qf * UNIT_CHUNK * ng
+    P[:nf].reshape(Qf, R, ng, UNIT_CHUNK)[:, :, gate, :] *= factor
+    P[nf:].reshape(R, ng, H - Qf * UNIT_CHUNK)[:, gate, :] *= factor
+    return P
+
+
 def permute(W, uoff):
     """The 4H gate columns of ``W`` (R, 4H) in *packed order*: chunk q's i, f, g, o
     columns side by side at columns ``4 * uoff[q]:4 * uoff[q + 1]``."""

@@ -192,7 +192,7 @@ def _prepare(attrs, inputs):
     ws = [inputs["x"], inputs["kernel"], inputs["recurrent_kernel"]]
     if "bias" in inputs:
         ws.append(inputs["bias"])
-    dt = np.dtype(float_dtype(*(str(w.dtype) for w in ws)))
+    dt = np.dtype(np.float64 if any(w.dtype == np.float64 for w in ws) else np.float32)
     x, k, rk = (np.ascontiguousarray(w, dtype=dt) for w in ws[:3])
     bias = np.ascontiguousarray(inputs["bias"], dtype=dt) if (
         c["use_bias"] and "bias" in inputs) else None
@@ -408,13 +408,12 @@ class LSTM(Op):
         back = c["go_backwards"]
         uoff = K.unit_chunks(H)
         offsets, rows = K.lstm_schedule(mask, back)
-        kb, rkb = k, rk
         bp = np.zeros(4 * H, x.dtype) if bias is None else bias
+        packed = [K.pack(w, uoff) for w in (k, bp[None], rk)]  # fresh arrays
         if c["activation"] == "tanh" and c["recurrent_activation"] == "sigmoid":
-            g = slice(2 * H, 3 * H)  # the kernels take tanh(x) as 2 sigmoid(2x) - 1
-            kb, rkb, bp = kb.copy(), rkb.copy(), bp.copy()
-            for w in (kb, rkb, bp[None]):
-                w[:, g] *= 2
+            # the kernels take tanh(x) as 2 sigmoid(2x) - 1: g columns times 2
+            for w, P in zip((k, bp[None], rk), packed):
+                K.scale_packed_gate(P, w.shape[0], uoff, 2, 2)
         y = np.empty((B, T, H) if c["return_sequences"] else (0, 0, 0), x.dtype)
         h, cs = _initial_state(inputs, B, H, x.dtype)
         keep = attrs.get("_residuals", True)  # False: no VJP reads them (inference)
@@ -422,7 +421,7 @@ class LSTM(Op):
             K.forward_workspace_size(rows.size, B, x.shape[2], H), x.dtype)
         with parallel_launch(), K.threads_for(_widest_step(offsets), H) as th:
             res = K.drivers(x.dtype)[0](
-                x, K.pack(kb, uoff), K.pack(bp[None], uoff), K.pack(rkb, uoff), uoff, offsets,
+                x, *packed, uoff, offsets,
                 rows, mask, back,
                 K.ACTIVATIONS.index(c["activation"]),
                 K.ACTIVATIONS.index(c["recurrent_activation"]),
