@@ -81,13 +81,15 @@ from graphmask.kernels import smallgemm  # noqa: E402
 
 
 @njit(cache=False)
-def _wide(a, w, out):
-    smallgemm._wide_tiles(a, w, out)
+def _wide(a, w, out):  # out = a @ w by the wide tiles (they add to their output)
+    out[:] = 0
+    smallgemm._wide_tiles_add(a, w, out)
 
 
 @njit(cache=False)
 def _narrow(a, w, out):
-    smallgemm._narrow_tiles(a, w, out)
+    out[:] = 0
+    smallgemm._narrow_tiles_add(a, w, out)
 
 
 def _host_has_avx512():
@@ -188,28 +190,3 @@ def test_matmul_add_into_has_the_bits_of_a_product_then_a_sum(n, K, N, dtype):
         narrow = base.copy()
         _narrow_add(a, w, narrow)
         np.testing.assert_array_equal(narrow, expected)
-
-
-# ---- the Dense forward GEMM: tiles for small weights, np.dot for large ones ---------------
-@pytest.mark.parametrize("K,U,tiled", [(128, 32, True), (64, 128, True), (128, 128, False),
-                                       (128, 40, False)])
-def test_dense_forward_takes_the_tiles_for_small_float32_weights(K, U, tiled):
-    """Small weights (K x U <= TILE_MAX_WEIGHTS, U a multiple of 16): the tiles, so a row's
-    output does not depend on the rows computed with it; otherwise np.dot. Both within
-    float32 accuracy of the float64 truth, bias added."""
-    from graphmask.kernels import dense
-    assert (K * U <= dense.TILE_MAX_WEIGHTS and U % 16 == 0) == tiled
-    a, w, _ = _problem(200, K, U, np.float32, seed=K + U)
-    b = np.random.default_rng(3).normal(size=U).astype(np.float32)
-    y, _ = dense.dense_forward(a, w, b, 0, False)
-    truth = a.astype(np.float64) @ w.astype(np.float64) + b
-    bound = (K + 1) * np.finfo(np.float32).eps * (np.abs(a).astype(np.float64) @ np.abs(w)
-                                                  + np.abs(b))
-    assert np.all(np.abs(y - truth) <= bound)
-    if tiled:
-        ref = np.empty((200, U), np.float32)
-        _mm(a, w, ref)
-        np.testing.assert_array_equal(y, ref + b)
-        for lo, hi in [(0, 1), (3, 11), (17, 200)]:
-            part, _ = dense.dense_forward(a[lo:hi], w, b, 0, False)
-            np.testing.assert_array_equal(part, y[lo:hi])

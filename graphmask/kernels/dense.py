@@ -1,7 +1,4 @@
-"""Dense kernels: one GEMM with bias and activation fused after it.
-
-The forward GEMM goes to the register tiles of :mod:`graphmask.kernels.smallgemm` when the
-weights are small (:data:`TILE_MAX_WEIGHTS`, float32), else to BLAS through ``np.dot``.
+"""Dense kernels: one GEMM (BLAS through np.dot) with bias and activation fused after it.
 
 All arrays are 2-D C-contiguous of one float dtype: ``x`` (N, D), ``w`` (D, U),
 ``b`` (U,) (zeros when the layer has no bias).
@@ -19,15 +16,6 @@ import numpy as np
 
 from graphmask.kernels import jit
 from graphmask.kernels.activations import LINEAR, activate_inplace, activation_grad
-from graphmask.kernels.smallgemm import matmul_into, tiles_take
-
-#: The forward GEMM runs by register tiles when the weights have at most this many
-#: elements (K x U: the (K, 32) column slice a tile reads stays in L1): measured on an
-#: AVX-512 machine, one thread, (1600, 128) x (128, 32) 185 GFLOP/s against OpenBLAS's 139;
-#: at (128, 128) OpenBLAS is ahead (173 against 158), and it pulls away as the weights
-#: grow (195 against 69 at (1024, 1024)). float64 and widths that are not a multiple of
-#: 16 go to np.dot whatever the size.
-TILE_MAX_WEIGHTS = 8192
 
 #: The activation code of a per-activation copy (see :func:`_for_code`).
 _CODE = 0
@@ -60,10 +48,7 @@ def _forward(x, w, b, z, y, keep_z):
             for j in range(u):
                 z[i, j] = zero
     elif n > 0:
-        if w.shape[0] * u <= TILE_MAX_WEIGHTS and tiles_take(x, w, z):
-            matmul_into(x, w, z)
-        else:
-            np.dot(x, w, z)
+        np.dot(x, w, z)
     for i in range(n):  # row views: this loop vectorises, z[i, j] did not
         row = z[i]
         for j in range(u):
@@ -124,8 +109,8 @@ def _for_code(kernel, code: int):
 #: that run at once on two threads (graphmask.runtime.run_pair). Handing a half to the
 #: other thread and waiting for it costs about 110 us (measured on a 2-core virtual
 #: machine, where waking an idle core is slow): below ~2**25 multiply-adds (~350 us on
-#: one thread) one thread is as fast or faster. W1's output layer, (3200, 128) x (128, 32),
-#: took 231 us as two halves by OpenBLAS and takes 162 us on one thread by the tiles.
+#: one thread) one thread is as fast or faster: W1's output layer, (3200, 128) x
+#: (128, 32), took 231 us as two halves and 223 us on one thread.
 SPLIT_WORK = 1 << 25
 
 

@@ -376,7 +376,7 @@ def _proj_task(task, ntask, Xc, kb, bp, A, uoff):
         for blk in range(b0, b1):
             a2 = blk * mr
             e2 = min(N, a2 + mr)
-            matmul_into(Xc[a2:e2], Wq, Aq[a2:e2])
+            np.dot(Xc[a2:e2], Wq, Aq[a2:e2])
             bq = bp[4 * u0:4 * u0 + w]
             for r in range(a2, e2):  # row views: this loop vectorises, Aq[r, k] did not
                 row = Aq[r]

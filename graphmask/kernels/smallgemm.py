@@ -71,11 +71,11 @@ KBLOCK = 16
 ROWS = 4
 
 
-def _make_tile(R: int, lanes: int = 8, nvec: int = 2, add: bool = False):
-    """``tile(a, w, out, i, j0)``: ``out[i:i+R, j0:j0+VL] = a[i:i+R] @ w[:, j0:j0+VL]``
-    (L = ``lanes``, V = ``nvec`` vectors per row; ``add``: ``+=``, the product summed in
-    full first, then added to ``out``: the bits of a separate product and sum) for
-    float32 C-contiguous 2-D arrays (no bounds checks: the caller's loops keep the tile
+def _make_tile(R: int, lanes: int = 8, nvec: int = 2):
+    """``tile(a, w, out, i, j0)``: ``out[i:i+R, j0:j0+VL] += a[i:i+R] @ w[:, j0:j0+VL]``
+    (L = ``lanes``, V = ``nvec`` vectors per row; the product summed in full first, then
+    added to ``out``: the bits of a separate product and sum) for float32
+    C-contiguous 2-D arrays (no bounds checks: the caller's loops keep the tile
     inside the arrays). Every output element is summed in the same
     order whatever R, L and V: a row's bits do not depend on the tile it falls in."""
 
@@ -140,9 +140,7 @@ def _make_tile(R: int, lanes: int = 8, nvec: int = 2, add: bool = False):
             for r in range(R):
                 for v in range(nvec):
                     p = builder.bitcast(ptr(oty, OUT, plus(i0, r), plus(c0, v * lanes)), vptr)
-                    t = builder.load(total[r][v])
-                    if add:
-                        t = builder.fadd(builder.load(p, align=4), t)
+                    t = builder.fadd(builder.load(p, align=4), builder.load(total[r][v]))
                     builder.store(t, p, align=4)
             return context.get_dummy_value()
 
@@ -151,17 +149,14 @@ def _make_tile(R: int, lanes: int = 8, nvec: int = 2, add: bool = False):
     return tile
 
 
-def _tiles(add: bool):
-    """The tile kinds :func:`_narrow_tiles` and :func:`_wide_tiles` use, writing (``add``
-    False) or adding to their output."""
-    return (_make_tile(ROWS, add=add), _make_tile(2, add=add), _make_tile(1, add=add),
-            _make_tile(WIDE_ROWS, 16, add=add), _make_tile(4, 16, add=add),
-            _make_tile(2, 16, add=add), _make_tile(1, 16, add=add),
+def _tiles():
+    """The tile kinds of :func:`_make_loops`."""
+    return (_make_tile(ROWS), _make_tile(2), _make_tile(1),
+            _make_tile(WIDE_ROWS, 16), _make_tile(4, 16), _make_tile(2, 16), _make_tile(1, 16),
             # the rows after the last 8-row tile, 64 columns at a time: a 1-row tile of 2
             # vectors has only 2 independent chains of fused multiply-adds and waits on
             # their latency; 4 vectors per row keep twice as many in flight
-            _make_tile(4, 16, 4, add=add), _make_tile(2, 16, 4, add=add),
-            _make_tile(1, 16, 4, add=add))
+            _make_tile(4, 16, 4), _make_tile(2, 16, 4), _make_tile(1, 16, 4))
 
 
 @register_jitable(inline="always")
@@ -183,12 +178,12 @@ def blocked_dot(a, w, out):
         np.dot(a[i:e], w, out[i:e])
 
 
-def _make_loops(add: bool):
-    """``narrow(a, w, out)`` and ``wide(a, w, out)``: ``out = a @ w`` (``add``: ``+=``) by
-    the 16-column tiles or the AVX-512 tiles (8 rows x 32 columns, the last rows 64
-    columns at a time when the width allows)."""
+def _make_loops():
+    """``narrow(a, w, out)`` and ``wide(a, w, out)``: ``out += a @ w`` by the 16-column
+    tiles or the AVX-512 tiles (8 rows x 32 columns, the last rows 64 columns at a time
+    when the width allows)."""
     (tile4, tile2, tile1, wtile8, wtile4, wtile2, wtile1,
-     wtile4x4, wtile2x4, wtile1x4) = _tiles(add)
+     wtile4x4, wtile2x4, wtile1x4) = _tiles()
 
     @register_jitable
     def narrow(a, w, out):
@@ -240,15 +235,43 @@ def _make_loops(add: bool):
     return narrow, wide
 
 
-_narrow_tiles, _wide_tiles = _make_loops(False)
-_narrow_tiles_add, _wide_tiles_add = _make_loops(True)
+_narrow_tiles_add, _wide_tiles_add = _make_loops()
+
+if WIDE:
+    @register_jitable
+    def _add_tiles(a, w, out):
+        """``out += a @ w`` by tiles (the width a multiple of 16): 32-column tiles
+        where the width allows, else 16-column ones."""
+        if w.shape[1] % WIDE_COLS == 0:
+            _wide_tiles_add(a, w, out)
+        else:
+            _narrow_tiles_add(a, w, out)
+else:
+    @register_jitable
+    def _add_tiles(a, w, out):
+        """``out += a @ w`` by 16-column tiles (the width a multiple of 16)."""
+        _narrow_tiles_add(a, w, out)
+
+
+@register_jitable
+def _zero_fill(out):
+    zero = out.dtype.type(0.0)
+    for i in range(out.shape[0]):
+        row = out[i]
+        for k in range(row.size):
+            row[k] = zero
+
+
+def _tiled_types(*arrays) -> bool:
+    return all(t.dtype == types.float32 and t.layout == "C" for t in arrays)
 
 
 def matmul_into(a, w, out):
     """``out[:] = a @ w`` for 2-D arrays, inside kernels (``np.dot``'s contract:
     ``out`` (a.shape[0], w.shape[1]) is written, not read). float32 C-contiguous with
-    a width that is a multiple of 16 (AVX-512: 32, else 16): register tiles, over all
-    the rows at once; otherwise :func:`blocked_dot`."""
+    a width that is a multiple of 16: register tiles over all the rows at once (``out``
+    zeroed, then the products added: the tiles of :func:`matmul_add_into`, compiled
+    once for both); otherwise :func:`blocked_dot`."""
     blocked_dot(a, w, out)
 
 
@@ -256,42 +279,17 @@ def matmul_into(a, w, out):
 def _matmul_into_impl(a, w, out):
     if not all(isinstance(t, types.Array) and t.ndim == 2 for t in (a, w, out)):
         return None
-    tiled = all(t.dtype == types.float32 and t.layout == "C" for t in (a, w, out))
-    if not tiled:
+    if not _tiled_types(a, w, out):
         return lambda a, w, out: blocked_dot(a, w, out)
-    if not WIDE:
-        def impl(a, w, out):
-            if w.shape[1] % COLS == 0:
-                _narrow_tiles(a, w, out)
-            else:
-                blocked_dot(a, w, out)
 
-        return impl
-
-    def impl_wide(a, w, out):
-        N = w.shape[1]
-        if N % WIDE_COLS == 0:
-            _wide_tiles(a, w, out)
-        elif N % COLS == 0:
-            _narrow_tiles(a, w, out)
+    def impl(a, w, out):
+        if w.shape[1] % COLS == 0:
+            _zero_fill(out)
+            _add_tiles(a, w, out)
         else:
             blocked_dot(a, w, out)
 
-    return impl_wide
-
-
-def tiles_take(a, w, out):
-    """Whether :func:`matmul_into` runs ``a @ w`` by register tiles (float32,
-    C-contiguous, a width that is a multiple of 16) rather than by :func:`blocked_dot`."""
-    return False
-
-
-@overload(tiles_take)
-def _tiles_take_impl(a, w, out):
-    if all(isinstance(t, types.Array) and t.ndim == 2 and t.dtype == types.float32
-           and t.layout == "C" for t in (a, w, out)):
-        return lambda a, w, out: w.shape[1] % COLS == 0
-    return lambda a, w, out: False
+    return impl
 
 
 def matmul_add_into(a, w, out, scratch):
@@ -306,7 +304,9 @@ def matmul_add_into(a, w, out, scratch):
 
 @register_jitable
 def _add_through_scratch(a, w, out, scratch):
-    matmul_into(a, w, scratch)
+    # only for products matmul_into gives to blocked_dot: the same bits, without
+    # compiling the tiles once more
+    blocked_dot(a, w, scratch)
     for i in range(out.shape[0]):
         o = out[i]
         s = scratch[i]
@@ -318,26 +318,13 @@ def _add_through_scratch(a, w, out, scratch):
 def _matmul_add_into_impl(a, w, out, scratch):
     if not all(isinstance(t, types.Array) and t.ndim == 2 for t in (a, w, out, scratch)):
         return None
-    tiled = all(t.dtype == types.float32 and t.layout == "C" for t in (a, w, out))
-    through_scratch = _add_through_scratch
-    if not tiled:
-        return through_scratch
-    if not WIDE:
-        def impl(a, w, out, scratch):
-            if w.shape[1] % COLS == 0:
-                _narrow_tiles_add(a, w, out)
-            else:
-                through_scratch(a, w, out, scratch)
+    if not _tiled_types(a, w, out):
+        return _add_through_scratch
 
-        return impl
-
-    def impl_wide(a, w, out, scratch):
-        N = w.shape[1]
-        if N % WIDE_COLS == 0:
-            _wide_tiles_add(a, w, out)
-        elif N % COLS == 0:
-            _narrow_tiles_add(a, w, out)
+    def impl(a, w, out, scratch):
+        if w.shape[1] % COLS == 0:
+            _add_tiles(a, w, out)
         else:
-            through_scratch(a, w, out, scratch)
+            _add_through_scratch(a, w, out, scratch)
 
-    return impl_wide
+    return impl
