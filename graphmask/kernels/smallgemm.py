@@ -18,6 +18,12 @@ where the width is a multiple of 32: twice the rows per weight load, and AVX-512
 registers hold the 16 accumulators. Callers pass all of a step's rows at once, so the
 tiles see as many rows as there are.
 
+The tiles add to their output: :func:`matmul_add_into` (``out += a @ w``, the LSTM step
+adding ``h_{t-1} @ recurrent_kernel`` to its input projection) adds each element's full
+sum in the tile's last store, and :func:`matmul_into` zeroes ``out`` first, so both share
+one compiled set of tiles (a sum of exactly -0.0 comes out +0.0; nothing else differs
+from a plain store).
+
 Every output row is computed by the same sequence of operations whatever the other
 rows and whichever tile (narrow or wide) holds it, so a row's result does not depend on
 how many rows are multiplied with it, on the thread count of the caller, nor on the
