@@ -104,8 +104,7 @@ def _make_vector_inplace(kind: str):
 
     @intrinsic
     def apply(typingctx, v):
-        if not (isinstance(v, types.Array) and v.ndim == 1 and v.layout == "C"
-                and v.dtype == types.float32):
+        if not _is_vector_array(v):
             return None
         sig = types.void(v)
 
@@ -151,22 +150,39 @@ def _make_vector_inplace(kind: str):
                 return builder.fsub(one, builder.fmul(two, reciprocal(builder.fadd(e, one))))
 
             L = ir.Constant(intp, lanes)
-            nfull = builder.sub(n, builder.srem(n, L))
-            with cgutils.for_range_slice(builder, ir.Constant(intp, 0), nfull, L) as (i, _):
-                p = builder.bitcast(builder.gep(data, [i]), vty.as_pointer())
-                builder.store(compute(builder.load(p, align=4)), p, align=4)
-            # the tail: through a vector on the stack, the same lane operations
-            rem = builder.sub(n, nfull)
-            with builder.if_then(builder.icmp_signed(">", rem, ir.Constant(intp, 0))):
-                buf = cgutils.alloca_once_value(builder, const(0.0))
-                bp = builder.bitcast(buf, fty.as_pointer())
-                with cgutils.for_range(builder, rem) as loop:
-                    src = builder.gep(data, [builder.add(nfull, loop.index)])
+            zero = ir.Constant(intp, 0)
+            aty = sig.args[0]
+
+            def element(k):
+                return cgutils.get_item_pointer(context, builder, aty, arr, [k])
+
+            buf = cgutils.alloca_once_value(builder, const(0.0))
+            bp = builder.bitcast(buf, fty.as_pointer())
+
+            def through_buffer(start, count):
+                """Elements start..start+count (count <= lanes, any strides) through
+                a vector on the stack: the same lane operations as a full vector."""
+                with cgutils.for_range(builder, count) as loop:
+                    src = element(builder.add(start, loop.index))
                     builder.store(builder.load(src), builder.gep(bp, [loop.index]))
                 builder.store(compute(builder.load(buf)), buf)
-                with cgutils.for_range(builder, rem) as loop:
-                    dst = builder.gep(data, [builder.add(nfull, loop.index)])
+                with cgutils.for_range(builder, count) as loop:
+                    dst = element(builder.add(start, loop.index))
                     builder.store(builder.load(builder.gep(bp, [loop.index])), dst)
+
+            if aty.layout != "C":  # strided: every vector through the buffer
+                with cgutils.for_range_slice(builder, zero, n, L) as (i, _):
+                    left = builder.sub(n, i)
+                    through_buffer(i, builder.select(
+                        builder.icmp_signed("<", left, L), left, L))
+                return context.get_dummy_value()
+            nfull = builder.sub(n, builder.srem(n, L))
+            with cgutils.for_range_slice(builder, zero, nfull, L) as (i, _):
+                p = builder.bitcast(builder.gep(data, [i]), vty.as_pointer())
+                builder.store(compute(builder.load(p, align=4)), p, align=4)
+            rem = builder.sub(n, nfull)
+            with builder.if_then(builder.icmp_signed(">", rem, zero)):
+                through_buffer(nfull, rem)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -180,19 +196,22 @@ _tanh_vec = _make_vector_inplace("tanh")
 
 def sigmoid_inplace(v):
     """sigmoid on the 1-D array ``v`` in place, inside kernels: explicit vectors for
-    float32 C-contiguous arrays, else ``1 / (1 + exp(-x))`` element by element."""
+    float32 (strided arrays through a buffer, the same bits), else ``1 / (1 + exp(-x))``
+    element by element."""
     v[:] = 1.0 / (1.0 + np.exp(-v))
 
 
 def tanh_inplace(v):
     """tanh on the 1-D array ``v`` in place, inside kernels: ``1 - 2 / (exp(2x) + 1)``
-    (saturating cleanly at +-1), in explicit vectors for float32 C-contiguous arrays."""
+    (saturating cleanly at +-1), in explicit vectors for float32 (as
+    :func:`sigmoid_inplace`)."""
     v[:] = 1.0 - 2.0 / (np.exp(2.0 * v) + 1.0)
 
 
 def _is_vector_array(v):
-    return (isinstance(v, types.Array) and v.ndim == 1 and v.layout == "C"
-            and v.dtype == types.float32)
+    """float32 1-D arrays, contiguous or strided: every float32 value goes through the
+    same vector code, so a result never depends on the layout it was computed in."""
+    return isinstance(v, types.Array) and v.ndim == 1 and v.dtype == types.float32
 
 
 @overload(sigmoid_inplace)
