@@ -39,3 +39,46 @@ def test_a_fresh_cache_dir_fills_and_is_reused(tmp_path):
                             text=True, timeout=600)
     assert second.stdout == first.stdout
     assert {p.name for p in tmp_path.rglob("*.nbi")} == cached
+
+
+def test_kernel_cache_entries_depend_on_every_kernel_source(tmp_path):
+    """A kernel inlining a helper from another file must not reuse machine code compiled
+    with the old helper: the stamp numba compares covers all kernel sources."""
+    from numba.core import caching
+
+    from graphmask.kernels import cache_keys, gru
+
+    cache_keys.install()  # idempotent: the locators are in numba's list once
+    names = [c.__name__ for c in caching.CacheImpl._locator_classes]
+    assert sum(n.startswith("GraphmaskKernels") for n in names) == len(
+        [n for n in cache_keys._BASES if hasattr(caching, n)])
+    py = gru._fwd_h_task.py_func
+    impl = caching.CompileResultCacheImpl(py)
+    assert type(impl.locator).__name__.startswith("GraphmaskKernels")
+    stamp = impl.locator.get_source_stamp()
+    assert stamp[1] == cache_keys.sources_digest() == cache_keys._DIGEST
+
+    # the digest changes with any file's content, not only the function's own
+    root = tmp_path / "kernels"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.py").write_text("x = 1\n")
+    (root / "sub" / "b.py").write_text("y = 2\n")
+    (root / "notes.txt").write_text("ignored\n")
+    before = cache_keys.sources_digest(str(root))
+    (root / "notes.txt").write_text("still ignored\n")
+    assert cache_keys.sources_digest(str(root)) == before
+    (root / "sub" / "b.py").write_text("y = 3\n")
+    assert cache_keys.sources_digest(str(root)) != before
+
+
+def test_functions_outside_the_kernels_keep_numbas_own_locators(tmp_path):
+    from numba.core import caching
+
+    src = tmp_path / "user_mod.py"
+    src.write_text("def f(x):\n    return x + 1\n")
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("user_mod", src)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    impl = caching.CompileResultCacheImpl(mod.f)
+    assert not type(impl.locator).__name__.startswith("GraphmaskKernels")

@@ -4,7 +4,9 @@ passed to the drivers by pointer (``graphmask.kernels.lstm.TaskTable``).
 
 The cache lives next to the source unless that folder is read-only, in which case it
 goes to ``$XDG_CACHE_HOME/graphmask/numba`` (set ``NUMBA_CACHE_DIR`` to choose another).
-numba keys its cache on the source file, so an edited kernel is recompiled.
+numba keys its cache on a function's own source file; :mod:`cache_keys` adds a digest
+of every kernel source, so editing any kernel file (say a helper that ``gru.py`` inlines
+from ``lstm.py``) recompiles every kernel instead of reusing stale machine code.
 
 Threads: parallel kernels need a thread-safe numba threading layer (TBB or OpenMP) for
 several Python threads to run them at once. :func:`parallel_launch` starts numba's
@@ -34,6 +36,10 @@ _choose_cache_dir()
 
 import numba  # noqa: E402  (after the cache dir is chosen)
 from numba.core.cpu_options import ParallelOptions  # noqa: E402
+
+from graphmask.kernels import cache_keys  # noqa: E402
+
+cache_keys.install()  # a kernel's cache entry is stale once any kernel source changes
 
 # numba's default "workqueue" threading layer aborts the process when two Python
 # threads run parallel kernels at once (concurrent predict). Ask for a thread-safe
