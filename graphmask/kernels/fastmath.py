@@ -1,4 +1,5 @@
-"""A fast float32 exp for the kernels' activation loops (sigmoid, tanh, softmax).
+"""A fast float32 exp for the kernels' activation loops (sigmoid, tanh, softmax), and
+sigmoid / tanh over whole arrays in explicit vector code (the recurrent gates).
 
 numba's ``np.exp`` calls libm one value at a time; :func:`_exp` is a branch-free
 polynomial that LLVM vectorises (16 values per AVX-512 instruction), accurate to a few
@@ -11,6 +12,8 @@ from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
+
+from graphmask.kernels.smallgemm import WIDE
 
 # float32 constants: mixing a float32 value with a Python float would promote to float64.
 _F1 = np.float32(1.0)
@@ -72,11 +75,6 @@ def _exp_impl(x):
 # on AVX-512 hosts (8 elsewhere), the polynomial by fused multiply-adds. Every element goes
 # through the same lane operations, the tail too (copied through a vector on the stack),
 # so an element's result does not depend on its position or on the array's length.
-def _lanes() -> int:
-    from graphmask.kernels.smallgemm import WIDE  # (smallgemm knows the vector width)
-    return 16 if WIDE else 8
-
-
 def _vector_exp(builder, vty, x, const, fma, floor):
     """exp(x) for a float vector ``x``: the :func:`_exp` polynomial, by fused
     multiply-adds (range reduction exact: n * LN2_HI has few mantissa bits)."""
@@ -100,7 +98,8 @@ def _vector_exp(builder, vty, x, const, fma, floor):
 
 def _make_vector_inplace(kind: str):
     """An intrinsic ``f(v)`` applying ``kind`` ("sigmoid" or "tanh") in place to the
-    1-D float32 C-contiguous array ``v``."""
+    1-D float32 array ``v`` (contiguous: whole vectors in place; strided: through a
+    vector on the stack)."""
 
     @intrinsic
     def apply(typingctx, v):
@@ -109,7 +108,7 @@ def _make_vector_inplace(kind: str):
         sig = types.void(v)
 
         def codegen(context, builder, sig, args):
-            lanes = _lanes()
+            lanes = 16 if WIDE else 8
             fty = ir.FloatType()
             vty = ir.VectorType(fty, lanes)
             intp = context.get_value_type(types.intp)
@@ -214,28 +213,25 @@ def _is_vector_array(v):
     return isinstance(v, types.Array) and v.ndim == 1 and v.dtype == types.float32
 
 
-@overload(sigmoid_inplace)
-def _sigmoid_inplace_impl(v):
-    if _is_vector_array(v):
-        return lambda v: _sigmoid_vec(v)
-
-    def loop(v):
-        one = v.dtype.type(1.0)
-        for k in range(v.size):  # np.divide: numba's / checks for zero, blocking SIMD
-            v[k] = np.divide(one, one + _exp(-v[k]))
-
-    return loop
+def _sigmoid_loop(v):
+    one = v.dtype.type(1.0)
+    for k in range(v.size):  # np.divide: numba's / checks for zero, blocking SIMD
+        v[k] = np.divide(one, one + _exp(-v[k]))
 
 
-@overload(tanh_inplace)
-def _tanh_inplace_impl(v):
-    if _is_vector_array(v):
-        return lambda v: _tanh_vec(v)
+def _tanh_loop(v):
+    one = v.dtype.type(1.0)
+    two = v.dtype.type(2.0)
+    for k in range(v.size):
+        v[k] = one - np.divide(two, _exp(two * v[k]) + one)
 
-    def loop(v):
-        one = v.dtype.type(1.0)
-        two = v.dtype.type(2.0)
-        for k in range(v.size):
-            v[k] = one - np.divide(two, _exp(two * v[k]) + one)
 
-    return loop
+def _overload_inplace(api, vector, loop):
+    """``api`` inside kernels: the vector intrinsic for float32, the element loop else."""
+    @overload(api)
+    def impl(v):
+        return (lambda v: vector(v)) if _is_vector_array(v) else loop
+
+
+_overload_inplace(sigmoid_inplace, _sigmoid_vec, _sigmoid_loop)
+_overload_inplace(tanh_inplace, _tanh_vec, _tanh_loop)

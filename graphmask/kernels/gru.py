@@ -28,6 +28,7 @@ import numpy as np
 from numba import types
 
 from graphmask.kernels import jit, jit_parallel, parallel_launch
+from graphmask.kernels.fastmath import sigmoid_inplace, tanh_inplace
 from graphmask.kernels.lstm import (
     ACTIVATIONS,
     PARALLEL_MIN_WORK,
@@ -40,10 +41,8 @@ from graphmask.kernels.lstm import (
     _ntasks,
     _ntasks_py,
     _one_thread_twin,
-    _sigmoid_inplace,
     _span,
     _step_times,
-    _tanh_inplace,
     _write_y,
     lstm_schedule,
     pack_gates,
@@ -154,8 +153,8 @@ def _fwd_after_task(task, ntask, o0, n, uoff, rows, rkp, brh, P, G, Hp, Z, R, HH
             _act_inplace(Z[s0:s1], ract)
             _act_inplace(R[s0:s1], ract)
         else:  # the default-activation clone: ract is sigmoid
-            _sigmoid_inplace(Z[s0:s1])
-            _sigmoid_inplace(R[s0:s1])
+            sigmoid_inplace(Z[s0:s1])
+            sigmoid_inplace(R[s0:s1])
         for j in range(n):
             p = Pq[o0 + j]
             hj = Hq[j]
@@ -166,7 +165,7 @@ def _fwd_after_task(task, ntask, o0, n, uoff, rows, rkp, brh, P, G, Hp, Z, R, HH
         if _GENERAL:
             _act_inplace(HH[s0:s1], act)
         else:  # the default-activation clone: act is tanh
-            _tanh_inplace(HH[s0:s1])
+            tanh_inplace(HH[s0:s1])
         for j in range(n):
             b = rows[o0 + j]
             hb = h[b, u0:u0 + uq]
@@ -210,8 +209,8 @@ def _fwd_zr_task(task, ntask, o0, n, uoff, rkp, P, G, Hp, Z, R, RH, ract):
             _act_inplace(Z[s0:s1], ract)
             _act_inplace(R[s0:s1], ract)
         else:  # the default-activation clone: ract is sigmoid
-            _sigmoid_inplace(Z[s0:s1])
-            _sigmoid_inplace(R[s0:s1])
+            sigmoid_inplace(Z[s0:s1])
+            sigmoid_inplace(R[s0:s1])
         for j in range(n):
             rj = Rq[j]
             hp = Hp[o0 + j, u0:u0 + uq]
@@ -248,7 +247,7 @@ def _fwd_h_task(task, ntask, o0, n, uoff, rows, rkhp, P, G, Hp, Z, HH, RH, h, ac
         if _GENERAL:
             _act_inplace(HH[s0:s1], act)
         else:  # the default-activation clone: act is tanh
-            _tanh_inplace(HH[s0:s1])
+            tanh_inplace(HH[s0:s1])
         for j in range(n):
             b = rows[o0 + j]
             hb = h[b, u0:u0 + uq]

@@ -74,26 +74,13 @@ ACTIVATIONS = ("linear", "tanh", "sigmoid", "relu", "hard_sigmoid")
 _GENERAL = True
 
 @_inline
-def _tanh_inplace(v):
-    """tanh on the 1-D array ``v`` in place: 1 - 2 / (exp(2x) + 1), which saturates
-    cleanly at +-1 (float32 in explicit vectors: :func:`fastmath.tanh_inplace`)."""
-    tanh_inplace(v)
-
-
-@_inline
-def _sigmoid_inplace(v):
-    """sigmoid on the 1-D array ``v`` in place (:func:`fastmath.sigmoid_inplace`)."""
-    sigmoid_inplace(v)
-
-
-@_inline
 def _act_inplace(v, code):
     """Apply activation ``code`` to the 1-D array ``v`` in place, one tight loop each."""
     zero = v.dtype.type(0.0)
     if code == 1:
-        _tanh_inplace(v)
+        tanh_inplace(v)
     elif code == 2:
-        _sigmoid_inplace(v)
+        sigmoid_inplace(v)
     elif code == 3:
         for k in range(v.size):
             v[k] = max(v[k], zero)
@@ -409,7 +396,7 @@ def _fwd_task(task, ntask, o0, n, uoff, rows, rkb, A, G, Hp, Cp, Tc, h, c, act, 
         matmul_add_into(Hp[o0:o0 + n], Wq, Aq, Gq[:n])
         zf = A[N * 4 * u0 + o0 * w:N * 4 * u0 + (o0 + n) * w]
         if fast:
-            _sigmoid_inplace(zf)
+            sigmoid_inplace(zf)
             for j in range(n):
                 row = Aq[j]
                 for k in range(2 * uq, 3 * uq):
@@ -437,7 +424,7 @@ def _fwd_task(task, ntask, o0, n, uoff, rows, rkb, A, G, Hp, Cp, Tc, h, c, act, 
         if _GENERAL:
             _act_inplace(tcf, act)
         else:  # the default-activation clone: act is tanh
-            _tanh_inplace(tcf)
+            tanh_inplace(tcf)
         for j in range(n):
             b = rows[o0 + j]
             z = Aq[j]

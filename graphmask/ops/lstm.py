@@ -409,10 +409,11 @@ class LSTM(Op):
         uoff = K.unit_chunks(H)
         offsets, rows = K.lstm_schedule(mask, back)
         bp = np.zeros(4 * H, x.dtype) if bias is None else bias
-        packed = [K.pack(w, uoff) for w in (k, bp[None], rk)]  # fresh arrays
+        weights = (k, bp[None], rk)
+        packed = [K.pack(w, uoff) for w in weights]  # fresh arrays
         if c["activation"] == "tanh" and c["recurrent_activation"] == "sigmoid":
             # the kernels take tanh(x) as 2 sigmoid(2x) - 1: g columns times 2
-            for w, P in zip((k, bp[None], rk), packed):
+            for w, P in zip(weights, packed):
                 K.scale_packed_gate(P, w.shape[0], uoff, 2, 2)
         y = np.empty((B, T, H) if c["return_sequences"] else (0, 0, 0), x.dtype)
         h, cs = _initial_state(inputs, B, H, x.dtype)
