@@ -121,7 +121,7 @@ class TrainingMixin:
                 raise NumericalError(f"the gradient of {name!r} is not finite (loss {total}); "
                                      f"the weights were left as they were before this step")
         params = [var.value for var in self.trainable_weights]
-        grads = [by_name.get(var.name, np.zeros_like(var.value))
+        grads = [by_name[var.name] if var.name in by_name else np.zeros_like(var.value)
                  for var in self.trainable_weights]
         self.optimizer.apply(params, grads)
         state.apply_updates(updates, self.weights)
