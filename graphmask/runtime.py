@@ -19,6 +19,7 @@ from threadpoolctl import ThreadpoolController
 from graphmask import allocator
 from graphmask.errors import GraphmaskError, ShapeError
 from graphmask.kernels import serial_launches
+from graphmask.kernels.launch import deferring
 from graphmask.kernels.lstm import (  # noqa: F401  (the memory API lives here)
     clear_workspaces,
     release_workspaces_on_gc,
@@ -65,8 +66,9 @@ class KernelError(GraphmaskError, RuntimeError):
 
 
 def run(plan, feeds: dict, variables: dict) -> list[np.ndarray]:
-    """Run ``plan``; ``feeds``: source node -> array; ``variables``: name -> array."""
-    with single_threaded_blas():
+    """Run ``plan``; ``feeds``: source node -> array; ``variables``: name -> array.
+    Background compilations the run asks for start when it ends (``kernels/launch.py``)."""
+    with deferring(), single_threaded_blas():
         return _run(plan, feeds, variables)
 
 

@@ -30,6 +30,8 @@ COLD = textwrap.dedent("""
         model.compile(optimizer="adam", loss="mse")
         model.train_on_batch(x, rng.normal(size=(32, 12, 3)).astype("float32"))
         model.predict(x, verbose=0)
+        from graphmask.kernels.launch import wait_background
+        wait_background()  # the parallel drivers, compiled in the background
     names = []
     for _, ev in rec.buffer:
         if ev.is_start:
@@ -44,7 +46,7 @@ COLD = textwrap.dedent("""
 def test_a_first_lstm_step_compiles_only_the_kernels_it_runs(tmp_path):
     """From an empty cache, a float32 tanh/sigmoid LSTM compiles each of its task kernels
     once (the default-activation sample-group tasks only: 32 samples) and the drivers it
-    launches (threaded, or the one-thread twins on one core); nothing for the layout
+    launches (both tiers with threads, the one-thread one on one core); nothing for the layout
     helpers (NumPy) or the small helpers and step code (inlined)."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", COLD], env=env, capture_output=True,
@@ -53,10 +55,12 @@ def test_a_first_lstm_step_compiles_only_the_kernels_it_runs(tmp_path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     lstm = sorted(n.split(".")[-1] for n in out["compiled"]  # (not numba's overloads)
                   if n.startswith("graphmask.kernels.lstm.") and "<locals>" not in n)
-    tw = "" if out["threads"] > 1 else "_1t"
-    # 32 samples: the sample-group drivers (kernels/lstm.py, sample_groups)
-    drivers = [f"_backward_groups_loop{tw}", f"_forward_groups_loop{tw}",
-               f"_weight_grads_loop{tw}"]
+    # 32 samples: the sample-group drivers (kernels/lstm.py, sample_groups): the
+    # one-thread tier the first step runs, then (with threads) the prange drivers
+    # compiled in the background (kernels/launch.py)
+    drivers = ["_backward_groups", "_forward_groups", "_proj_range", "_weight_grads_range"]
+    if out["threads"] > 1:
+        drivers += ["_backward_groups_loop", "_forward_groups_loop", "_weight_grads_loop"]
     # the group tasks take the step code in (inlined): no separate step kernels
     tasks = ["_bwd_group_task_dflt", "_fwd_group_task_dflt", "_proj_task", "_wgrad_task"]
     assert lstm == sorted(drivers + tasks)  # the helpers they call are inlined

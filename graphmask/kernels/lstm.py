@@ -25,7 +25,9 @@ unit chunks: small GEMMs on its own packed slices of the weights fused with the 
 math of its units, in loops over contiguous blocks (these vectorize). float64 and
 one-thread launches run one-thread twins of the drivers (same tasks, far cheaper to
 compile), and tanh/sigmoid layers step kernels without the other activations' code
-(:func:`drivers`). The per-step products are register tiles
+(:func:`drivers`). The sample-group drivers come in two tiers (``kernels/launch.py``):
+one-thread kernels on shares of the tasks until the ``prange`` driver, compiled in the
+background after the first step, is ready. The per-step products are register tiles
 (``smallgemm.matmul_into``); every BLAS call is kept at M*N*K <=
 ``smallgemm.SERIAL_MNK``, under which OpenBLAS runs on the calling thread: its own
 thread pool is never woken, since two pools (OpenBLAS's and numba's) spinning on the
@@ -49,6 +51,7 @@ from numba.extending import typeof_impl
 
 from graphmask.kernels import jit, jit_parallel
 from graphmask.kernels.fastmath import sigmoid_inplace, tanh_inplace
+from graphmask.kernels.launch import run_shares, tiered
 from graphmask.kernels.smallgemm import matmul_add_into, matmul_into, row_block
 
 #: Small helpers are inlined into their callers at numba's IR level: compiled as kernels
@@ -583,6 +586,23 @@ def _forward_groups_loop(proj, group, kb, bp, rkb, uoff, offsets, rows, gsplit, 
 
 
 @jit
+def _proj_range(proj, a, b, npj, Xc, kb, bp, A, uoff):
+    """The input-projection tasks ``a`` to ``b - 1`` of ``npj``, on this thread: one share
+    of the one-thread tier of :func:`_forward_groups_loop` (``kernels/launch.py``)."""
+    for task in range(a, b):
+        proj(np.int64(task), npj, Xc, kb, bp, A, uoff)
+
+
+@jit
+def _forward_groups(group, a, b, offsets, rows, gsplit, goff, uoff, rkb, A, G, Hp, Cp, Tc, h,
+                    c, y, mask, backwards, act, ract, ret_seq, zero_masked):
+    """Sample groups ``a`` to ``b - 1`` of :func:`_forward_groups_loop`, on this thread."""
+    for g in range(a, b):
+        group(np.int64(g), offsets, rows, gsplit, goff, uoff, rkb, A, G, Hp, Cp, Tc, h, c, y,
+              mask, backwards, act, ract, ret_seq, zero_masked)
+
+
+@jit
 def _bwd_task(task, ntask, o0, n, uoff, rows, A, Cp, Tc, dZ, dh, dc, act, ract):
     """Gate gradients of one step for a group of unit chunks."""
     N = dZ.shape[0]
@@ -705,6 +725,15 @@ def _backward_groups_loop(group, A, Cp, Tc, rkT, uoff, offsets, rows, gsplit, go
 
 
 @jit
+def _backward_groups(group, a, b, A, Cp, Tc, rkT, uoff, offsets, rows, gsplit, goff, mask,
+                     backwards, act, ract, ret_seq, zero_masked, gy, dh, dc, dZ, DH):
+    """Sample groups ``a`` to ``b - 1`` of :func:`_backward_groups_loop`, on this thread."""
+    for g in range(a, b):
+        group(np.int64(g), offsets, rows, gsplit, goff, uoff, A, Cp, Tc, rkT, dZ, DH, dh, dc,
+              gy, mask, backwards, act, ract, ret_seq, zero_masked)
+
+
+@jit
 def _wgrad_task(task, ntask, dZ, Xc, Hp, kp, dK, dR, db, dXc):
     """Weight, bias and input gradients over a block of kept rows (big GEMMs): this
     task's partial sums ``Xc.T @ dZ``, ``Hp.T @ dZ``, ``sum dZ`` and its rows of
@@ -736,6 +765,13 @@ def _weight_grads_loop(wstep, nt, dZ, Xc, Hp, kp, dK, dR, db, dXc):
         wstep(np.int64(task), nt, dZ, Xc, Hp, kp, dK, dR, db, dXc)
 
 
+@jit
+def _weight_grads_range(wstep, a, b, nt, dZ, Xc, Hp, kp, dK, dR, db, dXc):
+    """Tasks ``a`` to ``b - 1`` of :func:`_weight_grads_loop`, on this thread."""
+    for task in range(a, b):
+        wstep(np.int64(task), nt, dZ, Xc, Hp, kp, dK, dR, db, dXc)
+
+
 def _clone(kernel, suffix, parallel=False, **names):
     """``kernel`` compiled again as a distinct function: ``parallel`` or not (prange runs as
     range), with the module globals in ``names`` replaced (constants, or the kernels it
@@ -761,9 +797,6 @@ def _one_thread_twin(parallel_kernel):
 
 _forward_loop_1t = _one_thread_twin(_forward_loop)
 _backward_loop_1t = _one_thread_twin(_backward_loop)
-_weight_grads_loop_1t = _one_thread_twin(_weight_grads_loop)
-_forward_groups_loop_1t = _one_thread_twin(_forward_groups_loop)
-_backward_groups_loop_1t = _one_thread_twin(_backward_groups_loop)
 
 # Default activations (tanh, sigmoid): step kernels without the other activations' code.
 _fwd_task_dflt = _clone(_fwd_task, "_dflt", _GENERAL=False)
@@ -952,10 +985,21 @@ def lstm_forward(x, kb, bp, rkb, uoff, offsets, rows, mask, backwards, act, ract
         gsplit, goff = groups
         G = np.empty((gsplit.size - 1) * G.size, dt)  # one gate scratch per group
         group = _task("fgroup_dflt" if default else "fgroup", dt)
-        (_forward_groups_loop if threaded else _forward_groups_loop_1t)(
-            proj, group, kb, bp, rkb, uoff, offsets, rows, gsplit, goff,
-            np.ascontiguousarray(mask), bool(backwards), int(act), int(ract), bool(ret_seq),
-            bool(zero_masked), y, h, c, Xc, A, Hp, Cp, Tc, G, nthreads)
+        mask = np.ascontiguousarray(mask)
+        flags = (bool(backwards), int(act), int(ract), bool(ret_seq), bool(zero_masked))
+        args = (proj, group, kb, bp, rkb, uoff, offsets, rows, gsplit, goff, mask, *flags, y,
+                h, c, Xc, A, Hp, Cp, Tc, G, nthreads)
+        if threaded and tiered(_forward_groups_loop, args):
+            _forward_groups_loop(*args)
+            return Xc, Hp, A, Cp, Tc
+        # the one-thread tier (kernels/launch.py): the same tasks, shares on threads
+        threads = nthreads if threaded else 1
+        npj = _ntasks_py(Xc.size * 4 * H, 1 << 30, nthreads)
+        run_shares(lambda a, b: _proj_range(proj, a, b, npj, Xc, kb, bp, A, uoff), npj,
+                   threads)
+        run_shares(lambda a, b: _forward_groups(
+            group, a, b, offsets, rows, gsplit, goff, uoff, rkb, A, G, Hp, Cp, Tc, h, c, y,
+            mask, *flags), gsplit.size - 1, threads)
         return Xc, Hp, A, Cp, Tc
     step = _task("fwd_dflt" if default else "fwd", dt)
     loop = _forward_loop if threaded else _forward_loop_1t
@@ -988,10 +1032,16 @@ def lstm_backward(A, Cp, Tc, rkT, uoff, offsets, rows, mask, backwards, act, rac
     if groups is not None:
         gsplit, goff = groups
         group = _task("bgroup_dflt" if default else "bgroup", dt)
-        (_backward_groups_loop if threaded else _backward_groups_loop_1t)(
-            group, A, Cp, Tc, rkT, uoff, offsets, rows, gsplit, goff,
-            np.ascontiguousarray(mask), bool(backwards), int(act), int(ract), bool(ret_seq),
-            bool(zero_masked), np.ascontiguousarray(gy), dh, dc, dZ, DH, nthreads)
+        mask, gy = np.ascontiguousarray(mask), np.ascontiguousarray(gy)
+        flags = (bool(backwards), int(act), int(ract), bool(ret_seq), bool(zero_masked))
+        args = (group, A, Cp, Tc, rkT, uoff, offsets, rows, gsplit, goff, mask, *flags, gy, dh,
+                dc, dZ, DH, nthreads)
+        if threaded and tiered(_backward_groups_loop, args):
+            _backward_groups_loop(*args)
+            return dZ
+        run_shares(lambda a, b: _backward_groups(
+            group, a, b, A, Cp, Tc, rkT, uoff, offsets, rows, gsplit, goff, mask, *flags, gy,
+            dh, dc, dZ, DH), gsplit.size - 1, nthreads if threaded else 1)
         return dZ
     bstep, dhstep = _task("bwd_dflt" if default else "bwd", dt), _task("dh", dt)
     loop = _backward_loop if threaded else _backward_loop_1t
@@ -1059,8 +1109,13 @@ def lstm_weight_grads(dZ, Xc, Hp, kp, offsets, rows, backwards, B, dXc, nthreads
     dK = np.empty((nt, D, 4 * H), dt)
     dR = np.empty((nt, H, 4 * H), dt)
     db = np.zeros((nt, 4 * H), dt)
-    loop = _weight_grads_loop if threaded else _weight_grads_loop_1t
-    loop(_task("wgrad", dt), nt, dZ, Xc, Hp, kp, dK, dR, db, dXc)
+    wstep = _task("wgrad", dt)
+    args = (wstep, nt, dZ, Xc, Hp, kp, dK, dR, db, dXc)
+    if threaded and tiered(_weight_grads_loop, args):
+        _weight_grads_loop(*args)
+    else:
+        run_shares(lambda a, b: _weight_grads_range(wstep, a, b, nt, dZ, Xc, Hp, kp, dK, dR,
+                                                    db, dXc), nt, nthreads if threaded else 1)
     dx = np.zeros((B, T, D), dt)
     if N:
         dx.reshape(B * T, D)[rows * T + _step_times(offsets, backwards, T)] = dXc

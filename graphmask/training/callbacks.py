@@ -179,10 +179,14 @@ def _listener_class():
     only when a progress display runs a step)."""
     from numba.core import event
 
+    from graphmask.kernels.launch import BACKGROUND_THREAD
+
     class CompileWatch(event.Listener):
         """Calls ``started()`` once, when the thread that installed it (the step's) or one
         of the runtime's helper threads (named ``graphmask-*``, running the other half of
-        side-by-side steps) starts compiling; other threads of the user's are not heard."""
+        side-by-side steps or a share of a launch) starts compiling; other threads of the
+        user's are not heard, nor the thread that compiles the parallel drivers in the
+        background (no step waits for it: ``kernels/launch.py``)."""
 
         def __init__(self, started):
             self.started, self.thread, self.compiled = started, threading.get_ident(), False
@@ -190,8 +194,9 @@ def _listener_class():
         def on_start(self, ev):
             if self.compiled:
                 return
-            if threading.get_ident() == self.thread \
-                    or threading.current_thread().name.startswith("graphmask"):
+            name = threading.current_thread().name
+            if threading.get_ident() == self.thread or (
+                    name.startswith("graphmask") and name != BACKGROUND_THREAD):
                 self.compiled = True
                 self.started()
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from graphmask import passes
 from graphmask.errors import ConfigError, GraphmaskError, InputError, NumericalError, ShapeError
+from graphmask.kernels.launch import deferring
 from graphmask.ops import state
 from graphmask.runtime import run
 from graphmask.training.callbacks import CallbackList, History
@@ -109,6 +110,12 @@ class TrainingMixin:
         return total, pairs, dict(zip(self._grad_names, grads))
 
     def _train_step(self, xs, ys, sws):
+        # kernels compiled in the background wait for the end of the step, optimizer
+        # included (graphmask/kernels/launch.py)
+        with deferring():
+            return self._train_step_now(xs, ys, sws)
+
+    def _train_step_now(self, xs, ys, sws):
         got = self._host_got = {}  # outputs and masks for host metrics (see _update_host)
         with state.collecting() as updates:  # moving statistics (BatchNormalization)
             losses, pairs, by_name = self._gradients(xs, ys, sws, got)

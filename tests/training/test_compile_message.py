@@ -188,6 +188,24 @@ def test_a_failing_step_removes_the_listener_and_user_threads_are_not_heard(caps
     assert _ours() == []
 
 
+def test_the_background_compile_thread_is_not_announced(capsys, monkeypatch):
+    """The parallel drivers compile on a background thread while steps run on the other
+    tier (graphmask/kernels/launch.py): no step waits, so no message."""
+    from graphmask.kernels.launch import BACKGROUND_THREAD
+    m = _model()
+    m.fit(X, Y, epochs=1, batch_size=8, verbose=0)
+    orig = m._train_step
+
+    def background_compiles(*a):
+        t = threading.Thread(target=_compile_now, args=(13,), name=BACKGROUND_THREAD)
+        t.start()
+        t.join()
+        return orig(*a)
+    monkeypatch.setattr(m, "_train_step", background_compiles)
+    m.fit(X, Y, epochs=1, batch_size=8, verbose=2)
+    assert COMPILING not in capsys.readouterr().out
+
+
 def test_step_times_leave_compiling_steps_and_keras_first_step_out():
     t = StepTimes()
     assert t.per_step() is None and t.samples_per_s() is None
