@@ -78,15 +78,23 @@ def test_a_driver_that_fails_to_compile_in_the_background_raises_at_its_launch()
         drv(*bad)
 
 
-def _w1_like():
+LAYERS = {  # (layer, batch): 32 samples run by sample groups, 16 by per-step drivers
+    "lstm_groups": (lambda: gm.LSTM(64, return_sequences=True), 32),
+    "lstm_steps": (lambda: gm.LSTM(64, return_sequences=True), 16),
+    "gru": (lambda: gm.GRU(64, return_sequences=True), 32),
+    "gru_reset_before": (lambda: gm.GRU(64, return_sequences=True, reset_after=False), 32),
+}
+
+
+def _model(layer, B):
     gm.clear_session()
     gm.set_random_seed(3)
     rng = np.random.default_rng(0)
-    B, T, V = 32, 40, 200
+    T, V = 40, 200
     ids = rng.integers(1, V, (B, T)).astype("int32")
     ids[np.arange(T)[None] >= rng.integers(5, T + 1, B)[:, None]] = 0
     x = gm.Input(shape=(T,), dtype="int32")
-    h = gm.LSTM(64, return_sequences=True)(gm.Embedding(V, 16, mask_zero=True)(x))
+    h = layer()(gm.Embedding(V, 16, mask_zero=True)(x))
     model = gm.Model(x, gm.Dense(3)(h))
     model.compile(optimizer="adam", loss="mse")
     y = rng.normal(size=(B, T, 3)).astype("float32")
@@ -95,18 +103,23 @@ def _w1_like():
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
                     reason="one numba thread: the one-thread drivers run either way")
-def test_both_tiers_give_the_same_bits(monkeypatch):
-    """predict, the loss and every gradient of an LSTM run by sample groups (32 samples),
-    once with the parallel drivers and once with the one-thread drivers on shares."""
-    model, ids, y = _w1_like()
-    assert K.sample_groups(*K.lstm_schedule(ids != 0, False), 32, 64) is not None
-    launched = {"prange": 0, "shares": 0}
+@pytest.mark.parametrize("case", LAYERS)
+def test_both_tiers_give_the_same_bits(case, monkeypatch):
+    """predict, the loss and every gradient, once with the parallel drivers and once with
+    the one-thread tier (shares on threads for the LSTM's sample groups, the one-thread
+    twins for the per-step drivers)."""
+    layer, B = LAYERS[case]
+    model, ids, y = _model(layer, B)
+    if case.startswith("lstm"):  # the GRU always runs per-step drivers
+        groups = K.sample_groups(*K.lstm_schedule(ids != 0, False), B, 64)
+        assert (groups is not None) == (case == "lstm_groups")
+    launched = {"prange": 0, "one-thread": 0}
     real_tiered = launch.tiered
 
     def spy(use_prange):
         def tiered(driver, args):
             real_tiered(driver, args)
-            launched["prange" if use_prange else "shares"] += 1
+            launched["prange" if use_prange else "one-thread"] += 1
             return use_prange
         return tiered
 
@@ -115,10 +128,12 @@ def test_both_tiers_give_the_same_bits(monkeypatch):
         if use_prange:
             launch.wait_background()  # the parallel drivers exist now
         monkeypatch.setattr(K, "tiered", spy(use_prange))
+        monkeypatch.setattr(launch, "tiered", spy(use_prange))
         pred = model.predict(ids, verbose=0)
         loss, grads = model.loss_and_gradients(ids, y)
         results.append((pred, loss, grads))
-    assert launched["prange"] >= 4 and launched["shares"] >= 4  # fwd x2, bwd, weight grads
+    # every launch asked: forward twice (predict, loss), backward, weight gradients
+    assert launched["prange"] >= 4 and launched["one-thread"] == launched["prange"]
     (p0, l0, g0), (p1, l1, g1) = results
     np.testing.assert_array_equal(p0, p1)
     assert l0 == l1

@@ -29,6 +29,7 @@ from numba import types
 
 from graphmask.kernels import jit, jit_parallel, parallel_launch
 from graphmask.kernels.fastmath import sigmoid_inplace, tanh_inplace
+from graphmask.kernels.launch import pick
 from graphmask.kernels.lstm import (
     ACTIVATIONS,
     PARALLEL_MIN_WORK,
@@ -356,15 +357,15 @@ def gru_forward(x, kp, bp, rkp, rkhp, brh, uoff, offsets, rows, mask, backwards,
     dt = x.dtype
     d = "_dflt" if (act == 1 and ract == 2 if default is None else default) else ""
     if after:
-        loop = _forward_after_loop if threaded else _forward_after_loop_1t
-        loop(_task("proj", dt), _task("after" + d, dt), kp, bp, rkp, brh, uoff, offsets,
-             rows, mask, backwards, act, ract, ret_seq, zero_masked, y, h, Xc, P, Hp, Z, R,
-             HH, RH, G, nthreads)
+        args = (_task("proj", dt), _task("after" + d, dt), kp, bp, rkp, brh, uoff, offsets,
+                rows, mask, backwards, act, ract, ret_seq, zero_masked, y, h, Xc, P, Hp, Z, R,
+                HH, RH, G, nthreads)
+        pick(_forward_after_loop, _forward_after_loop_1t, threaded, args)(*args)
     else:
-        loop = _forward_before_loop if threaded else _forward_before_loop_1t
-        loop(_task("proj", dt), _task("zr" + d, dt), _task("h" + d, dt), kp, bp, rkp, rkhp,
-             uoff, offsets, rows, mask, backwards, act, ract, ret_seq, zero_masked, y, h, Xc,
-             P, Hp, Z, R, HH, RH.reshape(Xc.shape[0], H), G, nthreads)
+        args = (_task("proj", dt), _task("zr" + d, dt), _task("h" + d, dt), kp, bp, rkp, rkhp,
+                uoff, offsets, rows, mask, backwards, act, ract, ret_seq, zero_masked, y, h,
+                Xc, P, Hp, Z, R, HH, RH.reshape(Xc.shape[0], H), G, nthreads)
+        pick(_forward_before_loop, _forward_before_loop_1t, threaded, args)(*args)
     return Xc, Hp, Z, R, HH, RH
 
 
@@ -578,14 +579,15 @@ def gru_backward(Z, R, HH, RH, Hp, rkT, rkhT, uoff, offsets, rows, mask, backwar
         default = act == 1 and ract == 2
     b = _task("bwd_dflt" if default else "bwd", dt)
     if after:
-        loop = _backward_after_loop if threaded else _backward_after_loop_1t
-        loop(b, _task("dh", dt), Z, R, HH, RH, Hp, rkT, uoff, offsets, rows, mask, backwards,
-             act, ract, ret_seq, zero_masked, gy, dh, dZx, dZh, dAh, DD, DH, nthreads)
+        args = (b, _task("dh", dt), Z, R, HH, RH, Hp, rkT, uoff, offsets, rows, mask,
+                backwards, act, ract, ret_seq, zero_masked, gy, dh, dZx, dZh, dAh, DD, DH,
+                nthreads)
+        pick(_backward_after_loop, _backward_after_loop_1t, threaded, args)(*args)
     else:
-        loop = _backward_before_loop if threaded else _backward_before_loop_1t
-        loop(b, _task("gemm", dt), _task("dr", dt), _task("dh", dt), Z, R, HH, RH, Hp, rkT,
-             rkhT, uoff, offsets, rows, mask, backwards, act, ract, ret_seq, zero_masked, gy,
-             dh, dZx, dZh, dAh, DD, DH, DR, nthreads)
+        args = (b, _task("gemm", dt), _task("dr", dt), _task("dh", dt), Z, R, HH, RH, Hp, rkT,
+                rkhT, uoff, offsets, rows, mask, backwards, act, ract, ret_seq, zero_masked,
+                gy, dh, dZx, dZh, dAh, DD, DH, DR, nthreads)
+        pick(_backward_before_loop, _backward_before_loop_1t, threaded, args)(*args)
     return dZx, dZh, dAh
 
 
@@ -638,8 +640,8 @@ def gru_weight_grads(dZx, dZr, Xc, Hp, kp, offsets, rows, backwards, B, dXc, nth
     dR = np.empty((nt, H, 3 * H), dt)
     dbx = np.zeros((nt, 3 * H), dt)
     dbr = np.zeros((nt, 3 * H), dt)
-    loop = _weight_grads_loop if threaded else _weight_grads_loop_1t
-    loop(_task("wgrad", dt), nt, dZx, dZr, Xc, Hp, kp, dK, dR, dbx, dbr, dXc)
+    args = (_task("wgrad", dt), nt, dZx, dZr, Xc, Hp, kp, dK, dR, dbx, dbr, dXc)
+    pick(_weight_grads_loop, _weight_grads_loop_1t, threaded, args)(*args)
     dx = np.zeros((B, T, D), dt)
     if N:
         dx.reshape(B * T, D)[rows * T + _step_times(offsets, backwards, T)] = dXc

@@ -16,7 +16,9 @@ tasks by :func:`run_shares`. Both run the same tasks, so both give the same bits
   kernels compile in a fraction of the time.
 
 :func:`tiered` picks: the ``prange`` driver once it has machine code in this process,
-else the one-thread tier, while the ``prange`` driver is compiled (or loaded from numba's
+else the one-thread tier (:func:`run_shares` for the LSTM's sample groups; for the
+drivers that fork and join at every step, the GRU's and the LSTM's below 32 samples,
+:func:`pick` takes their one-thread twin on the calling thread), while the ``prange`` driver is compiled (or loaded from numba's
 cache) on a background thread. That thread starts when the outermost :func:`deferring`
 block of the calling thread ends (the runtime wraps a plan run and a training step in
 one), so it never holds numba's compiler lock while the first step still compiles its
@@ -93,6 +95,14 @@ def tiered(driver, args: tuple) -> bool:
     if getattr(_local, "depth", 0) == 0:
         _start()
     return False
+
+
+def pick(parallel, one_thread, threaded: bool, args: tuple):
+    """The driver to call with ``args``: ``parallel`` (a ``prange`` driver) for a threaded
+    launch once :func:`tiered` allows it, else ``one_thread``, its one-thread twin (the
+    same tasks on the calling thread, so the same bits: the drivers that fork and join
+    at every step have no cheaper threaded tier)."""
+    return parallel if threaded and tiered(parallel, args) else one_thread
 
 
 @contextmanager

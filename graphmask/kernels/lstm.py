@@ -51,7 +51,7 @@ from numba.extending import typeof_impl
 
 from graphmask.kernels import jit, jit_parallel
 from graphmask.kernels.fastmath import sigmoid_inplace, tanh_inplace
-from graphmask.kernels.launch import run_shares, tiered
+from graphmask.kernels.launch import pick, run_shares, tiered
 from graphmask.kernels.smallgemm import matmul_add_into, matmul_into, row_block
 
 #: Small helpers are inlined into their callers at numba's IR level: compiled as kernels
@@ -1002,9 +1002,9 @@ def lstm_forward(x, kb, bp, rkb, uoff, offsets, rows, mask, backwards, act, ract
             mask, *flags), gsplit.size - 1, threads)
         return Xc, Hp, A, Cp, Tc
     step = _task("fwd_dflt" if default else "fwd", dt)
-    loop = _forward_loop if threaded else _forward_loop_1t
-    loop(proj, step, kb, bp, rkb, uoff, offsets, rows, mask, backwards, act, ract, ret_seq,
-         zero_masked, y, h, c, Xc, A, Hp, Cp, Tc, G, nthreads)
+    args = (proj, step, kb, bp, rkb, uoff, offsets, rows, mask, backwards, act, ract, ret_seq,
+            zero_masked, y, h, c, Xc, A, Hp, Cp, Tc, G, nthreads)
+    pick(_forward_loop, _forward_loop_1t, threaded, args)(*args)
     return Xc, Hp, A, Cp, Tc
 
 
@@ -1044,9 +1044,9 @@ def lstm_backward(A, Cp, Tc, rkT, uoff, offsets, rows, mask, backwards, act, rac
             dh, dc, dZ, DH), gsplit.size - 1, nthreads if threaded else 1)
         return dZ
     bstep, dhstep = _task("bwd_dflt" if default else "bwd", dt), _task("dh", dt)
-    loop = _backward_loop if threaded else _backward_loop_1t
-    loop(bstep, dhstep, A, Cp, Tc, rkT, uoff, offsets, rows, mask, backwards, act, ract,
-         ret_seq, zero_masked, gy, dh, dc, dZ, DH, nthreads)
+    args = (bstep, dhstep, A, Cp, Tc, rkT, uoff, offsets, rows, mask, backwards, act, ract,
+            ret_seq, zero_masked, gy, dh, dc, dZ, DH, nthreads)
+    pick(_backward_loop, _backward_loop_1t, threaded, args)(*args)
     return dZ
 
 
