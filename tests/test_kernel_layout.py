@@ -18,11 +18,11 @@ def _schedule_loops(mask, backwards):
     return np.array(offsets, np.int64), np.array(rows, np.int64)
 
 
-def _packed_columns(H, ng):
+def _packed_columns(H, ng, chunk=K.UNIT_CHUNK):
     """Source column of each packed column: chunk q's gate blocks side by side."""
     cols = []
-    for q in range(0, H, K.UNIT_CHUNK):
-        uq = min(K.UNIT_CHUNK, H - q)
+    for q in range(0, H, chunk):
+        uq = min(chunk, H - q)
         cols += [g * H + q + k for g in range(ng) for k in range(uq)]
     return np.array(cols)
 
@@ -43,20 +43,23 @@ def test_schedule_is_the_kept_rows_step_by_step(B, T, backwards):
 
 
 @pytest.mark.parametrize("H", [1, 5, 16, 17, 40, 128])
-def test_unit_chunks(H):
-    uoff = K.unit_chunks(H)
-    want = [min(q * K.UNIT_CHUNK, H) for q in range(-(-H // K.UNIT_CHUNK) + 1)]
+@pytest.mark.parametrize("chunk", [K.UNIT_CHUNK, KG.UNIT_CHUNK])
+def test_unit_chunks(H, chunk):
+    uoff = K.unit_chunks(H, chunk)
+    want = [min(q * chunk, H) for q in range(-(-H // chunk) + 1)]
     assert uoff.dtype == np.int64 and uoff.tolist() == want
+    assert K.unit_chunks(H).tolist() == K.unit_chunks(H, K.UNIT_CHUNK).tolist()
 
 
 @pytest.mark.parametrize("H", [1, 7, 16, 40, 128])
 @pytest.mark.parametrize("ng", [1, 2, 3, 4])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_gate_packing_matches_its_definition(H, ng, dtype):
+@pytest.mark.parametrize("chunk", [K.UNIT_CHUNK, KG.UNIT_CHUNK])  # the LSTM's, the GRU's
+def test_gate_packing_matches_its_definition(H, ng, dtype, chunk):
     R = 6
     W = np.random.default_rng(H * ng).normal(size=(R, ng * H)).astype(dtype)
-    uoff = K.unit_chunks(H)
-    cols = _packed_columns(H, ng)
+    uoff = K.unit_chunks(H, chunk)
+    cols = _packed_columns(H, ng, chunk)
     P = K.permute_gates(W, uoff, ng)
     np.testing.assert_array_equal(P, W[:, cols])
     np.testing.assert_array_equal(K.unpermute_gates(P, uoff, ng), W)

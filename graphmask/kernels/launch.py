@@ -18,13 +18,14 @@ tasks by :func:`run_shares`. Both run the same tasks, so both give the same bits
 :func:`tiered` picks: the ``prange`` driver once it has machine code in this process,
 else the one-thread tier (:func:`run_shares` for the LSTM's sample groups; for the
 drivers that fork and join at every step, the GRU's and the LSTM's below 32 samples,
-:func:`pick` takes their one-thread twin on the calling thread), while the ``prange`` driver is compiled (or loaded from numba's
-cache) on a background thread. That thread starts when the outermost :func:`deferring`
-block of the calling thread ends (the runtime wraps a plan run and a training step in
-one), so it never holds numba's compiler lock while the first step still compiles its
-own kernels. A new user's first step thus pays for the cheap tier only, and the fast
-tier takes over a few steps later. The thread is not a daemon: the process waits for a
-compilation in progress at exit (LLVM must not be torn down under it).
+:func:`pick` takes their one-thread twin on the calling thread), while the ``prange``
+driver is compiled (or loaded from numba's cache) on a background thread. That thread
+starts when the outermost :func:`deferring` block of the calling thread ends (the
+runtime wraps a plan run and a training step in one), so it never holds numba's
+compiler lock while the first step still compiles its own kernels. A new user's first
+step thus pays for the cheap tier only, and the fast tier takes over a few steps later.
+The thread is not a daemon: the process waits for a compilation in progress at exit
+(LLVM must not be torn down under it).
 """
 from __future__ import annotations
 

@@ -126,22 +126,29 @@ def lstm_schedule(mask, backwards):
     return offsets, rows
 
 
-def unit_chunks(H):
-    """Unit offsets of the chunks: (Q + 1,) with chunks of UNIT_CHUNK units (last ragged)."""
+def unit_chunks(H, chunk=UNIT_CHUNK):
+    """Unit offsets of the chunks: (Q + 1,) with chunks of ``chunk`` units (last ragged)."""
     H = int(H)
-    Q = (H + UNIT_CHUNK - 1) // UNIT_CHUNK
-    return np.minimum(np.arange(Q + 1, dtype=np.int64) * UNIT_CHUNK, H)
+    Q = (H + chunk - 1) // chunk
+    return np.minimum(np.arange(Q + 1, dtype=np.int64) * chunk, H)
+
+
+def _chunk(uoff) -> int:
+    """The chunk size of :func:`unit_chunks` offsets (a single ragged chunk counts as
+    full: both give the same layout)."""
+    return int(uoff[1] - uoff[0]) if uoff.size > 1 else 1
 
 
 def _gate_views(W, uoff, ng):
-    """``W`` (R, ng H) as (R, ng, full, UNIT_CHUNK) over its full chunks and
+    """``W`` (R, ng H) as (R, ng, full, C) over its full chunks of C units and
     (R, ng, ragged) over the ragged last one."""
     W = np.asarray(W)
     R = W.shape[0]
     H = int(uoff[-1])
-    full = H // UNIT_CHUNK * UNIT_CHUNK
+    C = _chunk(uoff)
+    full = H // C * C
     g = W.reshape(R, ng, H)
-    return g[:, :, :full].reshape(R, ng, full // UNIT_CHUNK, UNIT_CHUNK), g[:, :, full:]
+    return g[:, :, :full].reshape(R, ng, full // C, C), g[:, :, full:]
 
 
 def permute_gates(W, uoff, ng):
@@ -151,7 +158,7 @@ def permute_gates(W, uoff, ng):
     full, rag = _gate_views(W, uoff, ng)
     out = np.empty((R, W.shape[1]), W.dtype)
     nf = full.shape[2] * full.shape[3] * ng
-    out[:, :nf].reshape(R, full.shape[2], ng, UNIT_CHUNK)[...] = full.transpose(0, 2, 1, 3)
+    out[:, :nf].reshape(R, full.shape[2], ng, full.shape[3])[...] = full.transpose(0, 2, 1, 3)
     out[:, nf:].reshape(rag.shape)[...] = rag
     return out
 
@@ -163,7 +170,7 @@ def unpermute_gates(P, uoff, ng):
     out = np.empty((R, P.shape[1]), P.dtype)
     full, rag = _gate_views(out, uoff, ng)
     nf = full.shape[2] * full.shape[3] * ng
-    full.transpose(0, 2, 1, 3)[...] = P[:, :nf].reshape(R, full.shape[2], ng, UNIT_CHUNK)
+    full.transpose(0, 2, 1, 3)[...] = P[:, :nf].reshape(R, full.shape[2], ng, full.shape[3])
     rag[...] = P[:, nf:].reshape(rag.shape)
     return out
 
@@ -175,7 +182,7 @@ def pack_gates(W, uoff, ng):
     full, rag = _gate_views(W, uoff, ng)
     out = np.empty(W.size, W.dtype)
     nf = R * full.shape[2] * full.shape[3] * ng
-    out[:nf].reshape(full.shape[2], R, ng, UNIT_CHUNK)[...] = full.transpose(2, 0, 1, 3)
+    out[:nf].reshape(full.shape[2], R, ng, full.shape[3])[...] = full.transpose(2, 0, 1, 3)
     out[nf:].reshape(rag.shape)[...] = rag
     return out
 
@@ -184,10 +191,11 @@ def scale_packed_gate(P, R, uoff, gate, factor, ng=4):
     """Multiply gate ``gate``'s columns of the :func:`pack_gates` layout ``P`` (flat, of
     an (R, ng H) matrix) by ``factor``, in place."""
     H = int(uoff[-1])
-    Qf = H // UNIT_CHUNK
-    nf = R * Qf * UNIT_CHUNK * ng
-    P[:nf].reshape(Qf, R, ng, UNIT_CHUNK)[:, :, gate, :] *= factor
-    P[nf:].reshape(R, ng, H - Qf * UNIT_CHUNK)[:, gate, :] *= factor
+    C = _chunk(uoff)
+    Qf = H // C
+    nf = R * Qf * C * ng
+    P[:nf].reshape(Qf, R, ng, C)[:, :, gate, :] *= factor
+    P[nf:].reshape(R, ng, H - Qf * C)[:, gate, :] *= factor
     return P
 
 
