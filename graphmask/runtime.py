@@ -140,22 +140,6 @@ def _call_on_one_thread(st, inputs: dict) -> list:
         numba.set_num_threads(saved)
 
 
-def run_pair(first, second) -> None:
-    """Call ``first()`` and ``second()``, nogil kernels on disjoint outputs: at once, the
-    second on a worker thread, when numba has more than one thread; else one after the
-    other. Either way the same calls, so the same results."""
-    if numba.get_num_threads() < 2 or serial_launches():
-        first()
-        second()
-        return
-    other = _worker().submit(second)
-    try:
-        first()
-    finally:
-        wait([other])  # never return while the worker still writes
-    other.result()  # re-raises the worker's error, if any
-
-
 _pool: dict = {}
 _pool_lock = threading.Lock()
 
