@@ -1,15 +1,16 @@
-"""Launching a driver's tasks on several threads, and compiling the parallel drivers in two
-tiers.
+"""Launching a kernel's tasks on several threads, and compiling the parallel kernels in
+two tiers.
 
-A recurrent driver that needs one fork/join per call (the LSTM's sample groups, its input
-projection, its weight gradients) runs either as a numba ``prange`` loop (TBB threads)
-or as a one-thread ``@jit`` kernel over a range of its tasks, launched on shares of the
-tasks by :func:`run_shares`. Both run the same tasks, so both give the same bits.
+A kernel that needs one fork/join per call (the LSTM's sample groups, its input
+projection, its weight gradients; a large Dense product's two halves) runs either as a
+numba ``prange`` loop (TBB threads) or as one-thread ``@jit`` kernels over its tasks (on
+shares of them, :func:`run_shares`, or one after the other). Both run the same tasks, so
+both give the same bits.
 
-- The ``prange`` drivers are the fast tier: TBB's threads spin between launches and
+- The ``prange`` kernels are the fast tier: TBB's threads spin between launches and
   start a share in a few microseconds. They are also the costliest kernels to compile
-  (a gufunc per prange loop: 0.4 to 0.8 s each; W1's three took 1.6 s of a 9 s cold
-  first step on a 2-core machine).
+  (a gufunc per prange loop: 0.4 to 0.8 s each; W1's three LSTM drivers took 1.6 s of a
+  9 s cold first step on a 2-core machine).
 - :func:`run_shares` hands shares to a pool of Python threads. A hand-off to a thread
   that sleeps costs 100-150 us on a virtual machine (the pool's queue, then the GIL, each
   wake a descheduled virtual CPU), so this tier is slower at every step; its one-thread
@@ -83,7 +84,7 @@ def tiered(driver, args: tuple) -> bool:
     machine code in this process (or its background compilation failed: the launch then
     compiles it and raises the error where the user sees it). Otherwise asks for it in
     the background (first time only) and returns False: the caller runs its one-thread
-    tier with :func:`run_shares`."""
+    tier (the same tasks)."""
     if driver.overloads:
         return True
     with _lock:
