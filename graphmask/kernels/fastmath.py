@@ -1,5 +1,7 @@
 """A fast float32 exp for the kernels' activation loops (sigmoid, tanh, softmax), and
-sigmoid / tanh over whole arrays in explicit vector code (the recurrent gates).
+sigmoid / tanh over whole arrays in explicit vector code (the recurrent gates);
+:func:`lanewise` builds such vector loops over several arrays (the LSTM cell,
+``kernels/cells.py``).
 
 numba's ``np.exp`` calls libm one value at a time; :func:`_exp` is a branch-free
 polynomial that LLVM vectorises (16 values per AVX-512 instruction), accurate to a few
@@ -96,101 +98,153 @@ def _vector_exp(builder, vty, x, const, fma, floor):
     return builder.fmul(p, builder.bitcast(e, vty))
 
 
-def _make_vector_inplace(kind: str):
-    """An intrinsic ``f(v)`` applying ``kind`` ("sigmoid" or "tanh") in place to the
-    1-D float32 array ``v`` (contiguous: whole vectors in place; strided: through a
-    vector on the stack)."""
+class VectorMath:
+    """The vector operations of the float32 kernels, emitted by ``builder`` on vectors of
+    ``lanes`` float32: constants, fused multiply-adds, and this module's exp, sigmoid and
+    tanh. Every intrinsic that computes a sigmoid or tanh builds it here, so a value gets
+    the same bits whichever kernel computes it (``sigmoid_inplace`` or a fused cell)."""
 
-    @intrinsic
-    def apply(typingctx, v):
-        if not _is_vector_array(v):
+    def __init__(self, builder, lanes: int):
+        self.builder = builder
+        self.lanes = lanes
+        self.fty = ir.FloatType()
+        self.vty = ir.VectorType(self.fty, lanes)
+        mod = builder.module
+        vty = self.vty
+        self._fma = cgutils.get_or_insert_function(
+            mod, ir.FunctionType(vty, [vty, vty, vty]), f"llvm.fma.v{lanes}f32")
+        self._floor = cgutils.get_or_insert_function(
+            mod, ir.FunctionType(vty, [vty]), f"llvm.floor.v{lanes}f32")
+        if lanes == 16:
+            self._rcp14 = cgutils.get_or_insert_function(
+                mod, ir.FunctionType(vty, [vty, vty, ir.IntType(16)]),
+                "llvm.x86.avx512.rcp14.ps.512")
+        self.one = self.const(1.0)
+        self.two = self.const(2.0)
+
+    def const(self, c):
+        return ir.Constant(self.vty, [ir.Constant(self.fty, float(c))] * self.lanes)
+
+    def fma(self, a, b, c):
+        return self.builder.call(self._fma, [a, b, c])
+
+    def floor(self, x):
+        return self.builder.call(self._floor, [x])
+
+    def reciprocal(self, d):
+        """1 / d: a division on 8 lanes; on 16, AVX-512's 14-bit estimate and a Newton
+        step (within an ulp; the divider takes twice as long for 16)."""
+        b = self.builder
+        if self.lanes != 16:
+            return b.fdiv(self.one, d)
+        r = b.call(self._rcp14, [d, self.const(0.0), ir.Constant(ir.IntType(16), -1)])
+        err = self.fma(b.fneg(d), r, self.one)
+        return self.fma(r, err, r)
+
+    def exp(self, x):
+        return _vector_exp(self.builder, self.vty, x, self.const, self._fma, self._floor)
+
+    def sigmoid(self, x):
+        """1 / (1 + exp(-x))"""
+        b = self.builder
+        return self.reciprocal(b.fadd(self.one, self.exp(b.fneg(x))))
+
+    def tanh(self, x):
+        """1 - 2 / (exp(2x) + 1), saturating cleanly at +-1"""
+        b = self.builder
+        e = self.exp(b.fmul(self.two, x))
+        return b.fsub(self.one, b.fmul(self.two, self.reciprocal(b.fadd(e, self.one))))
+
+
+def lanewise(nargs: int, body, name: str):
+    """An intrinsic ``f(n, a_0, i_0, ..., a_{nargs-1}, i_{nargs-1})`` over ``n``
+    consecutive float32 values of each array ``a_k`` along its last axis, from the index
+    tuple ``i_k`` (the first value's index, one entry per dimension; the caller keeps
+    every value inside its array: unchecked). For each position, ``body(vm, values)``
+    gets the arrays' values there as vectors (``vm``: :class:`VectorMath`) and returns
+    ``{k: new vector}``, stored back in place. Every value is read before any is written
+    at its position, so one array may be read and written, and several operands may lie
+    in one array (disjoint ranges).
+
+    Operands are whole arrays and index tuples, never slices: a slice made in a kernel is
+    a new array object that numba reference-counts (atomic operations around every call,
+    several times the cost of the math for a 16-unit chunk).
+
+    C-contiguous arrays go by whole vectors, the tail and other layouts through vectors
+    on the stack: every element goes through the same lane operations wherever it lies,
+    so a result depends neither on ``n`` nor on the layout."""
+
+    def typer(typingctx, n, *operands):
+        arrays, indices = operands[0::2], operands[1::2]
+        if not isinstance(n, types.Integer):
             return None
-        sig = types.void(v)
+        for arr, idx in zip(arrays, indices):
+            if not (isinstance(arr, types.Array) and arr.dtype == types.float32
+                    and isinstance(idx, types.BaseTuple) and len(idx) == arr.ndim
+                    and all(isinstance(t, types.Integer) for t in idx)):
+                return None
+        return types.void(n, *operands), codegen
 
-        def codegen(context, builder, sig, args):
-            lanes = 16 if WIDE else 8
-            fty = ir.FloatType()
-            vty = ir.VectorType(fty, lanes)
-            intp = context.get_value_type(types.intp)
-            arr = context.make_array(sig.args[0])(context, builder, args[0])
-            n = cgutils.unpack_tuple(builder, arr.shape, 1)[0]
-            data = arr.data
-            mod = builder.module
-            fma = cgutils.get_or_insert_function(
-                mod, ir.FunctionType(vty, [vty, vty, vty]), f"llvm.fma.v{lanes}f32")
-            floor = cgutils.get_or_insert_function(
-                mod, ir.FunctionType(vty, [vty]), f"llvm.floor.v{lanes}f32")
+    def codegen(context, builder, sig, args):
+        vm = VectorMath(builder, 16 if WIDE else 8)
+        lanes, vty, fty = vm.lanes, vm.vty, vm.fty
+        intp = context.get_value_type(types.intp)
+        n = context.cast(builder, args[0], sig.args[0], types.intp)
+        atys, itys = sig.args[1::2], sig.args[2::2]
+        arys = [context.make_array(t)(context, builder, v) for t, v in zip(atys, args[1::2])]
+        starts = [[context.cast(builder, v, t, types.intp)
+                   for v, t in zip(cgutils.unpack_tuple(builder, tup, len(ity)), ity)]
+                  for tup, ity in zip(args[2::2], itys)]
+        L = ir.Constant(intp, lanes)
+        zero = ir.Constant(intp, 0)
+        bufs = [cgutils.alloca_once_value(builder, vm.const(0.0)) for _ in arys]
 
-            def const(c):
-                return ir.Constant(vty, [ir.Constant(fty, float(c))] * lanes)
+        def element(k, pos):
+            idx = starts[k][:-1] + [builder.add(starts[k][-1], pos)]
+            return cgutils.get_item_pointer(context, builder, atys[k], arys[k], idx)
 
-            one = const(1.0)
-            two = const(2.0)
-            if lanes == 16:
-                rcp14 = cgutils.get_or_insert_function(
-                    mod, ir.FunctionType(vty, [vty, vty, ir.IntType(16)]),
-                    "llvm.x86.avx512.rcp14.ps.512")
-
-            def reciprocal(d):
-                """1 / d: a division on 8 lanes; on 16, AVX-512's 14-bit estimate and a
-                Newton step (within an ulp; the divider takes twice as long for 16)."""
-                if lanes != 16:
-                    return builder.fdiv(one, d)
-                r = builder.call(rcp14, [d, const(0.0), ir.Constant(ir.IntType(16), -1)])
-                err = builder.call(fma, [builder.fneg(d), r, one])
-                return builder.call(fma, [r, err, r])
-
-            def compute(x):
-                if kind == "sigmoid":  # 1 / (1 + exp(-x))
-                    e = _vector_exp(builder, vty, builder.fneg(x), const, fma, floor)
-                    return reciprocal(builder.fadd(one, e))
-                # tanh: 1 - 2 / (exp(2x) + 1), saturating cleanly at +-1
-                e = _vector_exp(builder, vty, builder.fmul(two, x), const, fma, floor)
-                return builder.fsub(one, builder.fmul(two, reciprocal(builder.fadd(e, one))))
-
-            L = ir.Constant(intp, lanes)
-            zero = ir.Constant(intp, 0)
-            aty = sig.args[0]
-
-            def element(k):
-                return cgutils.get_item_pointer(context, builder, aty, arr, [k])
-
-            buf = cgutils.alloca_once_value(builder, const(0.0))
-            bp = builder.bitcast(buf, fty.as_pointer())
-
-            def through_buffer(start, count):
-                """Elements start..start+count (count <= lanes, any strides) through
-                a vector on the stack: the same lane operations as a full vector."""
+        def through_buffers(start, count):
+            """Values start..start+count (count <= lanes, any strides) through vectors
+            on the stack: the same lane operations as whole vectors."""
+            for k, buf in enumerate(bufs):
+                bp = builder.bitcast(buf, fty.as_pointer())
                 with cgutils.for_range(builder, count) as loop:
-                    src = element(builder.add(start, loop.index))
+                    src = element(k, builder.add(start, loop.index))
                     builder.store(builder.load(src), builder.gep(bp, [loop.index]))
-                builder.store(compute(builder.load(buf)), buf)
+            new = body(vm, [builder.load(buf) for buf in bufs])
+            for k, v in sorted(new.items()):
+                builder.store(v, bufs[k])
+                bp = builder.bitcast(bufs[k], fty.as_pointer())
                 with cgutils.for_range(builder, count) as loop:
-                    dst = element(builder.add(start, loop.index))
+                    dst = element(k, builder.add(start, loop.index))
                     builder.store(builder.load(builder.gep(bp, [loop.index])), dst)
 
-            if aty.layout != "C":  # strided: every vector through the buffer
-                with cgutils.for_range_slice(builder, zero, n, L) as (i, _):
-                    left = builder.sub(n, i)
-                    through_buffer(i, builder.select(
-                        builder.icmp_signed("<", left, L), left, L))
-                return context.get_dummy_value()
-            nfull = builder.sub(n, builder.srem(n, L))
-            with cgutils.for_range_slice(builder, zero, nfull, L) as (i, _):
-                p = builder.bitcast(builder.gep(data, [i]), vty.as_pointer())
-                builder.store(compute(builder.load(p, align=4)), p, align=4)
-            rem = builder.sub(n, nfull)
-            with builder.if_then(builder.icmp_signed(">", rem, zero)):
-                through_buffer(nfull, rem)
+        if not all(t.layout == "C" for t in atys):  # strided: all through buffers
+            with cgutils.for_range_slice(builder, zero, n, L) as (i, _):
+                left = builder.sub(n, i)
+                through_buffers(i, builder.select(builder.icmp_signed("<", left, L), left, L))
             return context.get_dummy_value()
+        nfull = builder.sub(n, builder.srem(n, L))
+        with cgutils.for_range_slice(builder, zero, nfull, L) as (i, _):
+            ptrs = [builder.bitcast(element(k, i), vty.as_pointer()) for k in range(len(arys))]
+            new = body(vm, [builder.load(p, align=4) for p in ptrs])
+            for k, v in sorted(new.items()):
+                builder.store(v, ptrs[k], align=4)
+        rem = builder.sub(n, nfull)
+        with builder.if_then(builder.icmp_signed(">", rem, zero)):
+            through_buffers(nfull, rem)
+        return context.get_dummy_value()
 
-        return sig, codegen
+    # a fixed number of named parameters (numba's intrinsics take no *args)
+    params = ", ".join(f"a{k}, i{k}" for k in range(nargs))
+    scope: dict = {}
+    exec(f"def {name}(typingctx, n, {params}):\n    return typer(typingctx, n, {params})\n",
+         {"typer": typer}, scope)
+    return intrinsic(scope[name])
 
-    return apply
 
-
-_sigmoid_vec = _make_vector_inplace("sigmoid")
-_tanh_vec = _make_vector_inplace("tanh")
+_sigmoid_vec = lanewise(1, lambda vm, v: {0: vm.sigmoid(v[0])}, "_sigmoid_vec")
+_tanh_vec = lanewise(1, lambda vm, v: {0: vm.tanh(v[0])}, "_tanh_vec")
 
 
 def sigmoid_inplace(v):
@@ -230,7 +284,7 @@ def _overload_inplace(api, vector, loop):
     """``api`` inside kernels: the vector intrinsic for float32, the element loop else."""
     @overload(api)
     def impl(v):
-        return (lambda v: vector(v)) if _is_vector_array(v) else loop
+        return (lambda v: vector(v.size, v, (0,))) if _is_vector_array(v) else loop
 
 
 _overload_inplace(sigmoid_inplace, _sigmoid_vec, _sigmoid_loop)

@@ -50,6 +50,7 @@ from numba.core.ccallback import CFunc
 from numba.extending import typeof_impl
 
 from graphmask.kernels import jit, jit_parallel
+from graphmask.kernels.cells import lstm_cell_backward, lstm_cell_forward
 from graphmask.kernels.fastmath import sigmoid_inplace, tanh_inplace
 from graphmask.kernels.launch import pick, run_shares, tiered
 from graphmask.kernels.smallgemm import matmul_add_into, matmul_into, row_block
@@ -385,16 +386,14 @@ def _proj_task(task, ntask, Xc, kb, bp, A, uoff):
 @jit
 def _fwd_task(task, ntask, o0, n, uoff, rows, rkb, A, G, Hp, Cp, Tc, h, c, act, ract):
     """One step for a group of unit chunks: per chunk, the recurrent GEMM
-    ``h_{t-1} @ recurrent_kernel`` then the gate math of its units, in loops over the
-    chunk's contiguous (n, 4 uq) block (long loops vectorize; per-row ones of uq do not).
+    ``h_{t-1} @ recurrent_kernel`` then the gate math of its units.
 
-    Default activations (tanh, sigmoid): the g columns of the weights come scaled by 2,
-    so one sigmoid loop covers all four gates and ``tanh(x) = 2 sigmoid(2x) - 1``."""
+    Default activations (tanh, sigmoid): the g columns of the weights come scaled by 2
+    (``tanh(x) = 2 sigmoid(2x) - 1``) and each row's cell is one vector intrinsic
+    (``kernels/cells.py``); other activations run element loops."""
     B, H = h.shape
     N = Hp.shape[0]
     fast = act == 1 and ract == 2
-    one = A.dtype.type(1.0)
-    two = A.dtype.type(2.0)
     q0, q1 = _span(task, ntask, uoff.size - 1)
     for q in range(q0, q1):
         u0 = uoff[q]
@@ -405,20 +404,18 @@ def _fwd_task(task, ntask, o0, n, uoff, rows, rkb, A, G, Hp, Cp, Tc, h, c, act, 
         Aq = A[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)[o0:o0 + n]
         # the gate pre-activations: projection (already in A) + h_{t-1} @ recurrent kernel
         matmul_add_into(Hp[o0:o0 + n], Wq, Aq, Gq[:n])
-        zf = A[N * 4 * u0 + o0 * w:N * 4 * u0 + (o0 + n) * w]
-        if fast:
-            sigmoid_inplace(zf)
-            for j in range(n):
-                row = Aq[j]
-                for k in range(2 * uq, 3 * uq):
-                    row[k] = two * row[k] - one
-        elif _GENERAL:
-            for j in range(n):
-                _act_inplace(Aq[j, :2 * uq], ract)
-                _act_inplace(Aq[j, 2 * uq:3 * uq], act)
-                _act_inplace(Aq[j, 3 * uq:], ract)
         Cpq = Cp[N * u0:N * (u0 + uq)].reshape(N, uq)[o0:o0 + n]
         Tcq = Tc[N * u0:N * (u0 + uq)].reshape(N, uq)[o0:o0 + n]
+        if fast:  # the whole cell in vectors (kernels/cells.py)
+            for j in range(n):
+                lstm_cell_forward(Aq, j, c, h, rows[o0 + j], u0, Cpq, Tcq, uq)
+            continue
+        if not _GENERAL:  # the default-activation clone runs the cell above only
+            continue
+        for j in range(n):
+            _act_inplace(Aq[j, :2 * uq], ract)
+            _act_inplace(Aq[j, 2 * uq:3 * uq], act)
+            _act_inplace(Aq[j, 3 * uq:], ract)
         for j in range(n):
             b = rows[o0 + j]
             z = Aq[j]
@@ -431,11 +428,7 @@ def _fwd_task(task, ntask, o0, n, uoff, rows, rkb, A, G, Hp, Cp, Tc, h, c, act, 
                 tc[k] = z[uq + k] * cp[k] + z[k] * z[2 * uq + k]
             for k in range(uq):
                 cb[k] = tc[k]
-        tcf = Tc[N * u0 + o0 * uq:N * u0 + (o0 + n) * uq]
-        if _GENERAL:
-            _act_inplace(tcf, act)
-        else:  # the default-activation clone: act is tanh
-            tanh_inplace(tcf)
+        _act_inplace(Tc[N * u0 + o0 * uq:N * u0 + (o0 + n) * uq], act)
         for j in range(n):
             b = rows[o0 + j]
             z = Aq[j]
@@ -617,7 +610,7 @@ def _bwd_task(task, ntask, o0, n, uoff, rows, A, Cp, Tc, dZ, dh, dc, act, ract):
     one = A.dtype.type(1.0)
     sixth = one / A.dtype.type(6.0)
     q0, q1 = _span(task, ntask, uoff.size - 1)
-    fast = act == 1 and ract == 2  # the Keras default: a branch-free loop
+    fast = act == 1 and ract == 2  # the Keras default
     for q in range(q0, q1):
         u0 = uoff[q]
         uq = uoff[q + 1] - u0
@@ -625,6 +618,12 @@ def _bwd_task(task, ntask, o0, n, uoff, rows, A, Cp, Tc, dZ, dh, dc, act, ract):
         Aq = A[N * 4 * u0:N * 4 * u0 + N * w].reshape(N, w)
         Cpq = Cp[N * u0:N * (u0 + uq)].reshape(N, uq)
         Tcq = Tc[N * u0:N * (u0 + uq)].reshape(N, uq)
+        if fast:  # in vectors (kernels/cells.py)
+            for r in range(o0, o0 + n):
+                lstm_cell_backward(Aq, Tcq, Cpq, r, dh, dc, rows[r], u0, dZ, uq)
+            continue
+        if not _GENERAL:  # the default-activation clone runs the cell above only
+            continue
         for j in range(n):
             r = o0 + j
             b = rows[r]
@@ -634,34 +633,19 @@ def _bwd_task(task, ntask, o0, n, uoff, rows, A, Cp, Tc, dZ, dh, dc, act, ract):
             cpr = Cpq[r]
             dhb = dh[b, u0:u0 + uq]
             dcb = dc[b, u0:u0 + uq]
-            if fast:
-                for k in range(uq):
-                    gi = z[k]
-                    gf = z[uq + k]
-                    gg = z[2 * uq + k]
-                    go = z[3 * uq + k]
-                    tc = tcr[k]
-                    dhk = dhb[k]
-                    dct = dcb[k] + dhk * go * (one - tc * tc)
-                    dz[k] = dct * gg * gi * (one - gi)
-                    dz[uq + k] = dct * cpr[k] * gf * (one - gf)
-                    dz[2 * uq + k] = dct * gi * (one - gg * gg)
-                    dz[3 * uq + k] = dhk * tc * go * (one - go)
-                    dcb[k] = dct * gf
-            elif _GENERAL:
-                for k in range(uq):
-                    gi = z[k]
-                    gf = z[uq + k]
-                    gg = z[2 * uq + k]
-                    go = z[3 * uq + k]
-                    tc = tcr[k]
-                    dhk = dhb[k]
-                    dct = dcb[k] + dhk * go * _dact(tc, act, one, sixth)
-                    dz[k] = dct * gg * _dact(gi, ract, one, sixth)
-                    dz[uq + k] = dct * cpr[k] * _dact(gf, ract, one, sixth)
-                    dz[2 * uq + k] = dct * gi * _dact(gg, act, one, sixth)
-                    dz[3 * uq + k] = dhk * tc * _dact(go, ract, one, sixth)
-                    dcb[k] = dct * gf
+            for k in range(uq):
+                gi = z[k]
+                gf = z[uq + k]
+                gg = z[2 * uq + k]
+                go = z[3 * uq + k]
+                tc = tcr[k]
+                dhk = dhb[k]
+                dct = dcb[k] + dhk * go * _dact(tc, act, one, sixth)
+                dz[k] = dct * gg * _dact(gi, ract, one, sixth)
+                dz[uq + k] = dct * cpr[k] * _dact(gf, ract, one, sixth)
+                dz[2 * uq + k] = dct * gi * _dact(gg, act, one, sixth)
+                dz[3 * uq + k] = dhk * tc * _dact(go, ract, one, sixth)
+                dcb[k] = dct * gf
 
 
 @jit
