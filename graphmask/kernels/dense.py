@@ -1,4 +1,4 @@
-"""Dense kernels: one GEMM (BLAS through np.dot) with bias and activation fused after it.
+"""Dense kernels: one GEMM (BLAS, ``blas.gemm_into``) with bias and activation fused after it.
 
 All arrays are 2-D C-contiguous of one float dtype: ``x`` (N, D), ``w`` (D, U),
 ``b`` (U,) (zeros when the layer has no bias).
@@ -17,6 +17,7 @@ import numpy as np
 
 from graphmask.kernels import jit, jit_parallel, parallel_launch
 from graphmask.kernels.activations import LINEAR, activate_inplace, activation_grad
+from graphmask.kernels.blas import gemm_into
 from graphmask.kernels.launch import tiered
 
 #: The activation code of a per-activation copy (see :func:`_for_code`).
@@ -25,9 +26,8 @@ _CODE = 0
 
 @jit
 def _gemm(a, b):
-    """``a @ b`` into a new C-contiguous array: numba's three-argument np.dot (the
-    two-argument form compiles one more wrapper per layout pair); a zero inner size
-    gives zeros, as np.dot does."""
+    """``a @ b`` into a new C-contiguous array (``blas.gemm_into``: np.dot's BLAS call);
+    a zero inner size gives zeros, as np.dot does."""
     out = np.empty((a.shape[0], b.shape[1]), a.dtype)
     if a.shape[1] == 0:
         zero = out.dtype.type(0.0)
@@ -35,7 +35,7 @@ def _gemm(a, b):
             for j in range(out.shape[1]):
                 out[i, j] = zero
     else:
-        np.dot(a, b, out)
+        gemm_into(a, b, out)
     return out
 
 
@@ -50,7 +50,7 @@ def _forward(x, w, b, z, y, keep_z):
             for j in range(u):
                 z[i, j] = zero
     elif n > 0:
-        np.dot(x, w, z)
+        gemm_into(x, w, z)
     for i in range(n):  # row views: this loop vectorises, z[i, j] did not
         row = z[i]
         for j in range(u):
@@ -96,9 +96,9 @@ def _backward_into(x, w, y, z, dy, dx, dw, db):
     else:  # read only below
         dz = dy
     if dx.shape[0] > 0:
-        np.dot(dz, w.T, dx)
+        gemm_into(dz, w.T, dx)
     if dw.shape[0] > 0:
-        np.dot(x.T, dz, dw)
+        gemm_into(x.T, dz, dw)
     if db.size > 0:
         for i in range(dz.shape[0]):
             for j in range(db.size):

@@ -28,6 +28,7 @@ import numpy as np
 from numba import types
 
 from graphmask.kernels import jit, jit_parallel, parallel_launch
+from graphmask.kernels.blas import gemm_into
 from graphmask.kernels.fastmath import sigmoid_inplace, tanh_inplace
 from graphmask.kernels.launch import pick
 from graphmask.kernels.lstm import (
@@ -113,7 +114,7 @@ def _proj_task(task, ntask, Xc, kp, bp, P, uoff):
         for blk in range(b0, b1):
             a2 = blk * mr
             e2 = min(N, a2 + mr)
-            np.dot(Xc[a2:e2], Wq, Pq[a2:e2])
+            gemm_into(Xc[a2:e2], Wq, Pq[a2:e2])
             bq = bp[3 * u0:3 * u0 + w]
             for r in range(a2, e2):  # row views: this loop vectorises, Pq[r, k] did not
                 row = Pq[r]
@@ -613,9 +614,9 @@ def _wgrad_task(task, ntask, dZx, dZr, Xc, Hp, kp, dK, dR, dbx, dbr, dXc):
             for k in range(dR.shape[2]):
                 dR[task, i, k] = zero
         return
-    np.dot(Xc[a:e].T, dZx[a:e], dK[task])
-    np.dot(Hp[a:e].T, dZr[a:e], dR[task])
-    np.dot(dZx[a:e], kp.T, dXc[a:e])
+    gemm_into(Xc[a:e].T, dZx[a:e], dK[task])
+    gemm_into(Hp[a:e].T, dZr[a:e], dR[task])
+    gemm_into(dZx[a:e], kp.T, dXc[a:e])
     bx = dbx[task]
     br = dbr[task]
     for r in range(a, e):

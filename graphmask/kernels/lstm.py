@@ -50,6 +50,7 @@ from numba.core.ccallback import CFunc
 from numba.extending import typeof_impl
 
 from graphmask.kernels import jit, jit_parallel
+from graphmask.kernels.blas import gemm_into
 from graphmask.kernels.cells import lstm_cell_backward, lstm_cell_forward
 from graphmask.kernels.fastmath import sigmoid_inplace, tanh_inplace
 from graphmask.kernels.launch import pick, run_shares, tiered
@@ -375,7 +376,7 @@ def _proj_task(task, ntask, Xc, kb, bp, A, uoff):
         for blk in range(b0, b1):
             a2 = blk * mr
             e2 = min(N, a2 + mr)
-            np.dot(Xc[a2:e2], Wq, Aq[a2:e2])
+            gemm_into(Xc[a2:e2], Wq, Aq[a2:e2])
             bq = bp[4 * u0:4 * u0 + w]
             for r in range(a2, e2):  # row views: this loop vectorises, Aq[r, k] did not
                 row = Aq[r]
@@ -740,9 +741,9 @@ def _wgrad_task(task, ntask, dZ, Xc, Hp, kp, dK, dR, db, dXc):
             for k in range(dR.shape[2]):
                 dR[task, i, k] = zero
         return
-    np.dot(Xc[a:e].T, dZ[a:e], dK[task])
-    np.dot(Hp[a:e].T, dZ[a:e], dR[task])
-    np.dot(dZ[a:e], kp.T, dXc[a:e])
+    gemm_into(Xc[a:e].T, dZ[a:e], dK[task])
+    gemm_into(Hp[a:e].T, dZ[a:e], dR[task])
+    gemm_into(dZ[a:e], kp.T, dXc[a:e])
     dbt = db[task]
     for r in range(a, e):
         z = dZ[r]
@@ -916,7 +917,12 @@ class TaskTable:
     every kernel), one per (name, float dtype), made on first use: a driver receives them
     as first-class functions and calls them through their pointers, without linking their
     code. ``kernels``: name -> ``@jit`` kernel; ``signatures(f)``: name -> signature for
-    float type ``f`` (a name's part before ``_`` when variants share one)."""
+    float type ``f`` (a name's part before ``_`` when variants share one).
+
+    Task kernels are compiled without numba's runtime (``_nrt=False``): they allocate
+    nothing (every buffer comes from the driver, BLAS through ``blas.gemm_into``), and
+    without the runtime the array views they make at every step and chunk are not
+    reference-counted (two atomic operations each)."""
 
     def __init__(self, kernels: dict, signatures):
         self.kernels = kernels
@@ -934,7 +940,8 @@ class TaskTable:
                     f = types.float32 if key[1] == np.float32 else types.float64
                     sig = self.signatures(f)[name.split("_")[0]]
                     t = _TaskCallback(self.kernels[name].py_func, (sig.args, sig.return_type),
-                                      locals={}, options={"nogil": True, "fastmath": FASTMATH})
+                                      locals={}, options={"nogil": True, "fastmath": FASTMATH,
+                                                          "_nrt": False})
                     t.enable_caching()
                     t.compile()  # or load from the cache
                     self.made[key] = t

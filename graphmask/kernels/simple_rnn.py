@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphmask.kernels import jit
+from graphmask.kernels.blas import gemm_into
 from graphmask.kernels.lstm import (
     ACTIVATIONS,
     _act_inplace,
@@ -111,8 +112,8 @@ def _backward_steps(Xc, Hp, Y, kT, rkT, offsets, rows, mask, backwards, act, ret
             for u in range(H):
                 hb[u] = d[u]
     if N > 0:
-        np.dot(Xc.T, dA, dK)
-        np.dot(Hp.T, dA, dR)
+        gemm_into(Xc.T, dA, dK)
+        gemm_into(Hp.T, dA, dR)
         blocked_dot(dA, kT, dXc)
     for r in range(N):
         for u in range(H):

@@ -32,12 +32,13 @@ that are not a multiple of 16 go to :func:`blocked_dot` (``np.dot`` in row block
 """
 from __future__ import annotations
 
-import numpy as np
 from llvmlite import binding as llvm_binding
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils, config
 from numba.extending import intrinsic, overload, register_jitable
+
+from graphmask.kernels.blas import gemm_into
 
 #: OpenBLAS computes a GEMM with M*N*K at or below this on the calling thread, by its
 #: small-matrix kernels (no packing): fast for step-sized products, and bit-identical
@@ -181,7 +182,7 @@ def blocked_dot(a, w, out):
     mr = row_block(w.shape[0] * w.shape[1])
     for i in range(0, n, mr):
         e = min(n, i + mr)
-        np.dot(a[i:e], w, out[i:e])
+        gemm_into(a[i:e], w, out[i:e])
 
 
 def _make_loops():
