@@ -236,11 +236,22 @@ def lanewise(nargs: int, body, name: str):
         return context.get_dummy_value()
 
     # a fixed number of named parameters (numba's intrinsics take no *args)
-    params = ", ".join(f"a{k}, i{k}" for k in range(nargs))
-    scope: dict = {}
-    exec(f"def {name}(typingctx, n, {params}):\n    return typer(typingctx, n, {params})\n",
-         {"typer": typer}, scope)
-    return intrinsic(scope[name])
+    return intrinsic(_ARITIES[nargs](typer))
+
+
+# operand counts the kernels use: typing functions with explicit parameters, n then
+# (array, index) pairs
+_ARITIES = {
+    1: lambda t: (lambda ctx, n, a0, i0: t(ctx, n, a0, i0)),
+    3: lambda t: (lambda ctx, n, a0, i0, a1, i1, a2, i2: t(ctx, n, a0, i0, a1, i1, a2, i2)),
+    8: lambda t: (lambda ctx, n, a0, i0, a1, i1, a2, i2, a3, i3, a4, i4, a5, i5, a6, i6, a7,
+                  i7: t(ctx, n, a0, i0, a1, i1, a2, i2, a3, i3, a4, i4, a5, i5, a6, i6, a7,
+                        i7)),
+    12: lambda t: (lambda ctx, n, a0, i0, a1, i1, a2, i2, a3, i3, a4, i4, a5, i5, a6, i6, a7,
+                   i7, a8, i8, a9, i9, a10, i10, a11, i11: t(
+                       ctx, n, a0, i0, a1, i1, a2, i2, a3, i3, a4, i4, a5, i5, a6, i6, a7,
+                       i7, a8, i8, a9, i9, a10, i10, a11, i11)),
+}
 
 
 _sigmoid_vec = lanewise(1, lambda vm, v: {0: vm.sigmoid(v[0])}, "_sigmoid_vec")
