@@ -153,8 +153,7 @@ def test_float64_backward_is_the_lstm_cell_gradient():
         np.testing.assert_allclose(dcn[:, u0:u0 + uq], dct * f, rtol=1e-12, atol=1e-12)
 
 
-_axpy = lanewise(3, lambda vm, v: {2: vm.builder.fadd(vm.builder.fmul(v[0], v[1]), v[2])},
-                 "_axpy")
+_axpy = lanewise(3, lambda vm, v: {2: vm.builder.fadd(vm.builder.fmul(v[0], v[1]), v[2])})
 
 
 @njit(cache=False)

@@ -33,7 +33,7 @@ def _forward(vm, v):
     return {0: i, 1: f, 2: g, 3: o, 4: c_new, 5: c, 6: tc, 7: b.fmul(o, tc)}
 
 
-_forward_vec = lanewise(8, _forward, "_forward_vec")
+_forward_vec = lanewise(8, _forward)
 
 
 def lstm_cell_forward(Z, j, c, h, b, u0, Cp, Tc, uq):
@@ -86,7 +86,7 @@ def _backward(vm, v):
     return {7: b.fmul(dct, gf), 8: dzi, 9: dzf, 10: dzg, 11: dzo}
 
 
-_backward_vec = lanewise(12, _backward, "_backward_vec")
+_backward_vec = lanewise(12, _backward)
 
 
 def lstm_cell_backward(A, Tc, Cp, r, dh, dc, b, u0, dZ, uq):

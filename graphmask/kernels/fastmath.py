@@ -128,9 +128,6 @@ class VectorMath:
     def fma(self, a, b, c):
         return self.builder.call(self._fma, [a, b, c])
 
-    def floor(self, x):
-        return self.builder.call(self._floor, [x])
-
     def reciprocal(self, d):
         """1 / d: a division on 8 lanes; on 16, AVX-512's 14-bit estimate and a Newton
         step (within an ulp; the divider takes twice as long for 16)."""
@@ -156,7 +153,7 @@ class VectorMath:
         return b.fsub(self.one, b.fmul(self.two, self.reciprocal(b.fadd(e, self.one))))
 
 
-def lanewise(nargs: int, body, name: str):
+def lanewise(nargs: int, body):
     """An intrinsic ``f(n, a_0, i_0, ..., a_{nargs-1}, i_{nargs-1})`` over ``n``
     consecutive float32 values of each array ``a_k`` along its last axis, from the index
     tuple ``i_k`` (the first value's index, one entry per dimension; the caller keeps
@@ -254,8 +251,8 @@ _ARITIES = {
 }
 
 
-_sigmoid_vec = lanewise(1, lambda vm, v: {0: vm.sigmoid(v[0])}, "_sigmoid_vec")
-_tanh_vec = lanewise(1, lambda vm, v: {0: vm.tanh(v[0])}, "_tanh_vec")
+_sigmoid_vec = lanewise(1, lambda vm, v: {0: vm.sigmoid(v[0])})
+_tanh_vec = lanewise(1, lambda vm, v: {0: vm.tanh(v[0])})
 
 
 def sigmoid_inplace(v):
